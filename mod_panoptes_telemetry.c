@@ -1,0 +1,551 @@
+/* mod_panoptes_telemetry: the PANOPTES telemetry API inside httpd.
+ *
+ * This file is the glue only: directives, the shared state's life cycle
+ * (created once per parent so it outlives graceful restarts), and the
+ * handler that turns a request_rec into a ptm_api_req_t and the answer
+ * back into a response.  Everything the API does lives in src/ptm_*.c,
+ * which never sees an httpd header. */
+#include <string.h>
+#include <unistd.h>
+
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_mutex.h"
+#include "ap_mpm.h"
+#include "unixd.h"
+
+#include "apr_lib.h"
+#include "apr_shm.h"
+#include "apr_strings.h"
+#include "apr_global_mutex.h"
+
+#include "ptm_api.h"
+#include "ptm_ndjson.h"
+#include "ptm_run.h"
+#include "ptm_store.h"
+
+#define PTM_VERSION "0.1.0"
+#define PTM_HANDLER "panoptes-telemetry"
+#define PTM_MUTEX "panoptes-telemetry"
+#define PTM_RETAINED "mod_panoptes_telemetry-state"
+#define PTM_DEFAULT_STATE_SIZE (16 * 1024 * 1024)
+#define PTM_DEFAULT_MAX_BODY (1024 * 1024)
+
+module AP_MODULE_DECLARE_DATA panoptes_telemetry_module;
+
+typedef struct {
+    const char *site_dir;              /* normalised absolute, or NULL */
+    apr_array_header_t *run_roots;     /* const char * */
+    apr_size_t state_size;
+    int sync;
+} ptm_srv_conf_t;
+
+typedef struct {
+    apr_off_t max_body;                /* -1: unset */
+} ptm_dir_conf_t;
+
+/* Lives in the parent's process pool: the same segment and mutex for
+ * every generation, so old and new children share one state across a
+ * graceful restart. */
+typedef struct {
+    apr_shm_t *shm;
+    apr_global_mutex_t *mutex;
+    apr_size_t size;
+} ptm_retained_t;
+
+/* Per process: the handle the handler uses (set in child_init). */
+static ptm_store_t *ptm_store;
+static ptm_api_conf_t ptm_conf;
+
+/* ---- configuration ------------------------------------------------------ */
+
+static void *create_srv_conf(apr_pool_t *p, server_rec *s)
+{
+    ptm_srv_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->run_roots = apr_array_make(p, 2, sizeof(const char *));
+    c->state_size = PTM_DEFAULT_STATE_SIZE;
+    return c;
+}
+
+static void *create_dir_conf(apr_pool_t *p, char *dir)
+{
+    ptm_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->max_body = -1;
+    return c;
+}
+
+static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    ptm_dir_conf_t *base = basev, *add = addv;
+    ptm_dir_conf_t *c = apr_pcalloc(p, sizeof(*c));
+
+    c->max_body = add->max_body >= 0 ? add->max_body : base->max_body;
+    return c;
+}
+
+static ptm_srv_conf_t *srv_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config,
+                                &panoptes_telemetry_module);
+}
+
+/* An absolute, normalised directory from a directive argument. */
+static const char *dir_arg(cmd_parms *cmd, const char *arg,
+                           const char **out)
+{
+    const char *path;
+
+    if (!*arg) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name,
+                           " needs a directory", NULL);
+    }
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": invalid path ",
+                           arg, NULL);
+    }
+    *out = ptm_run_normalise(path, cmd->pool);
+    return NULL;
+}
+
+static const char *set_site_dir(cmd_parms *cmd, void *d, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    return err ? err : dir_arg(cmd, arg, &srv_conf(cmd->server)->site_dir);
+}
+
+static const char *add_run_root(cmd_parms *cmd, void *d, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char **slot;
+
+    if (err) {
+        return err;
+    }
+    slot = apr_array_push(srv_conf(cmd->server)->run_roots);
+    return dir_arg(cmd, arg, slot);
+}
+
+/* A positive byte count in [min, max]. */
+static const char *bytes_arg(cmd_parms *cmd, const char *arg,
+                             apr_off_t min, apr_off_t max, apr_off_t *out)
+{
+    char *end;
+    apr_int64_t v;
+
+    if (apr_strtoff(out, arg, &end, 10) != APR_SUCCESS || *end
+        || !apr_isdigit(*arg)) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
+                           "' is not a number of bytes", NULL);
+    }
+    v = *out;
+    if (v < min || v > max) {
+        return apr_psprintf(cmd->pool, "%s: %s is out of range "
+                            "(%" APR_OFF_T_FMT "..%" APR_OFF_T_FMT ")",
+                            cmd->cmd->name, arg, min, max);
+    }
+    return NULL;
+}
+
+static const char *set_max_body(cmd_parms *cmd, void *d, const char *arg)
+{
+    ptm_dir_conf_t *c = d;
+
+    return bytes_arg(cmd, arg, 1, APR_INT64_C(1) << 40, &c->max_body);
+}
+
+static const char *set_state_size(cmd_parms *cmd, void *d, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_off_t v;
+
+    if (err || (err = bytes_arg(cmd, arg, PTM_STORE_MIN_SIZE,
+                                APR_INT64_C(4) << 30, &v))) {
+        return err;
+    }
+    srv_conf(cmd->server)->state_size = (apr_size_t)v;
+    return NULL;
+}
+
+static const char *set_sync(cmd_parms *cmd, void *d, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (!err) {
+        srv_conf(cmd->server)->sync = on;
+    }
+    return err;
+}
+
+static const command_rec ptm_cmds[] = {
+    AP_INIT_TAKE1("PanoptesTelemetrySiteDir", set_site_dir, NULL, RSRC_CONF,
+                  "Directory of the site day files and run directories "
+                  "(default: telemetry under ServerRoot)"),
+    AP_INIT_TAKE1("PanoptesTelemetryRunRoot", add_run_root, NULL, RSRC_CONF,
+                  "A directory where absolute run_dir values are also "
+                  "allowed (repeatable)"),
+    AP_INIT_TAKE1("PanoptesTelemetryMaxBody", set_max_body, NULL,
+                  RSRC_CONF | ACCESS_CONF,
+                  "Largest request body in bytes (default 1048576)"),
+    AP_INIT_TAKE1("PanoptesTelemetryStateSize", set_state_size, NULL,
+                  RSRC_CONF,
+                  "Bytes of shared memory for the state (default 16 MiB)"),
+    AP_INIT_FLAG("PanoptesTelemetrySync", set_sync, NULL, RSRC_CONF,
+                 "fdatasync each stored event before answering (default "
+                 "Off)"),
+    { NULL }
+};
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static int ptm_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp)
+{
+    ap_mutex_register(pconf, PTM_MUTEX, NULL, APR_LOCK_DEFAULT, 0);
+    return OK;
+}
+
+/* The site directory must exist and, when httpd starts as root, belong to
+ * the User the children run as: they create the files. */
+static int prepare_site_dir(const char *dir, server_rec *s, apr_pool_t *p)
+{
+    apr_status_t rv = ptm_ndjson_mkdirs(dir, p);
+
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO()
+                     "cannot create PanoptesTelemetrySiteDir %s", dir);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (geteuid() == 0
+        && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id)
+           != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, APLOGNO()
+                     "cannot give %s to the server user", dir);
+    }
+    return OK;
+}
+
+static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    ptm_srv_conf_t *sc = srv_conf(s);
+    ptm_retained_t *ret;
+    apr_status_t rv;
+    void *base;
+
+    /* The first pass only checks the configuration. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    if (!sc->site_dir) {
+        sc->site_dir = ptm_run_normalise(
+            ap_server_root_relative(pconf, "telemetry"), pconf);
+    }
+    if (prepare_site_dir(sc->site_dir, s, ptemp) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ret = ap_retained_data_get(PTM_RETAINED);
+    if (!ret) {
+        ret = ap_retained_data_create(PTM_RETAINED, sizeof(*ret));
+    }
+    if (!ret->shm) {
+        rv = apr_shm_create(&ret->shm, sc->state_size, NULL,
+                            s->process->pool);
+        if (rv != APR_SUCCESS) {
+            ret->shm = NULL;
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO()
+                         "cannot create %" APR_SIZE_T_FMT " bytes of shared "
+                         "memory for the telemetry state", sc->state_size);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        rv = ap_global_mutex_create(&ret->mutex, NULL, PTM_MUTEX, NULL, s,
+                                    s->process->pool, 0);
+        if (rv != APR_SUCCESS) {
+            apr_shm_destroy(ret->shm);
+            ret->shm = NULL;
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        ret->size = apr_shm_size_get(ret->shm);
+        ptm_store_format(apr_shm_baseaddr_get(ret->shm), ret->size);
+    }
+    else if (sc->state_size != ret->size) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, APLOGNO()
+                     "PanoptesTelemetryStateSize changed to %" APR_SIZE_T_FMT
+                     "; the state keeps %" APR_SIZE_T_FMT " bytes until "
+                     "httpd is stopped and started", sc->state_size,
+                     ret->size);
+    }
+    base = apr_shm_baseaddr_get(ret->shm);
+    if (!ptm_store_is_formatted(base, ret->size)) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO()
+                     "the telemetry state is damaged");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ptm_store = ptm_store_attach(base, ret->mutex, pconf);
+    return OK;
+}
+
+static void ptm_child_init(apr_pool_t *p, server_rec *s)
+{
+    ptm_retained_t *ret = ap_retained_data_get(PTM_RETAINED);
+    ptm_srv_conf_t *sc = srv_conf(s);
+    apr_global_mutex_t *mutex;
+    apr_status_t rv;
+
+    ptm_store = NULL;
+    if (!ret || !ret->shm) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO()
+                     "no telemetry state to attach to");
+        return;
+    }
+    mutex = ret->mutex;
+    rv = apr_global_mutex_child_init(&mutex,
+                                     apr_global_mutex_lockfile(mutex), p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO()
+                     "cannot attach to the " PTM_MUTEX " mutex");
+        return;
+    }
+    ptm_store = ptm_store_attach(apr_shm_baseaddr_get(ret->shm), mutex, p);
+    ptm_conf.store = ptm_store;
+    ptm_conf.site_dir = sc->site_dir;
+    ptm_conf.run_roots = sc->run_roots;
+    ptm_conf.sync = sc->sync;
+    ptm_conf.version = PTM_VERSION;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* Where the API is mounted for this request: the longest <Location> that
+ * prefixes the URI and whose SetHandler says panoptes-telemetry.  Routes are
+ * relative to it (SPEC §11.1).  Without one (SetHandler in a virtual host,
+ * say) the API is at the root. */
+static size_t mount_length(request_rec *r)
+{
+    core_server_config *sconf =
+        ap_get_core_module_config(r->server->module_config);
+    ap_conf_vector_t **sec = (ap_conf_vector_t **)sconf->sec_url->elts;
+    size_t best = 0;
+    int i;
+
+    for (i = 0; i < sconf->sec_url->nelts; i++) {
+        core_dir_config *d = ap_get_core_module_config(sec[i]);
+        const char *h, *err = NULL;
+        size_t n;
+
+        if (!d->expr_handler || d->r || d->d_is_fnmatch || !d->d) {
+            continue;
+        }
+        n = strlen(d->d);
+        while (n > 0 && d->d[n - 1] == '/') {
+            n--;                        /* "/" and "/x/" mount at "" and "/x" */
+        }
+        if (n <= best || strncmp(r->uri, d->d, n) != 0
+            || (r->uri[n] != '/' && r->uri[n] != '\0')) {
+            continue;
+        }
+        h = ap_expr_str_exec(r, d->expr_handler, &err);
+        if (h && strcasecmp(h, PTM_HANDLER) == 0) {
+            best = n;
+        }
+    }
+    return best;
+}
+
+/* Read the whole body (chunked or not) into one buffer, up to `limit`.
+ * Returns OK, HTTP_REQUEST_ENTITY_TOO_LARGE, or the read error's status. */
+static int read_body(request_rec *r, apr_off_t limit, char **out,
+                     apr_size_t *out_len)
+{
+    apr_bucket_brigade *bb;
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    apr_size_t cap = 8192, len = 0;
+    char *buf;
+    int eos = 0;
+
+    if (cl) {
+        apr_off_t n;
+
+        if (apr_strtoff(&n, cl, NULL, 10) == APR_SUCCESS && n > limit) {
+            return HTTP_REQUEST_ENTITY_TOO_LARGE;
+        }
+        if (n > 0 && n <= limit) {
+            cap = (apr_size_t)n;
+        }
+    }
+    buf = apr_palloc(r->pool, cap + 1);
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    while (!eos) {
+        apr_bucket *e;
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb,
+                                         AP_MODE_READBYTES, APR_BLOCK_READ,
+                                         HUGE_STRING_LEN);
+
+        if (rv != APR_SUCCESS) {
+            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+        }
+        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+             e = APR_BUCKET_NEXT(e)) {
+            const char *data;
+            apr_size_t n;
+
+            if (APR_BUCKET_IS_EOS(e)) {
+                eos = 1;
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(e)) {
+                continue;
+            }
+            rv = apr_bucket_read(e, &data, &n, APR_BLOCK_READ);
+            if (rv != APR_SUCCESS) {
+                return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+            }
+            if ((apr_off_t)(len + n) > limit) {
+                return HTTP_REQUEST_ENTITY_TOO_LARGE;
+            }
+            if (len + n > cap) {
+                char *bigger;
+
+                while (len + n > cap) {
+                    cap *= 2;
+                }
+                bigger = apr_palloc(r->pool, cap + 1);
+                memcpy(bigger, buf, len);
+                buf = bigger;
+            }
+            memcpy(buf + len, data, n);
+            len += n;
+        }
+        apr_brigade_cleanup(bb);
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return OK;
+}
+
+static int send_answer(request_rec *r, const ptm_api_resp_t *a)
+{
+    r->status = a->status;
+    if (ap_status_drops_connection(a->status)) {
+        /* A body we did not read (413) must not be drained for keep-alive. */
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
+    if (a->allow) {
+        apr_table_setn(r->headers_out, "Allow", a->allow);
+    }
+    ap_set_content_type(r, "application/json");
+    ap_set_content_length(r, (apr_off_t)a->body_len);
+    if (a->status >= 400) {
+        /* One line per failed request; server faults loudly. */
+        int level = a->status >= 500 ? APLOG_ERR
+                    : (a->status == 413 || a->status == 507) ? APLOG_WARNING
+                    : APLOG_INFO;
+
+        ap_log_rerror(APLOG_MARK, level, 0, r, APLOGNO()
+                      "%s %s -> %d %.*s%s%s", r->method, r->uri, a->status,
+                      (int)(a->body_len > 512 ? 512 : a->body_len), a->body,
+                      a->log ? " " : "", a->log ? a->log : "");
+    }
+    else if (a->log) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, APLOGNO() "%s", a->log);
+    }
+    if (!r->header_only) {
+        ap_rwrite(a->body, (int)a->body_len, r);
+    }
+    return OK;
+}
+
+static int ptm_handler(request_rec *r)
+{
+    ptm_dir_conf_t *dc;
+    ptm_api_req_t req;
+    ptm_api_resp_t resp;
+    const char *raw;
+    int rc;
+
+    if (!r->handler || strcmp(r->handler, PTM_HANDLER) != 0) {
+        return DECLINED;
+    }
+    memset(&req, 0, sizeof(req));
+    memset(&resp, 0, sizeof(resp));
+    req.now = apr_time_now();
+    switch (r->method_number) {
+    case M_GET:
+        req.method = r->header_only ? PTM_HEAD : PTM_GET;
+        break;
+    case M_POST:
+        req.method = PTM_POST;
+        break;
+    default:
+        req.method = PTM_OTHER;
+    }
+    req.path = r->uri + mount_length(r);
+    raw = r->parsed_uri.path ? strrchr(r->parsed_uri.path, '/') : NULL;
+    req.raw_last = raw ? raw + 1 : "";
+    req.content_type = apr_table_get(r->headers_in, "Content-Type");
+
+    if (!ptm_store) {
+        ap_discard_request_body(r);
+        ptm_api_error(&resp, 503, "Telemetry state unavailable (see the "
+                      "error log)", r->pool);
+        return send_answer(r, &resp);
+    }
+    if (ptm_api_wants_body(req.method, req.path)) {
+        char *body = NULL;
+        apr_size_t len = 0;
+
+        dc = ap_get_module_config(r->per_dir_config,
+                                  &panoptes_telemetry_module);
+        rc = read_body(r, dc->max_body >= 0 ? dc->max_body
+                                            : PTM_DEFAULT_MAX_BODY,
+                       &body, &len);
+        if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+            ptm_api_error(&resp, 413, apr_psprintf(r->pool,
+                          "Request body too large (limit %" APR_OFF_T_FMT
+                          " bytes)", dc->max_body >= 0 ? dc->max_body
+                          : (apr_off_t)PTM_DEFAULT_MAX_BODY), r->pool);
+            return send_answer(r, &resp);
+        }
+        if (rc != OK) {
+            ptm_api_error(&resp, rc, "Cannot read the request body",
+                          r->pool);
+            return send_answer(r, &resp);
+        }
+        req.body = body;
+        req.body_len = len;
+    }
+    else if ((rc = ap_discard_request_body(r)) != OK) {
+        ptm_api_error(&resp, rc, "Cannot read the request body", r->pool);
+        return send_answer(r, &resp);
+    }
+    ptm_api_handle(&resp, &ptm_conf, &req, r->pool);
+    return send_answer(r, &resp);
+}
+
+static void ptm_register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_config(ptm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(ptm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(ptm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(ptm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(panoptes_telemetry) = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_conf,
+    merge_dir_conf,
+    create_srv_conf,
+    NULL,
+    ptm_cmds,
+    ptm_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

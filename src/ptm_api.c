@@ -1,0 +1,519 @@
+/* The router and the handlers of the nine routes; see ptm_api.h. */
+#include <string.h>
+#include <unistd.h>
+#include <apr_strings.h>
+#include "ptm_api.h"
+#include "ptm_event.h"
+#include "ptm_json.h"
+#include "ptm_ndjson.h"
+#include "ptm_run.h"
+#include "ptm_time.h"
+
+enum {
+    R_NONE, R_HEALTH, R_READY, R_RUN, R_RUN_START, R_RUN_STOP, R_EVENT,
+    R_CURRENT, R_CURRENT_ONE, R_SHUTDOWN
+};
+
+static const struct {
+    const char *path;
+    int route;
+    ptm_method_e method;
+} routes[] = {
+    { "/health", R_HEALTH, PTM_GET },
+    { "/ready", R_READY, PTM_GET },
+    { "/run", R_RUN, PTM_GET },
+    { "/run/start", R_RUN_START, PTM_POST },
+    { "/run/stop", R_RUN_STOP, PTM_POST },
+    { "/event", R_EVENT, PTM_POST },
+    { "/current", R_CURRENT, PTM_GET },
+    { "/shutdown", R_SHUTDOWN, PTM_POST },
+};
+
+static int route_of(const char *path, ptm_method_e *method)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(path, routes[i].path) == 0) {
+            *method = routes[i].method;
+            return routes[i].route;
+        }
+    }
+    /* /current/{type}: exactly one more non-empty segment. */
+    if (strncmp(path, "/current/", 9) == 0 && path[9]
+        && !strchr(path + 9, '/')) {
+        *method = PTM_GET;
+        return R_CURRENT_ONE;
+    }
+    return R_NONE;
+}
+
+int ptm_api_wants_body(ptm_method_e method, const char *path)
+{
+    ptm_method_e m;
+    int r = route_of(path, &m);
+
+    return method == PTM_POST && (r == R_EVENT || r == R_RUN_START);
+}
+
+static void respond(ptm_api_resp_t *resp, int status, const ptm_buf_t *b)
+{
+    resp->status = status;
+    resp->body = b->data;
+    resp->body_len = b->len;
+}
+
+static void respond_detail(ptm_api_resp_t *resp, int status,
+                           const json_t *detail, apr_pool_t *p)
+{
+    ptm_buf_t b;
+
+    ptm_buf_init(&b, p, 128);
+    ptm_buf_puts(&b, "{\"detail\":");
+    if (ptm_json_dump(&b, detail) != 0) {
+        b.len = 0;
+        ptm_buf_puts(&b, "{\"detail\":\"Internal Server Error\"");
+        status = 500;
+    }
+    ptm_buf_putc(&b, '}');
+    respond(resp, status, &b);
+}
+
+void ptm_api_error(ptm_api_resp_t *resp, int status, const char *detail,
+                   apr_pool_t *p)
+{
+    ptm_err_t e = { 0, NULL, NULL };
+
+    ptm_err_set(&e, status, detail);
+    respond_detail(resp, status, e.detail, p);
+    ptm_err_clear(&e);
+}
+
+static void respond_err(ptm_api_resp_t *resp, ptm_err_t *e, apr_pool_t *p)
+{
+    respond_detail(resp, e->status, e->detail, p);
+    if (e->log) {
+        resp->log = e->log;
+    }
+    ptm_err_clear(e);
+}
+
+static void respond_literal(ptm_api_resp_t *resp, const char *json)
+{
+    resp->status = 200;
+    resp->body = json;
+    resp->body_len = strlen(json);
+}
+
+static const char *errstr(apr_status_t rv, apr_pool_t *p)
+{
+    char buf[120];
+
+    return apr_pstrdup(p, apr_strerror(rv, buf, sizeof(buf)));
+}
+
+/* ---- GET /ready ---------------------------------------------------------- */
+
+static void do_ready(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                     apr_pool_t *p)
+{
+    ptm_store_run_t run;
+    ptm_buf_t b;
+
+    ptm_store_run_peek(&run, conf->store, p);
+    ptm_buf_init(&b, p, 96);
+    ptm_buf_puts(&b, "{\"ready\":true,\"run_active\":");
+    ptm_buf_puts(&b, run.active ? "true" : "false");
+    ptm_buf_puts(&b, ",\"version\":");
+    ptm_json_dump_string(&b, conf->version, strlen(conf->version));
+    ptm_buf_putc(&b, '}');
+    respond(resp, 200, &b);
+}
+
+/* ---- runs ----------------------------------------------------------------- */
+
+static void run_answer(ptm_api_resp_t *resp, apr_status_t rv, ptm_buf_t *b,
+                       apr_pool_t *p)
+{
+    if (rv == PTM_STORE_NORUN) {
+        ptm_api_error(resp, 404, "No run is active", p);
+    }
+    else if (rv != APR_SUCCESS) {
+        ptm_api_error(resp, 500, "Cannot lock the shared state", p);
+        resp->log = errstr(rv, p);
+    }
+    else {
+        respond(resp, 200, b);
+    }
+}
+
+typedef struct {
+    const char *dir;
+    apr_pool_t *pool;
+} mkdir_ctx_t;
+
+static apr_status_t make_run_dir(void *ctx)
+{
+    mkdir_ctx_t *m = ctx;
+
+    return ptm_ndjson_mkdirs(m->dir, m->pool);
+}
+
+static json_t *loc_of(const char *a, const char *b, const char *c)
+{
+    json_t *loc = json_array();
+
+    json_array_append_new(loc, json_string(a));
+    json_array_append_new(loc, json_string(b));
+    if (c) {
+        json_array_append_new(loc, json_string(c));
+    }
+    return loc;
+}
+
+static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                         const ptm_api_req_t *req, apr_pool_t *p)
+{
+    ptm_err_t err = { 0, NULL, NULL };
+    ptm_run_req_t rr;
+    ptm_store_run_t run;
+    json_t *body;
+    const char *dir = NULL, *why, *run_id;
+    char started[PTM_TS_LEN + 1];
+    ptm_buf_t obj;
+    mkdir_ctx_t mk;
+    apr_status_t rv;
+
+    memset(&rr, 0, sizeof(rr));
+    if (ptm_body_parse(&body, &err, req->content_type, req->body,
+                       req->body_len) != 0
+        || ptm_run_req_validate(&rr, body, &err, p) != 0) {
+        goto fail;
+    }
+    /* The module's own checks are validation too, so they come before the
+     * 409 (SPEC §2.6: validation happens before any state check). */
+    if (rr.run_id && !rr.run_dir
+        && !ptm_run_id_is_segment(rr.run_id, rr.run_id_len)) {
+        ptm_err_add_item(&err, "value_error",
+                         rr.run_id_from_meta ? loc_of("body", "meta", "run_id")
+                                             : loc_of("body", "run_id", NULL),
+                         "Value error, run_id must be one safe path segment "
+                         "when no run_dir is given (not empty, '.' or '..', "
+                         "no '/' or control characters, at most 255 bytes)",
+                         json_stringn(rr.run_id, rr.run_id_len), NULL);
+        goto fail;
+    }
+    if (rr.run_dir) {
+        dir = ptm_run_resolve_dir(&why, conf->site_dir, conf->run_roots,
+                                  rr.run_dir, rr.run_dir_len, NULL, p);
+        if (!dir) {
+            json_t *ctx = json_object();
+
+            json_object_set_new(ctx, "error", json_string(why));
+            ptm_err_add_item(&err, "value_error",
+                             loc_of("body", "run_dir", NULL),
+                             apr_pstrcat(p, "Value error, ", why, NULL),
+                             json_stringn(rr.run_dir, rr.run_dir_len), ctx);
+            goto fail;
+        }
+    }
+    ptm_store_run_peek(&run, conf->store, p);
+    if (run.active) {
+        ptm_err_set(&err, 409, "A run is already active");
+        goto fail;
+    }
+    run_id = rr.run_id;
+    if (!run_id) {
+        rv = ptm_run_derive_id(&run_id, conf->site_dir, p);
+        if (rv != APR_SUCCESS) {
+            ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot read the site "
+                        "directory ", conf->site_dir, ": ", errstr(rv, p),
+                        NULL));
+            goto fail;
+        }
+        rr.run_id_len = strlen(run_id);
+    }
+    if (!dir) {
+        dir = ptm_run_resolve_dir(&why, conf->site_dir, conf->run_roots, NULL,
+                                  0, run_id, p);
+    }
+    /* meta.run_id is the resolved string, in place or appended last. */
+    json_object_set_new(rr.meta, "run_id", json_stringn(run_id,
+                                                        rr.run_id_len));
+    ptm_time_utc_iso(started, req->now);
+    ptm_buf_init(&obj, p, 256);
+    ptm_buf_puts(&obj, "{\"run_dir\":");
+    ptm_json_dump_string(&obj, dir, strlen(dir));
+    ptm_buf_puts(&obj, ",\"run_id\":");
+    ptm_json_dump_string(&obj, run_id, rr.run_id_len);
+    ptm_buf_puts(&obj, ",\"meta\":");
+    if (ptm_json_dump(&obj, rr.meta) != 0) {
+        ptm_err_set(&err, 500, "Run meta could not be serialised");
+        goto fail;
+    }
+    ptm_buf_puts(&obj, ",\"started_at\":\"");
+    ptm_buf_puts(&obj, started);
+    ptm_buf_puts(&obj, "\"}");
+
+    mk.dir = dir;
+    mk.pool = p;
+    rv = ptm_store_run_start(conf->store, obj.data, obj.len, run_id,
+                             rr.run_id_len, dir, make_run_dir, &mk);
+    if (rv == PTM_STORE_BUSY) {
+        ptm_err_set(&err, 409, "A run is already active");
+        goto fail;
+    }
+    if (rv == PTM_STORE_FULL) {
+        ptm_err_set(&err, 507, "The shared state is full; raise "
+                    "PanoptesTelemetryStateSize");
+        goto fail;
+    }
+    if (rv != APR_SUCCESS) {
+        ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot create run directory ",
+                    dir, ": ", errstr(rv, p), NULL));
+        goto fail;
+    }
+    ptm_run_req_free(&rr);
+    respond(resp, 200, &obj);
+    resp->log = apr_pstrcat(p, "run ", run_id, " started in ", dir, NULL);
+    return;
+
+fail:
+    ptm_run_req_free(&rr);
+    respond_err(resp, &err, p);
+}
+
+/* ---- POST /event -------------------------------------------------------- */
+
+static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                     const ptm_api_req_t *req, apr_pool_t *p)
+{
+    ptm_err_t err = { 0, NULL, NULL };
+    ptm_event_req_t ev;
+    ptm_store_event_t se;
+    ptm_envelope_t env;
+    ptm_store_run_t run;
+    json_t *body, *client_meta = NULL;
+    char ts[PTM_TS_LEN + 1], day[PTM_DAYKEY_LEN + 1];
+    const char *path = NULL;
+    uint64_t seq = 0;
+    apr_status_t rv;
+    ptm_buf_t out;
+
+    memset(&ev, 0, sizeof(ev));
+    if (ptm_body_parse(&body, &err, req->content_type, req->body,
+                       req->body_len) != 0
+        || ptm_event_validate(&ev, body, &err) != 0) {
+        goto fail;
+    }
+    /* The file is chosen from the server clock, never from a client ts. */
+    ptm_time_utc_iso(ts, req->now);
+    if ((rv = ptm_time_day_key(day, req->now)) != APR_SUCCESS) {
+        ptm_err_set(&err, 500, "Cannot compute the local date");
+        goto fail;
+    }
+    /* Keep the client's meta: each attempt stamps a fresh copy. */
+    client_meta = ev.meta;
+    ev.meta = NULL;
+    for (;;) {
+        /* Built outside the lock for the run seen now; the store refuses
+         * it (STALE) if a run started or stopped in between. */
+        ptm_store_run_peek(&run, conf->store, p);
+        json_decref(ev.meta);
+        ev.meta = run.active ? json_deep_copy(client_meta)
+                             : json_incref(client_meta);
+        if (ptm_event_envelope(&env, &err, &ev, ts, run.run_id,
+                               run.run_id_len, p) != 0) {
+            goto fail;
+        }
+        memset(&se, 0, sizeof(se));
+        se.run_gen = run.gen;
+        se.stream = run.active ? PTM_STREAM_RUN : PTM_STREAM_SITE;
+        se.key = env.key;
+        se.key_len = env.key_len;
+        se.ts_part = env.ts_part;
+        se.ts_len = env.ts_len;
+        se.body_part = env.body_part;
+        se.body_len = env.body_len;
+        se.make_current = ev.make_current;
+        se.sync = conf->sync;
+        se.fd = -1;
+        if (ev.store_permanently) {
+            path = run.active
+                   ? apr_pstrcat(p, run.run_dir, "/telemetry.ndjson", NULL)
+                   : apr_pstrcat(p, conf->site_dir, "/site_", day,
+                                 ".ndjson", NULL);
+            rv = ptm_ndjson_open(&se.fd, path, p);
+            if (rv != APR_SUCCESS) {
+                ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot open ", path,
+                            ": ", errstr(rv, p), NULL));
+                goto fail;
+            }
+        }
+        rv = ptm_store_event(conf->store, &se, &seq);
+        if (se.fd >= 0) {
+            close(se.fd);
+        }
+        if (rv != PTM_STORE_STALE) {
+            break;
+        }
+    }
+    if (rv == PTM_STORE_FULL) {
+        ptm_err_set(&err, 507, "The shared state is full; raise "
+                    "PanoptesTelemetryStateSize");
+        goto fail;
+    }
+    if (rv != APR_SUCCESS) {
+        ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot write ",
+                    path ? path : "event", ": ", errstr(rv, p), NULL));
+        goto fail;
+    }
+    ptm_buf_init(&out, p, env.ts_len + env.body_len + 32);
+    ptm_buf_puts(&out, "{\"seq\":");
+    ptm_buf_put_int(&out, (long long)seq);
+    ptm_buf_add(&out, env.ts_part, env.ts_len);
+    ptm_buf_add(&out, env.body_part, env.body_len);
+    respond(resp, 200, &out);
+    json_decref(client_meta);
+    ptm_event_req_free(&ev);
+    return;
+
+fail:
+    json_decref(client_meta);
+    ptm_event_req_free(&ev);
+    respond_err(resp, &err, p);
+}
+
+/* ---- GET /current/{type} ------------------------------------------------ */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Percent-decode; a '%' that starts no escape stays as it is. */
+static char *pct_decode(const char *s, size_t *len, apr_pool_t *p)
+{
+    char *out = apr_palloc(p, strlen(s) + 1), *o = out;
+
+    for (; *s; s++) {
+        int hi, lo;
+
+        if (*s == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
+            *o++ = (char)(hi * 16 + lo);
+            s += 2;
+        }
+        else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    *len = (size_t)(o - out);
+    return out;
+}
+
+static int do_current_one(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                          const ptm_api_req_t *req, apr_pool_t *p)
+{
+    ptm_buf_t key, out, detail;
+    size_t len;
+    char *type = pct_decode(req->raw_last ? req->raw_last : "", &len, p);
+    apr_status_t rv;
+
+    if (memchr(type, '/', len) || len == 0) {
+        return 0;                       /* %2F: not a single segment */
+    }
+    ptm_buf_init(&key, p, len + 8);
+    ptm_json_dump_string(&key, type, len);
+    ptm_buf_init(&out, p, 512);
+    rv = ptm_store_current_one(conf->store, key.data, key.len, &out);
+    if (rv == APR_SUCCESS) {
+        respond(resp, 200, &out);
+        return 1;
+    }
+    ptm_buf_init(&detail, p, len + 40);
+    ptm_buf_puts(&detail, "No current event for type ");
+    if (ptm_utf8_valid(type, len)) {
+        ptm_json_py_repr(&detail, type, len);
+    }
+    else {
+        json_t *s = ptm_json_string_lossy(type, len);
+
+        ptm_json_py_repr(&detail, json_string_value(s), json_string_length(s));
+        json_decref(s);
+    }
+    ptm_buf_putc(&detail, '\0');
+    ptm_api_error(resp, 404, detail.data, p);
+    return 1;
+}
+
+/* ---- the router --------------------------------------------------------- */
+
+void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                    const ptm_api_req_t *req, apr_pool_t *p)
+{
+    ptm_method_e want;
+    ptm_buf_t b;
+    int route = route_of(req->path, &want);
+    ptm_method_e m = req->method == PTM_HEAD ? PTM_GET : req->method;
+
+    memset(resp, 0, sizeof(*resp));
+    if (route == R_NONE) {
+        ptm_api_error(resp, 404, "Not Found", p);
+        return;
+    }
+    if (m != want) {
+        ptm_api_error(resp, 405, "Method Not Allowed", p);
+        resp->allow = want == PTM_GET ? "GET" : "POST";
+        return;
+    }
+    ptm_buf_init(&b, p, 512);
+    switch (route) {
+    case R_HEALTH:
+        respond_literal(resp, "{\"ok\":true}");
+        break;
+    case R_READY:
+        do_ready(resp, conf, p);
+        break;
+    case R_RUN:
+        run_answer(resp, ptm_store_run_get(conf->store, &b), &b, p);
+        break;
+    case R_RUN_START:
+        do_run_start(resp, conf, req, p);
+        break;
+    case R_RUN_STOP:
+        run_answer(resp, ptm_store_run_stop(conf->store, &b), &b, p);
+        if (resp->status == 200) {
+            resp->log = "run stopped";
+        }
+        break;
+    case R_EVENT:
+        do_event(resp, conf, req, p);
+        break;
+    case R_CURRENT:
+        if (ptm_store_current(conf->store, &b) != APR_SUCCESS) {
+            ptm_api_error(resp, 500, "Cannot lock the shared state", p);
+            break;
+        }
+        respond(resp, 200, &b);
+        break;
+    case R_CURRENT_ONE:
+        if (!do_current_one(resp, conf, req, p)) {
+            ptm_api_error(resp, 404, "Not Found", p);
+        }
+        break;
+    case R_SHUTDOWN:
+        /* Stopping httpd is the admin's job (SPEC §11.3 F11). */
+        ptm_api_error(resp, 409, "Server shutdown not available", p);
+        break;
+    }
+}

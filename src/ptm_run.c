@@ -1,0 +1,246 @@
+/* Run ids and run directories; see ptm_run.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <apr_strings.h>
+#include "ptm_run.h"
+
+/* Decimal strings are compared and incremented as text, so a directory
+ * named with thirty digits cannot overflow anything (Python's int would
+ * not either). */
+static int all_ascii_digits(const char *s)
+{
+    if (!*s) {
+        return 0;
+    }
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int dec_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen) {
+        return alen < blen ? -1 : 1;
+    }
+    return memcmp(a, b, alen);
+}
+
+apr_status_t ptm_run_derive_id(const char **id, const char *site_dir,
+                               apr_pool_t *p)
+{
+    DIR *d;
+    struct dirent *de;
+    struct stat st;
+    const char *max = NULL;
+    size_t max_len = 0, width = 3, n, i;
+    char *next;
+    int carry;
+
+    d = opendir(site_dir);
+    if (!d) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    while ((de = readdir(d)) != NULL) {
+        const char *v = de->d_name;
+
+        if (!all_ascii_digits(v)) {
+            continue;
+        }
+        /* Directories only, following symlinks like Path.is_dir(). */
+        if (stat(apr_pstrcat(p, site_dir, "/", v, NULL), &st) != 0
+            || !S_ISDIR(st.st_mode)) {
+            continue;
+        }
+        while (v[0] == '0' && v[1]) {
+            v++;                        /* str(int(name)) */
+        }
+        n = strlen(v);
+        if (n > width) {
+            width = n;
+        }
+        if (!max || dec_cmp(v, n, max, max_len) > 0) {
+            max = apr_pstrdup(p, v);
+            max_len = n;
+        }
+    }
+    closedir(d);
+    if (!max) {
+        *id = "001";
+        return APR_SUCCESS;
+    }
+    /* max + 1, as text, one spare digit for 999 -> 1000. */
+    next = apr_palloc(p, max_len + 2);
+    next[0] = '0';
+    memcpy(next + 1, max, max_len + 1);
+    carry = 1;
+    for (i = max_len; carry && i > 0; i--) {
+        if (next[i] == '9') {
+            next[i] = '0';
+        }
+        else {
+            next[i]++;
+            carry = 0;
+        }
+    }
+    if (carry) {
+        next[0] = '1';
+    }
+    else {
+        next++;
+    }
+    n = strlen(next);
+    if (n >= width) {
+        *id = next;
+    }
+    else {
+        char *z = apr_palloc(p, width + 1);
+
+        memset(z, '0', width - n);
+        memcpy(z + width - n, next, n + 1);
+        *id = z;
+    }
+    return APR_SUCCESS;
+}
+
+int ptm_run_id_is_segment(const char *id, size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len > PTM_RUN_ID_MAX) {
+        return 0;
+    }
+    if ((len == 1 && id[0] == '.') || (len == 2 && id[0] == '.' && id[1] == '.')) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+
+        if (c == '/' || c < 0x20 || c == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Join `base` and `rel` and normalise like pathlib: empty and "."
+ * segments go, ".." stays.  With `resolve`, ".." eats the previous segment
+ * instead; *escaped is set when it would climb above the root. */
+static char *normalise(const char *path, int resolve, int *escaped,
+                       apr_pool_t *p)
+{
+    size_t n = strlen(path), o = 0;
+    char *out = apr_palloc(p, n + 2);
+    const char *s = path, *e;
+    int absolute = path[0] == '/';
+
+    if (escaped) {
+        *escaped = 0;
+    }
+    while (*s) {
+        size_t len;
+
+        while (*s == '/') {
+            s++;
+        }
+        e = s;
+        while (*e && *e != '/') {
+            e++;
+        }
+        len = (size_t)(e - s);
+        if (len == 0 || (len == 1 && s[0] == '.')) {
+            s = e;
+            continue;
+        }
+        if (resolve && len == 2 && s[0] == '.' && s[1] == '.') {
+            if (o == 0) {
+                if (escaped) {
+                    *escaped = 1;
+                }
+            }
+            else {
+                while (o > 0 && out[o - 1] != '/') {
+                    o--;
+                }
+                if (o > 0) {
+                    o--;                /* the '/' before the segment */
+                }
+            }
+            s = e;
+            continue;
+        }
+        if (o > 0 || absolute) {
+            out[o++] = '/';
+        }
+        memcpy(out + o, s, len);
+        o += len;
+        s = e;
+    }
+    if (o == 0) {
+        out[o++] = absolute ? '/' : '.';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+const char *ptm_run_normalise(const char *path, apr_pool_t *p)
+{
+    return normalise(path, 0, NULL, p);
+}
+
+/* 1 if normalised absolute `path` is `root` or below it. */
+static int is_within(const char *path, const char *root)
+{
+    size_t n = strlen(root);
+
+    if (n == 1 && root[0] == '/') {
+        return 1;
+    }
+    return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
+                                const apr_array_header_t *roots,
+                                const char *run_dir, size_t run_dir_len,
+                                const char *run_id, apr_pool_t *p)
+{
+    const char *joined, *reported, *real;
+    const char *site_real;
+    int escaped, i;
+
+    *why = NULL;
+    if (!run_dir) {
+        /* run_id was checked to be one safe segment. */
+        return apr_pstrcat(p, site_dir, "/", run_id, NULL);
+    }
+    if (memchr(run_dir, '\0', run_dir_len)) {
+        *why = "run_dir must not contain NUL";
+        return NULL;
+    }
+    joined = run_dir[0] == '/' ? run_dir
+                               : apr_pstrcat(p, site_dir, "/", run_dir, NULL);
+    reported = normalise(joined, 0, NULL, p);
+    real = normalise(joined, 1, &escaped, p);
+    site_real = normalise(site_dir, 1, NULL, p);
+    if (!escaped) {
+        if (is_within(real, site_real)) {
+            return reported;
+        }
+        for (i = 0; roots && i < roots->nelts; i++) {
+            if (is_within(real, APR_ARRAY_IDX(roots, i, const char *))) {
+                return reported;
+            }
+        }
+    }
+    *why = apr_pstrcat(p, "run_dir must be inside the site directory ",
+                       site_dir, NULL);
+    for (i = 0; roots && i < roots->nelts; i++) {
+        *why = apr_pstrcat(p, *why, i ? ", " : " or a PanoptesTelemetryRunRoot: ",
+                           APR_ARRAY_IDX(roots, i, const char *), NULL);
+    }
+    return NULL;
+}

@@ -1,0 +1,599 @@
+/* The shared state; see ptm_store.h for the design.
+ *
+ * Segment layout (all offsets from the segment base, all 8-byte aligned):
+ *   hdr_t | site slots | site index | run slots | run index | arena
+ * A map keeps its types in insertion order in `slots` (what /current
+ * prints) and finds them through `index`, an open-addressing table of
+ * slot numbers.  Types are never removed one by one, only all at once when
+ * a run starts or stops, so neither table needs tombstones. */
+#include <stdio.h>
+#include <string.h>
+#include "ptm_store.h"
+#include "ptm_ndjson.h"
+
+#define MAGIC 0x314d5450u           /* "PTM1" */
+#define LAYOUT_VERSION 1u
+#define OWNER_FREE 0u
+#define OWNER_RUN 1u
+#define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
+
+typedef struct {
+    uint32_t hash;
+    uint32_t key_len;
+    uint32_t env_len;
+    uint32_t pad;
+    uint64_t blob;                  /* arena offset of the payload */
+} slot_t;
+
+typedef struct {
+    uint32_t count;
+    uint32_t cap;
+    uint32_t hcap;                  /* power of two, >= 2 * cap */
+    uint32_t pad;
+    uint64_t slots;
+    uint64_t index;                 /* uint32_t[hcap]: slot + 1, 0 empty */
+    uint64_t bytes;                 /* key + envelope bytes of all slots */
+} map_t;
+
+typedef struct {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t size;
+    uint64_t seq[2];
+    uint64_t events[2];
+    uint64_t run_gen;
+    uint32_t run_active;
+    uint32_t run_obj_len;
+    uint32_t run_id_len;
+    uint32_t run_dir_len;
+    uint64_t run_blob;
+    map_t map[2];
+    uint64_t arena;
+    uint64_t arena_size;
+    uint64_t top;                   /* first free byte of the arena */
+    uint64_t live;                  /* bytes of owned blobs, headers too */
+} hdr_t;
+
+typedef struct {
+    uint32_t len;                   /* payload bytes */
+    uint32_t owner;                 /* OWNER_*, or 2 + 2 * slot + stream */
+} blob_t;
+
+struct ptm_store_t {
+    char *base;
+    hdr_t *hdr;
+    apr_global_mutex_t *mutex;
+};
+
+#define BLOB_TOTAL(len) (sizeof(blob_t) + ALIGN8((uint64_t)(len)))
+
+static char *arena(ptm_store_t *st)
+{
+    return st->base + st->hdr->arena;
+}
+
+static slot_t *slots(ptm_store_t *st, int s)
+{
+    return (slot_t *)(st->base + st->hdr->map[s].slots);
+}
+
+static uint32_t *index_of(ptm_store_t *st, int s)
+{
+    return (uint32_t *)(st->base + st->hdr->map[s].index);
+}
+
+static blob_t *blob_hdr(ptm_store_t *st, uint64_t payload)
+{
+    return (blob_t *)(arena(st) + payload - sizeof(blob_t));
+}
+
+static uint32_t hash_key(const char *k, size_t n)
+{
+    uint32_t h = 2166136261u;       /* FNV-1a */
+
+    while (n--) {
+        h = (h ^ (unsigned char)*k++) * 16777619u;
+    }
+    return h;
+}
+
+/* ---- layout ------------------------------------------------------------- */
+
+void ptm_store_format(void *base, apr_size_t size)
+{
+    hdr_t *h = base;
+    uint64_t off;
+    uint32_t cap, hcap;
+    int s;
+
+    memset(h, 0, sizeof(*h));
+    /* About one type slot per 2 KiB per stream: the arena is the limit
+     * that matters; this only bounds the tables. */
+    cap = (uint32_t)(size / 2048);
+    if (cap < 16) {
+        cap = 16;
+    }
+    for (hcap = 32; hcap < 2 * cap; hcap *= 2) {
+    }
+    off = ALIGN8(sizeof(*h));
+    for (s = 0; s < 2; s++) {
+        h->map[s].cap = cap;
+        h->map[s].hcap = hcap;
+        h->map[s].slots = off;
+        off += ALIGN8((uint64_t)cap * sizeof(slot_t));
+        h->map[s].index = off;
+        memset((char *)base + off, 0, (size_t)hcap * sizeof(uint32_t));
+        off += ALIGN8((uint64_t)hcap * sizeof(uint32_t));
+    }
+    h->arena = off;
+    h->arena_size = size > off ? size - off : 0;
+    h->size = size;
+    h->version = LAYOUT_VERSION;
+    h->magic = MAGIC;
+}
+
+int ptm_store_is_formatted(const void *base, apr_size_t size)
+{
+    const hdr_t *h = base;
+
+    return h->magic == MAGIC && h->version == LAYOUT_VERSION
+           && h->size == size;
+}
+
+ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
+                              apr_pool_t *p)
+{
+    ptm_store_t *st = apr_pcalloc(p, sizeof(*st));
+
+    st->base = base;
+    st->hdr = base;
+    st->mutex = mutex;
+    return st;
+}
+
+apr_global_mutex_t *ptm_store_mutex(ptm_store_t *st)
+{
+    return st->mutex;
+}
+
+static apr_status_t lock(ptm_store_t *st)
+{
+    return st->mutex ? apr_global_mutex_lock(st->mutex) : APR_SUCCESS;
+}
+
+static void unlock(ptm_store_t *st)
+{
+    if (st->mutex) {
+        apr_global_mutex_unlock(st->mutex);
+    }
+}
+
+/* ---- arena -------------------------------------------------------------- */
+
+/* Slide every owned blob down over the free ones and fix its owner's
+ * offset: O(arena) memmoves, only when the arena's tail is used up. */
+static void compact_locked(ptm_store_t *st)
+{
+    hdr_t *h = st->hdr;
+    char *a = arena(st);
+    uint64_t off = 0, dst = 0;
+
+    while (off < h->top) {
+        blob_t *b = (blob_t *)(a + off);
+        uint64_t total = BLOB_TOTAL(b->len);
+        uint32_t owner = b->owner;
+
+        if (owner != OWNER_FREE) {
+            uint64_t payload = dst + sizeof(blob_t);
+
+            if (dst != off) {
+                memmove(a + dst, a + off, (size_t)total);
+            }
+            if (owner == OWNER_RUN) {
+                h->run_blob = payload;
+            }
+            else {
+                slots(st, (int)((owner - 2) & 1))[(owner - 2) / 2].blob =
+                    payload;
+            }
+            dst += total;
+        }
+        off += total;
+    }
+    h->top = dst;
+}
+
+/* Make sure a blob of `len` bytes fits at `top`; changes nothing visible.
+ * Returns PTM_STORE_FULL when even a compacted arena is too small. */
+static apr_status_t reserve_locked(ptm_store_t *st, uint64_t len)
+{
+    hdr_t *h = st->hdr;
+    uint64_t total = BLOB_TOTAL(len);
+
+    if (len > UINT32_MAX || h->live + total > h->arena_size) {
+        return PTM_STORE_FULL;
+    }
+    if (h->top + total > h->arena_size) {
+        compact_locked(st);
+    }
+    return APR_SUCCESS;
+}
+
+/* Take the reserved space at `top`; returns the payload offset. */
+static uint64_t claim_locked(ptm_store_t *st, uint64_t len, uint32_t owner)
+{
+    hdr_t *h = st->hdr;
+    blob_t *b = (blob_t *)(arena(st) + h->top);
+    uint64_t total = BLOB_TOTAL(len);
+
+    b->len = (uint32_t)len;
+    b->owner = owner;
+    h->top += total;
+    h->live += total;
+    return (uint64_t)((char *)(b + 1) - arena(st));
+}
+
+static void release_locked(ptm_store_t *st, uint64_t payload)
+{
+    blob_t *b = blob_hdr(st, payload);
+
+    st->hdr->live -= BLOB_TOTAL(b->len);
+    b->owner = OWNER_FREE;
+}
+
+/* ---- maps --------------------------------------------------------------- */
+
+static int map_find_locked(ptm_store_t *st, int s, const char *key,
+                           size_t len, uint32_t h)
+{
+    map_t *m = &st->hdr->map[s];
+    uint32_t *ix = index_of(st, s);
+    slot_t *sl = slots(st, s);
+    uint32_t i = h & (m->hcap - 1);
+
+    while (ix[i]) {
+        slot_t *x = &sl[ix[i] - 1];
+
+        if (x->hash == h && x->key_len == len
+            && memcmp(arena(st) + x->blob, key, len) == 0) {
+            return (int)ix[i] - 1;
+        }
+        i = (i + 1) & (m->hcap - 1);
+    }
+    return -1;
+}
+
+static void map_index_locked(ptm_store_t *st, int s, uint32_t slot)
+{
+    map_t *m = &st->hdr->map[s];
+    uint32_t *ix = index_of(st, s);
+    uint32_t i = slots(st, s)[slot].hash & (m->hcap - 1);
+
+    while (ix[i]) {
+        i = (i + 1) & (m->hcap - 1);
+    }
+    ix[i] = slot + 1;
+}
+
+static void map_clear_locked(ptm_store_t *st, int s)
+{
+    map_t *m = &st->hdr->map[s];
+    slot_t *sl = slots(st, s);
+    uint32_t i;
+
+    for (i = 0; i < m->count; i++) {
+        release_locked(st, sl[i].blob);
+    }
+    m->count = 0;
+    m->bytes = 0;
+    memset(index_of(st, s), 0, (size_t)m->hcap * sizeof(uint32_t));
+}
+
+/* ---- runs --------------------------------------------------------------- */
+
+apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
+                                apr_pool_t *p)
+{
+    hdr_t *h = st->hdr;
+    apr_status_t rv;
+    char *id = NULL, *dir = NULL;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    run->active = (int)h->run_active;
+    run->gen = h->run_gen;
+    run->run_id_len = h->run_id_len;
+    if (run->active) {
+        const char *b = arena(st) + h->run_blob + h->run_obj_len;
+
+        id = apr_palloc(p, h->run_id_len + 1 + h->run_dir_len + 1);
+        memcpy(id, b, h->run_id_len);
+        id[h->run_id_len] = '\0';
+        dir = id + h->run_id_len + 1;
+        memcpy(dir, b + h->run_id_len, h->run_dir_len);
+        dir[h->run_dir_len] = '\0';
+    }
+    unlock(st);
+    run->run_id = id;
+    run->run_dir = dir;
+    return APR_SUCCESS;
+}
+
+apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
+                                 size_t obj_len, const char *run_id,
+                                 size_t run_id_len, const char *run_dir,
+                                 apr_status_t (*prepare)(void *ctx),
+                                 void *ctx)
+{
+    hdr_t *h = st->hdr;
+    size_t dir_len = strlen(run_dir);
+    uint64_t len = (uint64_t)obj_len + run_id_len + dir_len, off;
+    apr_status_t rv;
+    char *b;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (h->run_active) {
+        rv = PTM_STORE_BUSY;
+        goto out;
+    }
+    /* Room first, then the directory: a 507 must leave nothing behind. */
+    if ((rv = reserve_locked(st, len)) != APR_SUCCESS) {
+        goto out;
+    }
+    if (prepare && (rv = prepare(ctx)) != APR_SUCCESS) {
+        goto out;
+    }
+    map_clear_locked(st, PTM_STREAM_RUN);
+    /* Clearing may have freed blobs but `top` is unchanged, so the space
+     * reserved above is still there. */
+    off = claim_locked(st, len, OWNER_RUN);
+    b = arena(st) + off;
+    memcpy(b, obj, obj_len);
+    memcpy(b + obj_len, run_id, run_id_len);
+    memcpy(b + obj_len + run_id_len, run_dir, dir_len);
+    h->run_blob = off;
+    h->run_obj_len = (uint32_t)obj_len;
+    h->run_id_len = (uint32_t)run_id_len;
+    h->run_dir_len = (uint32_t)dir_len;
+    h->run_active = 1;
+    h->run_gen++;
+out:
+    unlock(st);
+    return rv;
+}
+
+apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out)
+{
+    hdr_t *h = st->hdr;
+    apr_status_t rv;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (!h->run_active) {
+        unlock(st);
+        return PTM_STORE_NORUN;
+    }
+    ptm_buf_add(out, arena(st) + h->run_blob, h->run_obj_len);
+    release_locked(st, h->run_blob);
+    map_clear_locked(st, PTM_STREAM_RUN);
+    h->run_active = 0;
+    h->run_blob = 0;
+    h->run_obj_len = h->run_id_len = h->run_dir_len = 0;
+    h->run_gen++;
+    unlock(st);
+    return APR_SUCCESS;
+}
+
+apr_status_t ptm_store_run_get(ptm_store_t *st, ptm_buf_t *out)
+{
+    hdr_t *h = st->hdr;
+    apr_status_t rv;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = PTM_STORE_NORUN;
+    if (h->run_active) {
+        ptm_buf_add(out, arena(st) + h->run_blob, h->run_obj_len);
+        rv = APR_SUCCESS;
+    }
+    unlock(st);
+    return rv;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
+                             uint64_t *seq)
+{
+    static const char *const stream_part[2] = {
+        ",\"stream\":\"site\"", ",\"stream\":\"run\""
+    };
+    hdr_t *h = st->hdr;
+    map_t *m = &h->map[ev->stream];
+    char head[32];
+    size_t head_len;
+    uint64_t n, payload_len = 0, off;
+    uint32_t hash = 0;
+    int slot = -1;
+    apr_status_t rv;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (h->run_gen != ev->run_gen) {
+        rv = PTM_STORE_STALE;
+        goto out;
+    }
+    n = h->seq[ev->stream] + 1;
+    head_len = (size_t)snprintf(head, sizeof(head), "{\"seq\":%llu",
+                                (unsigned long long)n);
+    if (ev->make_current) {
+        hash = hash_key(ev->key, ev->key_len);
+        slot = map_find_locked(st, ev->stream, ev->key, ev->key_len, hash);
+        if (slot < 0 && m->count == m->cap) {
+            rv = PTM_STORE_FULL;
+            goto out;
+        }
+        payload_len = ev->key_len + head_len + ev->ts_len + ev->body_len;
+        if ((rv = reserve_locked(st, payload_len)) != APR_SUCCESS) {
+            goto out;
+        }
+    }
+    if (ev->fd >= 0) {
+        struct iovec iov[5];
+
+        iov[0].iov_base = head;
+        iov[0].iov_len = head_len;
+        iov[1].iov_base = (void *)ev->ts_part;
+        iov[1].iov_len = ev->ts_len;
+        iov[2].iov_base = (void *)stream_part[ev->stream];
+        iov[2].iov_len = strlen(stream_part[ev->stream]);
+        iov[3].iov_base = (void *)ev->body_part;
+        iov[3].iov_len = ev->body_len;
+        iov[4].iov_base = "\n";
+        iov[4].iov_len = 1;
+        if ((rv = ptm_ndjson_append(ev->fd, iov, 5, ev->sync))
+            != APR_SUCCESS) {
+            goto out;
+        }
+    }
+    /* The line is on disk: from here on nothing can fail. */
+    h->seq[ev->stream] = n;
+    h->events[ev->stream]++;
+    if (ev->make_current) {
+        slot_t *sl;
+        char *b;
+        int fresh = slot < 0;
+
+        if (fresh) {
+            slot = (int)m->count++;
+        }
+        else {
+            m->bytes -= slots(st, ev->stream)[slot].key_len
+                        + slots(st, ev->stream)[slot].env_len;
+            release_locked(st, slots(st, ev->stream)[slot].blob);
+        }
+        off = claim_locked(st, payload_len,
+                           2u + 2u * (uint32_t)slot + (uint32_t)ev->stream);
+        sl = &slots(st, ev->stream)[slot];
+        sl->hash = hash;
+        sl->key_len = (uint32_t)ev->key_len;
+        sl->env_len = (uint32_t)(payload_len - ev->key_len);
+        sl->blob = off;
+        b = arena(st) + off;
+        memcpy(b, ev->key, ev->key_len);
+        b += ev->key_len;
+        memcpy(b, head, head_len);
+        memcpy(b + head_len, ev->ts_part, ev->ts_len);
+        memcpy(b + head_len + ev->ts_len, ev->body_part, ev->body_len);
+        m->bytes += payload_len;
+        if (fresh) {
+            map_index_locked(st, ev->stream, (uint32_t)slot);
+        }
+    }
+    *seq = n;
+out:
+    unlock(st);
+    return rv;
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+static void put_entry(ptm_store_t *st, ptm_buf_t *out, const slot_t *key,
+                      const slot_t *val, int *first)
+{
+    if (!*first) {
+        ptm_buf_putc(out, ',');
+    }
+    *first = 0;
+    ptm_buf_add(out, arena(st) + key->blob, key->key_len);
+    ptm_buf_putc(out, ':');
+    ptm_buf_add(out, arena(st) + val->blob + val->key_len, val->env_len);
+}
+
+apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out)
+{
+    hdr_t *h = st->hdr;
+    slot_t *site, *run;
+    uint32_t i;
+    int first = 1, j;
+    apr_status_t rv;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    site = slots(st, PTM_STREAM_SITE);
+    run = slots(st, PTM_STREAM_RUN);
+    /* One allocation: the result is at most both maps plus punctuation. */
+    ptm_buf_reserve(out, 16 + h->map[0].bytes + h->map[1].bytes
+                         + 2 * ((size_t)h->map[0].count + h->map[1].count));
+    ptm_buf_puts(out, "{\"current\":{");
+    for (i = 0; i < h->map[PTM_STREAM_SITE].count; i++) {
+        j = h->map[PTM_STREAM_RUN].count
+            ? map_find_locked(st, PTM_STREAM_RUN,
+                              arena(st) + site[i].blob, site[i].key_len,
+                              site[i].hash)
+            : -1;
+        put_entry(st, out, &site[i], j >= 0 ? &run[j] : &site[i], &first);
+    }
+    for (i = 0; i < h->map[PTM_STREAM_RUN].count; i++) {
+        if (map_find_locked(st, PTM_STREAM_SITE, arena(st) + run[i].blob,
+                            run[i].key_len, run[i].hash) < 0) {
+            put_entry(st, out, &run[i], &run[i], &first);
+        }
+    }
+    ptm_buf_puts(out, "}}");
+    unlock(st);
+    return APR_SUCCESS;
+}
+
+apr_status_t ptm_store_current_one(ptm_store_t *st, const char *key,
+                                   size_t key_len, ptm_buf_t *out)
+{
+    uint32_t hash = hash_key(key, key_len);
+    apr_status_t rv;
+    int s, i;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = PTM_STORE_NOTFOUND;
+    for (s = PTM_STREAM_RUN; s >= PTM_STREAM_SITE; s--) {
+        i = map_find_locked(st, s, key, key_len, hash);
+        if (i >= 0) {
+            slot_t *sl = &slots(st, s)[i];
+
+            ptm_buf_add(out, arena(st) + sl->blob + sl->key_len, sl->env_len);
+            rv = APR_SUCCESS;
+            break;
+        }
+    }
+    unlock(st);
+    return rv;
+}
+
+apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats)
+{
+    hdr_t *h = st->hdr;
+    apr_status_t rv;
+    int s;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (s = 0; s < 2; s++) {
+        stats->seq[s] = h->seq[s];
+        stats->events[s] = h->events[s];
+        stats->types[s] = h->map[s].count;
+    }
+    stats->bytes_used = h->arena + h->live;
+    stats->bytes_total = h->size;
+    stats->run_active = (int)h->run_active;
+    unlock(st);
+    return APR_SUCCESS;
+}

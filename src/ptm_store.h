@@ -1,0 +1,137 @@
+/* The shared state (SPEC §1, §11.4): active run, the two seq counters and
+ * the two current-view maps, in one shared memory segment guarded by one
+ * global mutex, so every child process and thread of every MPM sees one
+ * truth.
+ *
+ * The segment holds fixed-width data and offsets only (children and DSO
+ * reloads may map it or our code elsewhere).  Envelopes live in an arena
+ * inside the segment as [key][public envelope] blobs; a blob carries a
+ * back-reference to its owner so the arena can be compacted in place when
+ * it runs out of room.  Critical sections only copy bytes and, for events,
+ * do the one append, so that file order is seq order. */
+#ifndef PTM_STORE_H
+#define PTM_STORE_H
+
+#include <stdint.h>
+#include <apr_pools.h>
+#include <apr_global_mutex.h>
+#include <apr_shm.h>
+#include "ptm_buf.h"
+
+typedef struct ptm_store_t ptm_store_t;
+
+enum { PTM_STREAM_SITE = 0, PTM_STREAM_RUN = 1 };
+
+/* Statuses beyond APR's. */
+#define PTM_STORE_FULL   (APR_OS_START_USERERR + 1)  /* -> 507 */
+#define PTM_STORE_BUSY   (APR_OS_START_USERERR + 2)  /* run active -> 409 */
+#define PTM_STORE_NORUN  (APR_OS_START_USERERR + 3)  /* no run -> 404 */
+#define PTM_STORE_STALE  (APR_OS_START_USERERR + 4)  /* run changed: redo */
+#define PTM_STORE_NOTFOUND (APR_OS_START_USERERR + 5)
+
+/** Smallest segment size accepted (PanoptesTelemetryStateSize). */
+#define PTM_STORE_MIN_SIZE (64 * 1024)
+
+/**
+ * Lay out a fresh state in `base` (`size` bytes, zeroed or not).  Used on
+ * a segment the first time only; later generations attach.
+ */
+void ptm_store_format(void *base, apr_size_t size);
+
+/** 1 if `base` holds a state of this layout version and `size`. */
+int ptm_store_is_formatted(const void *base, apr_size_t size);
+
+/**
+ * A process-local handle on a formatted segment.  `mutex` guards it
+ * (apr_global_mutex, or NULL in single-threaded unit tests).  Allocated
+ * from `p`.
+ */
+ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
+                              apr_pool_t *p);
+
+/** The mutex, for apr_global_mutex_child_init callers. */
+apr_global_mutex_t *ptm_store_mutex(ptm_store_t *st);
+
+/* ---- runs --------------------------------------------------------------- */
+
+typedef struct {
+    int active;
+    uint64_t gen;          /* changes on every start and stop */
+    const char *run_id;    /* pool copies, when active */
+    size_t run_id_len;
+    const char *run_dir;
+} ptm_store_run_t;
+
+/** Copy what an event needs to know about the run. */
+apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
+                                apr_pool_t *p);
+
+/**
+ * Start a run: under the lock, if none is active, call `prepare(ctx)`
+ * (which creates the directory; its error is returned and nothing
+ * changes), then store the run object `obj` (the response JSON), its id and
+ * directory, clear the run's current view.  Returns APR_SUCCESS,
+ * PTM_STORE_BUSY, PTM_STORE_FULL or prepare's error.
+ */
+apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
+                                 size_t obj_len, const char *run_id,
+                                 size_t run_id_len, const char *run_dir,
+                                 apr_status_t (*prepare)(void *ctx),
+                                 void *ctx);
+
+/** Stop the active run; `out` gets its object.  PTM_STORE_NORUN if none. */
+apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out);
+
+/** Copy the active run's object into `out`.  PTM_STORE_NORUN if none. */
+apr_status_t ptm_store_run_get(ptm_store_t *st, ptm_buf_t *out);
+
+/* ---- events ------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t run_gen;      /* of the ptm_store_run_peek it was built from */
+    int stream;
+    const char *key;       /* type as a JSON string */
+    size_t key_len;
+    const char *ts_part;   /* ,"ts":"..." */
+    size_t ts_len;
+    const char *body_part; /* ,"type":..,"data":..,"meta":..} */
+    size_t body_len;
+    int make_current;
+    int fd;                /* append here when >= 0 */
+    int sync;
+} ptm_store_event_t;
+
+/**
+ * Number and record one event, all under the lock: the next seq of the
+ * stream, the append (when `fd` >= 0), then the current view.  Nothing
+ * changes unless everything succeeds.  Returns APR_SUCCESS with `*seq`,
+ * PTM_STORE_STALE when the run changed since `run_gen` (build again),
+ * PTM_STORE_FULL when the current view has no room, or the write error.
+ */
+apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
+                             uint64_t *seq);
+
+/* ---- reads -------------------------------------------------------------- */
+
+/** Append {"current":{...}} (site order, run values win in place, run-only
+ * types after). */
+apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out);
+
+/** Append the public envelope of `key` (run first, then site), or return
+ * PTM_STORE_NOTFOUND. */
+apr_status_t ptm_store_current_one(ptm_store_t *st, const char *key,
+                                   size_t key_len, ptm_buf_t *out);
+
+typedef struct {
+    uint64_t seq[2];
+    uint64_t events[2];
+    uint32_t types[2];
+    uint64_t bytes_used;
+    uint64_t bytes_total;
+    int run_active;
+} ptm_store_stats_t;
+
+/** A consistent copy of the counters. */
+apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats);
+
+#endif
