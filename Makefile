@@ -63,10 +63,20 @@ build/unit/%: t/unit/%.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	    $(APR_LIBS) -ljansson -lcmocka
 
 test-unit: $(UNIT_BIN)
-	@rc=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || rc=1; done; exit $$rc
+	@[ -n "$(UNIT_BIN)" ] || { echo "FAIL: no unit tests found in t/unit" >&2; exit 1; }
+	@rc=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || rc=1; done; \
+	if [ $$rc -ne 0 ]; then echo "FAIL: unit tests" >&2; fi; exit $$rc
+
+# --- Apache::Test, once per MPM (several children each) ---------------------
+MPMS ?= prefork worker event
+
+test-httpd: build
+	@rc=0; for m in $(MPMS); do sh t/run-httpd-tests.sh $$m || rc=1; done; \
+	if [ $$rc -ne 0 ]; then echo "FAIL: Apache::Test suite" >&2; fi; exit $$rc
 
 # --- everything -------------------------------------------------------------
 test: build test-unit test-httpd
+	@echo "make test: all unit and Apache::Test suites passed"
 
 clean:
 	rm -rf build .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs
@@ -90,3 +100,7 @@ run: build
 	PTM_USER='$(RUN_USER)' PTM_GROUP='$(RUN_GROUP)' \
 	PANOPTES_TELEMETRY_SITE_DIR="$$site" \
 	exec $(APACHE2) -f $(CURDIR)/conf/httpd-standalone.conf -DFOREGROUND
+
+# --- install into the system Apache (Debian layout) --------------------------
+install: build
+	$(APXS) -i -n panoptes_telemetry $(MODULE).la

@@ -327,8 +327,8 @@ int ptm_run_req_validate(ptm_run_req_t *rr, json_t *body, ptm_err_t *err,
         return 0;
     }
     if (json_is_integer(mid)) {
-        rr->run_id = apr_psprintf(p, "%" JSON_INTEGER_FORMAT,
-                                  json_integer_value(mid));
+        rr->run_id = apr_psprintf(p, "%" APR_INT64_T_FMT,
+                                  (apr_int64_t)json_integer_value(mid));
         rr->run_id_len = strlen(rr->run_id);
         return 0;
     }
