@@ -52,7 +52,7 @@ int ptm_body_is_json_type(const char *ct)
         return 1;
     }
     /* application/<anything>+json */
-    return n > 17 && strncasecmp(ct, "application/", 12) == 0
+    return n >= 17 && strncasecmp(ct, "application/", 12) == 0
            && strncasecmp(ct + n - 5, "+json", 5) == 0
            && memchr(ct + 12, '/', n - 12) == NULL;
 }

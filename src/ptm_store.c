@@ -203,20 +203,42 @@ static void compact_locked(ptm_store_t *st)
     h->top = dst;
 }
 
+/* Would a blob of `len` bytes fit once `freed` bytes of live blobs (the
+ * value it replaces) are released?  Changes nothing.  Returns
+ * PTM_STORE_FULL when even a compacted arena is too small. */
+static apr_status_t fits_locked(ptm_store_t *st, uint64_t len,
+                                uint64_t freed)
+{
+    hdr_t *h = st->hdr;
+
+    if (len > UINT32_MAX
+        || h->live - freed + BLOB_TOTAL(len) > h->arena_size) {
+        return PTM_STORE_FULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Compact if a blob of `len` bytes (known to fit) is not free at `top`;
+ * changes nothing visible. */
+static void make_room_locked(ptm_store_t *st, uint64_t len)
+{
+    hdr_t *h = st->hdr;
+
+    if (h->top + BLOB_TOTAL(len) > h->arena_size) {
+        compact_locked(st);
+    }
+}
+
 /* Make sure a blob of `len` bytes fits at `top`; changes nothing visible.
  * Returns PTM_STORE_FULL when even a compacted arena is too small. */
 static apr_status_t reserve_locked(ptm_store_t *st, uint64_t len)
 {
-    hdr_t *h = st->hdr;
-    uint64_t total = BLOB_TOTAL(len);
+    apr_status_t rv = fits_locked(st, len, 0);
 
-    if (len > UINT32_MAX || h->live + total > h->arena_size) {
-        return PTM_STORE_FULL;
+    if (rv == APR_SUCCESS) {
+        make_room_locked(st, len);
     }
-    if (h->top + total > h->arena_size) {
-        compact_locked(st);
-    }
-    return APR_SUCCESS;
+    return rv;
 }
 
 /* Take the reserved space at `top`; returns the payload offset. */
@@ -417,7 +439,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     map_t *m = &h->map[ev->stream];
     char head[32];
     size_t head_len;
-    uint64_t n, payload_len = 0, off;
+    uint64_t n, payload_len = 0, freed = 0, off;
     uint32_t hash = 0;
     int slot = -1;
     apr_status_t rv;
@@ -440,7 +462,14 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
             goto out;
         }
         payload_len = ev->key_len + head_len + ev->ts_len + ev->body_len;
-        if ((rv = reserve_locked(st, payload_len)) != APR_SUCCESS) {
+        /* The value this one replaces is released before the new one is
+         * claimed, so only the difference has to fit.  Nothing moves
+         * before the write: compaction waits until it has succeeded. */
+        if (slot >= 0) {
+            freed = BLOB_TOTAL(blob_hdr(st, slots(st, ev->stream)[slot].blob)
+                               ->len);
+        }
+        if ((rv = fits_locked(st, payload_len, freed)) != APR_SUCCESS) {
             goto out;
         }
     }
@@ -478,6 +507,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
                         + slots(st, ev->stream)[slot].env_len;
             release_locked(st, slots(st, ev->stream)[slot].blob);
         }
+        make_room_locked(st, payload_len);
         off = claim_locked(st, payload_len,
                            2u + 2u * (uint32_t)slot + (uint32_t)ev->stream);
         sl = &slots(st, ev->stream)[slot];
