@@ -5,6 +5,7 @@
  * handler that turns a request_rec into a ptm_api_req_t and the answer
  * back into a response.  Everything the API does lives in src/ptm_*.c,
  * which never sees an httpd header. */
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,7 +20,6 @@
 #include "unixd.h"
 
 #include "apr_lib.h"
-#include "apr_shm.h"
 #include "apr_strings.h"
 #include "apr_global_mutex.h"
 
@@ -32,6 +32,7 @@
 #define PTM_HANDLER "panoptes-telemetry"
 #define PTM_MUTEX "panoptes-telemetry"
 #define PTM_RETAINED "mod_panoptes_telemetry-state"
+#define PTM_STATE_FILE ".panoptes-telemetry.state"
 #define PTM_DEFAULT_STATE_SIZE (16 * 1024 * 1024)
 #define PTM_DEFAULT_MAX_BODY (1024 * 1024)
 
@@ -52,9 +53,11 @@ typedef struct {
  * every generation, so old and new children share one state across a
  * graceful restart. */
 typedef struct {
-    apr_shm_t *shm;
+    void *base;                        /* the mapped state file */
+    int fd;                            /* kept open: it holds the flock */
     apr_global_mutex_t *mutex;
     apr_size_t size;
+    const char *site_dir;
 } ptm_retained_t;
 
 /* Per process: the handle the handler uses (set in child_init). */
@@ -219,14 +222,14 @@ static int prepare_site_dir(const char *dir, server_rec *s, apr_pool_t *p)
     apr_status_t rv = ptm_ndjson_mkdirs(dir, p);
 
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO()
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, 
                      "cannot create PanoptesTelemetrySiteDir %s", dir);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (geteuid() == 0
         && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id)
            != 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, APLOGNO()
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, 
                      "cannot give %s to the server user", dir);
     }
     return OK;
@@ -237,8 +240,8 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 {
     ptm_srv_conf_t *sc = srv_conf(s);
     ptm_retained_t *ret;
+    ptm_store_t *store;
     apr_status_t rv;
-    void *base;
 
     /* The first pass only checks the configuration. */
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
@@ -256,40 +259,62 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (!ret) {
         ret = ap_retained_data_create(PTM_RETAINED, sizeof(*ret));
     }
-    if (!ret->shm) {
-        rv = apr_shm_create(&ret->shm, sc->state_size, NULL,
-                            s->process->pool);
+    if (!ret->base) {
+        /* First generation of this parent: map the state file in the site
+         * directory, so the state outlives httpd (stop/start, crashes). */
+        ptm_store_open_e how;
+        const char *path = apr_pstrcat(s->process->pool, sc->site_dir, "/",
+                                       PTM_STATE_FILE, NULL);
+
+        rv = ptm_store_open_file(&ret->base, &ret->fd, &how, path,
+                                 sc->state_size, s->process->pool);
         if (rv != APR_SUCCESS) {
-            ret->shm = NULL;
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO()
-                         "cannot create %" APR_SIZE_T_FMT " bytes of shared "
-                         "memory for the telemetry state", sc->state_size);
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, 
+                         "cannot map the telemetry state %s%s", path,
+                         rv == APR_FROM_OS_ERROR(EBUSY)
+                         ? ": another httpd uses this site directory" : "");
+            ret->base = NULL;
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         rv = ap_global_mutex_create(&ret->mutex, NULL, PTM_MUTEX, NULL, s,
                                     s->process->pool, 0);
         if (rv != APR_SUCCESS) {
-            apr_shm_destroy(ret->shm);
-            ret->shm = NULL;
             return HTTP_INTERNAL_SERVER_ERROR;
         }
-        ret->size = apr_shm_size_get(ret->shm);
-        ptm_store_format(apr_shm_baseaddr_get(ret->shm), ret->size);
+        ret->size = sc->state_size;
+        ret->site_dir = apr_pstrdup(s->process->pool, sc->site_dir);
+        store = ptm_store_attach(ret->base, ret->mutex, ptemp);
+        ap_log_error(APLOG_MARK, how == PTM_STORE_OPEN_UNRECOGNISED
+                     ? APLOG_WARNING : APLOG_INFO, 0, s, 
+                     "telemetry state %s: %s (%" APR_SIZE_T_FMT " bytes)",
+                     path, how == PTM_STORE_OPEN_NEW ? "new"
+                     : how == PTM_STORE_OPEN_RECOVERED ? "recovered"
+                     : how == PTM_STORE_OPEN_RESIZED ? "recovered and resized"
+                     : "not a state file, replaced", ret->size);
+        if (ptm_store_repairs(store) > 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, 
+                         "telemetry state %s was left mid-update by a "
+                         "crash and has been rebuilt", path);
+        }
+        /* The files may be ahead of the state (a crash between append and
+         * counter, a deleted state file): never give out a seq twice. */
+        rv = ptm_store_reconcile(store, sc->site_dir, ptemp);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, 
+                         "cannot read %s to recover the seq counters",
+                         sc->site_dir);
+        }
     }
-    else if (sc->state_size != ret->size) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, APLOGNO()
-                     "PanoptesTelemetryStateSize changed to %" APR_SIZE_T_FMT
-                     "; the state keeps %" APR_SIZE_T_FMT " bytes until "
-                     "httpd is stopped and started", sc->state_size,
-                     ret->size);
+    else if (sc->state_size != ret->size
+             || strcmp(sc->site_dir, ret->site_dir) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, 
+                     "PanoptesTelemetryStateSize and PanoptesTelemetrySiteDir "
+                     "take effect when httpd is stopped and started; until "
+                     "then the state stays in %s (%" APR_SIZE_T_FMT " bytes)",
+                     ret->site_dir, ret->size);
+        sc->site_dir = ret->site_dir;
     }
-    base = apr_shm_baseaddr_get(ret->shm);
-    if (!ptm_store_is_formatted(base, ret->size)) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO()
-                     "the telemetry state is damaged");
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    ptm_store = ptm_store_attach(base, ret->mutex, pconf);
+    ptm_store = ptm_store_attach(ret->base, ret->mutex, pconf);
     return OK;
 }
 
@@ -301,8 +326,8 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     apr_status_t rv;
 
     ptm_store = NULL;
-    if (!ret || !ret->shm) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, APLOGNO()
+    if (!ret || !ret->base) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, 
                      "no telemetry state to attach to");
         return;
     }
@@ -310,13 +335,13 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     rv = apr_global_mutex_child_init(&mutex,
                                      apr_global_mutex_lockfile(mutex), p);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, APLOGNO()
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, 
                      "cannot attach to the " PTM_MUTEX " mutex");
         return;
     }
-    ptm_store = ptm_store_attach(apr_shm_baseaddr_get(ret->shm), mutex, p);
+    ptm_store = ptm_store_attach(ret->base, mutex, p);
     ptm_conf.store = ptm_store;
-    ptm_conf.site_dir = sc->site_dir;
+    ptm_conf.site_dir = ret->site_dir;
     ptm_conf.run_roots = sc->run_roots;
     ptm_conf.sync = sc->sync;
     ptm_conf.version = PTM_VERSION;
@@ -450,13 +475,13 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
                     : (a->status == 413 || a->status == 507) ? APLOG_WARNING
                     : APLOG_INFO;
 
-        ap_log_rerror(APLOG_MARK, level, 0, r, APLOGNO()
+        ap_log_rerror(APLOG_MARK, level, 0, r, 
                       "%s %s -> %d %.*s%s%s", r->method, r->uri, a->status,
                       (int)(a->body_len > 512 ? 512 : a->body_len), a->body,
                       a->log ? " " : "", a->log ? a->log : "");
     }
     else if (a->log) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, APLOGNO() "%s", a->log);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s", a->log);
     }
     if (!r->header_only) {
         ap_rwrite(a->body, (int)a->body_len, r);

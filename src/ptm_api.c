@@ -152,11 +152,18 @@ typedef struct {
     apr_pool_t *pool;
 } mkdir_ctx_t;
 
-static apr_status_t make_run_dir(void *ctx)
+static apr_status_t make_run_dir(void *ctx, uint64_t *seq_floor)
 {
     mkdir_ctx_t *m = ctx;
+    apr_status_t rv = ptm_ndjson_mkdirs(m->dir, m->pool);
 
-    return ptm_ndjson_mkdirs(m->dir, m->pool);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    /* A reused directory: its file's numbers must not come round again. */
+    return ptm_ndjson_last_seq(seq_floor, apr_pstrcat(m->pool, m->dir,
+                                                      "/telemetry.ndjson",
+                                                      NULL));
 }
 
 static json_t *loc_of(const char *a, const char *b, const char *c)

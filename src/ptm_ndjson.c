@@ -93,3 +93,91 @@ undo:
     }
     return err ? APR_FROM_OS_ERROR(err) : APR_EGENERAL;
 }
+
+/* Read seq N from a line starting {"seq":N; 0 when it does not. */
+static uint64_t seq_of(const char *s, size_t n)
+{
+    static const char head[] = "{\"seq\":";
+    uint64_t v = 0;
+    size_t i = sizeof(head) - 1;
+
+    if (n < i || memcmp(s, head, i) != 0) {
+        return 0;
+    }
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > (UINT64_MAX - 9) / 10) {
+            return 0;
+        }
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    return v;
+}
+
+apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
+{
+    char buf[8192], head[32];
+    struct stat st;
+    off_t end, pos, line = -1, cut = -1;
+    ssize_t n;
+    int fd, rv = 0;
+
+    *seq = 0;
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+    }
+    if (fstat(fd, &st) != 0) {
+        rv = errno;
+        goto out;
+    }
+    end = st.st_size;
+    /* Walk back from the end in blocks: find where the last complete line
+     * starts, and whether a partial line follows it. */
+    pos = end;
+    while (pos > 0 && line < 0) {
+        size_t want = pos > (off_t)sizeof(buf) ? sizeof(buf) : (size_t)pos;
+        off_t at = pos - (off_t)want;
+        size_t i;
+
+        n = pread(fd, buf, want, at);
+        if (n != (ssize_t)want) {
+            rv = n < 0 ? errno : EIO;
+            goto out;
+        }
+        for (i = want; i > 0; i--) {
+            off_t o = at + (off_t)i - 1;
+
+            if (buf[i - 1] != '\n') {
+                continue;
+            }
+            if (cut < 0) {
+                cut = o + 1;            /* end of the last complete line */
+                continue;
+            }
+            line = o + 1;
+            break;
+        }
+        pos = at;
+    }
+    if (cut < 0) {
+        cut = 0;                        /* no newline at all */
+    }
+    else if (line < 0) {
+        line = 0;                       /* the only complete line */
+    }
+    if (cut < end && ftruncate(fd, cut) != 0) {
+        rv = errno;
+        goto out;
+    }
+    if (line >= 0) {
+        n = pread(fd, head, sizeof(head), line);
+        if (n < 0) {
+            rv = errno;
+            goto out;
+        }
+        *seq = seq_of(head, (size_t)n);
+    }
+out:
+    close(fd);
+    return rv ? APR_FROM_OS_ERROR(rv) : APR_SUCCESS;
+}

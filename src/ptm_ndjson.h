@@ -5,6 +5,7 @@
 #ifndef PTM_NDJSON_H
 #define PTM_NDJSON_H
 
+#include <stdint.h>
 #include <sys/uio.h>
 #include <apr_pools.h>
 
@@ -31,5 +32,13 @@ apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
  */
 apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
                                int sync);
+
+/**
+ * The seq of the last line of the NDJSON file `path` (0 when the file is
+ * missing or empty).  A last line without its newline was never
+ * acknowledged (a crash cut it): it is cut off so the next append starts a
+ * line of its own.  Returns APR_SUCCESS, or the error of open/read/truncate.
+ */
+apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path);
 
 #endif

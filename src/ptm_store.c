@@ -6,13 +6,22 @@
  * prints) and finds them through `index`, an open-addressing table of
  * slot numbers.  Types are never removed one by one, only all at once when
  * a run starts or stops, so neither table needs tombstones. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <apr_strings.h>
 #include "ptm_store.h"
 #include "ptm_ndjson.h"
 
 #define MAGIC 0x314d5450u           /* "PTM1" */
-#define LAYOUT_VERSION 1u
+#define LAYOUT_VERSION 2u
 #define OWNER_FREE 0u
 #define OWNER_RUN 1u
 #define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
@@ -52,6 +61,13 @@ typedef struct {
     uint64_t arena_size;
     uint64_t top;                   /* first free byte of the arena */
     uint64_t live;                  /* bytes of owned blobs, headers too */
+    /* Set while a mutation is under way.  Whoever finds it set (the next
+     * lock holder after a child died mid-update, or the next start after
+     * a crash) rebuilds the state from what still checks out. */
+    uint32_t writing;
+    uint32_t pending_stream;
+    uint64_t pending_seq;           /* the seq a pending append may carry */
+    uint64_t repairs;
 } hdr_t;
 
 typedef struct {
@@ -156,9 +172,36 @@ apr_global_mutex_t *ptm_store_mutex(ptm_store_t *st)
     return st->mutex;
 }
 
+static apr_status_t repair_locked(ptm_store_t *st);
+
 static apr_status_t lock(ptm_store_t *st)
 {
-    return st->mutex ? apr_global_mutex_lock(st->mutex) : APR_SUCCESS;
+    apr_status_t rv;
+
+    if (st->mutex && (rv = apr_global_mutex_lock(st->mutex)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (st->hdr->writing && (rv = repair_locked(st)) != APR_SUCCESS) {
+        if (st->mutex) {
+            apr_global_mutex_unlock(st->mutex);
+        }
+        return rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* Bracket every change to the segment.  The stores are ordered so that a
+ * process killed anywhere in between leaves `writing` set. */
+static void begin_locked(hdr_t *h, int stream, uint64_t seq)
+{
+    h->pending_stream = (uint32_t)stream;
+    h->pending_seq = seq;
+    __atomic_store_n(&h->writing, 1, __ATOMIC_SEQ_CST);
+}
+
+static void end_locked(hdr_t *h)
+{
+    __atomic_store_n(&h->writing, 0, __ATOMIC_SEQ_CST);
 }
 
 static void unlock(ptm_store_t *st)
@@ -311,6 +354,272 @@ static void map_clear_locked(ptm_store_t *st, int s)
     memset(index_of(st, s), 0, (size_t)m->hcap * sizeof(uint32_t));
 }
 
+/* ---- repair, resize, files ------------------------------------------------ */
+
+/* The payload at `payload` in the snapshot `src` if a blob of `len` bytes
+ * owned by `owner` really is there; NULL otherwise.  Everything is checked
+ * against the snapshot's own bounds: it may be torn. */
+static const char *src_payload(const hdr_t *src, uint64_t payload,
+                               uint64_t len, uint32_t owner)
+{
+    const blob_t *b;
+
+    if (src->arena > src->size || src->arena_size > src->size - src->arena
+        || src->top > src->arena_size || payload < sizeof(blob_t)
+        || (payload - sizeof(blob_t)) % 8 || payload > src->top
+        || len > src->top - payload) {
+        return NULL;
+    }
+    b = (const blob_t *)((const char *)src + src->arena + payload
+                         - sizeof(blob_t));
+    if (b->len != len || b->owner != owner) {
+        return NULL;
+    }
+    return (const char *)src + src->arena + payload;
+}
+
+/* Append a new type to map `s`; the caller has checked there is a free
+ * slot and that `key_len + env_len` bytes fit.  Returns where the payload
+ * goes (key, then envelope). */
+static char *map_append_locked(ptm_store_t *st, int s, uint32_t hash,
+                               uint64_t key_len, uint64_t env_len)
+{
+    map_t *m = &st->hdr->map[s];
+    uint32_t slot = m->count++;
+    slot_t *sl = &slots(st, s)[slot];
+
+    make_room_locked(st, key_len + env_len);
+    sl->blob = claim_locked(st, key_len + env_len, 2u + 2u * slot + (uint32_t)s);
+    sl->hash = hash;
+    sl->key_len = (uint32_t)key_len;
+    sl->env_len = (uint32_t)env_len;
+    m->bytes += key_len + env_len;
+    map_index_locked(st, s, slot);
+    return arena(st) + sl->blob;
+}
+
+/* Fill the freshly formatted state of `st` from the snapshot `src` (a
+ * torn state, or one of another size): counters, the run and every
+ * current value that still checks out, in their order.  Returns how many
+ * things were dropped. */
+static unsigned copy_state(ptm_store_t *st, const hdr_t *src)
+{
+    hdr_t *h = st->hdr;
+    unsigned lost = 0;
+    uint32_t i;
+    int s;
+
+    for (s = 0; s < 2; s++) {
+        h->seq[s] = src->seq[s];
+        h->events[s] = src->events[s];
+    }
+    /* An append may have reached the file before the counter moved: that
+     * number is never given out again (a gap, not a duplicate). */
+    if (src->writing && src->pending_stream < 2
+        && src->pending_seq > h->seq[src->pending_stream]) {
+        h->seq[src->pending_stream] = src->pending_seq;
+    }
+    h->run_gen = src->run_gen + 1;
+    h->repairs = src->repairs;
+    if (src->run_active) {
+        uint64_t len = (uint64_t)src->run_obj_len + src->run_id_len
+                       + src->run_dir_len;
+        const char *p = src_payload(src, src->run_blob, len, OWNER_RUN);
+
+        if (p && reserve_locked(st, len) == APR_SUCCESS) {
+            h->run_blob = claim_locked(st, len, OWNER_RUN);
+            memcpy(arena(st) + h->run_blob, p, (size_t)len);
+            h->run_obj_len = src->run_obj_len;
+            h->run_id_len = src->run_id_len;
+            h->run_dir_len = src->run_dir_len;
+            h->run_active = 1;
+        }
+        else {
+            lost++;
+        }
+    }
+    for (s = 0; s < 2; s++) {
+        const map_t *m = &src->map[s];
+        const slot_t *x = (const slot_t *)((const char *)src + m->slots);
+
+        if (m->slots > src->size
+            || (uint64_t)m->cap * sizeof(slot_t) > src->size - m->slots) {
+            lost++;
+            continue;
+        }
+        for (i = 0; i < m->count && i < m->cap; i++) {
+            uint64_t len = (uint64_t)x[i].key_len + x[i].env_len;
+            const char *p = src_payload(src, x[i].blob, len,
+                                        2u + 2u * i + (uint32_t)s);
+
+            if (!p || x[i].key_len < 2 || p[0] != '"' || x[i].env_len < 8
+                || memcmp(p + x[i].key_len, "{\"seq\":", 7) != 0
+                || h->map[s].count == h->map[s].cap
+                || fits_locked(st, len, 0) != APR_SUCCESS) {
+                lost++;
+                continue;
+            }
+            memcpy(map_append_locked(st, s, hash_key(p, x[i].key_len),
+                                     x[i].key_len, x[i].env_len),
+                   p, (size_t)len);
+        }
+    }
+    return lost;
+}
+
+static apr_status_t repair_locked(ptm_store_t *st)
+{
+    apr_size_t size = (apr_size_t)st->hdr->size;
+    hdr_t *snap = malloc(size);
+
+    if (!snap) {
+        return APR_ENOMEM;
+    }
+    memcpy(snap, st->base, size);
+    ptm_store_format(st->base, size);
+    copy_state(st, snap);
+    st->hdr->repairs++;
+    free(snap);
+    return APR_SUCCESS;
+}
+
+uint64_t ptm_store_repairs(ptm_store_t *st)
+{
+    return st->hdr->repairs;
+}
+
+apr_status_t ptm_store_open_file(void **base, int *fd_out,
+                                 ptm_store_open_e *how, const char *path,
+                                 apr_size_t size, apr_pool_t *p)
+{
+    struct stat sb;
+    hdr_t *old = NULL;
+    void *map;
+    int fd, err;
+    ptm_store_t *st;
+
+    *how = PTM_STORE_OPEN_NEW;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    /* One httpd per state: a second one would bring its own mutex. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        err = errno == EWOULDBLOCK ? EBUSY : errno;
+        goto fail;
+    }
+    if (fstat(fd, &sb) != 0) {
+        err = errno;
+        goto fail;
+    }
+    if (sb.st_size >= (off_t)sizeof(hdr_t) && (apr_size_t)sb.st_size != size) {
+        /* Another StateSize: keep what was there, in the new size. */
+        old = malloc((size_t)sb.st_size);
+        if (!old || pread(fd, old, (size_t)sb.st_size, 0) != sb.st_size
+            || !ptm_store_is_formatted(old, (apr_size_t)sb.st_size)) {
+            free(old);
+            old = NULL;
+        }
+        if (ftruncate(fd, 0) != 0) {
+            err = errno;
+            goto fail;
+        }
+    }
+    if (ftruncate(fd, (off_t)size) != 0) {
+        err = errno;
+        goto fail;
+    }
+    map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        err = errno;
+        goto fail;
+    }
+    st = ptm_store_attach(map, NULL, p);
+    if (old) {
+        ptm_store_format(map, size);
+        copy_state(st, old);
+        free(old);
+        *how = PTM_STORE_OPEN_RESIZED;
+    }
+    else if (ptm_store_is_formatted(map, size)) {
+        *how = PTM_STORE_OPEN_RECOVERED;
+        if (st->hdr->writing) {
+            repair_locked(st);
+        }
+    }
+    else {
+        if (sb.st_size > 0) {
+            *how = PTM_STORE_OPEN_UNRECOGNISED;
+        }
+        ptm_store_format(map, size);
+    }
+    *base = map;
+    *fd_out = fd;
+    return APR_SUCCESS;
+
+fail:
+    free(old);
+    close(fd);
+    return APR_FROM_OS_ERROR(err);
+}
+
+apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
+                                 apr_pool_t *p)
+{
+    hdr_t *h = st->hdr;
+    uint64_t site = 0, run = 0, n;
+    const char *run_file = NULL;
+    struct dirent *de;
+    apr_status_t rv;
+    DIR *d;
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (h->run_active) {
+        run_file = apr_pstrcat(p, apr_pstrmemdup(p, arena(st) + h->run_blob
+                                                 + h->run_obj_len
+                                                 + h->run_id_len,
+                                                 h->run_dir_len),
+                               "/telemetry.ndjson", NULL);
+    }
+    unlock(st);
+
+    /* File I/O without the lock: this runs before any child exists. */
+    d = opendir(site_dir);
+    if (!d) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+
+        if (len > 12 && strncmp(de->d_name, "site_", 5) == 0
+            && strcmp(de->d_name + len - 7, ".ndjson") == 0
+            && ptm_ndjson_last_seq(&n, apr_pstrcat(p, site_dir, "/",
+                                                   de->d_name, NULL))
+               == APR_SUCCESS
+            && n > site) {
+            site = n;
+        }
+    }
+    closedir(d);
+    if (run_file && ptm_ndjson_last_seq(&run, run_file) != APR_SUCCESS) {
+        run = 0;
+    }
+
+    if ((rv = lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (site > h->seq[PTM_STREAM_SITE]) {
+        h->seq[PTM_STREAM_SITE] = site;
+    }
+    if (run > h->seq[PTM_STREAM_RUN]) {
+        h->seq[PTM_STREAM_RUN] = run;
+    }
+    unlock(st);
+    return APR_SUCCESS;
+}
+
 /* ---- runs --------------------------------------------------------------- */
 
 apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
@@ -345,10 +654,10 @@ apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
 apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
                                  size_t obj_len, const char *run_id,
                                  size_t run_id_len, const char *run_dir,
-                                 apr_status_t (*prepare)(void *ctx),
-                                 void *ctx)
+                                 ptm_store_prepare_fn prepare, void *ctx)
 {
     hdr_t *h = st->hdr;
+    uint64_t floor = 0;
     size_t dir_len = strlen(run_dir);
     uint64_t len = (uint64_t)obj_len + run_id_len + dir_len, off;
     apr_status_t rv;
@@ -365,8 +674,14 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
     if ((rv = reserve_locked(st, len)) != APR_SUCCESS) {
         goto out;
     }
-    if (prepare && (rv = prepare(ctx)) != APR_SUCCESS) {
+    if (prepare && (rv = prepare(ctx, &floor)) != APR_SUCCESS) {
         goto out;
+    }
+    begin_locked(h, PTM_STREAM_RUN, 0);
+    /* A reused run directory may hold numbers this state never gave out
+     * (the state was lost or is older): never repeat one in that file. */
+    if (floor > h->seq[PTM_STREAM_RUN]) {
+        h->seq[PTM_STREAM_RUN] = floor;
     }
     map_clear_locked(st, PTM_STREAM_RUN);
     /* Clearing may have freed blobs but `top` is unchanged, so the space
@@ -382,6 +697,7 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
     h->run_dir_len = (uint32_t)dir_len;
     h->run_active = 1;
     h->run_gen++;
+    end_locked(h);
 out:
     unlock(st);
     return rv;
@@ -400,12 +716,14 @@ apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out)
         return PTM_STORE_NORUN;
     }
     ptm_buf_add(out, arena(st) + h->run_blob, h->run_obj_len);
+    begin_locked(h, PTM_STREAM_RUN, 0);
+    h->run_active = 0;
     release_locked(st, h->run_blob);
     map_clear_locked(st, PTM_STREAM_RUN);
-    h->run_active = 0;
     h->run_blob = 0;
     h->run_obj_len = h->run_id_len = h->run_dir_len = 0;
     h->run_gen++;
+    end_locked(h);
     unlock(st);
     return APR_SUCCESS;
 }
@@ -439,7 +757,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     map_t *m = &h->map[ev->stream];
     char head[32];
     size_t head_len;
-    uint64_t n, payload_len = 0, freed = 0, off;
+    uint64_t n, payload_len = 0, freed = 0;
     uint32_t hash = 0;
     int slot = -1;
     apr_status_t rv;
@@ -473,6 +791,9 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
             goto out;
         }
     }
+    /* From here a death leaves `writing` set, and the repair skips seq
+     * `n`: it may already be in the file. */
+    begin_locked(h, ev->stream, n);
     if (ev->fd >= 0) {
         struct iovec iov[5];
 
@@ -488,6 +809,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         iov[4].iov_len = 1;
         if ((rv = ptm_ndjson_append(ev->fd, iov, 5, ev->sync))
             != APR_SUCCESS) {
+            end_locked(h);              /* the append left nothing behind */
             goto out;
         }
     }
@@ -495,37 +817,32 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     h->seq[ev->stream] = n;
     h->events[ev->stream]++;
     if (ev->make_current) {
-        slot_t *sl;
         char *b;
-        int fresh = slot < 0;
 
-        if (fresh) {
-            slot = (int)m->count++;
+        if (slot < 0) {
+            b = map_append_locked(st, ev->stream, hash, ev->key_len,
+                                  payload_len - ev->key_len);
         }
         else {
-            m->bytes -= slots(st, ev->stream)[slot].key_len
-                        + slots(st, ev->stream)[slot].env_len;
-            release_locked(st, slots(st, ev->stream)[slot].blob);
+            slot_t *sl = &slots(st, ev->stream)[slot];
+
+            m->bytes -= sl->key_len + sl->env_len;
+            release_locked(st, sl->blob);
+            make_room_locked(st, payload_len);
+            sl->blob = claim_locked(st, payload_len,
+                                    2u + 2u * (uint32_t)slot
+                                    + (uint32_t)ev->stream);
+            sl->env_len = (uint32_t)(payload_len - ev->key_len);
+            m->bytes += payload_len;
+            b = arena(st) + sl->blob;
         }
-        make_room_locked(st, payload_len);
-        off = claim_locked(st, payload_len,
-                           2u + 2u * (uint32_t)slot + (uint32_t)ev->stream);
-        sl = &slots(st, ev->stream)[slot];
-        sl->hash = hash;
-        sl->key_len = (uint32_t)ev->key_len;
-        sl->env_len = (uint32_t)(payload_len - ev->key_len);
-        sl->blob = off;
-        b = arena(st) + off;
         memcpy(b, ev->key, ev->key_len);
         b += ev->key_len;
         memcpy(b, head, head_len);
         memcpy(b + head_len, ev->ts_part, ev->ts_len);
         memcpy(b + head_len + ev->ts_len, ev->body_part, ev->body_len);
-        m->bytes += payload_len;
-        if (fresh) {
-            map_index_locked(st, ev->stream, (uint32_t)slot);
-        }
     }
+    end_locked(h);
     *seq = n;
 out:
     unlock(st);

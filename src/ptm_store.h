@@ -52,6 +52,41 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
 /** The mutex, for apr_global_mutex_child_init callers. */
 apr_global_mutex_t *ptm_store_mutex(ptm_store_t *st);
 
+typedef enum {
+    PTM_STORE_OPEN_NEW,          /* no state file: a fresh state */
+    PTM_STORE_OPEN_RECOVERED,    /* the previous state, as it was left */
+    PTM_STORE_OPEN_RESIZED,      /* the previous state, moved to a new size */
+    PTM_STORE_OPEN_UNRECOGNISED  /* a file that held no state: replaced */
+} ptm_store_open_e;
+
+/**
+ * Map the state file `path` (created 0600 if missing) as a shared segment
+ * of `size` bytes, so the state outlives httpd itself: a stop and start or
+ * a crash finds it again.  The file is locked (flock) for as long as
+ * `*fd` stays open, so a second httpd on the same site directory is
+ * refused.  A state left mid-update is repaired; one of another size is
+ * carried over.  Returns APR_SUCCESS with `*base` (never unmapped),
+ * `*fd` and `*how`; EBUSY when another process holds the file; or the
+ * error of open/ftruncate/mmap.
+ */
+apr_status_t ptm_store_open_file(void **base, int *fd, ptm_store_open_e *how,
+                                 const char *path, apr_size_t size,
+                                 apr_pool_t *p);
+
+/**
+ * Raise the seq counters to the highest seq at the end of the stream files
+ * (every site_*.ndjson of `site_dir`, and the active run's file) so that no
+ * number in a file is ever given out twice, even when the state is older
+ * than the files.  Cuts off a last line a crash left without its newline.
+ * Call before the children start.  Returns APR_SUCCESS or the error of
+ * reading `site_dir`.
+ */
+apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
+                                 apr_pool_t *p);
+
+/** How many times a state torn by a crash was rebuilt. */
+uint64_t ptm_store_repairs(ptm_store_t *st);
+
 /* ---- runs --------------------------------------------------------------- */
 
 typedef struct {
@@ -66,18 +101,21 @@ typedef struct {
 apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
                                 apr_pool_t *p);
 
+/* Creates the run directory under the lock; sets `*seq_floor` to the
+ * highest seq already in the directory's telemetry.ndjson (0 if none). */
+typedef apr_status_t (*ptm_store_prepare_fn)(void *ctx, uint64_t *seq_floor);
+
 /**
- * Start a run: under the lock, if none is active, call `prepare(ctx)`
- * (which creates the directory; its error is returned and nothing
- * changes), then store the run object `obj` (the response JSON), its id and
- * directory, clear the run's current view.  Returns APR_SUCCESS,
+ * Start a run: under the lock, if none is active, call `prepare` (its error
+ * is returned and nothing changes), then store the run object `obj` (the
+ * response JSON), its id and directory, raise the run counter to the floor
+ * prepare found, and clear the run's current view.  Returns APR_SUCCESS,
  * PTM_STORE_BUSY, PTM_STORE_FULL or prepare's error.
  */
 apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
                                  size_t obj_len, const char *run_id,
                                  size_t run_id_len, const char *run_dir,
-                                 apr_status_t (*prepare)(void *ctx),
-                                 void *ctx);
+                                 ptm_store_prepare_fn prepare, void *ctx);
 
 /** Stop the active run; `out` gets its object.  PTM_STORE_NORUN if none. */
 apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out);

@@ -283,13 +283,15 @@ static const char *entry(apr_pool_t *p, const char *type, const char *env)
 typedef struct {
     int calls;
     apr_status_t rv;
+    uint64_t floor;                 /* what the "directory" already holds */
 } prep_t;
 
-static apr_status_t prepare(void *ctx)
+static apr_status_t prepare(void *ctx, uint64_t *seq_floor)
 {
     prep_t *c = ctx;
 
     c->calls++;
+    *seq_floor = c->floor;
     return c->rv;
 }
 
@@ -480,7 +482,7 @@ static void test_make_current_false_and_ephemeral(void **state)
 static void test_run_lifecycle_and_seq(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
-    prep_t prep = { 0, APR_SUCCESS };
+    prep_t prep = { 0, APR_SUCCESS, 0 };
     ptm_store_run_t r;
     ptm_store_stats_t s;
     ptm_buf_t b;
@@ -613,7 +615,7 @@ static void test_run_lifecycle_and_seq(void **state)
 static void test_current_merge_order(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
-    prep_t prep = { 0, APR_SUCCESS };
+    prep_t prep = { 0, APR_SUCCESS, 0 };
     const char *sa, *sb, *sc, *rb, *rd, *ra, *re, *rb2;
 
     fx_open(&fx, 1024 * 1024);
@@ -690,7 +692,7 @@ static void test_current_merge_order(void **state)
 static void test_run_start_prepare_error(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
-    prep_t prep = { 0, APR_EACCES };
+    prep_t prep = { 0, APR_EACCES, 0 };
     ptm_store_run_t r;
     ptm_buf_t b;
     uint64_t gen;
@@ -851,7 +853,7 @@ static void expect_full(fx_t *fx, int stream, const char *type,
 static void test_full_big_envelopes(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
-    prep_t prep = { 0, APR_SUCCESS };
+    prep_t prep = { 0, APR_SUCCESS, 0 };
     const char *ea, *big70, *obj;
     ptm_store_run_t r;
     int fd;
@@ -907,7 +909,7 @@ static void test_full_type_table(void **state)
     const char *cur, *ea;
     uint64_t seq = 0, n = 0;
     apr_status_t rv = APR_SUCCESS;
-    prep_t prep = { 0, APR_SUCCESS };
+    prep_t prep = { 0, APR_SUCCESS, 0 };
     int fd;
 
     fx_open(&fx, PTM_STORE_MIN_SIZE);
@@ -1045,7 +1047,7 @@ static void test_arena_compaction(void **state)
                                          "t5" };
     static fx_t fx;     /* outlives a failed test for its teardown */
     model_t site = { 0 }, run = { 0 };
-    prep_t prep = { 0, APR_SUCCESS };
+    prep_t prep = { 0, APR_SUCCESS, 0 };
     uint64_t seq[2] = { 0, 0 }, gen;
     uint32_t x = 12345;
     apr_pool_t *iter;
