@@ -18,8 +18,6 @@ DEB_PKGS    := apache2 apache2-dev libapr1-dev libaprutil1-dev libjansson-dev \
                libcmocka-dev libapache2-mod-perl2 python3
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Extra flags, e.g. make SAN_CFLAGS="-fsanitize=address,undefined"
-SAN_CFLAGS  ?=
 WARN        := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wpointer-arith
 APR_INC     = $(shell apr-1-config --includes --cppflags) $(shell apu-1-config --includes)
 APR_LIBS    = $(shell apr-1-config --link-ld --libs) $(shell apu-1-config --link-ld --libs)
@@ -27,7 +25,7 @@ APR_LIBS    = $(shell apr-1-config --link-ld --libs) $(shell apu-1-config --link
 UNIT_SRC    := $(wildcard t/unit/test_ptm_*.c)
 UNIT_BIN    := $(patsubst t/unit/%.c,build/unit/%,$(UNIT_SRC))
 
-.PHONY: all build deps test test-unit test-httpd run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind run clean install
 
 all: build
 
@@ -49,17 +47,14 @@ build/.deps-ok:
 build: deps $(SO)
 
 $(SO): $(MODULE).c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
-	$(APXS) -c -Isrc $(addprefix -Wc$(comma),$(WARN) $(SAN_CFLAGS)) \
-	    $(if $(SAN_CFLAGS),-Wl$(comma)$(subst $(space),$(comma),$(SAN_CFLAGS))) \
-	    -ljansson $(MODULE).c $(CORE_SRC)
+	$(APXS) -c -Isrc $(addprefix -Wc$(comma),$(WARN)) -ljansson $(MODULE).c $(CORE_SRC)
 
 comma := ,
-space := $(empty) $(empty)
 
 # --- unit tests (cmocka; built without the httpd include path on purpose) ---
 build/unit/%: t/unit/%.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/unit
-	$(CC) -g -O1 -std=gnu99 $(WARN) $(SAN_CFLAGS) -Isrc $(APR_INC) -o $@ $< $(CORE_SRC) \
+	$(CC) -g -O1 -std=gnu99 $(WARN) -Isrc $(APR_INC) -o $@ $< $(CORE_SRC) \
 	    $(APR_LIBS) -ljansson -lcmocka
 
 test-unit: $(UNIT_BIN)
@@ -73,6 +68,42 @@ MPMS ?= prefork worker event
 test-httpd: build
 	@rc=0; for m in $(MPMS); do sh t/run-httpd-tests.sh $$m || rc=1; done; \
 	if [ $$rc -ne 0 ]; then echo "FAIL: Apache::Test suite" >&2; fi; exit $$rc
+
+# --- sanitizers: ASan+UBSan and valgrind ------------------------------------
+ASAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+               -fno-omit-frame-pointer
+ASAN_SO     := build/asan/$(MODULE).so
+ASAN_UNIT   := $(patsubst t/unit/%.c,build/asan/unit/%,$(UNIT_SRC))
+
+build/asan/unit/%: t/unit/%.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+	@mkdir -p build/asan/unit
+	$(CC) -g -O1 -std=gnu99 $(WARN) $(ASAN_FLAGS) -Isrc $(APR_INC) -o $@ $< $(CORE_SRC) \
+	    $(APR_LIBS) -ljansson -lcmocka
+
+# The module with the sanitizers, built without libtool so it does not
+# share objects with the normal build.  httpd itself is not instrumented:
+# t/TEST.PL runs it through a wrapper that preloads the runtime, and
+# t/run-httpd-tests.sh fails on any sanitizer report in the error log.
+$(ASAN_SO): $(MODULE).c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+	@mkdir -p build/asan
+	$(CC) -shared -fPIC -g -O1 $(WARN) $(ASAN_FLAGS) $(shell $(APXS) -q CFLAGS) \
+	    -I$(shell $(APXS) -q INCLUDEDIR) $(APR_INC) -Isrc -o $@ $(MODULE).c $(CORE_SRC) -ljansson
+
+test-asan: $(ASAN_UNIT) $(ASAN_SO)
+	@rc=0; for t in $(ASAN_UNIT); do echo "== $$t (ASan+UBSan)"; $$t || rc=1; done; \
+	[ $$rc -eq 0 ] || { echo "FAIL: unit tests under ASan+UBSan" >&2; exit 1; }
+	@rc=0; for m in $(MPMS); do \
+	    PTM_MODULE=$(CURDIR)/$(ASAN_SO) sh t/run-httpd-tests.sh $$m || rc=1; done; \
+	[ $$rc -eq 0 ] || { echo "FAIL: Apache::Test suite under ASan+UBSan" >&2; exit 1; }
+	@echo "test-asan: clean"
+
+test-valgrind: $(UNIT_BIN)
+	@command -v valgrind >/dev/null || $(SUDO) apt-get install -y -qq valgrind
+	@rc=0; for t in $(UNIT_BIN); do echo "== $$t (valgrind)"; \
+	    PTM_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	        --error-exitcode=1 $$t || rc=1; done; \
+	[ $$rc -eq 0 ] || { echo "FAIL: unit tests under valgrind" >&2; exit 1; }
+	@echo "test-valgrind: clean"
 
 # --- everything -------------------------------------------------------------
 test: build test-unit test-httpd
@@ -104,3 +135,75 @@ run: build
 # --- install into the system Apache (Debian layout) --------------------------
 install: build
 	$(APXS) -i -n panoptes_telemetry $(MODULE).la
+
+# === fuzzing (t/fuzz) =======================================================
+# A libFuzzer target over the request -> envelope path (t/fuzz/fuzz_request.c).
+#   make fuzz          build, then fuzz for FUZZ_SECONDS on build/fuzz/corpus
+#                      (the seeds of t/fuzz/corpus copied in, so the repo's
+#                      corpus stays as it is; what a run finds is kept there
+#                      for the next run).  Fails on any crash, leak, timeout
+#                      or broken invariant; the input is in build/fuzz/artifacts.
+#   make fuzz-build    only build build/fuzz/fuzz_request
+#   make fuzz-replay   the same source without libFuzzer (gcc, ASan+UBSan):
+#                      every file of t/fuzz/corpus once, as a regression test
+FUZZ_CC       ?= clang
+FUZZ_SECONDS  ?= 300
+FUZZ_JOBS     ?= 1
+FUZZ_MAX_LEN  ?= 8192
+FUZZ_ARGS     ?=
+FUZZ_DEB_PKGS := clang libclang-rt-14-dev
+FUZZ_SRC      := t/fuzz/fuzz_request.c
+FUZZ_BIN      := build/fuzz/fuzz_request
+FUZZ_REPLAY   := build/fuzz/fuzz_replay
+FUZZ_CFLAGS   := -g -O1 -std=gnu99 $(WARN) -fno-omit-frame-pointer \
+                 -fno-sanitize-recover=all
+
+.PHONY: fuzz fuzz-build fuzz-replay
+
+# clang and its libFuzzer runtime, installed like `deps` does.
+build/.fuzz-deps-ok: build/.deps-ok
+	@missing=""; for p in $(FUZZ_DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' \
+	        || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "Installing missing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing \
+	        || { echo "error: could not install:$$missing" >&2; exit 1; }; \
+	fi
+	@command -v $(FUZZ_CC) >/dev/null || { echo "error: no $(FUZZ_CC)" >&2; exit 1; }
+	@mkdir -p build && touch $@
+
+$(FUZZ_BIN): $(FUZZ_SRC) $(CORE_SRC) $(CORE_HDR) build/.fuzz-deps-ok
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -Isrc $(APR_INC) \
+	    -o $@ $(FUZZ_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson -ldl
+
+$(FUZZ_REPLAY): $(FUZZ_SRC) $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+	@mkdir -p build/fuzz
+	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -DPTM_FUZZ_REPLAY -Isrc $(APR_INC) \
+	    -o $@ $(FUZZ_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson -ldl
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p build/fuzz/corpus build/fuzz/artifacts
+	@rm -rf build/fuzz/tmp && mkdir -p build/fuzz/tmp
+	@cp t/fuzz/corpus/* build/fuzz/corpus/
+	@echo "fuzzing for $(FUZZ_SECONDS)s x $(FUZZ_JOBS) job(s) on build/fuzz/corpus"
+	@cd build/fuzz && rc=0; \
+	TMPDIR=$(CURDIR)/build/fuzz/tmp ./fuzz_request -dict=$(CURDIR)/t/fuzz/json.dict \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 \
+	    -print_final_stats=1 -artifact_prefix=artifacts/ \
+	    $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
+	    $(FUZZ_ARGS) corpus || rc=$$?; \
+	rm -rf tmp; \
+	if [ $$rc -ne 0 ]; then echo "FAIL: the fuzzer found a problem (see build/fuzz/artifacts$(if $(filter-out 1,$(FUZZ_JOBS)), and build/fuzz/fuzz-*.log))" >&2; fi; \
+	exit $$rc
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@rm -rf build/fuzz/tmp-replay && mkdir -p build/fuzz/tmp-replay
+	@rc=0; TMPDIR=$(CURDIR)/build/fuzz/tmp-replay ./$(FUZZ_REPLAY) t/fuzz/corpus/* || rc=1; \
+	rm -rf build/fuzz/tmp-replay; \
+	[ $$rc -eq 0 ] || echo "FAIL: fuzz corpus replay" >&2; exit $$rc
+# === end of fuzzing =========================================================

@@ -428,24 +428,19 @@ static char *pct_decode(const char *s, size_t *len, apr_pool_t *p)
     return out;
 }
 
-static int do_current_one(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
-                          const ptm_api_req_t *req, apr_pool_t *p)
+static void do_current_one(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                           const char *type, size_t len, apr_pool_t *p)
 {
     ptm_buf_t key, out, detail;
-    size_t len;
-    char *type = pct_decode(req->raw_last ? req->raw_last : "", &len, p);
     apr_status_t rv;
 
-    if (memchr(type, '/', len) || len == 0) {
-        return 0;                       /* %2F: not a single segment */
-    }
     ptm_buf_init(&key, p, len + 8);
     ptm_json_dump_string(&key, type, len);
     ptm_buf_init(&out, p, 512);
     rv = ptm_store_current_one(conf->store, key.data, key.len, &out);
     if (rv == APR_SUCCESS) {
         respond(resp, 200, &out);
-        return 1;
+        return;
     }
     ptm_buf_init(&detail, p, len + 40);
     ptm_buf_puts(&detail, "No current event for type ");
@@ -460,7 +455,6 @@ static int do_current_one(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     }
     ptm_buf_putc(&detail, '\0');
     ptm_api_error(resp, 404, detail.data, p);
-    return 1;
 }
 
 /* ---- the router --------------------------------------------------------- */
@@ -472,8 +466,19 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     ptm_buf_t b;
     int route = route_of(req->path, &want);
     ptm_method_e m = req->method == PTM_HEAD ? PTM_GET : req->method;
+    char *type = NULL;
+    size_t type_len = 0;
 
     memset(resp, 0, sizeof(*resp));
+    if (route == R_CURRENT_ONE) {
+        /* The type is the raw last segment, decoded here: an encoded slash
+         * (kept by AllowEncodedSlashes NoDecode) makes it two segments,
+         * a route miss whatever the method (SPEC §3.8). */
+        type = pct_decode(req->raw_last ? req->raw_last : "", &type_len, p);
+        if (type_len == 0 || memchr(type, '/', type_len)) {
+            route = R_NONE;
+        }
+    }
     if (route == R_NONE) {
         ptm_api_error(resp, 404, "Not Found", p);
         return;
@@ -514,9 +519,7 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         respond(resp, 200, &b);
         break;
     case R_CURRENT_ONE:
-        if (!do_current_one(resp, conf, req, p)) {
-            ptm_api_error(resp, 404, "Not Found", p);
-        }
+        do_current_one(resp, conf, type, type_len, p);
         break;
     case R_SHUTDOWN:
         /* Stopping httpd is the admin's job (SPEC §11.3 F11). */
