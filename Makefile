@@ -25,7 +25,7 @@ APR_LIBS    = $(shell apr-1-config --link-ld --libs) $(shell apu-1-config --link
 UNIT_SRC    := $(wildcard t/unit/test_ptm_*.c)
 UNIT_BIN    := $(patsubst t/unit/%.c,build/unit/%,$(UNIT_SRC))
 
-.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench run clean install
 
 all: build
 
@@ -104,6 +104,14 @@ test-valgrind: $(UNIT_BIN)
 	        --error-exitcode=1 $$t || rc=1; done; \
 	[ $$rc -eq 0 ] || { echo "FAIL: unit tests under valgrind" >&2; exit 1; }
 	@echo "test-valgrind: clean"
+
+# --- make bench: the module against Apache's own ceiling (not a test) -------
+bench: build
+	@for p in wrk apache2-utils; do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
+	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      $(SUDO) apt-get install -y -qq --no-install-recommends $$p; } || exit 1; done
+	$(PYTHON) bench/bench.py
 
 # --- everything -------------------------------------------------------------
 test: build test-unit test-httpd

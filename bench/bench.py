@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""make bench: the module against Apache's own ceiling, in one run.
+
+One generated httpd (event MPM, keep-alive, enough threads for c=64, no
+access log) serves both a static file (the ceiling) and the API. Each
+repetition runs every scenario at every concurrency with wrk, interleaved,
+and the ratio module / ceiling is computed within the repetition; the table
+shows the medians. Machines here are shared and noisy, so only the ratios
+mean much. This is a benchmark, never part of make test.
+
+Environment: BENCH_SECONDS (per wrk run, default 3), BENCH_REPS (default 3),
+BENCH_CONC (default "1 8 64"), BENCH_MEMORY_EVENTS (default 1000000; 0 skips
+the memory check), BENCH_PORT (default 6590).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(TOP, "build", "bench")
+SO = os.path.join(TOP, ".libs", "mod_panoptes_telemetry.so")
+LUA = os.path.join(TOP, "bench", "wrk.lua")
+MODULES = "/usr/lib/apache2/modules"
+PORT = int(os.environ.get("BENCH_PORT", "6590"))
+BASE = "http://127.0.0.1:%d" % PORT
+SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+CONC = [int(c) for c in os.environ.get("BENCH_CONC", "1 8 64").split()]
+MEMORY_EVENTS = int(os.environ.get("BENCH_MEMORY_EVENTS", "1000000"))
+
+CONF = """\
+ServerRoot "{work}"
+ServerName localhost
+DefaultRuntimeDir "{work}"
+PidFile "{work}/httpd.pid"
+Listen 127.0.0.1:{port}
+LoadModule mpm_event_module {mods}/mod_mpm_event.so
+LoadModule authz_core_module {mods}/mod_authz_core.so
+LoadModule authz_host_module {mods}/mod_authz_host.so
+LoadModule mime_module {mods}/mod_mime.so
+LoadModule status_module {mods}/mod_status.so
+LoadModule panoptes_telemetry_module {so}
+{user}
+ErrorLog "{work}/error_log"
+LogLevel warn
+TypesConfig /etc/mime.types
+# Two processes of 64 threads, never grown or shrunk mid-run: no
+# keep-alive connection is dropped at c=64, and the CPU count is stable.
+StartServers 2
+ServerLimit 2
+ThreadsPerChild 64
+ThreadLimit 64
+MaxRequestWorkers 128
+MinSpareThreads 128
+MaxSpareThreads 128
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 30
+DocumentRoot "{work}/htdocs"
+<Directory "{work}/htdocs">
+    Require all granted
+</Directory>
+PanoptesTelemetrySiteDir "{work}/site"
+PanoptesTelemetrySync {sync}
+<Location /api>
+    SetHandler panoptes-telemetry
+    Require all granted
+</Location>
+<Location /server-status>
+    SetHandler server-status
+    Require local
+</Location>
+"""
+
+
+def http(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(BASE + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Server:
+    def __init__(self, sync):
+        self.sync = sync
+        self.proc = None
+
+    def start(self):
+        if os.path.isdir(WORK):
+            shutil.rmtree(WORK)
+        os.makedirs(os.path.join(WORK, "htdocs"))
+        user = ""
+        if os.geteuid() == 0:
+            user = "User www-data\nGroup www-data"
+        conf = os.path.join(WORK, "httpd.conf")
+        with open(conf, "w") as f:
+            f.write(CONF.format(work=WORK, port=PORT, mods=MODULES, so=SO,
+                                user=user, sync="On" if self.sync else "Off"))
+        self.proc = subprocess.Popen(["/usr/sbin/apache2", "-f", conf,
+                                      "-DFOREGROUND"])
+        for _ in range(100):
+            try:
+                if http("GET", "/api/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        sys.exit("bench: httpd did not start; see %s/error_log" % WORK)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def pids(self):
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid",
+                              str(self.proc.pid)], capture_output=True,
+                             text=True).stdout.split()
+        return [self.proc.pid] + [int(p) for p in out]
+
+    def cpu_ticks(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass
+        return total
+
+    def child_rss_kb(self):
+        rss = {}
+        for pid in self.pids()[1:]:
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    m = re.search(r"VmRSS:\s+(\d+)", f.read())
+                rss[pid] = int(m.group(1))
+            except (OSError, AttributeError):
+                pass
+        return rss
+
+
+def site_lines():
+    n = 0
+    site = os.path.join(WORK, "site")
+    for root, _, files in os.walk(site):
+        for name in files:
+            if name.endswith(".ndjson"):
+                with open(os.path.join(root, name), "rb") as f:
+                    n += sum(1 for _ in f)
+    return n
+
+
+def wrk(mode, path, conc, seconds):
+    env = dict(os.environ, BENCH_MODE=mode, BENCH_PATH=path)
+    threads = min(conc, 2)
+    out = subprocess.run(["wrk", "--latency", "-t%d" % threads,
+                          "-c%d" % conc, "-d%ds" % seconds, "-s", LUA,
+                          BASE + path], capture_output=True, text=True,
+                         env=env)
+    m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
+    if not m:
+        sys.exit("bench: wrk failed:\n" + out.stdout + out.stderr)
+    r = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    r["errors"] = r["connect"] + r["read"] + r["write"] + r["timeout"]
+    return r
+
+
+SCENARIOS = [
+    # name, mode, path, baseline (None: this is a ceiling)
+    ("static POST", "post", "/ok.json", None),
+    ("POST /event (site)", "event", "/api/event", "static POST"),
+    ("static GET 5.3 KB", "get", "/current.json", None),
+    ("GET /current (20 types)", "get", "/api/current", "static GET 5.3 KB"),
+    ("GET /current/{type}", "get", "/api/current/weather07",
+     "static GET 5.3 KB"),
+    ("POST /event (run)", "event", "/api/event", "static POST"),
+]
+
+
+def measure(server, results, rep, problems):
+    for conc in CONC:
+        for name, mode, path, _ in SCENARIOS:
+            if name == "POST /event (run)":
+                http("POST", "/api/run/start", {})
+            before_lines = site_lines()
+            before_cpu = server.cpu_ticks()
+            r = wrk(mode, path, conc, SECONDS)
+            r["cpu_per_req_us"] = ((server.cpu_ticks() - before_cpu)
+                                   * 1e6 / os.sysconf("SC_CLK_TCK")
+                                   / max(r["requests"], 1))
+            if mode == "event":
+                # Every answered POST is one line; wrk stops with up to
+                # `conc` requests in flight, answered after it counted.
+                got = site_lines() - before_lines
+                ok = r["requests"] - r["status"]
+                if not ok <= got <= ok + conc:
+                    problems.append("%s c=%d: %d lines for %d answers"
+                                    % (name, conc, got, ok))
+            if name == "POST /event (run)":
+                http("POST", "/api/run/stop")
+            if r["status"] or r["errors"]:
+                problems.append("%s c=%d rep %d: %d non-2xx, %d socket "
+                                "errors" % (name, conc, rep, r["status"],
+                                            r["errors"]))
+            results.setdefault((name, conc), []).append(r)
+
+
+def exact_check(problems):
+    """ab -n N: exactly N more lines, every answer 2xx."""
+    n = 5000
+    body = os.path.join(WORK, "ab-body.json")
+    with open(body, "w") as f:
+        json.dump({"type": "ab", "data": {"x": 1}}, f)
+    before = site_lines()
+    out = subprocess.run(["ab", "-q", "-k", "-n", str(n), "-c", "8", "-p",
+                          body, "-T", "application/json",
+                          BASE + "/api/event"], capture_output=True,
+                         text=True).stdout
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    added = site_lines() - before
+    line = "ab -n %d -c 8: %d lines added, %d failed, %s non-2xx" % (
+        n, added, failed, non2xx.group(1) if non2xx else "0")
+    if added != n or failed or non2xx:
+        problems.append(line)
+    return line
+
+
+def status_auto():
+    code, body = http("GET", "/server-status?auto")
+    return body.decode() if code == 200 else ""
+
+
+def memory_check(server, problems):
+    """RSS per child and shared-state use stay flat over many events."""
+    if MEMORY_EVENTS <= 0:
+        return ["memory check skipped (BENCH_MEMORY_EVENTS=0)"]
+    warm = min(100000, MEMORY_EVENTS // 10)
+    env = dict(os.environ, BENCH_MODE="event", BENCH_PATH="/api/event")
+
+    def post(count):
+        # wrk has no request count; run it long enough, then count lines.
+        start = site_lines()
+        while site_lines() - start < count:
+            subprocess.run(["wrk", "-t2", "-c16", "-d2s", "-s", LUA,
+                            BASE + "/api/event"], capture_output=True,
+                           env=env)
+
+    post(warm)
+    rss0, st0 = server.child_rss_kb(), status_auto()
+    post(MEMORY_EVENTS)
+    rss1, st1 = server.child_rss_kb(), status_auto()
+    lines = ["memory: %d events after a %d-event warm-up" %
+             (MEMORY_EVENTS, warm)]
+    for pid in sorted(rss0):
+        if pid in rss1:
+            grew = rss1[pid] - rss0[pid]
+            lines.append("  child %d RSS %d kB -> %d kB (%+d kB)"
+                         % (pid, rss0[pid], rss1[pid], grew))
+            if grew > 256:
+                problems.append("child %d RSS grew by %d kB" % (pid, grew))
+    used = [re.search(r"PanoptesStateBytesUsed: (\d+)", s) for s in (st0, st1)]
+    if all(used):
+        a, b = int(used[0].group(1)), int(used[1].group(1))
+        lines.append("  shared state used %d -> %d bytes" % (a, b))
+        if b != a:
+            problems.append("shared state use changed: %d -> %d" % (a, b))
+    else:
+        lines.append("  shared state use: not reported (no mod_status "
+                     "section)")
+    return lines
+
+
+def fmt_us(us):
+    return "%.2f ms" % (us / 1000.0)
+
+
+def main():
+    if not os.path.exists(SO):
+        sys.exit("bench: build the module first (make build)")
+    problems = []
+    results = {}
+    server = Server(sync=False)
+    server.start()
+    try:
+        # The ceiling's GET is a /current of 20 types, saved as a file.
+        for i in range(20):
+            http("POST", "/api/event", {"type": "weather%02d" % i,
+                 "data": {"sky": "clear", "temp_c": 11.5, "humidity": 0.42,
+                          "wind_kph": [3.1, 4.7, 2.2], "safe": True,
+                          "station": "pan001-aag"},
+                 "meta": {"unit": "PAN001", "source": "bench"}})
+        _, cur = http("GET", "/api/current")
+        with open(os.path.join(WORK, "htdocs", "current.json"), "wb") as f:
+            f.write(cur)
+        with open(os.path.join(WORK, "htdocs", "ok.json"), "w") as f:
+            f.write('{"ok":true}\n')
+        for rep in range(REPS):
+            measure(server, results, rep, problems)
+        exact = exact_check(problems)
+        memory = memory_check(server, problems)
+    finally:
+        server.stop()
+
+    # PanoptesTelemetrySync On: the same POSTs, against its own ceiling.
+    sync = Server(sync=True)
+    sync.start()
+    sync_ratios = []
+    try:
+        with open(os.path.join(WORK, "htdocs", "ok.json"), "w") as f:
+            f.write('{"ok":true}\n')
+        for _ in range(REPS):
+            base = wrk("post", "/ok.json", 8, SECONDS)
+            mod = wrk("event", "/api/event", 8, SECONDS)
+            sync_ratios.append((mod["rps"], mod["rps"] / base["rps"]))
+    finally:
+        sync.stop()
+
+    print()
+    print("make bench: %d repetitions x %d s per run, wrk, event MPM, "
+          "2 x 64 threads, keep-alive" % (REPS, SECONDS))
+    print("%-26s %4s %10s %10s %10s %12s %8s %9s %8s" % (
+        "scenario", "c", "req/s", "p50", "p99", "CPU/req", "ratio",
+        "p99 ratio", "CPU ratio"))
+    for conc in CONC:
+        for name, _, _, base in SCENARIOS:
+            rs = results[(name, conc)]
+            rps = statistics.median(r["rps"] for r in rs)
+            p50 = statistics.median(r["p50_us"] for r in rs)
+            p99 = statistics.median(r["p99_us"] for r in rs)
+            cpu = statistics.median(r["cpu_per_req_us"] for r in rs)
+            ratio = p99r = cpur = ""
+            if base:
+                bs = results[(base, conc)]
+                ratio = "%.2f" % statistics.median(
+                    r["rps"] / b["rps"] for r, b in zip(rs, bs))
+                p99r = "%.2f" % statistics.median(
+                    r["p99_us"] / max(b["p99_us"], 1) for r, b in zip(rs, bs))
+                cpur = "%.2f" % statistics.median(
+                    r["cpu_per_req_us"] / max(b["cpu_per_req_us"], 1e-9)
+                    for r, b in zip(rs, bs))
+            print("%-26s %4d %10.0f %10s %10s %9.1f us %8s %9s %8s" % (
+                name, conc, rps, fmt_us(p50), fmt_us(p99), cpu, ratio, p99r,
+                cpur))
+    print("%-26s %4d %10.0f %10s %10s %12s %8.2f" % (
+        "POST /event, Sync On", 8,
+        statistics.median(r for r, _ in sync_ratios), "", "", "",
+        statistics.median(x for _, x in sync_ratios)))
+    print()
+    print("correctness: " + exact)
+    for line in memory:
+        print(line)
+    if problems:
+        print("\nPROBLEMS:")
+        for p in problems:
+            print("  " + p)
+        sys.exit(1)
+    print("\nno non-2xx answers, no socket errors, every answered event "
+          "is one line")
+
+
+if __name__ == "__main__":
+    main()
