@@ -125,6 +125,7 @@ PANOPTES_TELEMETRY_HOST     ?= 127.0.0.1
 PANOPTES_TELEMETRY_PORT     ?= 6562
 PANOPTES_TELEMETRY_SITE_DIR ?= telemetry
 APACHE2     ?= /usr/sbin/apache2
+LOGLEVEL    ?= info
 RUN_ROOT    := $(CURDIR)/build/run
 RUN_USER    := $(if $(filter 0,$(shell id -u)),www-data,$(shell id -un))
 RUN_GROUP   := $(if $(filter 0,$(shell id -u)),www-data,$(shell id -gn))
@@ -136,7 +137,7 @@ run: build
 	echo "Serving the PANOPTES telemetry API on http://$$host:$(PANOPTES_TELEMETRY_PORT)/ (site dir $$site); Ctrl-C stops it."; \
 	PTM_SERVER_ROOT='$(RUN_ROOT)' PTM_MODULE='$(CURDIR)/$(SO)' \
 	PTM_LISTEN="$$host:$(PANOPTES_TELEMETRY_PORT)" \
-	PTM_USER='$(RUN_USER)' PTM_GROUP='$(RUN_GROUP)' \
+	PTM_USER='$(RUN_USER)' PTM_GROUP='$(RUN_GROUP)' PTM_LOGLEVEL='$(LOGLEVEL)' \
 	PANOPTES_TELEMETRY_SITE_DIR="$$site" \
 	exec $(APACHE2) -f $(CURDIR)/conf/httpd-standalone.conf -DFOREGROUND
 

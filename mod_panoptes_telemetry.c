@@ -483,6 +483,9 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
     else if (a->log) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s", a->log);
     }
+    if (a->debug) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "%s", a->debug);
+    }
     if (!r->header_only) {
         ap_rwrite(a->body, (int)a->body_len, r);
     }
@@ -503,6 +506,7 @@ static int ptm_handler(request_rec *r)
     memset(&req, 0, sizeof(req));
     memset(&resp, 0, sizeof(resp));
     req.now = apr_time_now();
+    req.debug = APLOGrdebug(r);
     switch (r->method_number) {
     case M_GET:
         req.method = r->header_only ? PTM_HEAD : PTM_GET;

@@ -381,6 +381,17 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     ptm_buf_add(&out, env.ts_part, env.ts_len);
     ptm_buf_add(&out, env.body_part, env.body_len);
     respond(resp, 200, &out);
+    if (req->debug) {
+        /* Like upstream's --verbose line for each event. */
+        resp->debug = apr_psprintf(p, "event type=%.*s stream=%s seq=%"
+                                   APR_UINT64_T_FMT "%s%s%s%s",
+                                   (int)env.key_len, env.key,
+                                   run.active ? "run" : "site", seq,
+                                   run.active ? " run_id=" : "",
+                                   run.active ? run.run_id : "",
+                                   ev.store_permanently ? "" : " ephemeral",
+                                   ev.make_current ? "" : " not-current");
+    }
     json_decref(client_meta);
     ptm_event_req_free(&ev);
     return;

@@ -27,6 +27,7 @@ typedef struct {
     const char *body;
     size_t body_len;
     apr_time_t now;
+    int debug;               /* fill resp->debug (costs a string) */
 } ptm_api_req_t;
 
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct {
     size_t body_len;
     const char *allow;       /* Allow header of a 405, else NULL */
     const char *log;         /* what to say in the error log, else NULL */
+    const char *debug;       /* the per-event debug line, when asked */
 } ptm_api_resp_t;
 
 /** 1 when the route reads a request body (POST /event, POST /run/start). */
