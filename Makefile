@@ -216,3 +216,6 @@ fuzz-replay: $(FUZZ_REPLAY)
 	rm -rf build/fuzz/tmp-replay; \
 	[ $$rc -eq 0 ] || echo "FAIL: fuzz corpus replay" >&2; exit $$rc
 # === end of fuzzing =========================================================
+
+# Further targets, one file per concern (packaging, ...).
+-include mk/*.mk

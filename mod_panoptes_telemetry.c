@@ -281,6 +281,14 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         if (rv != APR_SUCCESS) {
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+        if (strcmp(apr_global_mutex_name(ret->mutex), "posixsem") == 0) {
+            /* Not released when its holder dies: one crashed child would
+             * stop every request for good. */
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "Mutex posixsem for " PTM_MUTEX " is not released "
+                         "when a child dies holding it; prefer the default "
+                         "(pthread), sysvsem, fcntl or flock");
+        }
         ret->size = sc->state_size;
         ret->site_dir = apr_pstrdup(s->process->pool, sc->site_dir);
         store = ptm_store_attach(ret->base, ret->mutex, ptemp);

@@ -38,12 +38,24 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p)
     return S_ISDIR(st.st_mode) ? APR_SUCCESS : APR_ENOTDIR;
 }
 
+/* Readable too, so that an append can see whether the file ends in the
+ * middle of a line; write-only if reading is not allowed. */
+static int open_append(const char *path)
+{
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+
+    if (fd < 0 && errno == EACCES) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    }
+    return fd;
+}
+
 apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p)
 {
     const char *slash = strrchr(path, '/');
     apr_status_t rv;
 
-    *fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    *fd = open_append(path);
     if (*fd >= 0) {
         return APR_SUCCESS;
     }
@@ -57,8 +69,83 @@ apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p)
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    *fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    *fd = open_append(path);
     return *fd >= 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+}
+
+/* Walk back from `end` in blocks: `*cut` gets the end of the last complete
+ * line (0 when there is none) and, with `line`, `*line` where that line
+ * starts (-1 when there is no complete line).  Returns 0 or an errno. */
+static int scan_back(int fd, off_t end, off_t *cut_out, off_t *line_out)
+{
+    char buf[8192];
+    off_t pos = end, line = -1, cut = -1;
+    ssize_t n;
+
+    while (pos > 0 && (line_out ? line < 0 : cut < 0)) {
+        size_t want = pos > (off_t)sizeof(buf) ? sizeof(buf) : (size_t)pos;
+        off_t at = pos - (off_t)want;
+        size_t i;
+
+        n = pread(fd, buf, want, at);
+        if (n != (ssize_t)want) {
+            return n < 0 ? errno : EIO;
+        }
+        for (i = want; i > 0; i--) {
+            off_t o = at + (off_t)i - 1;
+
+            if (buf[i - 1] != '\n') {
+                continue;
+            }
+            if (cut < 0) {
+                cut = o + 1;            /* end of the last complete line */
+                if (!line_out) {
+                    break;
+                }
+                continue;
+            }
+            line = o + 1;
+            break;
+        }
+        pos = at;
+    }
+    if (cut < 0) {
+        cut = 0;                        /* no newline at all */
+    }
+    else if (line < 0) {
+        line = 0;                       /* the only complete line */
+    }
+    *cut_out = cut;
+    if (line_out) {
+        *line_out = cut > 0 ? line : -1;
+    }
+    return 0;
+}
+
+/* A writer killed in the middle of its append (the kernel stops a write
+ * to a regular file between pages on SIGKILL) leaves part of a line that
+ * was never acknowledged: cut it off, or the next line would be glued to
+ * it.  Only possible on a readable descriptor; a write-only one (or a
+ * pipe, a device) is taken as it is.  Called under the store lock, so no
+ * living writer is in the middle of a line.  Returns 0 or an errno, with
+ * `*size` the size the file has now. */
+static int cut_partial(int fd, off_t *size)
+{
+    off_t cut;
+    char c;
+    int err;
+
+    if (*size <= 0 || pread(fd, &c, 1, *size - 1) != 1 || c == '\n') {
+        return 0;
+    }
+    if ((err = scan_back(fd, *size, &cut, NULL)) != 0) {
+        return err;
+    }
+    if (ftruncate(fd, cut) != 0) {
+        return errno;
+    }
+    *size = cut;
+    return 0;
 }
 
 apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
@@ -74,6 +161,9 @@ apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
     }
     if (fstat(fd, &st) != 0) {
         return APR_FROM_OS_ERROR(errno);
+    }
+    if (S_ISREG(st.st_mode) && (err = cut_partial(fd, &st.st_size)) != 0) {
+        return APR_FROM_OS_ERROR(err);
     }
     do {
         got = writev(fd, iov, n);
@@ -115,9 +205,9 @@ static uint64_t seq_of(const char *s, size_t n)
 
 apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
 {
-    char buf[8192], head[32];
+    char head[32];
     struct stat st;
-    off_t end, pos, line = -1, cut = -1;
+    off_t line, cut;
     ssize_t n;
     int fd, rv = 0;
 
@@ -130,42 +220,12 @@ apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
         rv = errno;
         goto out;
     }
-    end = st.st_size;
-    /* Walk back from the end in blocks: find where the last complete line
-     * starts, and whether a partial line follows it. */
-    pos = end;
-    while (pos > 0 && line < 0) {
-        size_t want = pos > (off_t)sizeof(buf) ? sizeof(buf) : (size_t)pos;
-        off_t at = pos - (off_t)want;
-        size_t i;
-
-        n = pread(fd, buf, want, at);
-        if (n != (ssize_t)want) {
-            rv = n < 0 ? errno : EIO;
-            goto out;
-        }
-        for (i = want; i > 0; i--) {
-            off_t o = at + (off_t)i - 1;
-
-            if (buf[i - 1] != '\n') {
-                continue;
-            }
-            if (cut < 0) {
-                cut = o + 1;            /* end of the last complete line */
-                continue;
-            }
-            line = o + 1;
-            break;
-        }
-        pos = at;
+    /* Where the last complete line starts, and whether a partial line
+     * follows it. */
+    if ((rv = scan_back(fd, st.st_size, &cut, &line)) != 0) {
+        goto out;
     }
-    if (cut < 0) {
-        cut = 0;                        /* no newline at all */
-    }
-    else if (line < 0) {
-        line = 0;                       /* the only complete line */
-    }
-    if (cut < end && ftruncate(fd, cut) != 0) {
+    if (cut < st.st_size && ftruncate(fd, cut) != 0) {
         rv = errno;
         goto out;
     }

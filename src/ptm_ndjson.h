@@ -19,8 +19,9 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p);
 
 /**
  * Create the parent directory if needed and open `path` for appending
- * (created 0666 less the umask).  Returns APR_SUCCESS with `*fd`, or the
- * error of mkdir/open (APR_EISDIR when `path` is a directory).
+ * (created 0666 less the umask), readable too when allowed so that
+ * ptm_ndjson_append can see a partial last line.  Returns APR_SUCCESS with
+ * `*fd`, or the error of mkdir/open (EISDIR when `path` is a directory).
  */
 apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
 
@@ -28,7 +29,10 @@ apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
  * Append the line made of `iov[0..n)` with one writev; with `sync`,
  * fdatasync before returning.  On any failure the file is truncated back
  * to its previous length and the error is returned (APR_EGENERAL for a
- * short write that left no errno).
+ * short write that left no errno).  First, when `fd` is readable and the
+ * file does not end in a newline, the partial line a writer killed
+ * mid-append left is cut off (callers hold the store lock, so no living
+ * writer is mid-line), so that the new line is not glued to it.
  */
 apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
                                int sync);

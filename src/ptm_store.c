@@ -378,9 +378,21 @@ static const char *src_payload(const hdr_t *src, uint64_t payload,
     return (const char *)src + src->arena + payload;
 }
 
+/* A value's blob is claimed unowned and handed to its slot only once all
+ * of its bytes are in place: a process killed in the middle of the copy
+ * leaves a blob that a repair drops (src_payload checks the owner), not a
+ * torn envelope that it would keep and /current would serve. */
+static void own_locked(ptm_store_t *st, int s, uint32_t slot)
+{
+    blob_t *b = blob_hdr(st, slots(st, s)[slot].blob);
+
+    __atomic_store_n(&b->owner, 2u + 2u * slot + (uint32_t)s,
+                     __ATOMIC_RELEASE);
+}
+
 /* Append a new type to map `s`; the caller has checked there is a free
  * slot and that `key_len + env_len` bytes fit.  Returns where the payload
- * goes (key, then envelope). */
+ * goes (key, then envelope); the caller fills it, then calls own_locked. */
 static char *map_append_locked(ptm_store_t *st, int s, uint32_t hash,
                                uint64_t key_len, uint64_t env_len)
 {
@@ -389,7 +401,7 @@ static char *map_append_locked(ptm_store_t *st, int s, uint32_t hash,
     slot_t *sl = &slots(st, s)[slot];
 
     make_room_locked(st, key_len + env_len);
-    sl->blob = claim_locked(st, key_len + env_len, 2u + 2u * slot + (uint32_t)s);
+    sl->blob = claim_locked(st, key_len + env_len, OWNER_FREE);
     sl->hash = hash;
     sl->key_len = (uint32_t)key_len;
     sl->env_len = (uint32_t)env_len;
@@ -447,6 +459,12 @@ static unsigned copy_state(ptm_store_t *st, const hdr_t *src)
             lost++;
             continue;
         }
+        /* Run values only with their run: a start or stop cut short
+         * leaves some behind with none active (or the run was lost). */
+        if (s == PTM_STREAM_RUN && !h->run_active) {
+            lost += m->count ? 1 : 0;
+            continue;
+        }
         for (i = 0; i < m->count && i < m->cap; i++) {
             uint64_t len = (uint64_t)x[i].key_len + x[i].env_len;
             const char *p = src_payload(src, x[i].blob, len,
@@ -462,24 +480,40 @@ static unsigned copy_state(ptm_store_t *st, const hdr_t *src)
             memcpy(map_append_locked(st, s, hash_key(p, x[i].key_len),
                                      x[i].key_len, x[i].env_len),
                    p, (size_t)len);
+            own_locked(st, s, h->map[s].count - 1);
         }
     }
     return lost;
 }
 
+/* Rebuild a torn state.  The new state is built aside and copied over the
+ * old one body first, header last, with `writing` still set: a repairer
+ * killed half-way leaves the old header (its counters and pending seq) and
+ * a body the next repair checks value by value again. */
 static apr_status_t repair_locked(ptm_store_t *st)
 {
     apr_size_t size = (apr_size_t)st->hdr->size;
-    hdr_t *snap = malloc(size);
+    char *fresh = malloc(size);
+    ptm_store_t aside;
+    hdr_t *h;
 
-    if (!snap) {
+    if (!fresh) {
         return APR_ENOMEM;
     }
-    memcpy(snap, st->base, size);
-    ptm_store_format(st->base, size);
-    copy_state(st, snap);
-    st->hdr->repairs++;
-    free(snap);
+    ptm_store_format(fresh, size);
+    aside.base = fresh;
+    aside.hdr = (hdr_t *)fresh;
+    aside.mutex = NULL;
+    copy_state(&aside, st->hdr);
+    h = aside.hdr;
+    h->repairs++;
+    h->writing = 1;
+    memcpy(st->base + sizeof(hdr_t), fresh + sizeof(hdr_t),
+           size - sizeof(hdr_t));
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    memcpy(st->base, fresh, sizeof(hdr_t));
+    end_locked(st->hdr);
+    free(fresh);
     return APR_SUCCESS;
 }
 
@@ -822,6 +856,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         if (slot < 0) {
             b = map_append_locked(st, ev->stream, hash, ev->key_len,
                                   payload_len - ev->key_len);
+            slot = (int)m->count - 1;
         }
         else {
             slot_t *sl = &slots(st, ev->stream)[slot];
@@ -829,9 +864,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
             m->bytes -= sl->key_len + sl->env_len;
             release_locked(st, sl->blob);
             make_room_locked(st, payload_len);
-            sl->blob = claim_locked(st, payload_len,
-                                    2u + 2u * (uint32_t)slot
-                                    + (uint32_t)ev->stream);
+            sl->blob = claim_locked(st, payload_len, OWNER_FREE);
             sl->env_len = (uint32_t)(payload_len - ev->key_len);
             m->bytes += payload_len;
             b = arena(st) + sl->blob;
@@ -841,6 +874,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         memcpy(b, head, head_len);
         memcpy(b + head_len, ev->ts_part, ev->ts_len);
         memcpy(b + head_len + ev->ts_len, ev->body_part, ev->body_len);
+        own_locked(st, ev->stream, (uint32_t)slot);
     }
     end_locked(h);
     *seq = n;
