@@ -18,6 +18,7 @@
 #include "util_mutex.h"
 #include "ap_mpm.h"
 #include "unixd.h"
+#include "mod_status.h"
 
 #include "apr_lib.h"
 #include "apr_strings.h"
@@ -468,6 +469,9 @@ static int read_body(request_rec *r, apr_off_t limit, char **out,
 static int send_answer(request_rec *r, const ptm_api_resp_t *a)
 {
     r->status = a->status;
+    if (a->status >= 400 && ptm_store) {
+        ptm_store_count_answer(ptm_store, a->status);
+    }
     if (ap_status_drops_connection(a->status)) {
         /* A body we did not read (413) must not be drained for keep-alive. */
         r->connection->keepalive = AP_CONN_CLOSE;
@@ -568,8 +572,95 @@ static int ptm_handler(request_rec *r)
     return send_answer(r, &resp);
 }
 
+/* ---- mod_status ------------------------------------------------------------ */
+
+/* started_at of a run object we built: its last member. */
+static const char *run_started_at(const char *obj, apr_pool_t *p)
+{
+    const char *s = obj ? strstr(obj, ",\"started_at\":\"") : NULL;
+    const char *next;
+
+    while (s && (next = strstr(s + 1, ",\"started_at\":\"")) != NULL) {
+        s = next;
+    }
+    return s ? apr_pstrndup(p, s + 15, 24) : "";
+}
+
+static int ptm_status_hook(request_rec *r, int flags)
+{
+    ptm_store_stats_t st;
+    const char *started;
+    int i;
+
+    if (!ptm_store || ptm_store_stats(ptm_store, &st, r->pool)
+                      != APR_SUCCESS) {
+        return OK;
+    }
+    started = run_started_at(st.run_obj, r->pool);
+    /* Read under the lock into `st`; printed after it. */
+    if (flags & AP_STATUS_SHORT) {
+        ap_rprintf(r, "PanoptesEventsSite: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesEventsRun: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesSeqSite: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesSeqRun: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesRunActive: %d\n",
+                   st.events[0], st.events[1], st.seq[0], st.seq[1],
+                   st.run_active);
+        if (st.run_active) {
+            ap_rprintf(r, "PanoptesRunId: %s\nPanoptesRunStartedAt: %s\n",
+                       st.run_id, started);
+        }
+        ap_rprintf(r, "PanoptesCurrentTypesSite: %u\n"
+                   "PanoptesCurrentTypesRun: %u\n"
+                   "PanoptesStateBytesUsed: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesStateBytesTotal: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesWriteErrors: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesStateRepairs: %" APR_UINT64_T_FMT "\n",
+                   st.types[0], st.types[1], st.bytes_used, st.bytes_total,
+                   st.write_errors, st.repairs);
+        for (i = 0; i < PTM_STORE_NSTATUS; i++) {
+            ap_rprintf(r, "PanoptesAnswers%d: %" APR_UINT64_T_FMT "\n",
+                       ptm_store_status_code(i), st.answers[i]);
+        }
+        return OK;
+    }
+    ap_rputs("<hr />\n<h2>PANOPTES telemetry</h2>\n<table border=\"0\">\n",
+             r);
+    ap_rprintf(r, "<tr><th></th><th>site</th><th>run</th></tr>\n"
+               "<tr><td>events accepted</td><td>%" APR_UINT64_T_FMT
+               "</td><td>%" APR_UINT64_T_FMT "</td></tr>\n"
+               "<tr><td>last seq</td><td>%" APR_UINT64_T_FMT "</td><td>%"
+               APR_UINT64_T_FMT "</td></tr>\n"
+               "<tr><td>current types</td><td>%u</td><td>%u</td></tr>\n"
+               "</table>\n<table border=\"0\">\n",
+               st.events[0], st.events[1], st.seq[0], st.seq[1],
+               st.types[0], st.types[1]);
+    if (st.run_active) {
+        ap_rprintf(r, "<tr><td>active run</td><td>%s, started %s</td></tr>\n",
+                   ap_escape_html(r->pool, st.run_id),
+                   ap_escape_html(r->pool, started));
+    }
+    else {
+        ap_rputs("<tr><td>active run</td><td>none</td></tr>\n", r);
+    }
+    ap_rprintf(r, "<tr><td>shared state</td><td>%" APR_UINT64_T_FMT " of %"
+               APR_UINT64_T_FMT " bytes used</td></tr>\n"
+               "<tr><td>write errors</td><td>%" APR_UINT64_T_FMT
+               "</td></tr>\n<tr><td>repairs after crashes</td><td>%"
+               APR_UINT64_T_FMT "</td></tr>\n<tr><td>refused</td><td>",
+               st.bytes_used, st.bytes_total, st.write_errors, st.repairs);
+    for (i = 0; i < PTM_STORE_NSTATUS; i++) {
+        ap_rprintf(r, "%s%d: %" APR_UINT64_T_FMT, i ? ", " : "",
+                   ptm_store_status_code(i), st.answers[i]);
+    }
+    ap_rputs("</td></tr>\n</table>\n", r);
+    return OK;
+}
+
 static void ptm_register_hooks(apr_pool_t *p)
 {
+    APR_OPTIONAL_HOOK(ap, status_hook, ptm_status_hook, NULL, NULL,
+                      APR_HOOK_MIDDLE);
     ap_hook_pre_config(ptm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(ptm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ptm_child_init, NULL, NULL, APR_HOOK_MIDDLE);

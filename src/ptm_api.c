@@ -352,6 +352,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                                  ".ndjson", NULL);
             rv = ptm_ndjson_open(&se.fd, path, p);
             if (rv != APR_SUCCESS) {
+                ptm_store_count_write_error(conf->store);
                 ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot open ", path,
                             ": ", errstr(rv, p), NULL));
                 goto fail;
@@ -371,6 +372,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         goto fail;
     }
     if (rv != APR_SUCCESS) {
+        ptm_store_count_write_error(conf->store);
         ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot write ",
                     path ? path : "event", ": ", errstr(rv, p), NULL));
         goto fail;

@@ -21,7 +21,7 @@
 #include "ptm_ndjson.h"
 
 #define MAGIC 0x314d5450u           /* "PTM1" */
-#define LAYOUT_VERSION 2u
+#define LAYOUT_VERSION 3u
 #define OWNER_FREE 0u
 #define OWNER_RUN 1u
 #define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
@@ -68,6 +68,9 @@ typedef struct {
     uint32_t pending_stream;
     uint64_t pending_seq;           /* the seq a pending append may carry */
     uint64_t repairs;
+    /* Counted without the lock (atomic adds): mod_status only reads them. */
+    uint64_t write_errors;
+    uint64_t answers[PTM_STORE_NSTATUS];
 } hdr_t;
 
 typedef struct {
@@ -958,12 +961,40 @@ apr_status_t ptm_store_current_one(ptm_store_t *st, const char *key,
     return rv;
 }
 
-apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats)
+static const int status_codes[PTM_STORE_NSTATUS] = {
+    400, 404, 405, 409, 413, 422, 500, 503, 507
+};
+
+void ptm_store_count_answer(ptm_store_t *st, int status)
+{
+    int i;
+
+    for (i = 0; i < PTM_STORE_NSTATUS; i++) {
+        if (status_codes[i] == status) {
+            __atomic_fetch_add(&st->hdr->answers[i], 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+}
+
+void ptm_store_count_write_error(ptm_store_t *st)
+{
+    __atomic_fetch_add(&st->hdr->write_errors, 1, __ATOMIC_RELAXED);
+}
+
+int ptm_store_status_code(int i)
+{
+    return i >= 0 && i < PTM_STORE_NSTATUS ? status_codes[i] : 0;
+}
+
+apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
+                             apr_pool_t *p)
 {
     hdr_t *h = st->hdr;
     apr_status_t rv;
     int s;
 
+    memset(stats, 0, sizeof(*stats));
     if ((rv = lock(st)) != APR_SUCCESS) {
         return rv;
     }
@@ -975,6 +1006,17 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats)
     stats->bytes_used = h->arena + h->live;
     stats->bytes_total = h->size;
     stats->run_active = (int)h->run_active;
+    if (h->run_active) {
+        stats->run_obj = apr_pstrmemdup(p, arena(st) + h->run_blob,
+                                        h->run_obj_len);
+        stats->run_id = apr_pstrmemdup(p, arena(st) + h->run_blob
+                                       + h->run_obj_len, h->run_id_len);
+    }
+    stats->repairs = h->repairs;
+    stats->write_errors = __atomic_load_n(&h->write_errors, __ATOMIC_RELAXED);
+    for (s = 0; s < PTM_STORE_NSTATUS; s++) {
+        stats->answers[s] = __atomic_load_n(&h->answers[s], __ATOMIC_RELAXED);
+    }
     unlock(st);
     return APR_SUCCESS;
 }

@@ -160,16 +160,35 @@ apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out);
 apr_status_t ptm_store_current_one(ptm_store_t *st, const char *key,
                                    size_t key_len, ptm_buf_t *out);
 
+/* Answers counted by status for mod_status: 400 404 405 409 413 422 500
+ * 503 507, in that order. */
+#define PTM_STORE_NSTATUS 9
+
 typedef struct {
     uint64_t seq[2];
-    uint64_t events[2];
-    uint32_t types[2];
-    uint64_t bytes_used;
+    uint64_t events[2];        /* accepted events per stream */
+    uint32_t types[2];         /* current types per stream */
+    uint64_t bytes_used;       /* tables and live values */
     uint64_t bytes_total;
     int run_active;
+    const char *run_id;        /* pool copies, when a run is active */
+    const char *run_obj;
+    uint64_t repairs;
+    uint64_t write_errors;
+    uint64_t answers[PTM_STORE_NSTATUS];
 } ptm_store_stats_t;
 
-/** A consistent copy of the counters. */
-apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats);
+/** A consistent copy of the counters (strings from `p`). */
+apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
+                             apr_pool_t *p);
+
+/** Count an error answer (no lock: an atomic add). */
+void ptm_store_count_answer(ptm_store_t *st, int status);
+
+/** Count a failed append (no lock: an atomic add). */
+void ptm_store_count_write_error(ptm_store_t *st);
+
+/** The status counted at index `i` of ptm_store_stats_t.answers. */
+int ptm_store_status_code(int i);
 
 #endif

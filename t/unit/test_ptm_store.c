@@ -357,7 +357,7 @@ static ptm_store_stats_t stats(fx_t *fx)
     ptm_store_stats_t s;
 
     memset(&s, 0, sizeof(s));
-    assert_int_equal(ptm_store_stats(fx->st, &s), APR_SUCCESS);
+    assert_int_equal(ptm_store_stats(fx->st, &s, fx->p), APR_SUCCESS);
     return s;
 }
 
@@ -2643,6 +2643,44 @@ static void test_run_start_seq_floor(void **state)
 }
 
 /* Every test cleans up after itself, even when it fails. */
+/* The mod_status counters: answers by status, write errors, the run. */
+static void test_stats_counters(void **state)
+{
+    static fx_t fx;     /* outlives a failed test for its teardown */
+    prep_t prep = { 0, APR_SUCCESS, 0 };
+    ptm_store_stats_t s;
+    int i;
+
+    fx_open(&fx, 1024 * 1024);
+    ptm_store_count_answer(fx.st, 422);
+    ptm_store_count_answer(fx.st, 422);
+    ptm_store_count_answer(fx.st, 507);
+    ptm_store_count_answer(fx.st, 200);     /* not an error: not counted */
+    ptm_store_count_answer(fx.st, 418);     /* not one of ours */
+    ptm_store_count_write_error(fx.st);
+    post_ok(&fx, PTM_STREAM_SITE, "a", "1", 1, -1, 1);
+    assert_int_equal(start_run(&fx, RUN_OBJ("007"), "007", "/srv/t/007",
+                               &prep), APR_SUCCESS);
+    s = stats(&fx);
+    for (i = 0; i < PTM_STORE_NSTATUS; i++) {
+        int code = ptm_store_status_code(i);
+
+        assert_int_equal(s.answers[i], code == 422 ? 2 : code == 507 ? 1 : 0);
+    }
+    assert_int_equal(ptm_store_status_code(PTM_STORE_NSTATUS), 0);
+    assert_int_equal(s.write_errors, 1);
+    assert_int_equal(s.events[PTM_STREAM_SITE], 1);
+    assert_int_equal(s.types[PTM_STREAM_SITE], 1);
+    assert_int_equal(s.run_active, 1);
+    assert_string_equal(s.run_id, "007");
+    assert_string_equal(s.run_obj, RUN_OBJ("007"));
+    assert_true(s.bytes_used > 0 && s.bytes_used < s.bytes_total);
+    stop_run(&fx);
+    s = stats(&fx);
+    assert_int_equal(s.run_active, 0);
+    assert_null(s.run_id);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, test_teardown)
 
 int main(void)
@@ -2667,6 +2705,7 @@ int main(void)
         T(test_repair_on_open),
         T(test_reconcile),
         T(test_run_start_seq_floor),
+        T(test_stats_counters),
         T(test_kill_writers_at_random),
     };
 
