@@ -114,8 +114,8 @@ bench: build
 	$(PYTHON) bench/bench.py
 
 # --- everything -------------------------------------------------------------
-test: build test-unit test-httpd
-	@echo "make test: all unit and Apache::Test suites passed"
+test: build test-unit test-httpd test-client
+	@echo "make test: unit, Apache::Test and client suites passed"
 
 clean:
 	rm -rf build .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs
@@ -140,10 +140,6 @@ run: build
 	PTM_USER='$(RUN_USER)' PTM_GROUP='$(RUN_GROUP)' PTM_LOGLEVEL='$(LOGLEVEL)' \
 	PANOPTES_TELEMETRY_SITE_DIR="$$site" \
 	exec $(APACHE2) -f $(CURDIR)/conf/httpd-standalone.conf -DFOREGROUND
-
-# --- install into the system Apache (Debian layout) --------------------------
-install: build
-	$(APXS) -i -n panoptes_telemetry $(MODULE).la
 
 # === fuzzing (t/fuzz) =======================================================
 # A libFuzzer target over the request -> envelope path (t/fuzz/fuzz_request.c).
