@@ -32,15 +32,7 @@ all: build
 # --- dependencies -----------------------------------------------------------
 deps: build/.deps-ok
 build/.deps-ok:
-	@missing=""; for p in $(DEB_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' \
-	        || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	    echo "Installing missing Debian packages:$$missing"; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing \
-	        || { echo "error: could not install:$$missing" >&2; exit 1; }; \
-	fi
+	@sh mk/ensure-packages $(DEB_PKGS)
 	@mkdir -p build && touch $@
 
 # --- the module -------------------------------------------------------------
@@ -98,7 +90,7 @@ test-asan: $(ASAN_UNIT) $(ASAN_SO)
 	@echo "test-asan: clean"
 
 test-valgrind: $(UNIT_BIN)
-	@command -v valgrind >/dev/null || $(SUDO) apt-get install -y -qq valgrind
+	@sh mk/ensure-packages valgrind
 	@rc=0; for t in $(UNIT_BIN); do echo "== $$t (valgrind)"; \
 	    PTM_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	        --error-exitcode=1 $$t || rc=1; done; \
@@ -107,10 +99,7 @@ test-valgrind: $(UNIT_BIN)
 
 # --- make bench: the module against Apache's own ceiling (not a test) -------
 bench: build
-	@for p in wrk apache2-utils; do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
-	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      $(SUDO) apt-get install -y -qq --no-install-recommends $$p; } || exit 1; done
+	@sh mk/ensure-packages wrk apache2-utils
 	$(PYTHON) bench/bench.py
 
 # --- everything -------------------------------------------------------------

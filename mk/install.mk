@@ -61,15 +61,7 @@ DEBPKG_TOOLS    := dpkg-dev debhelper build-essential apache2-dev \
 # written outside the repository.  The copy holds the files git knows
 # (tracked or not ignored), or, without git, the tree minus build outputs.
 deb:
-	@missing=""; for p in $(DEBPKG_TOOLS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' \
-	        || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	    echo "Installing missing Debian packages:$$missing"; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing \
-	        || { echo "error: could not install:$$missing" >&2; exit 1; }; \
-	fi
+	@sh mk/ensure-packages $(DEBPKG_TOOLS)
 	@v=$$(sed -n 's/^#define PTM_VERSION "\(.*\)"$$/\1/p' $(MODULE).c); \
 	[ -n "$(DEBPKG_VERSION)" ] || { echo "error: no version in debian/changelog" >&2; exit 1; }; \
 	[ "$$v" = "$(DEBPKG_VERSION)" ] || { echo "error: debian/changelog is at $(DEBPKG_VERSION), PTM_VERSION in $(MODULE).c is '$$v'" >&2; exit 1; }
