@@ -93,9 +93,5 @@ test-deb:
 CLIENT_PYTHON ?= $(if $(wildcard /usr/bin/python3),/usr/bin/python3,$(PYTHON))
 
 test-client: build
-	@dpkg-query -W -f='$${Status}\n' python3-requests 2>/dev/null | grep -q 'install ok installed' || \
-	{ echo "Installing missing Debian packages: python3-requests"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  $(SUDO) apt-get install -y -qq --no-install-recommends python3-requests; } || \
-	{ echo "error: could not install: python3-requests" >&2; exit 1; }
+	@sh mk/ensure-packages python3-requests
 	PTM_MODULE=$(CURDIR)/$(SO) $(CLIENT_PYTHON) t/client/test_client.py
