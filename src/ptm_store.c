@@ -496,7 +496,9 @@ static unsigned copy_state(ptm_store_t *st, const hdr_t *src)
 static apr_status_t repair_locked(ptm_store_t *st)
 {
     apr_size_t size = (apr_size_t)st->hdr->size;
-    char *fresh = malloc(size);
+    /* calloc: the unused parts are copied back too, and should be zeros
+     * rather than whatever the heap held. */
+    char *fresh = calloc(1, size);
     ptm_store_t aside;
     hdr_t *h;
 
