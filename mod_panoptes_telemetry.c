@@ -223,14 +223,14 @@ static int prepare_site_dir(const char *dir, server_rec *s, apr_pool_t *p)
     apr_status_t rv = ptm_ndjson_mkdirs(dir, p);
 
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, 
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "cannot create PanoptesTelemetrySiteDir %s", dir);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (geteuid() == 0
         && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id)
            != 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s, 
+        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
                      "cannot give %s to the server user", dir);
     }
     return OK;
@@ -270,7 +270,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         rv = ptm_store_open_file(&ret->base, &ret->fd, &how, path,
                                  sc->state_size, s->process->pool);
         if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, 
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                          "cannot map the telemetry state %s%s", path,
                          rv == APR_FROM_OS_ERROR(EBUSY)
                          ? ": another httpd uses this site directory" : "");
@@ -294,14 +294,14 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ret->site_dir = apr_pstrdup(s->process->pool, sc->site_dir);
         store = ptm_store_attach(ret->base, ret->mutex, ptemp);
         ap_log_error(APLOG_MARK, how == PTM_STORE_OPEN_UNRECOGNISED
-                     ? APLOG_WARNING : APLOG_INFO, 0, s, 
+                     ? APLOG_WARNING : APLOG_INFO, 0, s,
                      "telemetry state %s: %s (%" APR_SIZE_T_FMT " bytes)",
                      path, how == PTM_STORE_OPEN_NEW ? "new"
                      : how == PTM_STORE_OPEN_RECOVERED ? "recovered"
                      : how == PTM_STORE_OPEN_RESIZED ? "recovered and resized"
                      : "not a state file, replaced", ret->size);
         if (ptm_store_repairs(store) > 0) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, 
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                          "telemetry state %s was left mid-update by a "
                          "crash and has been rebuilt", path);
         }
@@ -309,19 +309,31 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
          * counter, a deleted state file): never give out a seq twice. */
         rv = ptm_store_reconcile(store, sc->site_dir, ptemp);
         if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, 
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
                          "cannot read %s to recover the seq counters",
                          sc->site_dir);
         }
     }
     else if (sc->state_size != ret->size
              || strcmp(sc->site_dir, ret->site_dir) != 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, 
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "PanoptesTelemetryStateSize and PanoptesTelemetrySiteDir "
                      "take effect when httpd is stopped and started; until "
                      "then the state stays in %s (%" APR_SIZE_T_FMT " bytes)",
                      ret->site_dir, ret->size);
         sc->site_dir = ret->site_dir;
+    }
+    if (!ptm_store_is_formatted(ret->base, ret->size)) {
+        /* A graceful restart loaded a module with another state layout
+         * (an upgrade): the old children still use the old one, so the new
+         * code must not touch it. */
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     "the telemetry state in %s has the layout of another "
+                     "version of mod_panoptes_telemetry: answering 503 until "
+                     "httpd is stopped and started (apachectl stop; "
+                     "apachectl start)", ret->site_dir);
+        ptm_store = NULL;
+        return OK;
     }
     ptm_store = ptm_store_attach(ret->base, ret->mutex, pconf);
     return OK;
@@ -335,8 +347,9 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     apr_status_t rv;
 
     ptm_store = NULL;
-    if (!ret || !ret->base) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, 
+    if (!ret || !ret->base || !ptm_store_is_formatted(ret->base, ret->size)) {
+        /* Requests answer 503; the start-up messages say why. */
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      "no telemetry state to attach to");
         return;
     }
@@ -344,7 +357,7 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     rv = apr_global_mutex_child_init(&mutex,
                                      apr_global_mutex_lockfile(mutex), p);
     if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, 
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "cannot attach to the " PTM_MUTEX " mutex");
         return;
     }
@@ -487,7 +500,7 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
                     : (a->status == 413 || a->status == 507) ? APLOG_WARNING
                     : APLOG_INFO;
 
-        ap_log_rerror(APLOG_MARK, level, 0, r, 
+        ap_log_rerror(APLOG_MARK, level, 0, r,
                       "%s %s -> %d %.*s%s%s", r->method, r->uri, a->status,
                       (int)(a->body_len > 512 ? 512 : a->body_len), a->body,
                       a->log ? " " : "", a->log ? a->log : "");

@@ -151,11 +151,16 @@ static int cut_partial(int fd, off_t *size)
 apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
                                int sync)
 {
+    struct iovec rest[PTM_NDJSON_MAX_IOV], part;
+    const struct iovec *v = iov;
     struct stat st;
     size_t want = 0;
     ssize_t got;
     int i, err;
 
+    if (n > PTM_NDJSON_MAX_IOV) {
+        return APR_EINVAL;
+    }
     for (i = 0; i < n; i++) {
         want += iov[i].iov_len;
     }
@@ -165,23 +170,52 @@ apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
     if (S_ISREG(st.st_mode) && (err = cut_partial(fd, &st.st_size)) != 0) {
         return APR_FROM_OS_ERROR(err);
     }
-    do {
-        got = writev(fd, iov, n);
-    } while (got < 0 && errno == EINTR);
-    if (got == (ssize_t)want) {
-        if (sync && fdatasync(fd) != 0) {
+    /* One writev normally.  A short one (the disk filled up mid-line)
+     * is followed by another for the rest: it either completes the line
+     * (writers are serialised by the store lock, so nothing came in
+     * between) or fails with the errno that names the cause. */
+    err = 0;
+    while (want > 0) {
+        got = writev(fd, v, n);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
             err = errno;
             goto undo;
         }
-        return APR_SUCCESS;
+        if (got == 0) {
+            err = EIO;
+            goto undo;
+        }
+        want -= (size_t)got;
+        while (n > 0 && (size_t)got >= v[0].iov_len) {
+            got -= (ssize_t)v[0].iov_len;
+            v++;
+            n--;
+        }
+        if (n > 0) {
+            /* The rest of a part: a private copy of that iovec. */
+            part.iov_base = (char *)v[0].iov_base + got;
+            part.iov_len = v[0].iov_len - (size_t)got;
+            rest[0] = part;
+            for (i = 1; i < n && i < PTM_NDJSON_MAX_IOV; i++) {
+                rest[i] = v[i];
+            }
+            v = rest;
+        }
     }
-    /* ENOSPC usually shows as a short write first, then -1. */
-    err = got < 0 ? errno : 0;
+    if (sync && fdatasync(fd) != 0) {
+        err = errno;
+        goto undo;
+    }
+    return APR_SUCCESS;
+
 undo:
     if (ftruncate(fd, st.st_size) != 0) {
         /* Nothing better to do: the caller reports the write error. */
     }
-    return err ? APR_FROM_OS_ERROR(err) : APR_EGENERAL;
+    return APR_FROM_OS_ERROR(err);
 }
 
 /* Read seq N from a line starting {"seq":N; 0 when it does not. */

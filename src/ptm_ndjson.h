@@ -28,14 +28,17 @@ apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
 /**
  * Append the line made of `iov[0..n)` with one writev; with `sync`,
  * fdatasync before returning.  On any failure the file is truncated back
- * to its previous length and the error is returned (APR_EGENERAL for a
- * short write that left no errno).  First, when `fd` is readable and the
+ * to its previous length and the error is returned (after a short write
+ * the rest is tried again, so the errno names the cause).  First, when `fd` is readable and the
  * file does not end in a newline, the partial line a writer killed
  * mid-append left is cut off (callers hold the store lock, so no living
  * writer is mid-line), so that the new line is not glued to it.
  */
 apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
                                int sync);
+
+/* Most parts ptm_ndjson_append takes. */
+#define PTM_NDJSON_MAX_IOV 8
 
 /**
  * The seq of the last line of the NDJSON file `path` (0 when the file is

@@ -35,6 +35,7 @@ use POSIX ();
 use Time::Local qw(timegm);
 use Math::BigInt ();
 use File::Path ();
+use File::Temp ();
 
 our @EXPORT = qw(
     req get post head post_event start_run stop_run ensure_no_run
@@ -44,6 +45,18 @@ our @EXPORT = qw(
     site_dir runroot_dir server_user_ids chown_to_server mkdir_p
     day_key site_file_for read_bytes file_lines lines_by_seq site_lines_by_seq
     ts_ok ts_near_now expected_next_id
+);
+
+# Helpers of the restart, stress and fault tests (t/20-22), imported by
+# name: server control, a load client, and the checks of what a load left.
+our @EXPORT_OK = qw(
+    httpd_pid proc_alive httpd_children server_snapshot start_server
+    stop_server kill_server wait_server_up server_answers
+    error_log_path error_log_size error_log_since wait_for_log
+    start_clients wait_clients progress raise_flag wait_progress
+    hold_clients release_clients
+    load_event load_outcome load_line
+    check_events check_current
 );
 
 my $TB = Test::More->builder;
@@ -737,5 +750,731 @@ sub expected_next_id {
     my $s = $next->bstr;
     return ('0' x ($w - length $s)) . $s;
 }
+
+# ---------------------------------------------------------------------------
+# Server control (t/20_restart.t): the httpd that Apache::Test started is
+# found through its pid file and restarted with exactly its own command
+# line and environment, read from /proc.
+
+use Time::HiRes ();
+
+sub _pid_file { return Apache::Test::vars('t_pid_file') }
+
+# Alive and not a zombie (a killed httpd's zombie may wait for init).
+sub proc_alive {
+    my ($pid) = @_;
+    return 0 unless $pid && $pid =~ /^\d+$/;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $line = <$fh> // '';
+    my ($state) = $line =~ /^\d+ \(.*\) (\S)/ or return 0;
+    return $state ne 'Z' && $state ne 'X';
+}
+
+# The parent's pid if the pid file names a live process, else undef.
+sub httpd_pid {
+    open my $fh, '<', _pid_file() or return undef;
+    my $pid = <$fh> // '';
+    chomp $pid;
+    return proc_alive($pid) ? $pid + 0 : undef;
+}
+
+# Children of the httpd parent (live ones), from /proc.
+sub httpd_children {
+    my ($ppid) = @_;
+    $ppid //= httpd_pid();
+    return () unless $ppid;
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $s, '<', $stat or next;
+        my $line = <$s> // '';
+        my ($pid, $state, $pp) = $line =~ /^(\d+) \(.*\) (\S) (\d+)/ or next;
+        push @kids, $pid + 0 if $pp == $ppid && $state ne 'Z' && $state ne 'X';
+    }
+    return @kids;
+}
+
+sub _read_nul {
+    my ($path) = @_;
+    open my $fh, '<:raw', $path or return ();
+    local $/;
+    my $d = <$fh> // '';
+    return grep { length } split /\0/, $d;
+}
+
+# What it takes to start the running httpd again: its pid, argv and
+# environment.  Dies when no httpd runs.
+sub server_snapshot {
+    my $pid = httpd_pid() or die "no httpd: " . _pid_file() . " names no live process\n";
+    my @argv = _read_nul("/proc/$pid/cmdline");
+    my %env = map { /^([^=]*)=(.*)$/s ? ($1, $2) : () } _read_nul("/proc/$pid/environ");
+    die "cannot read /proc/$pid/cmdline\n" unless @argv;
+    return { pid => $pid, argv => \@argv, env => \%env };
+}
+
+# One short request: does the server answer /health on both ports?
+sub server_answers {
+    my $c = PTMTest::Client->new(timeout => 3);
+    for my $m ('prefix', 'root') {
+        my $r = $c->request('GET', '/health', undef, mount => $m);
+        return 0 unless $r->{code} == 200;
+    }
+    return 1;
+}
+
+# Wait until the pid file names a live parent other than $old_pid that
+# answers on both ports.  Returns its pid, or undef after $timeout s.
+sub wait_server_up {
+    my ($timeout, $old_pid) = @_;
+    my $end = Time::HiRes::time() + ($timeout || 60);
+    while (Time::HiRes::time() < $end) {
+        my $pid = httpd_pid();
+        if ($pid && (!$old_pid || $pid != $old_pid) && server_answers()) {
+            return $pid;
+        }
+        Time::HiRes::sleep(0.1);
+    }
+    return undef;
+}
+
+# Start httpd from a snapshot (it daemonises, as under Apache::Test).
+# Returns the new parent's pid once it answers, or undef.
+sub start_server {
+    my ($snap, $timeout) = @_;
+    my $out = Apache::Test::vars('t_logs') . '/ptm-start.log';
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        %ENV = %{ $snap->{env} };
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $out;
+        open STDERR, '>&', \*STDOUT;
+        { no warnings 'exec'; exec { $snap->{argv}[0] } @{ $snap->{argv} }; }
+        POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    return undef if $?;
+    return wait_server_up($timeout || 60, $snap->{pid});
+}
+
+sub _wait_dead {
+    my ($timeout, @pids) = @_;
+    my $end = Time::HiRes::time() + $timeout;
+    while (Time::HiRes::time() < $end) {
+        return 1 unless grep { proc_alive($_) } @pids;
+        Time::HiRes::sleep(0.05);
+    }
+    return 0;
+}
+
+# apachectl stop: SIGTERM to the parent, wait until it and its children
+# are gone.  Returns 1, or 0 if they are still there after $timeout s.
+sub stop_server {
+    my ($timeout) = @_;
+    my $pid = httpd_pid() or return 1;
+    my @kids = httpd_children($pid);
+    kill TERM => $pid;
+    return _wait_dead($timeout || 60, $pid, @kids);
+}
+
+# A crash of everything: stop the parent and every child first (so none
+# can log or fork), then SIGKILL them all.  Returns 1 once all are gone.
+sub kill_server {
+    my $pid = httpd_pid() or return 1;
+    kill STOP => $pid;
+    my @kids = httpd_children($pid);
+    kill STOP => @kids if @kids;
+    kill KILL => $pid, @kids;
+    return 0 unless _wait_dead(30, $pid, @kids);
+    # httpd refuses to start while the pid file names a process that
+    # kill(pid, 0) finds, and a zombie counts: give init a moment to reap
+    # the parent, then drop the stale pid file as a service manager would.
+    my $end = Time::HiRes::time() + 5;
+    Time::HiRes::sleep(0.05) while -e "/proc/$pid" && Time::HiRes::time() < $end;
+    unlink _pid_file() if -e "/proc/$pid";
+    return 1;
+}
+
+# ---------------------------------------------------------------------------
+# The error log
+
+sub error_log_path { return Apache::Test::vars('t_logs') . '/error_log' }
+sub error_log_size { return -s error_log_path() || 0 }
+
+# Lines written to the error log after byte $offset.
+sub error_log_since {
+    my ($offset) = @_;
+    open my $fh, '<:raw', error_log_path() or return ();
+    seek $fh, $offset || 0, 0;
+    my @l = <$fh>;
+    chomp @l;
+    return @l;
+}
+
+# Wait until a line matching $re appears after $offset; the line or undef.
+sub wait_for_log {
+    my ($offset, $re, $timeout) = @_;
+    my $end = Time::HiRes::time() + ($timeout || 60);
+    while (1) {
+        my ($l) = grep { $_ =~ $re } error_log_since($offset);
+        return $l if defined $l;
+        return undef if Time::HiRes::time() > $end;
+        Time::HiRes::sleep(0.1);
+    }
+}
+
+# ---------------------------------------------------------------------------
+# Load: forked clients, events that identify themselves, and outcomes.
+
+# start_clients($n, $work): fork $n clients running $work->($i, $ctl).
+# $ctl->tick counts one acknowledged event (progress()); $ctl->flag says
+# whether raise_flag() was called.  $work returns hashes (outcomes), which
+# wait_clients() collects: a list per client.
+sub start_clients {
+    my ($n, $work) = @_;
+    my $dir = File::Temp::tempdir('ptm-clients-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $h = { dir => $dir, n => $n, pids => [] };
+    open my $pf, '>', "$dir/progress" or die "$dir/progress: $!";
+    close $pf;
+    for my $i (0 .. $n - 1) {
+        my $pid = fork;
+        die "fork: $!" unless defined $pid;
+        if (!$pid) {
+            $SIG{PIPE} = 'IGNORE';
+            my $ctl = PTMTest::Ctl->new($dir);
+            my @out = eval { $work->($i, $ctl) };
+            my $js = JSON::PP->new->canonical;
+            open my $fh, '>', "$dir/c$i.tmp" or POSIX::_exit(1);
+            print {$fh} $js->encode($_), "\n" for @out;
+            print {$fh} $js->encode({ outcome => 'client_died', id => "client$i", error => "$@" }), "\n" if $@;
+            close $fh or POSIX::_exit(1);
+            rename "$dir/c$i.tmp", "$dir/c$i" or POSIX::_exit(1);
+            POSIX::_exit(0);
+        }
+        push @{ $h->{pids} }, $pid;
+    }
+    return $h;
+}
+
+sub progress { my ($h) = @_; return -s "$h->{dir}/progress" || 0 }
+
+sub raise_flag {
+    my ($h) = @_;
+    open my $fh, '>', "$h->{dir}/flag" or die "$h->{dir}/flag: $!";
+    close $fh;
+}
+
+# Wait until progress() reaches $count (or $timeout s pass): 1 or 0.
+sub wait_progress {
+    my ($h, $count, $timeout) = @_;
+    my $end = Time::HiRes::time() + ($timeout || 60);
+    while (progress($h) < $count) {
+        return 0 if Time::HiRes::time() > $end;
+        return 0 unless grep { !-e "$h->{dir}/c$_" } 0 .. $h->{n} - 1;
+        Time::HiRes::sleep(0.02);
+    }
+    return 1;
+}
+
+# Stop the clients between two requests (they call $ctl->pause_point):
+# returns 1 once none has a request in flight, 0 after $timeout s.
+sub hold_clients {
+    my ($h, $timeout) = @_;
+    open my $fh, '>', "$h->{dir}/hold" or die "$h->{dir}/hold: $!";
+    close $fh;
+    my $end = Time::HiRes::time() + ($timeout || 30);
+    while (Time::HiRes::time() < $end) {
+        return 1 unless grep { !-e "$h->{dir}/idle$_" && !-e "$h->{dir}/c$_" } 0 .. $h->{n} - 1;
+        Time::HiRes::sleep(0.01);
+    }
+    return 0;
+}
+
+sub release_clients { my ($h) = @_; unlink "$h->{dir}/hold" }
+
+sub wait_clients {
+    my ($h) = @_;
+    waitpid $_, 0 for @{ $h->{pids} };
+    my @res;
+    for my $i (0 .. $h->{n} - 1) {
+        my @l;
+        if (open my $fh, '<', "$h->{dir}/c$i") {
+            @l = map { JSON::PP->new->decode($_) } <$fh>;
+        }
+        else {
+            @l = ({ outcome => 'client_died', id => "client$i", error => 'no result file' });
+        }
+        push @res, \@l;
+    }
+    return @res;
+}
+
+# An event of a load test: its body, and what the checks need to know.
+# data is {"id":ID,"c":C,"n":N[,"pad":...]}, meta {"c":C}; ID and type are
+# plain ASCII.
+sub load_event {
+    my (%a) = @_;
+    my $c = $a{c} // 0;
+    my $data = '{"id":"' . $a{id} . '","c":' . $c . ',"n":' . ($a{n} // 0)
+        . (defined $a{pad} ? ',"pad":"' . $a{pad} . '"' : '') . '}';
+    my $meta = '{"c":' . $c . '}';
+    my $mc = exists $a{mc} ? ($a{mc} ? 1 : 0) : 1;
+    my $sp = exists $a{sp} ? ($a{sp} ? 1 : 0) : 1;
+    my $body = '{"type":"' . $a{type} . '","data":' . $data . ',"meta":' . $meta
+        . ($mc ? '' : ',"make_current":false')
+        . ($sp ? '' : ',"store_permanently":false') . '}';
+    return { id => $a{id}, type => $a{type}, mc => $mc, sp => $sp,
+             data => $data, meta => $meta, body => $body };
+}
+
+# What became of a load event, from a PTMTest::Client answer:
+# outcome ack (200 + envelope), err (another answer), noans (sent, no
+# answer: may or may not have been stored) or nosend (never reached httpd).
+sub load_outcome {
+    my ($ev, $res) = @_;
+    my %r = map { $_ => $ev->{$_} } qw(id type mc sp data meta);
+    if ($res->{code} == 200) {
+        my $j = eval { jd($res->{body}) };
+        if (ref $j eq 'HASH' && defined $j->{seq} && ref $j->{meta} eq 'HASH') {
+            my $rid = $j->{meta}{run_id};
+            @r{qw(outcome code rbody seq ts stream rid)} = ('ack', 200, $res->{body}, $j->{seq}, $j->{ts},
+                defined $rid ? 'run' : 'site', $rid);
+            return \%r;
+        }
+    }
+    if ($res->{code}) {
+        @r{qw(outcome code rbody)} = ('err', $res->{code}, substr($res->{body} // '', 0, 400));
+    }
+    else {
+        @r{qw(outcome error reused)} = ($res->{sent} ? 'noans' : 'nosend', $res->{error}, $res->{reused});
+    }
+    return \%r;
+}
+
+# The file line of an outcome stored with this seq, ts and stream (the
+# response when $stream is undef), as the module must write it.
+sub load_line {
+    my ($r, $stream, $seq, $ts, $rid) = @_;
+    my $meta = $r->{meta};
+    if (defined $rid && (!defined $stream || $stream eq 'run')) {
+        $meta = $meta eq '{}' ? '{"run_id":' . js($rid) . '}'
+              : substr($meta, 0, -1) . ',"run_id":' . js($rid) . '}';
+    }
+    return '{"seq":' . $seq . ',"ts":' . js($ts)
+        . (defined $stream ? ',"stream":"' . $stream . '"' : '')
+        . ',"type":"' . $r->{type} . '","data":' . $r->{data} . ',"meta":' . $meta . '}';
+}
+
+sub _some {
+    my (@l) = @_;
+    my $more = @l > 12 ? "\n... and " . (@l - 12) . ' more' : '';
+    return join("\n", @l[0 .. ($#l < 11 ? $#l : 11)]) . $more;
+}
+
+sub _check {
+    my ($ok, $name, @problems) = @_;
+    $TB->ok($ok, $name) or $TB->diag(_some(@problems));
+    return $ok;
+}
+
+# What a load left in the files, against what the clients were told.
+#   attempts  => [outcomes]  every event sent (clients and the test itself)
+#   site_lo   => N           site lines above seq N are this test's (undef:
+#                            no site events expected)
+#   run_files => [{path, run_id}]  run files; all their lines are the test's
+#   run_lo    => N           run seqs above N are the test's (default: the
+#                            smallest one seen, minus 1)
+#   strict    => 1           seqs must be contiguous; otherwise each
+#                            unanswered request that is in no file may
+#                            explain one gap
+#   answered  => 1           every request must have been answered
+# Checks: every file ends with a whole line, its lines are whole and in
+# seq order, site seqs unique across day files; every line in range is one
+# of the test's events; every acknowledged stored event is in its stream's
+# file exactly once with its seq, byte for byte; ephemeral, refused and
+# failed events are in no file, unanswered ones at most once and whole; no
+# seq is used twice; the answers are the envelope minus "stream"; seqs are
+# contiguous.  Returns {hi => {stream => highest seq}, unexplained => n,
+# found => {id => [lines]}}.
+sub check_events {
+    my (%a) = @_;
+    my $name = $a{name} || 'load';
+    my @att = @{ $a{attempts} };
+    my (%by_id, @dup_ids);
+    for my $r (@att) {
+        push @dup_ids, $r->{id} if $by_id{ $r->{id} };
+        $by_id{ $r->{id} } = $r;
+    }
+    die "check_events: duplicate ids in the test: @dup_ids[0 .. 4]\n" if @dup_ids;
+
+    my @files;
+    if (defined $a{site_lo}) {
+        my $site = site_dir();
+        opendir my $dh, $site or die "$site: $!";
+        push @files, map { { path => "$site/$_", stream => 'site', lo => $a{site_lo} } }
+            sort grep { /^site_\d{8}\.ndjson$/ } readdir $dh;
+    }
+    for my $rf (@{ $a{run_files} || [] }) {
+        push @files, { path => $rf->{path}, stream => 'run', rid => $rf->{run_id}, lo => 0 };
+    }
+
+    my (@torn, @foreign, %found, %site_seen, %owner, @dupseq);
+    my %lo = (site => $a{site_lo}, run => $a{run_lo});
+    my $in_range = 0;
+    for my $f (@files) {
+        my ($ls, $complete) = file_lines($f->{path});
+        push @torn, "$f->{path}: the last line has no newline" unless $complete;
+        my $prev = 0;
+        for my $l (@$ls) {
+            my ($seq) = $l =~ /^\{"seq":([1-9][0-9]*),"ts":"[^"\\]*","stream":"(?:site|run)","type":.*\}\z/s;
+            if (!$seq) { push @torn, "$f->{path}: torn line: " . substr($l, 0, 160); next }
+            push @torn, "$f->{path}: seq $seq after $prev (file order is not seq order)" if $seq <= $prev;
+            $prev = $seq;
+            push @torn, "site seq $seq is in two day files" if $f->{stream} eq 'site' && $site_seen{$seq}++;
+            next if $seq <= $f->{lo};
+            $in_range++;
+            my ($id) = $l =~ /,"data":\{"id":"([^"]+)"/;
+            if (!defined $id || !$by_id{$id}) {
+                push @foreign, "$f->{path}: seq $seq is none of this test's events: " . substr($l, 0, 160);
+                next;
+            }
+            my ($ts) = $l =~ /^\{"seq":\d+,"ts":"([^"]*)"/;
+            push @{ $found{$id} }, { seq => $seq, ts => $ts, line => $l, stream => $f->{stream},
+                                    rid => $f->{rid}, path => $f->{path} };
+            if (my $o = $owner{ $f->{stream} }{$seq}) { push @dupseq, "$f->{stream} seq $seq: $o and $id" }
+            $owner{ $f->{stream} }{$seq} = $id;
+        }
+    }
+
+    my (@miss, @badline, @badresp, @ghost, @twice, @errs);
+    my $unexplained = 0;
+    my %count = (ack => 0, ack_stored => 0, noans => 0, noans_stored => 0, nosend => 0, err => 0);
+    for my $r (@att) {
+        my $f = $found{ $r->{id} } || [];
+        push @twice, "$r->{id} is stored " . scalar(@$f) . ' times: seqs ' . join(',', map { $_->{seq} } @$f)
+            if @$f > 1;
+        my $o = $r->{outcome};
+        $count{$o}++;
+        if ($o eq 'ack') {
+            my $exp = load_line($r, undef, $r->{seq}, $r->{ts}, $r->{rid});
+            my $got = eval { py_dumps(oparse($r->{rbody})) } // "unparsable: $r->{rbody}";
+            push @badresp, "$r->{id}: answer $got\n  expected $exp" unless $got eq $exp;
+            if (my $ow = $owner{ $r->{stream} }{ $r->{seq} } and !$r->{sp}) {
+                push @dupseq, "$r->{stream} seq $r->{seq}: ephemeral $r->{id} and stored $ow";
+            }
+            if ($r->{sp}) {
+                $count{ack_stored}++;
+                if (!@$f) {
+                    push @miss, "acknowledged $r->{id} ($r->{stream} seq $r->{seq}) is in no file";
+                    next;
+                }
+                my $want = load_line($r, $r->{stream}, $r->{seq}, $r->{ts}, $r->{rid});
+                my $x = $f->[0];
+                if ($x->{stream} ne $r->{stream} || $x->{seq} != $r->{seq}) {
+                    push @badline, "$r->{id}: acknowledged as $r->{stream} seq $r->{seq}, stored as $x->{stream} seq $x->{seq}";
+                }
+                elsif ($x->{stream} eq 'run' && ($x->{rid} // '') ne ($r->{rid} // '')) {
+                    push @badline, "$r->{id}: acknowledged in run $r->{rid}, stored in the file of run $x->{rid}";
+                }
+                elsif ($x->{line} ne $want) {
+                    push @badline, "$r->{id}: line differs\n  got  " . substr($x->{line}, 0, 300)
+                        . "\n  want " . substr($want, 0, 300);
+                }
+            }
+            else {
+                $owner{ $r->{stream} }{ $r->{seq} } //= $r->{id};
+                push @ghost, "ephemeral $r->{id} is in $f->[0]{path}" if @$f;
+            }
+        }
+        elsif ($o eq 'noans') {
+            if (!@$f) { $unexplained++; next }
+            $count{noans_stored}++;
+            my $x = $f->[0];
+            push @ghost, "unanswered ephemeral $r->{id} is in $x->{path}" unless $r->{sp};
+            my $want = load_line($r, $x->{stream}, $x->{seq}, $x->{ts}, $x->{rid});
+            push @badline, "unanswered $r->{id}: line differs\n  got  " . substr($x->{line}, 0, 300)
+                . "\n  want " . substr($want, 0, 300) if $x->{line} ne $want;
+        }
+        else {
+            push @errs, "$r->{id}: $o " . ($r->{code} // '') . ' ' . ($r->{rbody} // $r->{error} // '') if $o ne 'nosend';
+            push @ghost, "$r->{id} ($o) is in $f->[0]{path}" if @$f;
+        }
+    }
+
+    my $n = scalar @att;
+    _check(!@errs, "$name: every answer was 200 ($count{ack} acknowledged, $count{noans} unanswered, "
+        . "$count{nosend} refused, of $n)", @errs);
+    _check(!@torn, "$name: files end with a whole line, no torn line, file order is seq order, "
+        . 'site seqs unique across day files', @torn);
+    _check(!@foreign, "$name: every line in range is one of the test's events", @foreign);
+    _check(!@miss && !@badline, "$name: every acknowledged stored event ($count{ack_stored}) is in its stream's file "
+        . 'once, with its seq, byte for byte', @miss, @badline);
+    _check(!@badresp, "$name: every 200 answer is the envelope minus stream", @badresp);
+    _check(!@ghost && !@twice, "$name: nothing stored twice; no ephemeral, refused or failed event in a file",
+        @ghost, @twice);
+    _check(!@dupseq, "$name: no seq given out twice", @dupseq);
+    $TB->is_num($in_range, $count{ack_stored} + $count{noans_stored},
+        "$name: lines in range = acknowledged stored events + unanswered ones that were stored");
+
+    # Contiguity, per stream.
+    my %hi;
+    for my $s (sort keys %owner) {
+        my @seqs = sort { $a <=> $b } keys %{ $owner{$s} };
+        next unless @seqs;
+        $hi{$s} = $seqs[-1];
+        my $lo = defined $lo{$s} ? $lo{$s} : $seqs[0] - 1;
+        my @below = grep { $_ <= $lo } @seqs;
+        my @gaps;
+        for my $q ($lo + 1 .. $seqs[-1]) {
+            push @gaps, $q unless exists $owner{$s}{$q};
+        }
+        my $what = "$name: $s seqs " . ($lo + 1) . "..$seqs[-1] contiguous";
+        if ($a{strict}) {
+            _check(!@gaps && !@below, $what, @below ? ("seqs at or below $lo: @below[0 .. ($#below < 9 ? $#below : 9)]") : (),
+                @gaps ? ('missing: ' . join(' ', @gaps[0 .. ($#gaps < 19 ? $#gaps : 19)])) : ());
+        }
+        else {
+            _check(@gaps <= $unexplained && !@below,
+                "$what but for gaps left by unanswered requests (" . scalar(@gaps) . " gaps, $unexplained unanswered and not stored)",
+                @gaps ? ('missing: ' . join(' ', @gaps[0 .. ($#gaps < 19 ? $#gaps : 19)])) : ());
+        }
+    }
+    if ($a{answered}) {
+        my @un = grep { $_->{outcome} eq 'noans' || $_->{outcome} eq 'nosend' } @att;
+        _check(!@un, "$name: every request was answered",
+            map { "$_->{id}: $_->{outcome}" . ($_->{reused} ? ' (on a kept-alive connection)' : '')
+                  . ': ' . ($_->{error} // '') } @un);
+    }
+    return { hi => \%hi, unexplained => $unexplained, found => \%found, count => \%count };
+}
+
+# /current against the outcomes, per type of @types: the acknowledged
+# make_current event with the highest seq of its stream (the active run's
+# stream first, then site), or a later unanswered one (which, if stored,
+# must be in its file with that seq).  GET /current/{type} agrees.
+#   attempts => [...], types => [...], run_id => active run id or undef,
+#   found => check_events()->{found}
+sub check_current {
+    my (%a) = @_;
+    my $name = $a{name} || 'load';
+    my %by_id = map { $_->{id} => $_ } @{ $a{attempts} };
+    my %best;
+    for my $r (@{ $a{attempts} }) {
+        next unless $r->{outcome} eq 'ack' && $r->{mc};
+        next if $r->{stream} eq 'run' && (!defined $a{run_id} || $r->{rid} ne $a{run_id});
+        my $old = $best{ $r->{type} }{ $r->{stream} };
+        $best{ $r->{type} }{ $r->{stream} } = $r if !$old || $r->{seq} > $old->{seq};
+    }
+    my $cur = get('/current');
+    my $tree = eval { oparse($cur->{body}) };
+    my (@problems, @single);
+    if (!$tree || $cur->{code} != 200) {
+        $TB->ok(0, "$name: GET /current answers") or $TB->diag("$cur->{code} $cur->{body}");
+        return;
+    }
+    for my $t (@{ $a{types} }) {
+        my $got = onode($tree, 'current', $t);
+        my $bt = $best{$t} || {};
+        if (!$got) {
+            push @problems, "$t: not current, expected seq " . ($bt->{run} || $bt->{site})->{seq}
+                if $bt->{run} || $bt->{site};
+        }
+        else {
+            my $gid = node_value(onode($got, 'data', 'id')) // '?';
+            my $gseq = node_value(onode($got, 'seq')) // 0;
+            my $grid = node_value(onode($got, 'meta', 'run_id'));
+            my $gs = defined $grid ? 'run' : 'site';
+            my $r = $by_id{$gid};
+            my $want = $bt->{$gs};
+            if ($gs eq 'site' && $bt->{run}) {
+                push @problems, "$t: the site value $gid shows although the run has $bt->{run}{id}";
+            }
+            elsif ($gs eq 'run' && (!defined $a{run_id} || $grid ne $a{run_id})) {
+                push @problems, "$t: a value of run $grid shows, the active run is " . ($a{run_id} // 'none');
+            }
+            elsif (!$r) {
+                push @problems, "$t: current is $gid, none of this test's events";
+            }
+            elsif ($r->{outcome} eq 'ack') {
+                if (!$want || $want->{id} ne $gid) {
+                    push @problems, "$t: current is $gid ($gs seq $gseq), expected "
+                        . ($want ? "$want->{id} ($gs seq $want->{seq})" : 'nothing');
+                }
+                elsif (py_dumps($got) ne py_dumps(oparse($r->{rbody}))) {
+                    push @problems, "$t: current " . py_dumps($got) . "\n  differs from the answer $r->{rbody}";
+                }
+            }
+            elsif ($r->{outcome} eq 'noans') {
+                my $x = ($a{found}{$gid} || [])->[0];
+                if (!$r->{mc} || $r->{type} ne $t) {
+                    push @problems, "$t: current is $gid, which was not make_current of this type";
+                }
+                elsif ($want && $gseq <= $want->{seq}) {
+                    push @problems, "$t: current is unanswered $gid (seq $gseq), older than acknowledged $want->{id} (seq $want->{seq})";
+                }
+                elsif ($r->{sp} && (!$x || $x->{seq} != $gseq || $x->{stream} ne $gs)) {
+                    push @problems, "$t: current is unanswered stored $gid ($gs seq $gseq) but the file "
+                        . ($x ? "has it as $x->{stream} seq $x->{seq}" : 'does not have it');
+                }
+            }
+            else {
+                push @problems, "$t: current is $gid, a request that was $r->{outcome}";
+            }
+        }
+        my $one = get('/current/' . $t);
+        if ($got) {
+            push @single, "/current/$t: $one->{code} $one->{body}"
+                unless $one->{code} == 200 && (eval { py_dumps(oparse($one->{body})) } // '') eq py_dumps($got);
+        }
+        else {
+            push @single, "/current/$t: $one->{code} (expected 404)" unless $one->{code} == 404;
+        }
+    }
+    _check(!@problems, "$name: /current holds the latest make_current event of each of "
+        . scalar(@{ $a{types} }) . ' types', @problems);
+    _check(!@single, "$name: GET /current/{type} agrees with GET /current", @single);
+}
+
+# ---------------------------------------------------------------------------
+
+package PTMTest::Ctl;
+
+sub new {
+    my ($class, $dir) = @_;
+    open my $fh, '>>', "$dir/progress" or die "$dir/progress: $!";
+    return bless { dir => $dir, fh => $fh }, $class;
+}
+
+sub tick { my ($self) = @_; syswrite $self->{fh}, '.' }
+sub flag { my ($self) = @_; return -e "$self->{dir}/flag" }
+
+# Call between requests: while hold_clients() is in force, say so and wait.
+sub pause_point {
+    my ($self, $i) = @_;
+    return unless -e "$self->{dir}/hold";
+    if (open my $fh, '>', "$self->{dir}/idle$i") {
+        close $fh;
+    }
+    Time::HiRes::sleep(0.005) while -e "$self->{dir}/hold";
+    unlink "$self->{dir}/idle$i";
+}
+
+# A small HTTP/1.1 client for load tests (forked clients, many requests),
+# optionally keep-alive (one connection per port).  Unlike req(), it tells
+# what became of a request that got no answer: sent => 0 when the
+# connection failed (nothing reached httpd), sent => 1 when httpd may or
+# may not have acted on it.  Returns {code, body, h, sent, error, reused}.
+package PTMTest::Client;
+
+use IO::Socket::INET ();
+use Time::HiRes ();
+
+sub new {
+    my ($class, %o) = @_;
+    return bless { ka => $o{keep_alive} ? 1 : 0, timeout => $o{timeout} || 30, socks => {},
+                   retried => 0 }, $class;
+}
+
+# A kept-alive connection that httpd closes as the next request goes out
+# (the event MPM closes idle ones when busy) ends without a byte of
+# answer: httpd never read that request, so it is sent again on a new
+# connection, once, as browsers do (RFC 9112 §9.3.1).  The load checks
+# would see the event twice if it had in fact been acted on.
+sub request {
+    my ($self, @args) = @_;
+    my $r = $self->_request(@args);
+    if (!$r->{code} && $r->{reused} && $r->{nothing}) {
+        $self->{retried}++;
+        $r = $self->_request(@args);
+    }
+    return $r;
+}
+
+sub retried { return $_[0]{retried} }
+
+sub _request {
+    my ($self, $method, $path, $body, %a) = @_;
+    my $mount = $a{mount} || 'prefix';
+    my $hp = PTMTest::hostport($mount eq 'root' ? 'root' : 'prefix');
+    my $url = PTMTest::mount_prefix($mount) . $path;
+    my $sock = delete $self->{socks}{$hp};
+    my $reused = $sock ? 1 : 0;
+    unless ($sock) {
+        my ($host, $port) = split /:/, $hp;
+        $sock = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp',
+                                      Timeout => $self->{timeout});
+        return { code => 0, sent => 0, error => "connect $hp: $!", reused => 0 } unless $sock;
+        binmode $sock;
+    }
+    my $msg = "$method $url HTTP/1.1\r\nHost: $hp\r\n"
+        . (defined $body ? "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n" : '')
+        . ($self->{ka} ? '' : "Connection: close\r\n") . "\r\n" . ($body // '');
+    my $off = 0;
+    while ($off < length $msg) {
+        my $n = syswrite($sock, $msg, length($msg) - $off, $off);
+        if (!defined $n) {
+            next if $!{EINTR};
+            my $e = "$!";
+            close $sock;
+            return { code => 0, sent => 1, error => "write: $e", reused => $reused, nothing => 1 };
+        }
+        $off += $n;
+    }
+    my ($buf, $head, $code, $minor, %h, $need) = ('');
+    my $end = Time::HiRes::time() + $self->{timeout};
+    while (1) {
+        if (!defined $head && (my $i = index($buf, "\r\n\r\n")) >= 0) {
+            $head = substr($buf, 0, $i);
+            substr($buf, 0, $i + 4, '');
+            my ($sl, @hl) = split /\r\n/, $head;
+            ($minor, $code) = ($sl // '') =~ m{^HTTP/1\.(\d) (\d{3})};
+            for (@hl) {
+                my ($k, $v) = split /:\s*/, $_, 2;
+                $h{ lc $k } = $v;
+            }
+            $need = $h{'content-length'};
+            $need = 0 if $method eq 'HEAD';
+        }
+        last if defined $head && defined $need && length($buf) >= $need;
+        my $left = $end - Time::HiRes::time();
+        my $rin = '';
+        vec($rin, fileno($sock), 1) = 1;
+        my $nf = $left > 0 ? select(my $rout = $rin, undef, undef, $left) : 0;
+        if ($nf < 0) {
+            next if $!{EINTR};
+        }
+        if ($nf <= 0) {
+            close $sock;
+            return { code => 0, sent => 1, error => 'no answer within the timeout', reused => $reused };
+        }
+        my $n = sysread($sock, $buf, 65536, length $buf);
+        if (!defined $n) {
+            next if $!{EINTR};
+            my $e = "$!";
+            close $sock;
+            return { code => 0, sent => 1, error => "read: $e", reused => $reused,
+                     nothing => !length $buf && !defined $head };
+        }
+        if ($n == 0) {
+            last if defined $head && !defined $need;    # body up to EOF
+            close $sock;
+            return { code => 0, sent => 1, reused => $reused, nothing => !length $buf && !defined $head,
+                     error => 'connection closed ' . (length $buf || defined $head ? 'mid-answer' : 'without an answer') };
+        }
+    }
+    if (!$code) {
+        close $sock;
+        return { code => 0, sent => 1, error => "not HTTP: $head", reused => $reused };
+    }
+    my $rbody = defined $need ? substr($buf, 0, $need) : $buf;
+    if ($self->{ka} && defined $need && $minor && lc($h{connection} // '') ne 'close') {
+        $self->{socks}{$hp} = $sock;
+    }
+    else {
+        close $sock;
+    }
+    return { code => $code + 0, body => $rbody, h => \%h, sent => 1, reused => $reused };
+}
+
+package PTMTest;
 
 1;

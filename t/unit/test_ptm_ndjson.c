@@ -503,13 +503,13 @@ static void test_append_efbig(void **state)
         /* No room at all: writev fails outright. */
         { "at the limit", 0, 0, 10, 0, APR_FROM_OS_ERROR(EFBIG) },
         { "at the limit, sync", 0, 0, 10, 1, APR_FROM_OS_ERROR(EFBIG) },
-        /* Part of the line fits: a short write, no errno (documented as
-         * APR_EGENERAL); the part must go again. */
-        { "one byte of room", 1, 0, 10, 0, APR_EGENERAL },
-        { "room for the head", 12, 0, 100, 0, APR_EGENERAL },
-        { "all but the newline", 0, 1, 200, 0, APR_EGENERAL },
-        { "all but the newline, sync", 0, 1, 200, 1, APR_EGENERAL },
-        { "a long line, half of it", 35000, 0, 70000, 1, APR_EGENERAL },
+        /* Part of the line fits: a short write; the rest is written
+         * again and fails with the errno that names the cause. */
+        { "one byte of room", 1, 0, 10, 0, APR_FROM_OS_ERROR(EFBIG) },
+        { "room for the head", 12, 0, 100, 0, APR_FROM_OS_ERROR(EFBIG) },
+        { "all but the newline", 0, 1, 200, 0, APR_FROM_OS_ERROR(EFBIG) },
+        { "all but the newline, sync", 0, 1, 200, 1, APR_FROM_OS_ERROR(EFBIG) },
+        { "a long line, half of it", 35000, 0, 70000, 1, APR_FROM_OS_ERROR(EFBIG) },
     };
     const char *path, *want;
     struct iovec iov[1];
