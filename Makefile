@@ -156,15 +156,7 @@ FUZZ_CFLAGS   := -g -O1 -std=gnu99 $(WARN) -fno-omit-frame-pointer \
 
 # clang and its libFuzzer runtime, installed like `deps` does.
 build/.fuzz-deps-ok: build/.deps-ok
-	@missing=""; for p in $(FUZZ_DEB_PKGS); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' \
-	        || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	    echo "Installing missing Debian packages:$$missing"; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing \
-	        || { echo "error: could not install:$$missing" >&2; exit 1; }; \
-	fi
+	@sh mk/ensure-packages $(FUZZ_DEB_PKGS)
 	@command -v $(FUZZ_CC) >/dev/null || { echo "error: no $(FUZZ_CC)" >&2; exit 1; }
 	@mkdir -p build && touch $@
 

@@ -203,6 +203,68 @@ static int is_within(const char *path, const char *root)
     return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
+/* 1 if `dir` (`len` bytes of a normalised absolute path) is `area`, below
+ * it, or one of its ancestors. */
+static int on_way_to(const char *dir, size_t len, const char *area)
+{
+    size_t n = strlen(area);
+
+    if (n == 1 && area[0] == '/') {
+        return 1;
+    }
+    if (len >= n) {
+        return strncmp(dir, area, n) == 0 && (len == n || dir[n] == '/');
+    }
+    return strncmp(dir, area, len) == 0 && area[len] == '/';
+}
+
+/* mkdir -p of the reported path makes each directory on the way before it
+ * follows the ".." after it, so a run_dir that ends up inside can still
+ * create one outside: "../x/../site/r" makes x beside the site dir.  Every
+ * directory on the way (".." resolved) must therefore be inside the site
+ * dir or a root, or be an ancestor of one of them.  One pass: run_dir is
+ * client input of any length.  (Symlinks are not looked at; the site dir
+ * and the roots are the admin's.) */
+static int way_is_inside(const char *path, const char *site_real,
+                         const apr_array_header_t *roots, apr_pool_t *p)
+{
+    char *res = apr_palloc(p, strlen(path) + 2);
+    const char *s = path, *e;
+    size_t o = 0, len;
+    int i, ok;
+
+    while (*s) {
+        while (*s == '/') {
+            s++;
+        }
+        for (e = s; *e && *e != '/'; e++) {
+        }
+        len = (size_t)(e - s);
+        if (len == 2 && s[0] == '.' && s[1] == '.') {
+            while (o > 0 && res[o - 1] != '/') {
+                o--;
+            }
+            if (o > 0) {
+                o--;
+            }
+        }
+        else if (len > 0 && !(len == 1 && s[0] == '.')) {
+            res[o++] = '/';
+            memcpy(res + o, s, len);
+            o += len;
+            ok = on_way_to(res, o, site_real);
+            for (i = 0; !ok && roots && i < roots->nelts; i++) {
+                ok = on_way_to(res, o, APR_ARRAY_IDX(roots, i, const char *));
+            }
+            if (!ok) {
+                return 0;
+            }
+        }
+        s = e;
+    }
+    return 1;
+}
+
 const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
                                 const apr_array_header_t *roots,
                                 const char *run_dir, size_t run_dir_len,
@@ -226,7 +288,7 @@ const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
     reported = normalise(joined, 0, NULL, p);
     real = normalise(joined, 1, &escaped, p);
     site_real = normalise(site_dir, 1, NULL, p);
-    if (!escaped) {
+    if (!escaped && way_is_inside(joined, site_real, roots, p)) {
         if (is_within(real, site_real)) {
             return reported;
         }

@@ -34,7 +34,8 @@ const char *ptm_run_normalise(const char *path, apr_pool_t *p);
  * `site_dir/run_id`; otherwise a relative `run_dir` is taken under
  * `site_dir` and an absolute one as is, both normalised like pathlib ("" is
  * `site_dir`).  The result must stay, once ".." is resolved, inside
- * `site_dir` or one of `roots` (const char *, normalised absolute paths).
+ * `site_dir` or one of `roots` (const char *, normalised absolute paths),
+ * and so must every directory mkdir -p would make on the way to it.
  * Returns the reported path, or NULL with `*why` saying which roots are
  * allowed.  `site_dir` is a normalised absolute path.
  */

@@ -436,6 +436,11 @@ static const resolve_case_t resolve_cases[] = {
     RES("deep escape", "a/b/../../../x", NULL),
     RES("sibling with a common prefix", "../telemetry2/x", NULL),
     RES("sibling with a shorter name", "../tele", NULL),
+    /* Ends inside, but mkdir -p would make a directory on the way out. */
+    RES("detour outside the site", "../x/../telemetry/r", NULL),
+    RES("absolute detour", "/tmp/x/../../srv/telemetry/r", NULL),
+    RES("detour through a root", "../runs/a/../../telemetry/r",
+        SITE "/../runs/a/../../telemetry/r"),
     /* Absolute paths inside the site dir. */
     RES("absolute inside", SITE "/abs", SITE "/abs"),
     RES("absolute inside, normalised", SITE "//abs/./x/", SITE "/abs/x"),
