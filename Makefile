@@ -103,7 +103,7 @@ bench: build
 	$(PYTHON) bench/bench.py
 
 # --- everything -------------------------------------------------------------
-test: build test-unit test-httpd test-client
+test: build test-unit fuzz-replay test-httpd test-client
 	@echo "make test: unit, Apache::Test and client suites passed"
 
 clean:

@@ -345,11 +345,13 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         se.make_current = ev.make_current;
         se.sync = conf->sync;
         se.fd = -1;
+        se.path = NULL;
         if (ev.store_permanently) {
             path = run.active
                    ? apr_pstrcat(p, run.run_dir, "/telemetry.ndjson", NULL)
                    : apr_pstrcat(p, conf->site_dir, "/site_", day,
                                  ".ndjson", NULL);
+            se.path = path;
             rv = ptm_ndjson_open(&se.fd, path, p);
             if (rv != APR_SUCCESS) {
                 ptm_store_count_write_error(conf->store);

@@ -167,6 +167,11 @@ apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
     if (fstat(fd, &st) != 0) {
         return APR_FROM_OS_ERROR(errno);
     }
+    if (S_ISREG(st.st_mode) && st.st_nlink == 0) {
+        /* Deleted (rotated, removed) since it was opened: the line would
+         * go nowhere.  The caller opens the path again. */
+        return APR_ENOENT;
+    }
     if (S_ISREG(st.st_mode) && (err = cut_partial(fd, &st.st_size)) != 0) {
         return APR_FROM_OS_ERROR(err);
     }
@@ -274,4 +279,15 @@ apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
 out:
     close(fd);
     return rv ? APR_FROM_OS_ERROR(rv) : APR_SUCCESS;
+}
+
+void ptm_ndjson_discard_if_empty(int fd, const char *path)
+{
+    struct stat a, b;
+
+    if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && a.st_size == 0
+        && a.st_nlink > 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev
+        && a.st_ino == b.st_ino) {
+        unlink(path);
+    }
 }

@@ -28,7 +28,8 @@ apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
 /**
  * Append the line made of `iov[0..n)` with one writev; with `sync`,
  * fdatasync before returning.  On any failure the file is truncated back
- * to its previous length and the error is returned (after a short write
+ * to its previous length and the error is returned (APR_ENOENT when the
+ * file was deleted since it was opened: open it again; after a short write
  * the rest is tried again, so the errno names the cause).  First, when `fd` is readable and the
  * file does not end in a newline, the partial line a writer killed
  * mid-append left is cut off (callers hold the store lock, so no living
@@ -36,6 +37,14 @@ apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
  */
 apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
                                int sync);
+
+/**
+ * Remove `path` if it is still the empty regular file open as `fd` (a
+ * refused event's open created it).  Callers hold the store lock; a writer
+ * that opened it meanwhile sees it deleted (APR_ENOENT from append) and
+ * opens it again.
+ */
+void ptm_ndjson_discard_if_empty(int fd, const char *path);
 
 /* Most parts ptm_ndjson_append takes. */
 #define PTM_NDJSON_MAX_IOV 8

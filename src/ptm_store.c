@@ -846,9 +846,12 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         iov[3].iov_len = ev->body_len;
         iov[4].iov_base = "\n";
         iov[4].iov_len = 1;
-        if ((rv = ptm_ndjson_append(ev->fd, iov, 5, ev->sync))
-            != APR_SUCCESS) {
+        rv = ptm_ndjson_append(ev->fd, iov, 5, ev->sync);
+        if (rv != APR_SUCCESS) {
             end_locked(h);              /* the append left nothing behind */
+            if (APR_STATUS_IS_ENOENT(rv)) {
+                rv = PTM_STORE_STALE;   /* deleted since it was opened */
+            }
             goto out;
         }
     }
@@ -884,6 +887,12 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     end_locked(h);
     *seq = n;
 out:
+    if (rv != APR_SUCCESS && rv != PTM_STORE_STALE && ev->fd >= 0
+        && ev->path) {
+        /* A refused event leaves no trace, not even the empty file its
+         * open created; under the lock, so no writer is mid-append. */
+        ptm_ndjson_discard_if_empty(ev->fd, ev->path);
+    }
     unlock(st);
     return rv;
 }

@@ -136,6 +136,7 @@ typedef struct {
     size_t body_len;
     int make_current;
     int fd;                /* append here when >= 0 */
+    const char *path;      /* fd's path: an empty file is removed on failure */
     int sync;
 } ptm_store_event_t;
 
@@ -143,7 +144,8 @@ typedef struct {
  * Number and record one event, all under the lock: the next seq of the
  * stream, the append (when `fd` >= 0), then the current view.  Nothing
  * changes unless everything succeeds.  Returns APR_SUCCESS with `*seq`,
- * PTM_STORE_STALE when the run changed since `run_gen` (build again),
+ * PTM_STORE_STALE when the run changed since `run_gen` or the file was
+ * deleted since it was opened (open and build again),
  * PTM_STORE_FULL when the current view has no room, or the write error.
  */
 apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,

@@ -974,6 +974,64 @@ static void test_last_seq_then_append(void **state)
 }
 
 /* Every test cleans up after itself, even when it fails. */
+/* A file deleted after it was opened: the append refuses (the line would
+ * go nowhere) with APR_ENOENT, and the caller's new open recreates it. */
+static void test_append_deleted_file(void **state)
+{
+    static fx_t fx;     /* outlives a failed test for its teardown */
+    const char *path, *line;
+    struct iovec iov[1];
+    int fd, fd2;
+
+    fx_open(&fx);
+    path = path_in(&fx, "gone.ndjson");
+    assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
+    assert_int_equal(unlink(path), 0);
+    line = mkline(fx.p, 1, 0);
+    iov[0].iov_base = (void *)line;
+    iov[0].iov_len = strlen(line);
+    assert_int_equal(ptm_ndjson_append(fd, iov, 1, 0), APR_ENOENT);
+    assert_int_equal(ptm_ndjson_open(&fd2, path, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_ndjson_append(fd2, iov, 1, 0), APR_SUCCESS);
+    check_file(&fx, path, line, strlen(line));
+    close(fd);
+    close(fd2);
+    fx_close(&fx);
+}
+
+/* Only the very empty file that fd has open is removed. */
+static void test_discard_if_empty(void **state)
+{
+    static fx_t fx;     /* outlives a failed test for its teardown */
+    const char *path, *other;
+    struct stat sb;
+    int fd;
+
+    fx_open(&fx);
+    path = path_in(&fx, "empty.ndjson");
+    assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
+    ptm_ndjson_discard_if_empty(fd, path);
+    assert_int_equal(stat(path, &sb), -1);
+    close(fd);
+
+    /* Not empty: kept. */
+    put_file(path, "{\"seq\":1}\n", 10);
+    assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
+    ptm_ndjson_discard_if_empty(fd, path);
+    assert_int_equal(stat(path, &sb), 0);
+    close(fd);
+
+    /* The path now names another (empty) file: kept. */
+    other = path_in(&fx, "other.ndjson");
+    assert_int_equal(ptm_ndjson_open(&fd, other, fx.p), APR_SUCCESS);
+    assert_int_equal(unlink(path), 0);
+    put_file(path, "", 0);
+    ptm_ndjson_discard_if_empty(fd, path);
+    assert_int_equal(stat(path, &sb), 0);
+    close(fd);
+    fx_close(&fx);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, test_teardown)
 
 int main(void)
@@ -991,6 +1049,8 @@ int main(void)
         T(test_open_write_only_file),
         T(test_last_seq),
         T(test_last_seq_then_append),
+        T(test_append_deleted_file),
+        T(test_discard_if_empty),
     };
 
     return cmocka_run_group_tests_name("ptm_ndjson", tests, group_setup,

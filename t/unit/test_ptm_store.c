@@ -2643,6 +2643,44 @@ static void test_run_start_seq_floor(void **state)
 }
 
 /* Every test cleans up after itself, even when it fails. */
+/* A refused event leaves no empty file behind (the open that preceded the
+ * lock created it), and an event whose file was deleted after its open is
+ * STALE (the caller opens again) with nothing changed. */
+static void test_refused_event_leaves_no_file(void **state)
+{
+    static fx_t fx;     /* outlives a failed test for its teardown */
+    ptm_store_event_t ev;
+    ptm_store_stats_t s0, s1;
+    const char *fresh;
+    struct stat sb;
+    uint64_t seq = 0;
+    int fd;
+
+    fx_open(&fx, PTM_STORE_MIN_SIZE);
+    fresh = apr_pstrcat(fx.p, fx.dir, "/fresh.ndjson", NULL);
+    fd = open(fresh, O_WRONLY | O_APPEND | O_CREAT, 0666);
+    assert_true(fd >= 0);
+    mk_event(&ev, fx.p, run_gen(&fx), PTM_STREAM_SITE, "big",
+             pad(fx.p, 70000, 'x'), 1, fd);
+    ev.path = fresh;
+    assert_int_equal(ptm_store_event(fx.st, &ev, &seq), PTM_STORE_FULL);
+    assert_int_equal(stat(fresh, &sb), -1);     /* gone */
+    close(fd);
+
+    /* Deleted after the open: STALE, no seq used, nothing written. */
+    fd = open(fresh, O_WRONLY | O_APPEND | O_CREAT, 0666);
+    assert_true(fd >= 0);
+    assert_int_equal(unlink(fresh), 0);
+    s0 = stats(&fx);
+    mk_event(&ev, fx.p, run_gen(&fx), PTM_STREAM_SITE, "a", "1", 1, fd);
+    ev.path = fresh;
+    assert_int_equal(ptm_store_event(fx.st, &ev, &seq), PTM_STORE_STALE);
+    s1 = stats(&fx);
+    assert_int_equal(s1.seq[PTM_STREAM_SITE], s0.seq[PTM_STREAM_SITE]);
+    assert_int_equal(s1.types[PTM_STREAM_SITE], s0.types[PTM_STREAM_SITE]);
+    close(fd);
+}
+
 /* The mod_status counters: answers by status, write errors, the run. */
 static void test_stats_counters(void **state)
 {
@@ -2706,6 +2744,7 @@ int main(void)
         T(test_reconcile),
         T(test_run_start_seq_floor),
         T(test_stats_counters),
+        T(test_refused_event_leaves_no_file),
         T(test_kill_writers_at_random),
     };
 
