@@ -170,11 +170,6 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
     return st;
 }
 
-apr_global_mutex_t *ptm_store_mutex(ptm_store_t *st)
-{
-    return st->mutex;
-}
-
 static apr_status_t repair_locked(ptm_store_t *st);
 
 static apr_status_t lock(ptm_store_t *st)

@@ -49,9 +49,6 @@ int ptm_store_is_formatted(const void *base, apr_size_t size);
 ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
                               apr_pool_t *p);
 
-/** The mutex, for apr_global_mutex_child_init callers. */
-apr_global_mutex_t *ptm_store_mutex(ptm_store_t *st);
-
 typedef enum {
     PTM_STORE_OPEN_NEW,          /* no state file: a fresh state */
     PTM_STORE_OPEN_RECOVERED,    /* the previous state, as it was left */
