@@ -25,7 +25,7 @@ APR_LIBS    = $(shell apr-1-config --link-ld --libs) $(shell apu-1-config --link
 UNIT_SRC    := $(wildcard t/unit/test_ptm_*.c)
 UNIT_BIN    := $(patsubst t/unit/%.c,build/unit/%,$(UNIT_SRC))
 
-.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench profile run clean install
 
 all: build
 
@@ -101,6 +101,28 @@ test-valgrind: $(UNIT_BIN)
 bench: build
 	@sh mk/ensure-packages wrk apache2-utils
 	$(PYTHON) bench/bench.py
+
+# make profile: instructions per request in the core (callgrind counts are
+# stable on a shared machine; wall-clock numbers come from make bench).
+PROFILE_BIN := build/profile/core_profile
+PROFILE_N   ?= 20000
+
+$(PROFILE_BIN): bench/core_profile.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+	@mkdir -p build/profile
+	$(CC) -g -O2 -std=gnu99 $(WARN) -Isrc $(APR_INC) -o $@ $< $(CORE_SRC) \
+	    $(APR_LIBS) -ljansson
+
+profile: $(PROFILE_BIN)
+	@sh mk/ensure-packages valgrind
+	@for m in event run current current-one; do \
+	    valgrind --tool=callgrind --callgrind-out-file=build/profile/callgrind.$$m \
+	        $(PROFILE_BIN) $$m 1 >/dev/null 2>&1 || exit 1; \
+	    base=$$(callgrind_annotate build/profile/callgrind.$$m | awk '/PROGRAM TOTALS/ {gsub(",","",$$1); print $$1}'); \
+	    valgrind --tool=callgrind --callgrind-out-file=build/profile/callgrind.$$m \
+	        $(PROFILE_BIN) $$m $(PROFILE_N) >/dev/null 2>&1 || exit 1; \
+	    all=$$(callgrind_annotate build/profile/callgrind.$$m | awk '/PROGRAM TOTALS/ {gsub(",","",$$1); print $$1}'); \
+	    echo "$$m: $$(( (all - base) / ($(PROFILE_N) - 1) )) instructions per request (build/profile/callgrind.$$m)"; \
+	done
 
 # --- everything -------------------------------------------------------------
 test: build test-unit fuzz-replay test-httpd test-client

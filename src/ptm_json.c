@@ -25,8 +25,10 @@
  * strtod without a radix character, and the radix printf writes is skipped
  * when reading its digits back.
  */
+#include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -916,6 +918,49 @@ static double ptm_json_read_back(const char *dig, int n, int exp10)
     return strtod(b, NULL);
 }
 
+/* The common case without printf: x is m / 10^k for an integer m of at
+ * most 15 digits (what sensors send: 11.5, 0.42, 1013.25).  Any decimal of
+ * at most 15 significant digits survives decimal -> double -> decimal
+ * (DBL_DIG), so two of them never read back as the same normal double: the
+ * first such m is the one shortest repr.  x * 10^k lands within 0.25 of m,
+ * so rounding finds m; m / 10^k (both exact, one correctly rounded
+ * division) == x proves it reads back.  Returns the digit count, or 0 when
+ * x is not such a number (then printf decides). */
+static int ptm_json_short_decimal(double x, char *dig, int *exp10)
+{
+    static const double p10[16] = {
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+        1e13, 1e14, 1e15
+    };
+    char tmp[16];
+    uint64_t m;
+    int k, n;
+
+    if (!(x >= 1e-15 && x < 1e15)) {
+        return 0;
+    }
+    for (k = 0; k < 16 && x * p10[k] < 1e15; k++) {
+        double y = x * p10[k];
+
+        m = (uint64_t)(y + 0.5);
+        if (m == 0 || (double)m / p10[k] != x) {
+            continue;
+        }
+        for (n = 0; m > 0; m /= 10) {
+            tmp[n++] = (char)('0' + m % 10);
+        }
+        *exp10 = n - 1 - k;
+        for (k = 0; k < n; k++) {
+            dig[k] = tmp[n - 1 - k];
+        }
+        while (n > 1 && dig[n - 1] == '0') {
+            n--;                        /* only when m is a whole x: 1200 */
+        }
+        return n;
+    }
+    return 0;
+}
+
 /* Shortest digits that read back as x (finite, > 0), like Python's repr
  * (David Gay's dtoa mode 0).  printf's "%.*e" rounds exactly, so the first
  * precision whose output reads back is the shortest, and it is the closest
@@ -928,7 +973,10 @@ static int ptm_json_shortest(double x, char *dig, int *exp10)
     int p, n = 0, k;
     double y;
 
-    for (p = 0; p <= 16; p++) {
+    /* Below 15 digits there is nothing to find that 15 would miss: if a
+     * shorter decimal read back, so would its 15-digit padding, and that is
+     * what printf rounds x to (DBL_DIG; not so for subnormals). */
+    for (p = x >= DBL_MIN ? DBL_DIG - 1 : 0; p <= 16; p++) {
         snprintf(f, sizeof(f), "%.*e", p, x);
         n = ptm_json_split_e(f, dig, exp10);
         y = ptm_json_read_back(dig, n, *exp10);
@@ -983,7 +1031,9 @@ void ptm_json_dump_real(ptm_buf_t *out, double d)
         ptm_buf_puts(out, "0.0");
         return;
     }
-    n = ptm_json_shortest(d, dig, &e);
+    if ((n = ptm_json_short_decimal(d, dig, &e)) == 0) {
+        n = ptm_json_shortest(d, dig, &e);
+    }
 
     /* float_repr_style "short" with repr's rules: exponent form when the
      * decimal exponent is below -4 or at least 16. */

@@ -145,6 +145,22 @@ static const struct {
     {-2.5e-7, "-2.5e-07"},
     {65536.0, "65536.0"},
     {0x1p-1074, "5e-324"},
+    /* sensor-like values (the printf-free path) and its edges */
+    {11.5, "11.5"},
+    {0.42, "0.42"},
+    {4.7, "4.7"},
+    {1013.25, "1013.25"},
+    {-40.125, "-40.125"},
+    {1200.0, "1200.0"},
+    {1e-15, "1e-15"},
+    {1.5e-15, "1.5e-15"},
+    {9.9e-16, "9.9e-16"},
+    {999999999999999.0, "999999999999999.0"},
+    {99999999999999.9, "99999999999999.9"},
+    {123456789012345.6, "123456789012345.6"},
+    {0.123456789012345, "0.123456789012345"},
+    {0.1234567890123456, "0.1234567890123456"},
+    {1e15 - 0.5, "999999999999999.5"},
 };
 
 static void test_real_repr(void **state)
@@ -203,6 +219,23 @@ static int sig_digits(const char *s)
     return n;
 }
 
+/* The significant digits of a repr, in order: "0.0250" -> "25". */
+static const char *sig_string(const char *s, char *out)
+{
+    size_t n = 0;
+
+    for (; *s != '\0' && *s != 'e'; s++) {
+        if (*s >= '0' && *s <= '9' && (n > 0 || *s != '0')) {
+            out[n++] = *s;
+        }
+    }
+    while (n > 0 && out[n - 1] == '0') {
+        n--;
+    }
+    out[n] = '\0';
+    return out;
+}
+
 /* Every finite double prints in at most 17 significant digits and reads
  * back exactly, through strtod and through our own parser; and the closest
  * decimal with one digit fewer does not read back (shortest round-trip:
@@ -245,6 +278,50 @@ static void test_real_roundtrip_random(void **state)
             if (strtod(tmp, NULL) == d) {
                 fail_msg("%s is not the shortest: %s reads back", s, tmp);
             }
+        }
+        checked++;
+    }
+    assert_true(checked > 40000);
+}
+
+/* Decimals of 1 to 15 significant digits (what sensors send) print as
+ * exactly those digits, whichever path prints them: strtod of the decimal,
+ * then repr, gives back the decimal without trailing zeros. */
+static void test_real_short_decimals(void **state)
+{
+    uint64_t seed = 0x2545f4914f6cdd1dULL;
+    int i, checked = 0;
+
+    (void)state;
+    for (i = 0; i < 50000; i++) {
+        uint64_t r = rng_next(&seed);
+        int digits = 1 + (int)(r % 15), exp10 = (int)((r >> 8) % 61) - 30;
+        unsigned long long m = rng_next(&seed) % 1000000000000000ULL;
+        char dec[48], want[48], got[48];
+        const char *s;
+        double d, back;
+
+        while (m >= 10ULL && (int)snprintf(dec, sizeof(dec), "%llu", m)
+               > digits) {
+            m /= 10;
+        }
+        while (m > 0 && m % 10 == 0) {
+            m /= 10;
+        }
+        if (m == 0) {
+            continue;
+        }
+        snprintf(dec, sizeof(dec), "%llue%d", m, exp10);
+        d = strtod(dec, NULL);
+        s = real_str(d);
+        back = strtod(s, NULL);
+        if (memcmp(&back, &d, sizeof(d)) != 0) {
+            fail_msg("%s (from %s) does not read back", s, dec);
+        }
+        /* Its significant digits, in order, are m's. */
+        snprintf(want, sizeof(want), "%llu", m);
+        if (strcmp(sig_string(s, got), want) != 0) {
+            fail_msg("%s printed as %s", dec, s);
         }
         checked++;
     }
@@ -1110,6 +1187,7 @@ int main(void)
         cmocka_unit_test_teardown(test_real_repr, test_teardown),
         cmocka_unit_test_teardown(test_real_nonfinite, test_teardown),
         cmocka_unit_test_teardown(test_real_roundtrip_random, test_teardown),
+        cmocka_unit_test_teardown(test_real_short_decimals, test_teardown),
         cmocka_unit_test_teardown(test_real_locale, test_teardown),
         cmocka_unit_test_teardown(test_real_threads, test_teardown),
         cmocka_unit_test_teardown(test_parse_dump, test_teardown),
