@@ -437,6 +437,65 @@ static int ptm_json_to_int(const unsigned char *s, size_t a, size_t b,
     return 0;
 }
 
+/* Clinger's fast path: at most 15 significant digits (so the integer m is
+ * exact) and a decimal exponent within +-22 (so 10^|e| is exact) make
+ * m * 10^e or m / 10^-e one correctly rounded operation: the double strtod
+ * would give.  Returns 0 when the token is outside that range. */
+static int ptm_json_fast_double(const unsigned char *s, size_t a, size_t b,
+                                double *v)
+{
+    static const double p10[23] = {
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+        1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+    };
+    uint64_t m = 0;
+    int neg = 0, digits = 0, e = 0, x = 0, xneg = 0;
+    double d;
+
+    if (s[a] == '-') {
+        neg = 1;
+        a++;
+    }
+    for (; a < b && s[a] >= '0' && s[a] <= '9'; a++) {
+        m = m * 10 + (uint64_t)(s[a] - '0');
+        digits += m > 0;
+        if (digits > 15) {
+            return 0;
+        }
+    }
+    if (a < b && s[a] == '.') {
+        for (a++; a < b && s[a] >= '0' && s[a] <= '9'; a++) {
+            m = m * 10 + (uint64_t)(s[a] - '0');
+            digits += m > 0;
+            e--;
+            if (digits > 15) {
+                return 0;
+            }
+        }
+    }
+    if (a < b) {                /* 'e' or 'E' */
+        a++;
+        if (s[a] == '-' || s[a] == '+') {
+            xneg = s[a] == '-';
+            a++;
+        }
+        for (; a < b; a++) {
+            x = x * 10 + (s[a] - '0');
+            if (x > 100) {
+                return 0;
+            }
+        }
+    }
+    e += xneg ? -x : x;
+    if (e < -22 || e > 22) {
+        return 0;
+    }
+    d = (double)m;
+    d = e < 0 ? d / p10[-e] : d * p10[e];
+    *v = neg ? -d : d;
+    return 1;
+}
+
 /* A float token s[a..b) (grammar already checked) as a double.  The token
  * is rewritten as "[-]DIGITSe<exp>" with the radix point folded into the
  * exponent: strtod then reads it the same way in every locale, and glibc's
@@ -449,6 +508,9 @@ static int ptm_json_to_double(const unsigned char *s, size_t a, size_t b,
     long long e = 0;
     int eneg = 0;
 
+    if (ptm_json_fast_double(s, a, b, v)) {
+        return 0;
+    }
     if (b - a + 32 > sizeof(sbuf)) {
         buf = malloc(b - a + 32);
         if (buf == NULL) {

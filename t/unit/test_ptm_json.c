@@ -328,6 +328,62 @@ static void test_real_short_decimals(void **state)
     assert_true(checked > 40000);
 }
 
+/* Float tokens of every shape (signs, leading and trailing zeros, short
+ * and long mantissas, exponents near the fast path's edges) parse to the
+ * double strtod gives. */
+static void test_parse_float_random(void **state)
+{
+    uint64_t seed = 0x853c49e6748fea9bULL;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 50000; i++) {
+        uint64_t r = rng_next(&seed);
+        char tok[96];
+        size_t o = 0;
+        int j, nint = (int)(r % 18), nfrac = 1 + (int)((r >> 5) % 18);
+        ptm_json_error_t err;
+        double want, got;
+        json_t *v;
+
+        if (r & (1u << 10)) {
+            tok[o++] = '-';
+        }
+        if (nint == 0) {
+            tok[o++] = '0';
+        }
+        for (j = 0; j < nint; j++) {
+            tok[o++] = (char)('0' + (j == 0 ? 1 + rng_next(&seed) % 9
+                                            : rng_next(&seed) % 10));
+        }
+        tok[o++] = '.';
+        for (j = 0; j < nfrac; j++) {
+            /* runs of zeros are common in real numbers: 0.0005, 2.50 */
+            tok[o++] = (char)('0' + ((r >> 11) & 1 ? 0 : rng_next(&seed) % 10));
+            if (j == nfrac - 1 && (r >> 12) & 1) {
+                tok[o - 1] = (char)('1' + rng_next(&seed) % 9);
+            }
+        }
+        if ((r >> 13) & 1) {
+            o += (size_t)snprintf(tok + o, sizeof(tok) - o, "%c%s%d",
+                                  (r >> 14) & 1 ? 'e' : 'E',
+                                  (r >> 15) & 1 ? "-" : ((r >> 16) & 1 ? "+" : ""),
+                                  (int)((r >> 17) % 40));
+        }
+        tok[o] = '\0';
+        want = strtod(tok, NULL);
+        v = ptm_json_parse(tok, o, &err);
+        if (v == NULL || !json_is_real(v)) {
+            fail_msg("%s did not parse as a float", tok);
+        }
+        got = json_real_value(v);
+        json_decref(v);
+        if (memcmp(&got, &want, sizeof(got)) != 0) {
+            fail_msg("%s parsed as %.17g, strtod says %.17g", tok, got, want);
+        }
+    }
+}
+
 /* The C locale is what tests run in; httpd may run with a comma radix. */
 static void test_real_locale(void **state)
 {
@@ -1188,6 +1244,7 @@ int main(void)
         cmocka_unit_test_teardown(test_real_nonfinite, test_teardown),
         cmocka_unit_test_teardown(test_real_roundtrip_random, test_teardown),
         cmocka_unit_test_teardown(test_real_short_decimals, test_teardown),
+        cmocka_unit_test_teardown(test_parse_float_random, test_teardown),
         cmocka_unit_test_teardown(test_real_locale, test_teardown),
         cmocka_unit_test_teardown(test_real_threads, test_teardown),
         cmocka_unit_test_teardown(test_parse_dump, test_teardown),
