@@ -1,20 +1,37 @@
 /* UTC stamps and the noon-boundary day key; see ptm_time.h. */
-#include <stdio.h>
-#include <string.h>
 #include "ptm_time.h"
+
+/* Write v as exactly `width` decimal digits (v < 10^width). */
+static void put_digits(char *out, unsigned long v, int width)
+{
+    while (width-- > 0) {
+        out[width] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
 
 void ptm_time_utc_iso(char *out, apr_time_t now)
 {
     apr_time_exp_t t;
-    char buf[64];
 
     apr_time_exp_gmt(&t, now);
-    /* tm_usec / 1000 truncates, as upstream's isoformat()[:23] does.  The
-     * year is four digits for any time apr_time_t holds. */
-    snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour,
-             t.tm_min, t.tm_sec, t.tm_usec / 1000);
-    memcpy(out, buf, PTM_TS_LEN);
+    /* tm_usec / 1000 truncates, as upstream's isoformat()[:23] does.  A
+     * year outside 0..9999 (no clock says so) keeps its last four digits:
+     * the stamp has a fixed width. */
+    put_digits(out, (unsigned long)(t.tm_year + 1900) % 10000, 4);
+    out[4] = '-';
+    put_digits(out + 5, (unsigned long)t.tm_mon + 1, 2);
+    out[7] = '-';
+    put_digits(out + 8, (unsigned long)t.tm_mday, 2);
+    out[10] = 'T';
+    put_digits(out + 11, (unsigned long)t.tm_hour, 2);
+    out[13] = ':';
+    put_digits(out + 14, (unsigned long)t.tm_min, 2);
+    out[16] = ':';
+    put_digits(out + 17, (unsigned long)t.tm_sec, 2);
+    out[19] = '.';
+    put_digits(out + 20, (unsigned long)t.tm_usec / 1000, 3);
+    out[23] = 'Z';
     out[PTM_TS_LEN] = '\0';
 }
 
@@ -54,7 +71,6 @@ apr_status_t ptm_time_day_key(char *out, apr_time_t now)
 {
     apr_time_exp_t t;
     apr_status_t rv;
-    char buf[64];
     long y;
     unsigned m, d;
 
@@ -68,8 +84,9 @@ apr_status_t ptm_time_day_key(char *out, apr_time_t now)
     if (t.tm_hour < 12) {
         civil_from_days(days_from_civil(y, m, d) - 1, &y, &m, &d);
     }
-    snprintf(buf, sizeof(buf), "%04ld%02u%02u", y, m, d);
-    memcpy(out, buf, PTM_DAYKEY_LEN);
+    put_digits(out, (unsigned long)y % 10000, 4);
+    put_digits(out + 4, m, 2);
+    put_digits(out + 6, d, 2);
     out[PTM_DAYKEY_LEN] = '\0';
     return APR_SUCCESS;
 }
