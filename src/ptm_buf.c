@@ -1,6 +1,5 @@
 /* Growable pool buffer; see ptm_buf.h. */
 #include <string.h>
-#include <stdio.h>
 #include "ptm_buf.h"
 
 void ptm_buf_init(ptm_buf_t *b, apr_pool_t *p, size_t cap)
@@ -47,8 +46,32 @@ void ptm_buf_putc(ptm_buf_t *b, char c)
     b->len++;
 }
 
+size_t ptm_fmt_u64(char *out, unsigned long long v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    for (i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
 void ptm_buf_put_int(ptm_buf_t *b, long long v)
 {
-    char *d = ptm_buf_reserve(b, 24);
-    b->len += (size_t)snprintf(d, 24, "%lld", v);
+    char *d = ptm_buf_reserve(b, 21);
+
+    if (v < 0) {
+        *d++ = '-';
+        b->len++;
+        /* -(v + 1) + 1: LLONG_MIN has no positive long long */
+        b->len += ptm_fmt_u64(d, (unsigned long long)-(v + 1) + 1);
+    }
+    else {
+        b->len += ptm_fmt_u64(d, (unsigned long long)v);
+    }
 }

@@ -29,6 +29,10 @@ void ptm_buf_putc(ptm_buf_t *b, char c);
 /** Append a signed decimal integer. */
 void ptm_buf_put_int(ptm_buf_t *b, long long v);
 
+/** Write v in decimal at `out` (room for 20 bytes, no NUL); returns the
+ * length. */
+size_t ptm_fmt_u64(char *out, unsigned long long v);
+
 /** Make room for `n` more bytes and return where they go (len is not moved). */
 char *ptm_buf_reserve(ptm_buf_t *b, size_t n);
 

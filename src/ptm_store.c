@@ -804,8 +804,8 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         goto out;
     }
     n = h->seq[ev->stream] + 1;
-    head_len = (size_t)snprintf(head, sizeof(head), "{\"seq\":%llu",
-                                (unsigned long long)n);
+    memcpy(head, "{\"seq\":", 7);
+    head_len = 7 + ptm_fmt_u64(head + 7, n);
     if (ev->make_current) {
         hash = hash_key(ev->key, ev->key_len);
         slot = map_find_locked(st, ev->stream, ev->key, ev->key_len, hash);
