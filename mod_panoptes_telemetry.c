@@ -481,6 +481,8 @@ static int read_body(request_rec *r, apr_off_t limit, char **out,
 
 static int send_answer(request_rec *r, const ptm_api_resp_t *a)
 {
+    apr_bucket_brigade *bb;
+
     r->status = a->status;
     if (a->status >= 400 && ptm_store) {
         ptm_store_count_answer(ptm_store, a->status);
@@ -511,9 +513,22 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
     if (a->debug) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "%s", a->debug);
     }
+    /* Sent now, with a flush, rather than at the end of the request: the
+     * client can send its next request on a keep-alive connection while
+     * this worker finishes up, and the worker then reads it at once instead
+     * of handing the connection back to the listener (the event MPM).  At
+     * one request at a time that doubles the rate. */
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     if (!r->header_only) {
-        ap_rwrite(a->body, (int)a->body_len, r);
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(
+                                    a->body, a->body_len,
+                                    r->connection->bucket_alloc));
     }
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(
+                                r->connection->bucket_alloc));
+    /* A client gone away is not an error of ours (ap_rwrite ignores it
+     * too); the core has marked the connection aborted. */
+    ap_pass_brigade(r->output_filters, bb);
     return OK;
 }
 
