@@ -302,7 +302,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     ptm_store_run_t run;
     json_t *body, *client_meta = NULL;
     char ts[PTM_TS_LEN + 1], day[PTM_DAYKEY_LEN + 1];
-    const char *path = NULL;
+    const char *path = NULL, *step = "write";
     uint64_t seq = 0;
     apr_status_t rv;
     ptm_buf_t out;
@@ -346,18 +346,26 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         se.sync = conf->sync;
         se.fd = -1;
         se.path = NULL;
-        if (ev.store_permanently) {
-            path = run.active
-                   ? apr_pstrcat(p, run.run_dir, "/telemetry.ndjson", NULL)
-                   : apr_pstrcat(p, conf->site_dir, "/site_", day,
-                                 ".ndjson", NULL);
+        se.pool = p;
+        se.failed_step = &step;
+        if (ev.store_permanently && !run.active) {
+            /* The site file stays open in this process from event to
+             * event (the site directory is httpd's own: its state file is
+             * there too). */
+            path = apr_pstrcat(p, conf->site_dir, "/site_", day, ".ndjson",
+                               NULL);
+            se.path = path;
+        }
+        else if (ev.store_permanently) {
+            /* A run file is opened for each event and closed after it, so
+             * that no process holds it once the run is over: its disk can
+             * be unmounted. */
+            path = apr_pstrcat(p, run.run_dir, "/telemetry.ndjson", NULL);
             se.path = path;
             rv = ptm_ndjson_open(&se.fd, path, p);
             if (rv != APR_SUCCESS) {
-                ptm_store_count_write_error(conf->store);
-                ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot open ", path,
-                            ": ", errstr(rv, p), NULL));
-                goto fail;
+                step = "open";
+                break;
             }
         }
         rv = ptm_store_event(conf->store, &se, &seq);
@@ -375,7 +383,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     }
     if (rv != APR_SUCCESS) {
         ptm_store_count_write_error(conf->store);
-        ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot write ",
+        ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot ", step, " ",
                     path ? path : "event", ": ", errstr(rv, p), NULL));
         goto fail;
     }

@@ -1,6 +1,7 @@
 /* NDJSON appends; see ptm_ndjson.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -148,13 +149,15 @@ static int cut_partial(int fd, off_t *size)
     return 0;
 }
 
-apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
-                               int sync)
+/* Append at the end of `fd`, whose size is `size`; `check_tail`: cut a
+ * partial last line first.  On success `*end` is where the line ends. */
+static apr_status_t append_at(int fd, off_t size, int check_tail,
+                              const struct iovec *iov, int n, int sync,
+                              off_t *end)
 {
     struct iovec rest[PTM_NDJSON_MAX_IOV], part;
     const struct iovec *v = iov;
-    struct stat st;
-    size_t want = 0;
+    size_t want = 0, total;
     ssize_t got;
     int i, err;
 
@@ -164,15 +167,8 @@ apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
     for (i = 0; i < n; i++) {
         want += iov[i].iov_len;
     }
-    if (fstat(fd, &st) != 0) {
-        return APR_FROM_OS_ERROR(errno);
-    }
-    if (S_ISREG(st.st_mode) && st.st_nlink == 0) {
-        /* Deleted (rotated, removed) since it was opened: the line would
-         * go nowhere.  The caller opens the path again. */
-        return APR_ENOENT;
-    }
-    if (S_ISREG(st.st_mode) && (err = cut_partial(fd, &st.st_size)) != 0) {
+    total = want;
+    if (check_tail && (err = cut_partial(fd, &size)) != 0) {
         return APR_FROM_OS_ERROR(err);
     }
     /* One writev normally.  A short one (the disk filled up mid-line)
@@ -214,13 +210,107 @@ apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
         err = errno;
         goto undo;
     }
+    *end = size + (off_t)total;
     return APR_SUCCESS;
 
 undo:
-    if (ftruncate(fd, st.st_size) != 0) {
+    if (ftruncate(fd, size) != 0) {
         /* Nothing better to do: the caller reports the write error. */
     }
     return APR_FROM_OS_ERROR(err);
+}
+
+apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
+                               int sync)
+{
+    struct stat st;
+    off_t end;
+
+    if (fstat(fd, &st) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (S_ISREG(st.st_mode) && st.st_nlink == 0) {
+        /* Deleted (rotated, removed) since it was opened: the line would
+         * go nowhere.  The caller opens the path again. */
+        return APR_ENOENT;
+    }
+    return append_at(fd, st.st_size, S_ISREG(st.st_mode), iov, n, sync,
+                     &end);
+}
+
+/* ---- a process's open files ---------------------------------------------- */
+
+void ptm_ndjson_file_init(ptm_ndjson_file_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+    f->end = -1;
+}
+
+void ptm_ndjson_file_close(ptm_ndjson_file_t *f)
+{
+    if (f->fd >= 0) {
+        close(f->fd);
+    }
+    free(f->path);
+    ptm_ndjson_file_init(f);
+}
+
+/* The open file is still what `path` names, as it was when opened: not
+ * deleted, renamed away, replaced, or given other permissions (an open
+ * per line, as upstream does, would notice all of those).  `st` gets the
+ * file's status. */
+static int still_current(const ptm_ndjson_file_t *f, const char *path,
+                         struct stat *st)
+{
+    return f->fd >= 0 && strcmp(f->path, path) == 0
+           && stat(path, st) == 0 && st->st_dev == f->dev
+           && st->st_ino == f->ino && st->st_mode == f->mode
+           && st->st_uid == f->uid && st->st_gid == f->gid;
+}
+
+apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
+                                    const struct iovec *iov, int n, int sync,
+                                    const char **step, apr_pool_t *p)
+{
+    struct stat st;
+    apr_status_t rv;
+    off_t end;
+    int fd;
+
+    *step = "open";
+    if (!still_current(f, path, &st)) {
+        ptm_ndjson_file_close(f);
+        if ((rv = ptm_ndjson_open(&fd, path, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (fstat(fd, &st) != 0 || !(f->path = strdup(path))) {
+            rv = errno ? APR_FROM_OS_ERROR(errno) : APR_ENOMEM;
+            close(fd);
+            return rv;
+        }
+        f->fd = fd;
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        f->mode = st.st_mode;
+        f->uid = st.st_uid;
+        f->gid = st.st_gid;
+    }
+    *step = "write";
+    /* Ending where our own last line ended, the file ends in a newline:
+     * no one else appended (or cut) since, so there is no partial line to
+     * look for. */
+    rv = append_at(f->fd, st.st_size, S_ISREG(st.st_mode)
+                   && st.st_size != f->end, iov, n, sync, &end);
+    if (rv != APR_SUCCESS) {
+        /* A refused line leaves no trace, not even the empty file the
+         * open created; and the next line opens afresh. */
+        ptm_ndjson_discard_if_empty(f->fd, path);
+        ptm_ndjson_file_close(f);
+        return rv;
+    }
+    f->end = end;
+    return APR_SUCCESS;
 }
 
 /* Read seq N from a line starting {"seq":N; 0 when it does not. */

@@ -6,6 +6,7 @@
 #define PTM_NDJSON_H
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 #include <apr_pools.h>
 
@@ -37,6 +38,42 @@ apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
  */
 apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
                                int sync);
+
+/**
+ * One stream file kept open by a process between lines, so that a line
+ * costs a stat and a writev rather than an open, a read and a close.
+ * Used only under the store lock (which also serialises the threads of a
+ * process).
+ */
+typedef struct {
+    int fd;                /* -1 when nothing is open */
+    char *path;            /* what fd was opened as (malloc'd) */
+    dev_t dev;             /* the file as opened */
+    ino_t ino;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    off_t end;             /* where this process's last line ended, or -1 */
+} ptm_ndjson_file_t;
+
+void ptm_ndjson_file_init(ptm_ndjson_file_t *f);
+
+/** Close the file, if any, and forget it. */
+void ptm_ndjson_file_close(ptm_ndjson_file_t *f);
+
+/**
+ * Append the line `iov[0..n)` to `path` through `f`: the open file is used
+ * while `path` still names it with the same owner and mode; otherwise
+ * (another path, deleted, renamed away, replaced, chmod/chown) it is
+ * closed and `path` opened as ptm_ndjson_open does.  The append is
+ * ptm_ndjson_append's, except that the check for a partial last line is
+ * skipped when the file ends where this process's last line did.  On
+ * failure the file is closed, removed if the open created it empty, and
+ * `*step` says which step failed ("open" or "write").
+ */
+apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
+                                    const struct iovec *iov, int n, int sync,
+                                    const char **step, apr_pool_t *p);
 
 /**
  * Remove `path` if it is still the empty regular file open as `fd` (a

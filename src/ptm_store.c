@@ -82,6 +82,8 @@ struct ptm_store_t {
     char *base;
     hdr_t *hdr;
     apr_global_mutex_t *mutex;
+    /* This process's open stream files, used under the lock only. */
+    ptm_ndjson_file_t files[2];
 };
 
 #define BLOB_TOTAL(len) (sizeof(blob_t) + ALIGN8((uint64_t)(len)))
@@ -159,6 +161,18 @@ int ptm_store_is_formatted(const void *base, apr_size_t size)
            && h->size == size;
 }
 
+void ptm_store_close_files(ptm_store_t *st)
+{
+    ptm_ndjson_file_close(&st->files[0]);
+    ptm_ndjson_file_close(&st->files[1]);
+}
+
+static apr_status_t close_files_cleanup(void *data)
+{
+    ptm_store_close_files(data);
+    return APR_SUCCESS;
+}
+
 ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
                               apr_pool_t *p)
 {
@@ -167,6 +181,10 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
     st->base = base;
     st->hdr = base;
     st->mutex = mutex;
+    ptm_ndjson_file_init(&st->files[0]);
+    ptm_ndjson_file_init(&st->files[1]);
+    apr_pool_cleanup_register(p, st, close_files_cleanup,
+                              apr_pool_cleanup_null);
     return st;
 }
 
@@ -828,8 +846,9 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     /* From here a death leaves `writing` set, and the repair skips seq
      * `n`: it may already be in the file. */
     begin_locked(h, ev->stream, n);
-    if (ev->fd >= 0) {
+    if (ev->fd >= 0 || ev->path) {
         struct iovec iov[5];
+        const char *step = "write";
 
         iov[0].iov_base = head;
         iov[0].iov_len = head_len;
@@ -841,10 +860,16 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         iov[3].iov_len = ev->body_len;
         iov[4].iov_base = "\n";
         iov[4].iov_len = 1;
-        rv = ptm_ndjson_append(ev->fd, iov, 5, ev->sync);
+        rv = ev->fd >= 0
+             ? ptm_ndjson_append(ev->fd, iov, 5, ev->sync)
+             : ptm_ndjson_file_append(&st->files[ev->stream], ev->path, iov,
+                                      5, ev->sync, &step, ev->pool);
         if (rv != APR_SUCCESS) {
             end_locked(h);              /* the append left nothing behind */
-            if (APR_STATUS_IS_ENOENT(rv)) {
+            if (ev->failed_step) {
+                *ev->failed_step = step;
+            }
+            if (ev->fd >= 0 && APR_STATUS_IS_ENOENT(rv)) {
                 rv = PTM_STORE_STALE;   /* deleted since it was opened */
             }
             goto out;

@@ -49,6 +49,10 @@ int ptm_store_is_formatted(const void *base, apr_size_t size);
 ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
                               apr_pool_t *p);
 
+/** Close the stream files this process keeps open (also done when the
+ * pool given to ptm_store_attach goes away). */
+void ptm_store_close_files(ptm_store_t *st);
+
 typedef enum {
     PTM_STORE_OPEN_NEW,          /* no state file: a fresh state */
     PTM_STORE_OPEN_RECOVERED,    /* the previous state, as it was left */
@@ -132,14 +136,20 @@ typedef struct {
     const char *body_part; /* ,"type":..,"data":..,"meta":..} */
     size_t body_len;
     int make_current;
-    int fd;                /* append here when >= 0 */
-    const char *path;      /* fd's path: an empty file is removed on failure */
+    int fd;                /* append here when >= 0 (path: removed on
+                            * failure if still empty) ... */
+    const char *path;      /* ... else, when set, append to this file
+                            * through the process's open files */
     int sync;
+    apr_pool_t *pool;      /* for opening `path` */
+    const char **failed_step; /* if set, gets "open" or "write" when the
+                               * append fails */
 } ptm_store_event_t;
 
 /**
  * Number and record one event, all under the lock: the next seq of the
- * stream, the append (when `fd` >= 0), then the current view.  Nothing
+ * stream, the append (to `fd`, or to `path` through the process's cache
+ * of open stream files, one per stream), then the current view.  Nothing
  * changes unless everything succeeds.  Returns APR_SUCCESS with `*seq`,
  * PTM_STORE_STALE when the run changed since `run_gen` or the file was
  * deleted since it was opened (open and build again),

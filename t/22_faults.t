@@ -14,6 +14,7 @@ use strict;
 use warnings;
 use Test::More;
 use Apache::Test ();
+use File::Copy ();
 use File::Path ();
 use Time::HiRes ();
 use FindBin ();
@@ -143,8 +144,10 @@ SKIP: {
     ok(system('mount', '-o', 'remount,size=1m', $mnt) == 0, '(a) remounted with 1 MB');
     works('(a) after making room', 'full22', $last->{j}{seq} + 1, $file, pad => $pad);
     is(stop_run()->{code}, 200, '(a) run stopped');
-    ok(system('umount', $mnt) == 0, "(a) $mnt unmounted");
-    undef $mounted;
+    # No process may still hold the run's file once the run is over.
+    my $umounted = system('umount', $mnt) == 0;
+    ok($umounted, "(a) $mnt unmounted once the run stopped");
+    undef $mounted if $umounted;       # else END detaches it
 }
 
 # --- (b) a run directory the server user cannot write ---------------------------------------------
@@ -227,6 +230,52 @@ SKIP: {
     works('(e) file back', 'site22', $seq + 2, $file);
     my ($lines, $complete) = file_lines($file);
     ok($complete, '(e) the day file ends with a whole line');
+}
+
+# --- (f) the site day file rotated or deleted under children that hold it open ------------
+# Each child keeps the site file open between events; a rename (logrotate)
+# or an unlink must send the next line of every child to a new file at the
+# path, as an open per event would, and leave the old file untouched.
+SKIP: {
+    my $s1 = post_event(ev('rot22'));
+    is($s1->{code}, 200, '(f) a site event');
+    my $file = site_file_for($s1->{j}{ts});
+    # A new connection per request: the events reach every child.
+    my @warm = map { post_event(ev('rot22')) } 1 .. 24;
+    skip 'the day file changed at local noon', 1
+        if grep { $_->{code} != 200 || site_file_for($_->{j}{ts}) ne $file } @warm;
+    for my $how ('renamed', 'deleted') {
+        my $aside = "$file.$how-22";
+        if ($how eq 'renamed') {
+            rename $file, $aside or die "rename $file: $!";
+        }
+        else {
+            File::Copy::copy($file, $aside) or die "copy $file: $!";
+            unlink $file or die "unlink $file: $!";
+        }
+        my $before = read_bytes($aside);
+        my @r = map { post_event(ev('rot22')) } 1 .. 24;
+        ok(!(grep { $_->{code} != 200 } @r), "(f) $how: 24 events accepted");
+        my @seqs = map { $_->{j}{seq} } @r;
+        skip 'the day file changed at local noon', 1
+            if grep { site_file_for($_->{j}{ts}) ne $file } @r;
+        my ($lines, $complete) = file_lines($file);
+        my @got = map { /^\{"seq":(\d+),/ ? $1 : -1 } @$lines;
+        ok($complete && "@got" eq "@seqs",
+            "(f) $how: a new file at the path holds exactly those 24 lines, in order")
+            or diag "want @seqs\ngot  @got";
+        is(read_bytes($aside), $before, "(f) $how: the old file is untouched");
+        # Put the lines back together for the files' later checks.
+        my $tmp = "$file.join-22";
+        open my $fh, '>:raw', $tmp or die "$tmp: $!";
+        print $fh $before, read_bytes($file);
+        close $fh or die "$tmp: $!";
+        chmod 0644, $tmp;
+        chown $uid, $gid, $tmp;
+        rename $tmp, $file or die "rename $tmp: $!";
+        unlink $aside;
+    }
+    works('(f) after both', 'rot22', post_event(ev('rot22', ephemeral => 1))->{j}{seq} + 1, $file);
 }
 
 all_answers_json();

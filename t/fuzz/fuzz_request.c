@@ -145,6 +145,9 @@ static void rm_rf(const char *path)
 
 static void cleanup_at_exit(void)
 {
+    if (g_st) {
+        ptm_store_close_files(g_st);
+    }
     if (g_top) {
         rm_rf(g_top);
     }
@@ -834,7 +837,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    /* A fresh state and site directory for every input. */
+    /* A fresh state, site directory and set of open files for every
+     * input. */
+    ptm_store_close_files(g_st);
     ptm_store_format(g_seg, seg_sizes[data[0] & 3]);
     g_roots->nelts = 0;
     if (data[0] & 4) {

@@ -685,7 +685,7 @@ sub read_bytes {
 sub file_lines {
     my ($path) = @_;
     my $d = read_bytes($path);
-    return wantarray ? ((), 1) : [] unless defined $d && length $d;
+    return wantarray ? ([], 1) : [] unless defined $d && length $d;
     my $complete = substr($d, -1) eq "\n";
     my @l = split /\n/, $d, -1;
     pop @l if $complete;

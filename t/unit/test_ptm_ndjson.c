@@ -1000,6 +1000,161 @@ static void test_append_deleted_file(void **state)
 }
 
 /* Only the very empty file that fd has open is removed. */
+/* ---- ptm_ndjson_file_append: a process's open stream file ---------------- */
+
+/* Append `line` through `f`; returns the status, `*step` the failed step. */
+static apr_status_t file_line(fx_t *fx, ptm_ndjson_file_t *f,
+                              const char *path, const char *line,
+                              const char **step)
+{
+    struct iovec v[5];
+    static const size_t cuts[] = { 3, 9 };
+    int n = split_iov(v, line, strlen(line), cuts, 2);
+    const char *dummy;
+
+    return ptm_ndjson_file_append(f, path, v, n, 0, step ? step : &dummy,
+                                  fx->p);
+}
+
+/* The file stays open from line to line, and is opened again whenever the
+ * path no longer names it as it was: renamed away (rotation), deleted,
+ * its directory deleted, its mode changed, or another path asked for (a
+ * new day, a new run).  A partial line another writer left is cut; a
+ * whole line another writer added is kept. */
+static void test_file_append(void **state)
+{
+    static fx_t fx;
+    ptm_ndjson_file_t f;
+    const char *path, *path2, *want, *l1, *l2, *l3, *l4, *l5, *l6;
+    struct stat sb;
+    size_t len;
+    int fd, other;
+
+    fx_open(&fx);
+    ptm_ndjson_file_init(&f);
+    assert_int_equal(f.fd, -1);
+    path = path_in(&fx, "site/site_20260317.ndjson");
+    l1 = mkline(fx.p, 1, 10);
+    l2 = mkline(fx.p, 2, 20);
+    l3 = mkline(fx.p, 3, 30);
+
+    /* Creates the directory and the file, and keeps it open. */
+    assert_int_equal(file_line(&fx, &f, path, l1, NULL), APR_SUCCESS);
+    fd = f.fd;
+    assert_true(fd >= 0);
+    assert_string_equal(f.path, path);
+    assert_int_equal(f.end, (off_t)strlen(l1));
+    assert_int_equal(file_line(&fx, &f, path, l2, NULL), APR_SUCCESS);
+    assert_int_equal(f.fd, fd);
+    want = apr_pstrcat(fx.p, l1, l2, NULL);
+    check_file(&fx, path, want, strlen(want));
+
+    /* Another writer's whole line is kept; its partial line is cut. */
+    other = open(path, O_WRONLY | O_APPEND);
+    assert_true(other >= 0);
+    assert_int_equal(write(other, l3, strlen(l3)), (ssize_t)strlen(l3));
+    assert_int_equal(write(other, "{\"seq\":99,\"ts", 14), 14);
+    close(other);
+    l4 = mkline(fx.p, 4, 40);
+    assert_int_equal(file_line(&fx, &f, path, l4, NULL), APR_SUCCESS);
+    assert_int_equal(f.fd, fd);
+    want = apr_pstrcat(fx.p, l1, l2, l3, l4, NULL);
+    check_file(&fx, path, want, strlen(want));
+
+    /* Renamed away: the next line starts a new file at the path. */
+    path2 = path_in(&fx, "site/site_20260317.ndjson.1");
+    assert_int_equal(rename(path, path2), 0);
+    l5 = mkline(fx.p, 5, 50);
+    assert_int_equal(file_line(&fx, &f, path, l5, NULL), APR_SUCCESS);
+    check_file(&fx, path2, want, strlen(want));
+    check_file(&fx, path, l5, strlen(l5));
+
+    /* Deleted, then its directory deleted: created again each time. */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(file_line(&fx, &f, path, l1, NULL), APR_SUCCESS);
+    check_file(&fx, path, l1, strlen(l1));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(unlink(path2), 0);
+    assert_int_equal(rmdir(path_in(&fx, "site")), 0);
+    assert_int_equal(file_line(&fx, &f, path, l2, NULL), APR_SUCCESS);
+    check_file(&fx, path, l2, strlen(l2));
+
+    /* A new mode is noticed (as root the open still succeeds, so what
+     * shows is that the file was looked at again). */
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(file_line(&fx, &f, path, l3, NULL), APR_SUCCESS);
+    assert_int_equal(f.mode & 0777, 0600);
+    want = apr_pstrcat(fx.p, l2, l3, NULL);
+    check_file(&fx, path, want, strlen(want));
+
+    /* Another path (the next day): that file, and the old one is left. */
+    path2 = path_in(&fx, "site/site_20260318.ndjson");
+    l6 = mkline(fx.p, 6, 60);
+    assert_int_equal(file_line(&fx, &f, path2, l6, NULL), APR_SUCCESS);
+    assert_string_equal(f.path, path2);
+    check_file(&fx, path2, l6, strlen(l6));
+    check_file(&fx, path, want, strlen(want));
+    assert_int_equal(fstat(f.fd, &sb), 0);
+    assert_int_equal(sb.st_size, (off_t)strlen(l6));
+
+    ptm_ndjson_file_close(&f);
+    assert_int_equal(f.fd, -1);
+    assert_null(f.path);
+    (void)len;
+    fx_close(&fx);
+}
+
+/* A failed line leaves the file as it was (and removes it when this open
+ * created it), closes it, and says which step failed. */
+static void test_file_append_failures(void **state)
+{
+    static fx_t fx;
+    ptm_ndjson_file_t f;
+    const char *path, *fresh, *step, *l1, *l2;
+    struct stat sb;
+
+    fx_open(&fx);
+    ptm_ndjson_file_init(&f);
+    path = path_in(&fx, "a.ndjson");
+    fresh = path_in(&fx, "b.ndjson");
+    l1 = mkline(fx.p, 1, 10);
+    l2 = mkline(fx.p, 2, 3000);
+    assert_int_equal(file_line(&fx, &f, path, l1, NULL), APR_SUCCESS);
+
+    /* No room: EFBIG from the write; nothing changed; closed. */
+    set_fsize((rlim_t)strlen(l1) + 5);
+    step = NULL;
+    assert_int_equal(file_line(&fx, &f, path, l2, &step),
+                     APR_FROM_OS_ERROR(EFBIG));
+    set_fsize(RLIM_INFINITY);
+    assert_string_equal(step, "write");
+    assert_int_equal(f.fd, -1);
+    check_file(&fx, path, l1, strlen(l1));
+
+    /* A file the failed line's open created is removed. */
+    set_fsize(5);
+    assert_int_equal(file_line(&fx, &f, fresh, l2, &step),
+                     APR_FROM_OS_ERROR(EFBIG));
+    set_fsize(RLIM_INFINITY);
+    assert_int_equal(stat(fresh, &sb), -1);
+    assert_int_equal(errno, ENOENT);
+
+    /* The open fails: a file where the directory should be. */
+    put_file(path_in(&fx, "notadir"), "x", 1);
+    step = NULL;
+    assert_int_equal(file_line(&fx, &f, path_in(&fx, "notadir/c.ndjson"),
+                               l1, &step), APR_FROM_OS_ERROR(ENOTDIR));
+    assert_string_equal(step, "open");
+    assert_int_equal(f.fd, -1);
+
+    /* And it works again afterwards. */
+    assert_int_equal(file_line(&fx, &f, path, l2, NULL), APR_SUCCESS);
+    check_file(&fx, path, apr_pstrcat(fx.p, l1, l2, NULL),
+               strlen(l1) + strlen(l2));
+    ptm_ndjson_file_close(&f);
+    fx_close(&fx);
+}
+
 static void test_discard_if_empty(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
@@ -1051,6 +1206,8 @@ int main(void)
         T(test_last_seq_then_append),
         T(test_append_deleted_file),
         T(test_discard_if_empty),
+        T(test_file_append),
+        T(test_file_append_failures),
     };
 
     return cmocka_run_group_tests_name("ptm_ndjson", tests, group_setup,
