@@ -304,6 +304,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     char ts[PTM_TS_LEN + 1], day[PTM_DAYKEY_LEN + 1];
     const char *path = NULL, *step = "write";
     uint64_t seq = 0;
+    int refresh;
     apr_status_t rv;
     ptm_buf_t out;
 
@@ -322,10 +323,14 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     /* Keep the client's meta: each attempt stamps a fresh copy. */
     client_meta = ev.meta;
     ev.meta = NULL;
-    for (;;) {
-        /* Built outside the lock for the run seen now; the store refuses
-         * it (STALE) if a run started or stopped in between. */
-        ptm_store_run_peek(&run, conf->store, p);
+    for (refresh = 0; ; refresh = 1) {
+        /* Built outside the lock for the run this thread saw last; the
+         * store refuses it (STALE) if a run started or stopped since, and
+         * then it is built again for the run as it is now. */
+        if ((rv = ptm_store_run_seen(&run, conf->store, refresh, p))
+            != APR_SUCCESS) {
+            break;
+        }
         json_decref(ev.meta);
         ev.meta = run.active ? json_deep_copy(client_meta)
                              : json_incref(client_meta);

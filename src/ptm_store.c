@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,7 @@ struct ptm_store_t {
     char *base;
     hdr_t *hdr;
     apr_global_mutex_t *mutex;
+    uint64_t id;            /* unique among this process's handles */
     /* This process's open stream files, used under the lock only. */
     ptm_ndjson_file_t files[2];
 };
@@ -149,6 +151,16 @@ void ptm_store_format(void *base, apr_size_t size)
     h->arena = off;
     h->arena_size = size > off ? size - off : 0;
     h->size = size;
+    /* run_gen only ever grows in a segment; starting it from the clock
+     * (and a counter) keeps a remembered generation of an earlier format
+     * from matching this one (ptm_store_run_seen). */
+    {
+        static uint32_t formats;
+
+        h->run_gen = ((uint64_t)apr_time_now() << 12)
+                     + (__atomic_add_fetch(&formats, 1, __ATOMIC_RELAXED)
+                        & 0xfff);
+    }
     h->version = LAYOUT_VERSION;
     h->magic = MAGIC;
 }
@@ -178,9 +190,12 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
 {
     ptm_store_t *st = apr_pcalloc(p, sizeof(*st));
 
+    static uint64_t handles;
+
     st->base = base;
     st->hdr = base;
     st->mutex = mutex;
+    st->id = __atomic_add_fetch(&handles, 1, __ATOMIC_RELAXED);
     ptm_ndjson_file_init(&st->files[0]);
     ptm_ndjson_file_init(&st->files[1]);
     apr_pool_cleanup_register(p, st, close_files_cleanup,
@@ -703,6 +718,73 @@ apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
     return APR_SUCCESS;
 }
 
+/* What this thread last saw of the run, for one store handle: a malloc'd
+ * block [seen_t][run id][run dir], freed when the thread exits. */
+typedef struct {
+    uint64_t store_id;
+    size_t cap;
+    ptm_store_run_t run;
+} seen_t;
+
+static pthread_key_t seen_key;
+static pthread_once_t seen_once = PTHREAD_ONCE_INIT;
+static int seen_ok;
+
+static void seen_init(void)
+{
+    seen_ok = pthread_key_create(&seen_key, free) == 0;
+}
+
+apr_status_t ptm_store_run_seen(ptm_store_run_t *run, ptm_store_t *st,
+                                int refresh, apr_pool_t *p)
+{
+    seen_t *seen;
+    apr_status_t rv;
+    size_t need;
+
+    pthread_once(&seen_once, seen_init);
+    seen = seen_ok ? pthread_getspecific(seen_key) : NULL;
+    /* The generation read without the lock only decides whether to take
+     * it: a wrong guess is caught by ptm_store_event's check under it. */
+    if (!refresh && seen && seen->store_id == st->id
+        && seen->run.gen == __atomic_load_n(&st->hdr->run_gen,
+                                            __ATOMIC_ACQUIRE)) {
+        *run = seen->run;
+        if (run->active) {
+            run->run_id = apr_pstrmemdup(p, run->run_id, run->run_id_len);
+            run->run_dir = apr_pstrdup(p, run->run_dir);
+        }
+        return APR_SUCCESS;
+    }
+    if ((rv = ptm_store_run_peek(run, st, p)) != APR_SUCCESS || !seen_ok) {
+        return rv;
+    }
+    need = sizeof(*seen) + (run->active ? run->run_id_len + 1
+                                          + strlen(run->run_dir) + 1 : 0);
+    if (!seen || seen->cap < need) {
+        seen_t *bigger = realloc(seen, need);
+
+        if (!bigger) {
+            return APR_SUCCESS;         /* no memory: nothing remembered */
+        }
+        seen = bigger;
+        seen->cap = need;
+        pthread_setspecific(seen_key, seen);
+    }
+    seen->store_id = st->id;
+    seen->run = *run;
+    if (run->active) {
+        char *id = (char *)(seen + 1);
+        char *dir = id + run->run_id_len + 1;
+
+        memcpy(id, run->run_id, run->run_id_len + 1);
+        strcpy(dir, run->run_dir);
+        seen->run.run_id = id;
+        seen->run.run_dir = dir;
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
                                  size_t obj_len, const char *run_id,
                                  size_t run_id_len, const char *run_dir,
@@ -748,7 +830,7 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
     h->run_id_len = (uint32_t)run_id_len;
     h->run_dir_len = (uint32_t)dir_len;
     h->run_active = 1;
-    h->run_gen++;
+    __atomic_add_fetch(&h->run_gen, 1, __ATOMIC_RELEASE);
     end_locked(h);
 out:
     unlock(st);
@@ -774,7 +856,7 @@ apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out)
     map_clear_locked(st, PTM_STREAM_RUN);
     h->run_blob = 0;
     h->run_obj_len = h->run_id_len = h->run_dir_len = 0;
-    h->run_gen++;
+    __atomic_add_fetch(&h->run_gen, 1, __ATOMIC_RELEASE);
     end_locked(h);
     unlock(st);
     return APR_SUCCESS;

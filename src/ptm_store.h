@@ -102,6 +102,18 @@ typedef struct {
 apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
                                 apr_pool_t *p);
 
+/**
+ * What an event needs to know about the run, usually without taking the
+ * lock: the answer this thread remembers from its last look, while the
+ * run's generation is still the one it saw; otherwise (or with `refresh`)
+ * a look under the lock (as ptm_store_run_peek), remembered.  Between
+ * that check and ptm_store_event the run can still change: the store then
+ * refuses the event (PTM_STORE_STALE); ask again with `refresh`.  Strings
+ * are copied into `p`.
+ */
+apr_status_t ptm_store_run_seen(ptm_store_run_t *run, ptm_store_t *st,
+                                int refresh, apr_pool_t *p);
+
 /* Creates the run directory under the lock; sets `*seq_floor` to the
  * highest seq already in the directory's telemetry.ndjson (0 if none). */
 typedef apr_status_t (*ptm_store_prepare_fn)(void *ctx, uint64_t *seq_floor);

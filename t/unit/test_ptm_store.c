@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <dirent.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -563,6 +564,121 @@ static void test_make_current_false_and_ephemeral(void **state)
 }
 
 /* ---- runs and the run stream -------------------------------------------- */
+
+typedef struct {
+    ptm_store_t *st;
+    apr_pool_t *p;
+    ptm_store_run_t run;
+    apr_status_t rv;
+    pthread_barrier_t *bar;
+} seen_arg_t;
+
+/* Look; with a barrier, look once, wait, look again. */
+static void *seen_thread(void *arg)
+{
+    seen_arg_t *a = arg;
+
+    a->rv = ptm_store_run_seen(&a->run, a->st, 0, a->p);
+    if (a->bar) {
+        pthread_barrier_wait(a->bar);
+        a->rv = ptm_store_run_seen(&a->run, a->st, 0, a->p);
+    }
+    return NULL;
+}
+
+/* ptm_store_run_seen answers from what this thread saw last while the
+ * run's generation is unchanged, without the lock; once the run changes
+ * it looks again.  An event built from an answer the run has since
+ * overtaken is STALE.  Each thread remembers for itself. */
+static void test_run_seen(void **state)
+{
+    static fx_t fx;
+    prep_t prep = { 0, APR_SUCCESS, 0 };
+    ptm_store_t *other;
+    ptm_store_run_t r, before;
+    ptm_store_event_t ev;
+    seen_arg_t ta;
+    pthread_barrier_t bar;
+    pthread_t t;
+    struct timespec until;
+    ptm_buf_t b;
+    uint64_t seq;
+
+    fx_open(&fx, 1024 * 1024);
+    /* Another process's handle on the same segment. */
+    other = ptm_store_attach(fx.base, fx.mx, fx.p);
+    assert_int_equal(ptm_store_run_seen(&r, other, 0, fx.p), APR_SUCCESS);
+    assert_int_equal(r.active, 0);
+    assert_int_equal(ptm_store_run_seen(&before, fx.st, 0, fx.p),
+                     APR_SUCCESS);
+    assert_int_equal(before.active, 0);
+
+    /* The remembered answer comes without the lock: a thread that has
+     * looked once looks again while the lock is held elsewhere. */
+    memset(&ta, 0, sizeof(ta));
+    ta.st = fx.st;
+    ta.p = fx.p;
+    ta.bar = &bar;
+    assert_int_equal(pthread_barrier_init(&bar, NULL, 2), 0);
+    assert_int_equal(pthread_create(&t, NULL, seen_thread, &ta), 0);
+    pthread_barrier_wait(&bar);
+    assert_int_equal(apr_global_mutex_lock(fx.mx), APR_SUCCESS);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    if (pthread_timedjoin_np(t, NULL, &until) != 0) {
+        apr_global_mutex_unlock(fx.mx);
+        pthread_join(t, NULL);
+        fail_msg("the remembered answer waited for the lock");
+    }
+    assert_int_equal(apr_global_mutex_unlock(fx.mx), APR_SUCCESS);
+    pthread_barrier_destroy(&bar);
+    assert_int_equal(ta.rv, APR_SUCCESS);
+    assert_int_equal(ta.run.active, 0);
+
+    assert_int_equal(ptm_store_run_start(other, RUN_OBJ("007"),
+                                         strlen(RUN_OBJ("007")), "007", 3,
+                                         "/srv/t/007", prepare, &prep),
+                     APR_SUCCESS);
+    /* Built from the answer before the start: refused, nothing changes. */
+    mk_event(&ev, fx.p, before.gen, PTM_STREAM_SITE, "a", "1", 1, -1);
+    assert_int_equal(ptm_store_event(fx.st, &ev, &seq), PTM_STORE_STALE);
+    assert_int_equal(stats(&fx).seq[PTM_STREAM_SITE], 0);
+    /* The next look notices the new generation and sees the run. */
+    assert_int_equal(ptm_store_run_seen(&r, fx.st, 0, fx.p), APR_SUCCESS);
+    assert_int_equal(r.active, 1);
+    assert_string_equal(r.run_id, "007");
+    assert_int_equal(r.run_id_len, 3);
+    assert_string_equal(r.run_dir, "/srv/t/007");
+    assert_true(r.gen != before.gen);
+    mk_event(&ev, fx.p, r.gen, PTM_STREAM_RUN, "a", "1", 1, -1);
+    assert_int_equal(ptm_store_event(fx.st, &ev, &seq), APR_SUCCESS);
+    assert_int_equal(seq, 1);
+    /* Remembered, strings included, and copied for each caller. */
+    assert_int_equal(ptm_store_run_seen(&before, fx.st, 0, fx.p),
+                     APR_SUCCESS);
+    assert_int_equal(before.active, 1);
+    assert_string_equal(before.run_dir, "/srv/t/007");
+    assert_ptr_not_equal(before.run_dir, r.run_dir);
+    /* Another thread's first look. */
+    memset(&ta, 0, sizeof(ta));
+    ta.st = fx.st;
+    ta.p = fx.p;
+    assert_int_equal(pthread_create(&t, NULL, seen_thread, &ta), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(ta.run.active, 1);
+    assert_string_equal(ta.run.run_id, "007");
+
+    /* Stopped through the other handle: seen at the next look, and with
+     * refresh. */
+    ptm_buf_init(&b, fx.p, 64);
+    assert_int_equal(ptm_store_run_stop(other, &b), APR_SUCCESS);
+    assert_int_equal(ptm_store_run_seen(&r, fx.st, 0, fx.p), APR_SUCCESS);
+    assert_int_equal(r.active, 0);
+    assert_null(r.run_id);
+    assert_int_equal(ptm_store_run_seen(&r, fx.st, 1, fx.p), APR_SUCCESS);
+    assert_int_equal(r.active, 0);
+    fx_close(&fx);
+}
 
 static void test_run_lifecycle_and_seq(void **state)
 {
@@ -1239,6 +1355,7 @@ static void mp_child(fx_t *fx, int k)
     apr_global_mutex_t *mx = fx->mx;
     ptm_store_t *st;
     ptm_store_event_t ev;
+    ptm_store_run_t run;
     uint64_t seq;
     int i, fd;
 
@@ -1250,12 +1367,12 @@ static void mp_child(fx_t *fx, int k)
     }
     st = ptm_store_attach(fx->base, mx, p);
     fd = open(fx->file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    if (fd < 0 || ptm_store_run_peek(&run, st, p) != APR_SUCCESS) {
         _exit(21);
     }
     for (i = 0; i < NEVENTS; i++) {
         apr_pool_clear(iter);
-        mp_event(&ev, iter, 0, k, i, fd);
+        mp_event(&ev, iter, run.gen, k, i, fd);
         if (ptm_store_event(st, &ev, &seq) != APR_SUCCESS || seq == 0) {
             _exit(22);
         }
@@ -2727,6 +2844,7 @@ int main(void)
         T(test_site_events_file_bytes),
         T(test_make_current_false_and_ephemeral),
         T(test_run_lifecycle_and_seq),
+        T(test_run_seen),
         T(test_current_merge_order),
         T(test_run_start_prepare_error),
         T(test_write_failure_changes_nothing),
