@@ -65,8 +65,16 @@ MaxConnectionsPerChild 0
 KeepAlive On
 MaxKeepAliveRequests 0
 KeepAliveTimeout 30
+# As Debian's apache2.conf: no .htaccess lookups, nothing served outside
+# the document root.
+<Directory />
+    Options FollowSymLinks
+    AllowOverride None
+    Require all denied
+</Directory>
 DocumentRoot "{work}/htdocs"
 <Directory "{work}/htdocs">
+    AllowOverride None
     Require all granted
 </Directory>
 PanoptesTelemetrySiteDir "{work}/site"
