@@ -339,6 +339,12 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+static apr_status_t close_files(void *store)
+{
+    ptm_store_close_files(store);
+    return APR_SUCCESS;
+}
+
 static void ptm_child_init(apr_pool_t *p, server_rec *s)
 {
     ptm_retained_t *ret = ap_retained_data_get(PTM_RETAINED);
@@ -362,6 +368,10 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
         return;
     }
     ptm_store = ptm_store_attach(ret->base, mutex, p);
+    /* Only here, on the child's pool: a cleanup on a pool that outlives
+     * this module's DSO (the parent's) would call unloaded code at exit. */
+    apr_pool_cleanup_register(p, ptm_store, close_files,
+                              apr_pool_cleanup_null);
     ptm_conf.store = ptm_store;
     ptm_conf.site_dir = ret->site_dir;
     ptm_conf.run_roots = sc->run_roots;

@@ -179,12 +179,6 @@ void ptm_store_close_files(ptm_store_t *st)
     ptm_ndjson_file_close(&st->files[1]);
 }
 
-static apr_status_t close_files_cleanup(void *data)
-{
-    ptm_store_close_files(data);
-    return APR_SUCCESS;
-}
-
 ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
                               apr_pool_t *p)
 {
@@ -198,8 +192,6 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
     st->id = __atomic_add_fetch(&handles, 1, __ATOMIC_RELAXED);
     ptm_ndjson_file_init(&st->files[0]);
     ptm_ndjson_file_init(&st->files[1]);
-    apr_pool_cleanup_register(p, st, close_files_cleanup,
-                              apr_pool_cleanup_null);
     return st;
 }
 

@@ -49,8 +49,7 @@ int ptm_store_is_formatted(const void *base, apr_size_t size);
 ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
                               apr_pool_t *p);
 
-/** Close the stream files this process keeps open (also done when the
- * pool given to ptm_store_attach goes away). */
+/** Close the stream files this process keeps open through `st`. */
 void ptm_store_close_files(ptm_store_t *st);
 
 typedef enum {
