@@ -36,6 +36,8 @@
 #define PTM_STATE_FILE ".panoptes-telemetry.state"
 #define PTM_DEFAULT_STATE_SIZE (16 * 1024 * 1024)
 #define PTM_DEFAULT_MAX_BODY (1024 * 1024)
+/* Answers up to this size are flushed from the handler (send_answer). */
+#define PTM_FLUSH_MAX (16 * 1024)
 
 module AP_MODULE_DECLARE_DATA panoptes_telemetry_module;
 
@@ -523,19 +525,24 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
     if (a->debug) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "%s", a->debug);
     }
-    /* Sent now, with a flush, rather than at the end of the request: the
-     * client can send its next request on a keep-alive connection while
-     * this worker finishes up, and the worker then reads it at once instead
-     * of handing the connection back to the listener (the event MPM).  At
-     * one request at a time that doubles the rate. */
+    /* A small answer is sent now, with a flush, rather than at the end of
+     * the request: the client can send its next request on a keep-alive
+     * connection while this worker finishes up, and the worker then reads
+     * it at once instead of handing the connection back to the listener
+     * (the event MPM).  At one request at a time that doubles the rate.
+     * A large one (a /current of many types) is left to the MPM: a flush
+     * writes it all before the handler returns, so a client slow to read
+     * would hold this worker. */
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     if (!r->header_only) {
         APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(
                                     a->body, a->body_len,
                                     r->connection->bucket_alloc));
     }
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(
-                                r->connection->bucket_alloc));
+    if (r->header_only || a->body_len <= PTM_FLUSH_MAX) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(
+                                    r->connection->bucket_alloc));
+    }
     /* A client gone away is not an error of ours (ap_rwrite ignores it
      * too); the core has marked the connection aborted. */
     ap_pass_brigade(r->output_filters, bb);

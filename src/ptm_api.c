@@ -350,7 +350,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         se.make_current = ev.make_current;
         se.sync = conf->sync;
         se.fd = -1;
-        se.path = NULL;
+        se.path = path = NULL;
         se.pool = p;
         se.failed_step = &step;
         if (ev.store_permanently && !run.active) {
@@ -364,11 +364,20 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         else if (ev.store_permanently) {
             /* A run file is opened for each event and closed after it, so
              * that no process holds it once the run is over: its disk can
-             * be unmounted. */
+             * be unmounted.  A missing directory is created again (as
+             * upstream does), but not for a run that has ended meanwhile,
+             * and a failed open is only an error for the run as it is. */
             path = apr_pstrcat(p, run.run_dir, "/telemetry.ndjson", NULL);
             se.path = path;
-            rv = ptm_ndjson_open(&se.fd, path, p);
+            rv = ptm_ndjson_open_existing(&se.fd, path);
+            if (APR_STATUS_IS_ENOENT(rv)
+                && !ptm_store_run_changed(conf->store, run.gen)) {
+                rv = ptm_ndjson_open(&se.fd, path, p);
+            }
             if (rv != APR_SUCCESS) {
+                if (ptm_store_run_changed(conf->store, run.gen)) {
+                    continue;
+                }
                 step = "open";
                 break;
             }

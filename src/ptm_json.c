@@ -441,6 +441,7 @@ static int ptm_json_to_int(const unsigned char *s, size_t a, size_t b,
  * exact) and a decimal exponent within +-22 (so 10^|e| is exact) make
  * m * 10^e or m / 10^-e one correctly rounded operation: the double strtod
  * would give.  Returns 0 when the token is outside that range. */
+#if FLT_EVAL_METHOD == 0
 static int ptm_json_fast_double(const unsigned char *s, size_t a, size_t b,
                                 double *v)
 {
@@ -495,6 +496,7 @@ static int ptm_json_fast_double(const unsigned char *s, size_t a, size_t b,
     *v = neg ? -d : d;
     return 1;
 }
+#endif
 
 /* A float token s[a..b) (grammar already checked) as a double.  The token
  * is rewritten as "[-]DIGITSe<exp>" with the radix point folded into the
@@ -508,9 +510,13 @@ static int ptm_json_to_double(const unsigned char *s, size_t a, size_t b,
     long long e = 0;
     int eneg = 0;
 
+#if FLT_EVAL_METHOD == 0
+    /* (Only where double arithmetic rounds once: not with x87's extended
+     * precision, where the one operation would be rounded twice.) */
     if (ptm_json_fast_double(s, a, b, v)) {
         return 0;
     }
+#endif
     if (b - a + 32 > sizeof(sbuf)) {
         buf = malloc(b - a + 32);
         if (buf == NULL) {

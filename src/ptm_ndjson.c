@@ -51,6 +51,12 @@ static int open_append(const char *path)
     return fd;
 }
 
+apr_status_t ptm_ndjson_open_existing(int *fd, const char *path)
+{
+    *fd = open_append(path);
+    return *fd >= 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+}
+
 apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p)
 {
     const char *slash = strrchr(path, '/');
@@ -286,6 +292,7 @@ apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
         }
         if (fstat(fd, &st) != 0 || !(f->path = strdup(path))) {
             rv = errno ? APR_FROM_OS_ERROR(errno) : APR_ENOMEM;
+            ptm_ndjson_discard_if_empty(fd, path);
             close(fd);
             return rv;
         }
@@ -310,6 +317,13 @@ apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
         return rv;
     }
     f->end = end;
+    if (!S_ISREG(st.st_mode)) {
+        /* Only regular files stay open: a FIFO held open by us (both
+         * ends: it is opened O_RDWR) would fill up with no reader and
+         * block the next write under the lock; opened per line, what no
+         * one read is dropped at the close, as before. */
+        ptm_ndjson_file_close(f);
+    }
     return APR_SUCCESS;
 }
 

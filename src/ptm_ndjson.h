@@ -26,6 +26,10 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p);
  */
 apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
 
+/** ptm_ndjson_open without creating the directory (APR_ENOENT if it is
+ * missing). */
+apr_status_t ptm_ndjson_open_existing(int *fd, const char *path);
+
 /**
  * Append the line made of `iov[0..n)` with one writev; with `sync`,
  * fdatasync before returning.  On any failure the file is truncated back
@@ -41,7 +45,8 @@ apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
 
 /**
  * One stream file kept open by a process between lines, so that a line
- * costs a stat and a writev rather than an open, a read and a close.
+ * costs a stat and a writev rather than an open, a read and a close
+ * (regular files only: anything else is opened for each line).
  * Used only under the store lock (which also serialises the threads of a
  * process).
  */

@@ -759,9 +759,13 @@ apr_status_t ptm_store_run_seen(ptm_store_run_t *run, ptm_store_t *st,
         if (!bigger) {
             return APR_SUCCESS;         /* no memory: nothing remembered */
         }
+        if (pthread_setspecific(seen_key, bigger) != 0) {
+            free(bigger);               /* nothing remembered */
+            pthread_setspecific(seen_key, NULL);
+            return APR_SUCCESS;
+        }
         seen = bigger;
         seen->cap = need;
-        pthread_setspecific(seen_key, seen);
     }
     seen->store_id = st->id;
     seen->run = *run;
@@ -775,6 +779,11 @@ apr_status_t ptm_store_run_seen(ptm_store_run_t *run, ptm_store_t *st,
         seen->run.run_dir = dir;
     }
     return APR_SUCCESS;
+}
+
+int ptm_store_run_changed(ptm_store_t *st, uint64_t gen)
+{
+    return __atomic_load_n(&st->hdr->run_gen, __ATOMIC_ACQUIRE) != gen;
 }
 
 apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
@@ -981,10 +990,10 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     end_locked(h);
     *seq = n;
 out:
-    if (rv != APR_SUCCESS && rv != PTM_STORE_STALE && ev->fd >= 0
-        && ev->path) {
+    if (rv != APR_SUCCESS && ev->fd >= 0 && ev->path) {
         /* A refused event leaves no trace, not even the empty file its
-         * open created; under the lock, so no writer is mid-append. */
+         * open created (nor one opened for a run that has ended since);
+         * under the lock, so no writer is mid-append. */
         ptm_ndjson_discard_if_empty(ev->fd, ev->path);
     }
     unlock(st);

@@ -113,6 +113,10 @@ apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
 apr_status_t ptm_store_run_seen(ptm_store_run_t *run, ptm_store_t *st,
                                 int refresh, apr_pool_t *p);
 
+/** 1 if the run has started or stopped since generation `gen` (read
+ * without the lock). */
+int ptm_store_run_changed(ptm_store_t *st, uint64_t gen);
+
 /* Creates the run directory under the lock; sets `*seq_floor` to the
  * highest seq already in the directory's telemetry.ndjson (0 if none). */
 typedef apr_status_t (*ptm_store_prepare_fn)(void *ctx, uint64_t *seq_floor);

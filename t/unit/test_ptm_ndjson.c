@@ -1155,6 +1155,45 @@ static void test_file_append_failures(void **state)
     fx_close(&fx);
 }
 
+/* A FIFO at the path (someone's `tail` substitute) is not kept open:
+ * with no reader, 1000 lines of 200 bytes (three times a pipe's buffer)
+ * would otherwise fill it and block the writer, which holds the store
+ * lock.  SIGALRM ends the test if it blocks. */
+static void alarm_fail(int sig)
+{
+    static const char msg[] = "test_file_append_fifo: blocked\n";
+
+    (void)sig;
+    if (write(2, msg, sizeof(msg) - 1) < 0) {
+        /* nothing */
+    }
+    _exit(99);
+}
+
+static void test_file_append_fifo(void **state)
+{
+    static fx_t fx;
+    ptm_ndjson_file_t f;
+    const char *path, *line;
+    int i;
+
+    fx_open(&fx);
+    ptm_ndjson_file_init(&f);
+    path = path_in(&fx, "fifo.ndjson");
+    assert_int_equal(mkfifo(path, 0666), 0);
+    line = mkline(fx.p, 1, 180);
+    signal(SIGALRM, alarm_fail);
+    alarm(20);
+    for (i = 0; i < 1000; i++) {
+        assert_int_equal(file_line(&fx, &f, path, line, NULL), APR_SUCCESS);
+        assert_int_equal(f.fd, -1);
+    }
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+    ptm_ndjson_file_close(&f);
+    fx_close(&fx);
+}
+
 static void test_discard_if_empty(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
@@ -1208,6 +1247,7 @@ int main(void)
         T(test_discard_if_empty),
         T(test_file_append),
         T(test_file_append_failures),
+        T(test_file_append_fifo),
     };
 
     return cmocka_run_group_tests_name("ptm_ndjson", tests, group_setup,

@@ -2795,6 +2795,26 @@ static void test_refused_event_leaves_no_file(void **state)
     assert_int_equal(s1.seq[PTM_STREAM_SITE], s0.seq[PTM_STREAM_SITE]);
     assert_int_equal(s1.types[PTM_STREAM_SITE], s0.types[PTM_STREAM_SITE]);
     close(fd);
+
+    /* Opened for a run that ended before the lock was taken: STALE, and
+     * the empty file that open created is removed too. */
+    {
+        prep_t prep = { 0, APR_SUCCESS, 0 };
+        uint64_t gen;
+
+        assert_int_equal(start_run(&fx, RUN_OBJ("008"), "008", fx.dir,
+                                   &prep), APR_SUCCESS);
+        gen = run_gen(&fx);
+        fd = open(fresh, O_WRONLY | O_APPEND | O_CREAT, 0666);
+        assert_true(fd >= 0);
+        stop_run(&fx);
+        mk_event(&ev, fx.p, gen, PTM_STREAM_RUN, "a", "1", 1, fd);
+        ev.path = fresh;
+        assert_int_equal(ptm_store_event(fx.st, &ev, &seq), PTM_STORE_STALE);
+        assert_int_equal(stat(fresh, &sb), -1);     /* gone */
+        close(fd);
+    }
+    fx_close(&fx);
 }
 
 /* The mod_status counters: answers by status, write errors, the run. */
