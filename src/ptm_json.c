@@ -437,6 +437,12 @@ static int ptm_json_to_int(const unsigned char *s, size_t a, size_t b,
     return 0;
 }
 
+/* 10^0 .. 10^22: the powers of ten a double holds exactly. */
+static const double ptm_json_p10[23] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+    1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+};
+
 /* Clinger's fast path: at most 15 significant digits (so the integer m is
  * exact) and a decimal exponent within +-22 (so 10^|e| is exact) make
  * m * 10^e or m / 10^-e one correctly rounded operation: the double strtod
@@ -445,10 +451,6 @@ static int ptm_json_to_int(const unsigned char *s, size_t a, size_t b,
 static int ptm_json_fast_double(const unsigned char *s, size_t a, size_t b,
                                 double *v)
 {
-    static const double p10[23] = {
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
-        1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
-    };
     uint64_t m = 0;
     int neg = 0, digits = 0, e = 0, x = 0, xneg = 0;
     double d;
@@ -492,7 +494,7 @@ static int ptm_json_fast_double(const unsigned char *s, size_t a, size_t b,
         return 0;
     }
     d = (double)m;
-    d = e < 0 ? d / p10[-e] : d * p10[e];
+    d = e < 0 ? d / ptm_json_p10[-e] : d * ptm_json_p10[e];
     *v = neg ? -d : d;
     return 1;
 }
@@ -996,10 +998,6 @@ static double ptm_json_read_back(const char *dig, int n, int exp10)
  * x is not such a number (then printf decides). */
 static int ptm_json_short_decimal(double x, char *dig, int *exp10)
 {
-    static const double p10[16] = {
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
-        1e13, 1e14, 1e15
-    };
     char tmp[16];
     uint64_t m;
     int k, n;
@@ -1007,11 +1005,11 @@ static int ptm_json_short_decimal(double x, char *dig, int *exp10)
     if (!(x >= 1e-15 && x < 1e15)) {
         return 0;
     }
-    for (k = 0; k < 16 && x * p10[k] < 1e15; k++) {
-        double y = x * p10[k];
+    for (k = 0; k < 16 && x * ptm_json_p10[k] < 1e15; k++) {
+        double y = x * ptm_json_p10[k];
 
         m = (uint64_t)(y + 0.5);
-        if (m == 0 || (double)m / p10[k] != x) {
+        if (m == 0 || (double)m / ptm_json_p10[k] != x) {
             continue;
         }
         for (n = 0; m > 0; m /= 10) {

@@ -1014,6 +1014,15 @@ static void put_entry(ptm_store_t *st, ptm_buf_t *out, const slot_t *key,
     ptm_buf_add(out, arena(st) + val->blob + val->key_len, val->env_len);
 }
 
+/* The most {"current":{...}} can take now. */
+static size_t current_size(const hdr_t *h)
+{
+    return 16 + __atomic_load_n(&h->map[0].bytes, __ATOMIC_RELAXED)
+           + __atomic_load_n(&h->map[1].bytes, __ATOMIC_RELAXED)
+           + 2 * ((size_t)__atomic_load_n(&h->map[0].count, __ATOMIC_RELAXED)
+                  + __atomic_load_n(&h->map[1].count, __ATOMIC_RELAXED));
+}
+
 apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out)
 {
     hdr_t *h = st->hdr;
@@ -1022,14 +1031,16 @@ apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out)
     int first = 1, j;
     apr_status_t rv;
 
+    /* The answer is at most both maps plus punctuation: allocated before
+     * the lock from sizes read without it (a guess: under the lock the
+     * buffer only grows if the maps grew meanwhile). */
+    ptm_buf_reserve(out, current_size(h) + 1024);
     if ((rv = lock(st)) != APR_SUCCESS) {
         return rv;
     }
     site = slots(st, PTM_STREAM_SITE);
     run = slots(st, PTM_STREAM_RUN);
-    /* One allocation: the result is at most both maps plus punctuation. */
-    ptm_buf_reserve(out, 16 + h->map[0].bytes + h->map[1].bytes
-                         + 2 * ((size_t)h->map[0].count + h->map[1].count));
+    ptm_buf_reserve(out, current_size(h));
     ptm_buf_puts(out, "{\"current\":{");
     for (i = 0; i < h->map[PTM_STREAM_SITE].count; i++) {
         j = h->map[PTM_STREAM_RUN].count
