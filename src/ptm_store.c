@@ -182,9 +182,8 @@ void ptm_store_close_files(ptm_store_t *st)
 ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
                               apr_pool_t *p)
 {
-    ptm_store_t *st = apr_pcalloc(p, sizeof(*st));
-
     static uint64_t handles;
+    ptm_store_t *st = apr_pcalloc(p, sizeof(*st));
 
     st->base = base;
     st->hdr = base;
