@@ -44,7 +44,7 @@ $(SO): $(MODULE).c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 comma := ,
 
 # --- unit tests (cmocka; built without the httpd include path on purpose) ---
-build/unit/%: t/unit/%.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+build/unit/%: t/unit/%.c t/unit/ptm_unit.h $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/unit
 	$(CC) -g -O1 -std=gnu99 $(WARN) -Isrc $(APR_INC) -o $@ $< $(CORE_SRC) \
 	    $(APR_LIBS) -ljansson -lcmocka
@@ -67,7 +67,7 @@ ASAN_FLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 ASAN_SO     := build/asan/$(MODULE).so
 ASAN_UNIT   := $(patsubst t/unit/%.c,build/asan/unit/%,$(UNIT_SRC))
 
-build/asan/unit/%: t/unit/%.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+build/asan/unit/%: t/unit/%.c t/unit/ptm_unit.h $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/asan/unit
 	$(CC) -g -O1 -std=gnu99 $(WARN) $(ASAN_FLAGS) -Isrc $(APR_INC) -o $@ $< $(CORE_SRC) \
 	    $(APR_LIBS) -ljansson -lcmocka

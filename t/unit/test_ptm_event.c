@@ -15,6 +15,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "ptm_unit.h"
+
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <jansson.h>
@@ -22,23 +24,6 @@
 #include "ptm_err.h"
 #include "ptm_event.h"
 #include "ptm_json.h"
-
-static apr_pool_t *pool;
-
-static int group_setup(void **state)
-{
-    if (apr_initialize() != APR_SUCCESS) {
-        return -1;
-    }
-    return apr_pool_create(&pool, NULL) == APR_SUCCESS ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return 0;
-}
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -59,7 +44,7 @@ static const char *dump(const json_t *v)
 {
     ptm_buf_t b;
 
-    ptm_buf_init(&b, pool, 64);
+    ptm_buf_init(&b, gpool, 64);
     if (!v) {
         return "(no detail)";
     }
@@ -700,7 +685,7 @@ static void test_event_envelope_table(void **state)
         }
         memset(&env, 0, sizeof(env));
         if (ptm_event_envelope(&env, &err, &ev, SERVER_TS, c->run_id,
-                               c->run_id ? strlen(c->run_id) : 0, pool)
+                               c->run_id ? strlen(c->run_id) : 0, gpool)
             != 0) {
             fail_msg("%s: envelope failed: %s", c->name, dump(err.detail));
         }
@@ -725,7 +710,7 @@ static void test_event_envelope_run_id_len(void **state)
     assert_int_equal(ptm_event_validate(&ev, J("{\"type\":\"t\",\"data\":1}"),
                                         &err), 0);
     assert_int_equal(ptm_event_envelope(&env, &err, &ev, SERVER_TS,
-                                        "007-extra", 3, pool), 0);
+                                        "007-extra", 3, gpool), 0);
     check_mem("run_id by length", env.body_part, env.body_len,
               ",\"type\":\"t\",\"data\":1,\"meta\":{\"run_id\":\"007\"}}");
     ptm_event_req_free(&ev);
@@ -842,7 +827,7 @@ static void test_run_req_validate_table(void **state)
         int rv;
 
         rv = ptm_run_req_validate(&rr, c->body ? J(c->body) : NULL, &err,
-                                  pool);
+                                  gpool);
         if (rv != c->want_rv) {
             fail_msg("%s: rv %d, want %d (detail %s)", c->name, rv,
                      c->want_rv, dump(err.detail));
@@ -909,7 +894,7 @@ static void test_run_req_validate_table(void **state)
         ptm_run_req_t rr;
         ptm_err_t err = { 0 };
 
-        if (ptm_run_req_validate(&rr, J(run_req_errors[i].body), &err, pool)
+        if (ptm_run_req_validate(&rr, J(run_req_errors[i].body), &err, gpool)
             != -1) {
             fail_msg("%s: want -1", run_req_errors[i].name);
         }
@@ -930,7 +915,7 @@ static void test_run_req_id_survives_meta_rewrite(void **state)
     assert_int_equal(ptm_run_req_validate(&rr,
                                           J("{\"run_id\":\"\",\"meta\":"
                                             "{\"a\":0,\"run_id\":\"abc\"}}"),
-                                          &err, pool), 0);
+                                          &err, gpool), 0);
     json_object_set_new(rr.meta, "run_id", json_string("zzzzzzzzzzzzzzzz"));
     json_object_del(rr.body, "meta");
     check_mem("after rewrite", rr.run_id, rr.run_id_len, "abc");
@@ -939,7 +924,7 @@ static void test_run_req_id_survives_meta_rewrite(void **state)
     ptm_run_req_free(&rr);
 
     assert_int_equal(ptm_run_req_validate(&rr, J("{\"run_id\":\"r1\"}"),
-                                          &err, pool), 0);
+                                          &err, gpool), 0);
     json_object_clear(rr.body);
     check_mem("run_id field", rr.run_id, rr.run_id_len, "r1");
     ptm_run_req_free(&rr);

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "ptm_unit.h"
+
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
@@ -32,27 +34,10 @@
 #define MSG_SURR     "Unpaired surrogate in \\uXXXX escape"
 #define MSG_DEEP     "Maximum nesting depth exceeded"
 
-static apr_pool_t *pool;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    apr_initialize();
-    return apr_pool_create(&pool, NULL) == APR_SUCCESS ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return 0;
-}
-
 static int test_teardown(void **state)
 {
     (void)state;
-    apr_pool_clear(pool);
+    apr_pool_clear(gpool);
     return 0;
 }
 
@@ -68,12 +53,12 @@ static void assert_bytes(const char *what, const ptm_buf_t *b,
     }
 }
 
-/* NUL-terminated output of ptm_json_dump_real, from the pool. */
+/* NUL-terminated output of ptm_json_dump_real, from the gpool. */
 static const char *real_str(double d)
 {
     ptm_buf_t b;
 
-    ptm_buf_init(&b, pool, 32);
+    ptm_buf_init(&b, gpool, 32);
     ptm_json_dump_real(&b, d);
     ptm_buf_putc(&b, '\0');
     return b.data;
@@ -415,7 +400,7 @@ static void test_real_locale(void **state)
         }
     }
     v = ptm_json_parse("[1.5,2.25e1,-0.5]", 17, &err);
-    ptm_buf_init(&b, pool, 64);
+    ptm_buf_init(&b, gpool, 64);
     assert_non_null(v);
     assert_int_equal(ptm_json_dump(&b, v), 0);
     json_decref(v);
@@ -549,7 +534,7 @@ static void test_parse_dump(void **state)
             fail_msg("row %zu: %s at %zu", i, err.msg, err.pos);
         }
         assert_int_equal(err.kind, PTM_JSON_OK);
-        ptm_buf_init(&b, pool, 16);
+        ptm_buf_init(&b, gpool, 16);
         assert_int_equal(ptm_json_dump(&b, v), 0);
         json_decref(v);
         snprintf(what, sizeof(what), "roundtrip row %zu", i);
@@ -888,7 +873,7 @@ static void test_bom(void **state)
     (void)state;
     v = ptm_json_parse("\357\273\277 [1]", 7, &err);
     assert_non_null(v);
-    ptm_buf_init(&b, pool, 16);
+    ptm_buf_init(&b, gpool, 16);
     ptm_json_dump(&b, v);
     json_decref(v);
     assert_bytes("bom", &b, "[1]", 3);
@@ -942,7 +927,7 @@ static void test_depth(void **state)
     s = nested("[", "]", PTM_JSON_MAX_DEPTH, "\"x\"", &len);
     v = ptm_json_parse(s, len, &err);
     assert_non_null(v);
-    ptm_buf_init(&b, pool, len);
+    ptm_buf_init(&b, gpool, len);
     assert_int_equal(ptm_json_dump(&b, v), 0);
     assert_bytes("depth 512", &b, s, len);
     json_decref(v);
@@ -1002,7 +987,7 @@ static void test_key_order_and_duplicates(void **state)
     assert_int_equal(json_object_iter_key_len(it), 3);
     assert_memory_equal(json_object_iter_key(it), "a\0b", 3);
 
-    ptm_buf_init(&b, pool, 16);
+    ptm_buf_init(&b, gpool, 16);
     assert_int_equal(ptm_json_dump(&b, v), 0);
     assert_bytes("dup", &b, "{\"a\\u0000b\":3,\"a\":2,\"z\":0}", 26);
     json_decref(v);
@@ -1028,7 +1013,7 @@ static void test_dump_built(void **state)
     json_array_append_new(a, json_stringn("\0\t\037\177\303\251", 6));
     json_object_set_new(o, "data", a);
     json_object_set_new(o, "meta", json_object());
-    ptm_buf_init(&b, pool, 16);
+    ptm_buf_init(&b, gpool, 16);
     assert_int_equal(ptm_json_dump(&b, o), 0);
     json_decref(o);
     assert_bytes("built", &b,
@@ -1080,7 +1065,7 @@ static void test_dump_string(void **state)
         ptm_buf_t b;
         char what[32];
 
-        ptm_buf_init(&b, pool, 8);
+        ptm_buf_init(&b, gpool, 8);
         ptm_json_dump_string(&b, string_cases[i].in, string_cases[i].len);
         snprintf(what, sizeof(what), "string row %zu", i);
         assert_bytes(what, &b, string_cases[i].out,
@@ -1197,7 +1182,7 @@ static void test_py_repr(void **state)
         ptm_buf_t b;
         char what[32];
 
-        ptm_buf_init(&b, pool, 8);
+        ptm_buf_init(&b, gpool, 8);
         ptm_json_py_repr(&b, repr_cases[i].in, repr_cases[i].len);
         snprintf(what, sizeof(what), "repr row %zu", i);
         assert_bytes(what, &b, repr_cases[i].out, strlen(repr_cases[i].out));

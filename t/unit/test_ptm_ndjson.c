@@ -25,12 +25,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "ptm_unit.h"
+
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <apr_strings.h>
 #include "ptm_ndjson.h"
-
-static apr_pool_t *gpool;
 
 /* One temporary directory and pool per test. */
 typedef struct {
@@ -41,12 +41,6 @@ typedef struct {
 
 /* The fixture a failed test left open (cmocka longjmps past fx_close). */
 static fx_t *open_fx;
-
-static int rm_one(const char *path, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    return remove(path);
-}
 
 static void fx_open(fx_t *fx)
 {
@@ -69,7 +63,7 @@ static void fx_close(fx_t *fx)
         fx->mnt = NULL;
     }
     if (fx->dir) {
-        nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(fx->dir);
     }
     apr_pool_destroy(fx->p);
 }
@@ -95,29 +89,6 @@ static const char *path_in(fx_t *fx, const char *rel)
 }
 
 /* The whole file, NUL-terminated; NULL when it does not exist. */
-static char *slurp(const char *path, size_t *len, apr_pool_t *p)
-{
-    FILE *f = fopen(path, "rb");
-    char *s;
-    long n;
-
-    *len = 0;
-    if (!f) {
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    s = apr_palloc(p, (apr_size_t)n + 1);
-    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        fail_msg("short read of %s", path);
-    }
-    s[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return s;
-}
-
 static void put_file(const char *path, const char *data, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -153,21 +124,11 @@ static int is_dir(const char *path)
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static int group_setup(void **state)
+static int ndjson_group_setup(void **state)
 {
-    if (apr_initialize() != APR_SUCCESS) {
-        return -1;
-    }
     /* SIGXFSZ would kill us where we want EFBIG. */
     signal(SIGXFSZ, SIG_IGN);
-    return apr_pool_create(&gpool, NULL) == APR_SUCCESS ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    apr_pool_destroy(gpool);
-    apr_terminate();
-    return 0;
+    return group_setup(state);
 }
 
 /* ---- ptm_ndjson_mkdirs --------------------------------------------------- */
@@ -359,7 +320,7 @@ static void test_open_recreates_deleted_dir(void **state)
     check_file(&fx, path, "two\n", 4);
 
     /* The whole tree goes. */
-    nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(top);
     assert_false(is_dir(top));
     assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
     assert_int_equal(write(fd, "three\n", 6), 6);
@@ -369,7 +330,7 @@ static void test_open_recreates_deleted_dir(void **state)
     /* An open descriptor on a deleted file keeps writing to the deleted
      * file; a new open makes a new one. */
     assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
-    nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    rm_rf(top);
     assert_int_equal(write(fd, "lost\n", 5), 5);
     close(fd);
     assert_false(is_dir(top));
@@ -1250,6 +1211,6 @@ int main(void)
         T(test_file_append_fifo),
     };
 
-    return cmocka_run_group_tests_name("ptm_ndjson", tests, group_setup,
+    return cmocka_run_group_tests_name("ptm_ndjson", tests, ndjson_group_setup,
                                        group_teardown);
 }

@@ -19,41 +19,15 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "ptm_unit.h"
+
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
 #include "ptm_run.h"
 
-static apr_pool_t *pool;
-
-static int group_setup(void **state)
-{
-    if (apr_initialize() != APR_SUCCESS) {
-        return -1;
-    }
-    return apr_pool_create(&pool, NULL) == APR_SUCCESS ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    apr_pool_destroy(pool);
-    apr_terminate();
-    return 0;
-}
-
 /* ---- temp directories --------------------------------------------------- */
-
-static int rm_one(const char *path, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* Every directory made, so a failed test (cmocka longjmps past its own
  * clean-up) still leaves nothing behind. */
@@ -68,7 +42,7 @@ static char *make_site(void)
     if (!d) {
         fail_msg("mkdtemp: %s", strerror(errno));
     }
-    d = apr_pstrdup(pool, d);
+    d = apr_pstrdup(gpool, d);
     if (nmade < (int)(sizeof(made) / sizeof(made[0]))) {
         made[nmade++] = d;
     }
@@ -85,7 +59,7 @@ static int test_teardown(void **state)
 
 static void mk_dir(const char *site, const char *name)
 {
-    const char *p = apr_pstrcat(pool, site, "/", name, NULL);
+    const char *p = apr_pstrcat(gpool, site, "/", name, NULL);
 
     if (mkdir(p, 0755) != 0) {
         fail_msg("mkdir %s: %s", p, strerror(errno));
@@ -94,7 +68,7 @@ static void mk_dir(const char *site, const char *name)
 
 static void mk_file(const char *site, const char *name)
 {
-    const char *p = apr_pstrcat(pool, site, "/", name, NULL);
+    const char *p = apr_pstrcat(gpool, site, "/", name, NULL);
     int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
 
     if (fd < 0) {
@@ -105,7 +79,7 @@ static void mk_file(const char *site, const char *name)
 
 static void mk_link(const char *site, const char *target, const char *name)
 {
-    const char *p = apr_pstrcat(pool, site, "/", name, NULL);
+    const char *p = apr_pstrcat(gpool, site, "/", name, NULL);
 
     if (symlink(target, p) != 0) {
         fail_msg("symlink %s: %s", p, strerror(errno));
@@ -186,7 +160,7 @@ static void build_entries(const char *site, const char *const *e)
             break;
         case 'l': {
             const char *gt = strchr(s, '>');
-            char *name = apr_pstrmemdup(pool, s, (apr_size_t)(gt - s));
+            char *name = apr_pstrmemdup(gpool, s, (apr_size_t)(gt - s));
             const char *target = gt + 1;
 
             mk_link(site, target, name);
@@ -209,7 +183,7 @@ static void test_derive_id_table(void **state)
         apr_status_t rv;
 
         build_entries(site, c->entries);
-        rv = ptm_run_derive_id(&id, site, pool);
+        rv = ptm_run_derive_id(&id, site, gpool);
         rm_rf(site);
         if (rv != APR_SUCCESS) {
             fail_msg("%s: status %d", c->name, rv);
@@ -227,7 +201,7 @@ static void test_derive_id_symlink_outside(void **state)
     const char *id = NULL;
 
     mk_link(site, other, "041");
-    assert_int_equal(ptm_run_derive_id(&id, site, pool), APR_SUCCESS);
+    assert_int_equal(ptm_run_derive_id(&id, site, gpool), APR_SUCCESS);
     assert_string_equal(id, "042");
     rm_rf(site);
     rm_rf(other);
@@ -240,12 +214,12 @@ static void test_derive_id_is_pure(void **state)
     const char *a = NULL, *b = NULL;
 
     mk_dir(site, "017");
-    assert_int_equal(ptm_run_derive_id(&a, site, pool), APR_SUCCESS);
-    assert_int_equal(ptm_run_derive_id(&b, site, pool), APR_SUCCESS);
+    assert_int_equal(ptm_run_derive_id(&a, site, gpool), APR_SUCCESS);
+    assert_int_equal(ptm_run_derive_id(&b, site, gpool), APR_SUCCESS);
     assert_string_equal(a, "018");
     assert_string_equal(b, "018");
     mk_dir(site, a);
-    assert_int_equal(ptm_run_derive_id(&b, site, pool), APR_SUCCESS);
+    assert_int_equal(ptm_run_derive_id(&b, site, gpool), APR_SUCCESS);
     assert_string_equal(b, "019");
     rm_rf(site);
 }
@@ -253,18 +227,18 @@ static void test_derive_id_is_pure(void **state)
 static void test_derive_id_missing_site(void **state)
 {
     char *site = make_site();
-    const char *gone = apr_pstrcat(pool, site, "/does-not-exist", NULL);
+    const char *gone = apr_pstrcat(gpool, site, "/does-not-exist", NULL);
     const char *id = NULL;
     apr_status_t rv;
 
-    rv = ptm_run_derive_id(&id, gone, pool);
+    rv = ptm_run_derive_id(&id, gone, gpool);
     assert_int_not_equal(rv, APR_SUCCESS);
     assert_true(APR_STATUS_IS_ENOENT(rv));
 
     /* A regular file where the site dir should be. */
     mk_file(site, "plain");
-    rv = ptm_run_derive_id(&id, apr_pstrcat(pool, site, "/plain", NULL),
-                           pool);
+    rv = ptm_run_derive_id(&id, apr_pstrcat(gpool, site, "/plain", NULL),
+                           gpool);
     assert_int_not_equal(rv, APR_SUCCESS);
     assert_true(APR_STATUS_IS_ENOTDIR(rv));
     rm_rf(site);
@@ -388,7 +362,7 @@ static void test_normalise_table(void **state)
     size_t i;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *got = ptm_run_normalise(cases[i].in, pool);
+        const char *got = ptm_run_normalise(cases[i].in, gpool);
 
         if (!got || strcmp(got, cases[i].want) != 0) {
             fail_msg("normalise(\"%s\"): got \"%s\", want \"%s\"",
@@ -479,7 +453,7 @@ static const resolve_case_t resolve_cases[] = {
 
 static void test_resolve_dir_table(void **state)
 {
-    apr_array_header_t *roots = apr_array_make(pool, 2, sizeof(const char *));
+    apr_array_header_t *roots = apr_array_make(gpool, 2, sizeof(const char *));
     size_t i;
 
     APR_ARRAY_PUSH(roots, const char *) = "/srv/runs";
@@ -492,7 +466,7 @@ static void test_resolve_dir_table(void **state)
         const char *got;
 
         got = ptm_run_resolve_dir(&why, SITE, c->with_roots ? roots : NULL,
-                                  c->run_dir, len, "007", pool);
+                                  c->run_dir, len, "007", gpool);
         if (c->want) {
             if (!got || strcmp(got, c->want) != 0) {
                 fail_msg("%s: got \"%s\" (why %s), want \"%s\"", c->name,
@@ -514,13 +488,13 @@ static void test_resolve_dir_table(void **state)
 /* The refusal says which roots are allowed (F1). */
 static void test_resolve_dir_why_names_roots(void **state)
 {
-    apr_array_header_t *roots = apr_array_make(pool, 2, sizeof(const char *));
+    apr_array_header_t *roots = apr_array_make(gpool, 2, sizeof(const char *));
     const char *why = NULL;
 
     APR_ARRAY_PUSH(roots, const char *) = "/srv/runs";
     APR_ARRAY_PUSH(roots, const char *) = "/data/obs";
     assert_null(ptm_run_resolve_dir(&why, SITE, roots, "../x", 4, "007",
-                                    pool));
+                                    gpool));
     assert_non_null(why);
     assert_non_null(strstr(why, SITE));
     assert_non_null(strstr(why, "/srv/runs"));
@@ -528,7 +502,7 @@ static void test_resolve_dir_why_names_roots(void **state)
 
     why = NULL;
     assert_null(ptm_run_resolve_dir(&why, SITE, NULL, "/tmp/x", 6, "007",
-                                    pool));
+                                    gpool));
     assert_non_null(why);
     assert_non_null(strstr(why, SITE));
     assert_null(strstr(why, "/srv/runs"));
@@ -538,23 +512,23 @@ static void test_resolve_dir_why_names_roots(void **state)
  * "/" allows every absolute path. */
 static void test_resolve_dir_other_sites(void **state)
 {
-    apr_array_header_t *slash = apr_array_make(pool, 1, sizeof(const char *));
+    apr_array_header_t *slash = apr_array_make(gpool, 1, sizeof(const char *));
     const char *why;
     const char *got;
 
-    got = ptm_run_resolve_dir(&why, "/a", NULL, "b/c", 3, "001", pool);
+    got = ptm_run_resolve_dir(&why, "/a", NULL, "b/c", 3, "001", gpool);
     assert_non_null(got);
     assert_string_equal(got, "/a/b/c");
-    got = ptm_run_resolve_dir(&why, "/a", NULL, NULL, 0, "run 1", pool);
+    got = ptm_run_resolve_dir(&why, "/a", NULL, NULL, 0, "run 1", gpool);
     assert_non_null(got);
     assert_string_equal(got, "/a/run 1");
-    got = ptm_run_resolve_dir(&why, "/a", NULL, "/a", 2, "001", pool);
+    got = ptm_run_resolve_dir(&why, "/a", NULL, "/a", 2, "001", gpool);
     assert_non_null(got);
     assert_string_equal(got, "/a");
-    assert_null(ptm_run_resolve_dir(&why, "/a", NULL, "/ab", 3, "001", pool));
+    assert_null(ptm_run_resolve_dir(&why, "/a", NULL, "/ab", 3, "001", gpool));
 
     APR_ARRAY_PUSH(slash, const char *) = "/";
-    got = ptm_run_resolve_dir(&why, "/a", slash, "/tmp//x/", 8, "001", pool);
+    got = ptm_run_resolve_dir(&why, "/a", slash, "/tmp//x/", 8, "001", gpool);
     assert_non_null(got);
     assert_string_equal(got, "/tmp/x");
 }

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include "ptm_unit.h"
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
@@ -53,8 +55,6 @@
 #define TS "2026-03-17T20:15:00.000Z"
 #define TS_PART ",\"ts\":\"" TS "\""
 
-static apr_pool_t *gpool;
-
 /* One fresh store per test: segment, mutex, handle, temp dir. */
 typedef struct {
     apr_pool_t *p;
@@ -72,12 +72,6 @@ typedef struct {
     apr_size_t map_size;
     int state_fd;
 } fx_t;
-
-static int rm_one(const char *path, const struct stat *sb, int flag,
-                  struct FTW *ftw)
-{
-    return remove(path);
-}
 
 /* The fixture a failed test left open (cmocka longjmps past fx_close). */
 static fx_t *open_fx;
@@ -185,7 +179,7 @@ static void fx_close(fx_t *fx)
         apr_shm_destroy(fx->shm);
     }
     if (fx->dir) {
-        nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        rm_rf(fx->dir);
     }
     apr_pool_destroy(fx->p);
 }
@@ -210,29 +204,6 @@ static int open_append(const char *path)
 }
 
 /* The whole file, NUL-terminated; "" when it does not exist. */
-static char *slurp(const char *path, size_t *len, apr_pool_t *p)
-{
-    FILE *f = fopen(path, "rb");
-    char *s;
-    long n;
-
-    if (!f) {
-        *len = 0;
-        return apr_pstrdup(p, "");
-    }
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    s = apr_palloc(p, (apr_size_t)n + 1);
-    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        fail_msg("short read of %s", path);
-    }
-    s[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return s;
-}
-
 static uint64_t run_gen(fx_t *fx)
 {
     ptm_store_run_t r;
@@ -348,6 +319,9 @@ static void check_file(fx_t *fx, const char *path, const char *want)
     size_t len;
     const char *got = slurp(path, &len, fx->p);
 
+    if (!got) {
+        got = "";                       /* missing: empty */
+    }
     if (len != strlen(want) || memcmp(got, want, len) != 0) {
         fail_msg("file %s:\n  got  %s\n  want %s", path, got, want);
     }
@@ -402,21 +376,6 @@ static const char *stop_run(fx_t *fx)
 #define RUN_OBJ(id) \
     "{\"run_dir\":\"/srv/t/" id "\",\"run_id\":\"" id "\",\"meta\":" \
     "{\"run_id\":\"" id "\"},\"started_at\":\"" TS "\"}"
-
-static int group_setup(void **state)
-{
-    if (apr_initialize() != APR_SUCCESS) {
-        return -1;
-    }
-    return apr_pool_create(&gpool, NULL) == APR_SUCCESS ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    apr_pool_destroy(gpool);
-    apr_terminate();
-    return 0;
-}
 
 /* ---- layout ------------------------------------------------------------- */
 

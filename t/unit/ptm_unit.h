@@ -1,0 +1,72 @@
+/* What the cmocka test files share: APR and a pool for the whole group,
+ * removing a directory tree, reading a whole file.  Included once, by the
+ * test file, after cmocka.h. */
+#ifndef PTM_UNIT_H
+#define PTM_UNIT_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <apr_general.h>
+#include <apr_pools.h>
+
+/* The group's pool, alive from group_setup to group_teardown. */
+static apr_pool_t *gpool;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (apr_initialize() != APR_SUCCESS) {
+        return -1;
+    }
+    return apr_pool_create(&gpool, NULL) == APR_SUCCESS ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    apr_pool_destroy(gpool);
+    apr_terminate();
+    return 0;
+}
+
+static inline int ptm_unit_rm_one(const char *path, const struct stat *sb,
+                                  int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* rm -rf `dir` (symbolic links are removed, not followed). */
+static inline void rm_rf(const char *dir)
+{
+    nftw(dir, ptm_unit_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The whole file, NUL-terminated, from `p`; NULL (and *len 0) when it
+ * cannot be opened. */
+static inline char *slurp(const char *path, size_t *len, apr_pool_t *p)
+{
+    FILE *f = fopen(path, "rb");
+    char *s;
+    long n;
+
+    *len = 0;
+    if (!f) {
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    s = apr_palloc(p, (apr_size_t)n + 1);
+    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        fail_msg("short read of %s", path);
+    }
+    s[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return s;
+}
+
+#endif
