@@ -988,7 +988,6 @@ static void test_file_append(void **state)
     ptm_ndjson_file_t f;
     const char *path, *path2, *want, *l1, *l2, *l3, *l4, *l5, *l6;
     struct stat sb;
-    size_t len;
     int fd, other;
 
     fx_open(&fx);
@@ -1061,7 +1060,6 @@ static void test_file_append(void **state)
     ptm_ndjson_file_close(&f);
     assert_int_equal(f.fd, -1);
     assert_null(f.path);
-    (void)len;
     fx_close(&fx);
 }
 
