@@ -1,0 +1,99 @@
+/* The arena of the segment: variable-size blobs [blob_t][payload], each
+ * naming its owner (a view slot, the run, or nobody), so that the arena can
+ * be compacted in place when its tail runs out. */
+#include <string.h>
+#include "ptm_store_int.h"
+
+/* Slide every owned blob down over the free ones and fix its owner's
+ * offset: O(arena) memmoves, only when the arena's tail is used up. */
+void ptm_arena_compact_locked(ptm_store_t *st)
+{
+    hdr_t *h = st->hdr;
+    char *a = arena(st);
+    uint64_t off = 0, dst = 0;
+
+    while (off < h->top) {
+        blob_t *b = (blob_t *)(a + off);
+        uint64_t total = BLOB_TOTAL(b->len);
+        uint32_t owner = b->owner;
+
+        if (owner != OWNER_FREE) {
+            uint64_t payload = dst + sizeof(blob_t);
+
+            if (dst != off) {
+                memmove(a + dst, a + off, (size_t)total);
+            }
+            if (owner == OWNER_RUN) {
+                h->run_blob = payload;
+            }
+            else {
+                slots(st, (int)((owner - 2) & 1))[(owner - 2) / 2].blob =
+                    payload;
+            }
+            dst += total;
+        }
+        off += total;
+    }
+    h->top = dst;
+}
+
+/* Would a blob of `len` bytes fit once `freed` bytes of live blobs (the
+ * value it replaces) are released?  Changes nothing.  Returns
+ * PTM_STORE_FULL when even a compacted arena is too small. */
+apr_status_t ptm_arena_fits_locked(ptm_store_t *st, uint64_t len,
+                                uint64_t freed)
+{
+    hdr_t *h = st->hdr;
+
+    if (len > UINT32_MAX
+        || h->live - freed + BLOB_TOTAL(len) > h->arena_size) {
+        return PTM_STORE_FULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Compact if a blob of `len` bytes (known to fit) is not free at `top`;
+ * changes nothing visible. */
+void ptm_arena_make_room_locked(ptm_store_t *st, uint64_t len)
+{
+    hdr_t *h = st->hdr;
+
+    if (h->top + BLOB_TOTAL(len) > h->arena_size) {
+        ptm_arena_compact_locked(st);
+    }
+}
+
+/* Make sure a blob of `len` bytes fits at `top`; changes nothing visible.
+ * Returns PTM_STORE_FULL when even a compacted arena is too small. */
+apr_status_t ptm_arena_reserve_locked(ptm_store_t *st, uint64_t len)
+{
+    apr_status_t rv = ptm_arena_fits_locked(st, len, 0);
+
+    if (rv == APR_SUCCESS) {
+        ptm_arena_make_room_locked(st, len);
+    }
+    return rv;
+}
+
+/* Take the reserved space at `top`; returns the payload offset. */
+uint64_t ptm_arena_claim_locked(ptm_store_t *st, uint64_t len, uint32_t owner)
+{
+    hdr_t *h = st->hdr;
+    blob_t *b = (blob_t *)(arena(st) + h->top);
+    uint64_t total = BLOB_TOTAL(len);
+
+    b->len = (uint32_t)len;
+    b->owner = owner;
+    h->top += total;
+    h->live += total;
+    return (uint64_t)((char *)(b + 1) - arena(st));
+}
+
+void ptm_arena_release_locked(ptm_store_t *st, uint64_t payload)
+{
+    blob_t *b = blob_hdr(st, payload);
+
+    st->hdr->live -= BLOB_TOTAL(b->len);
+    b->owner = OWNER_FREE;
+}
+

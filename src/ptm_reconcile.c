@@ -1,0 +1,64 @@
+/* At start-up, the seq counters are raised to what the stream files
+ * already hold, so that no number is given out twice in a file. */
+#include <dirent.h>
+#include <errno.h>
+#include <apr_strings.h>
+#include <string.h>
+#include "ptm_store_int.h"
+
+apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
+                                 apr_pool_t *p)
+{
+    hdr_t *h = st->hdr;
+    uint64_t site = 0, run = 0, n;
+    const char *run_file = NULL;
+    struct dirent *de;
+    apr_status_t rv;
+    DIR *d;
+
+    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (h->run_active) {
+        run_file = apr_pstrcat(p, apr_pstrmemdup(p, arena(st) + h->run_blob
+                                                 + h->run_obj_len
+                                                 + h->run_id_len,
+                                                 h->run_dir_len),
+                               "/telemetry.ndjson", NULL);
+    }
+    ptm_store_unlock(st);
+
+    /* File I/O without the lock: this runs before any child exists. */
+    d = opendir(site_dir);
+    if (!d) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+
+        if (len > 12 && strncmp(de->d_name, "site_", 5) == 0
+            && strcmp(de->d_name + len - 7, ".ndjson") == 0
+            && ptm_ndjson_last_seq(&n, apr_pstrcat(p, site_dir, "/",
+                                                   de->d_name, NULL))
+               == APR_SUCCESS
+            && n > site) {
+            site = n;
+        }
+    }
+    closedir(d);
+    if (run_file && ptm_ndjson_last_seq(&run, run_file) != APR_SUCCESS) {
+        run = 0;
+    }
+
+    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (site > h->seq[PTM_STREAM_SITE]) {
+        h->seq[PTM_STREAM_SITE] = site;
+    }
+    if (run > h->seq[PTM_STREAM_RUN]) {
+        h->seq[PTM_STREAM_RUN] = run;
+    }
+    ptm_store_unlock(st);
+    return APR_SUCCESS;
+}

@@ -1,0 +1,167 @@
+/* What the files of the store share and nobody else sees: the layout of
+ * the segment and the internal functions of its parts.
+ *
+ *   ptm_store.c      the handle, the lock and the writing mark, events,
+ *                    counters
+ *   ptm_arena.c      the arena: blobs, their owners, compaction
+ *   ptm_view.c       the current view: two ordered maps, /current
+ *   ptm_store_run.c  the active run
+ *   ptm_repair.c     rebuilding a torn state, or one of another size
+ *   ptm_statefile.c  the state file: open, lock, size, map
+ *   ptm_reconcile.c  seq counters raised to what the files hold
+ *
+ * Segment layout (all offsets from the segment base, all 8-byte aligned):
+ *   hdr_t | site slots | site index | run slots | run index | arena
+ * A map keeps its types in insertion order in `slots` (what /current
+ * prints) and finds them through `index`, an open-addressing table of
+ * slot numbers.  Types are never removed one by one, only all at once when
+ * a run starts or stops, so neither table needs tombstones.
+ *
+ * Functions ending in _locked expect the store lock held and, when they
+ * change the segment, the writing mark set (ptm_store_begin_locked). */
+#ifndef PTM_STORE_INT_H
+#define PTM_STORE_INT_H
+
+#include <stdint.h>
+#include "ptm_ndjson.h"
+#include "ptm_store.h"
+
+#define MAGIC 0x314d5450u           /* "PTM1" */
+#define LAYOUT_VERSION 3u
+#define OWNER_FREE 0u
+#define OWNER_RUN 1u
+#define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
+
+typedef struct {
+    uint32_t hash;
+    uint32_t key_len;
+    uint32_t env_len;
+    uint32_t pad;
+    uint64_t blob;                  /* arena offset of the payload */
+} slot_t;
+
+typedef struct {
+    uint32_t count;
+    uint32_t cap;
+    uint32_t hcap;                  /* power of two, >= 2 * cap */
+    uint32_t pad;
+    uint64_t slots;
+    uint64_t index;                 /* uint32_t[hcap]: slot + 1, 0 empty */
+    uint64_t bytes;                 /* key + envelope bytes of all slots */
+} map_t;
+
+typedef struct {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t size;
+    uint64_t seq[2];
+    uint64_t events[2];
+    uint64_t run_gen;
+    uint32_t run_active;
+    uint32_t run_obj_len;
+    uint32_t run_id_len;
+    uint32_t run_dir_len;
+    uint64_t run_blob;
+    map_t map[2];
+    uint64_t arena;
+    uint64_t arena_size;
+    uint64_t top;                   /* first free byte of the arena */
+    uint64_t live;                  /* bytes of owned blobs, headers too */
+    /* Set while a mutation is under way.  Whoever finds it set (the next
+     * lock holder after a child died mid-update, or the next start after
+     * a crash) rebuilds the state from what still checks out. */
+    uint32_t writing;
+    uint32_t pending_stream;
+    uint64_t pending_seq;           /* the seq a pending append may carry */
+    uint64_t repairs;
+    /* Counted without the lock (atomic adds): mod_status only reads them. */
+    uint64_t write_errors;
+    uint64_t answers[PTM_STORE_NSTATUS];
+} hdr_t;
+
+typedef struct {
+    uint32_t len;                   /* payload bytes */
+    uint32_t owner;                 /* OWNER_*, or 2 + 2 * slot + stream */
+} blob_t;
+
+struct ptm_store_t {
+    char *base;
+    hdr_t *hdr;
+    apr_global_mutex_t *mutex;
+    uint64_t id;            /* unique among this process's handles */
+    /* This process's open stream files, used under the lock only. */
+    ptm_ndjson_file_t files[2];
+};
+
+#define BLOB_TOTAL(len) (sizeof(blob_t) + ALIGN8((uint64_t)(len)))
+
+static inline char *arena(ptm_store_t *st)
+{
+    return st->base + st->hdr->arena;
+}
+
+static inline slot_t *slots(ptm_store_t *st, int s)
+{
+    return (slot_t *)(st->base + st->hdr->map[s].slots);
+}
+
+static inline uint32_t *index_of(ptm_store_t *st, int s)
+{
+    return (uint32_t *)(st->base + st->hdr->map[s].index);
+}
+
+static inline blob_t *blob_hdr(ptm_store_t *st, uint64_t payload)
+{
+    return (blob_t *)(arena(st) + payload - sizeof(blob_t));
+}
+
+static inline uint32_t ptm_view_hash(const char *k, size_t n)
+{
+    uint32_t h = 2166136261u;       /* FNV-1a */
+
+    while (n--) {
+        h = (h ^ (unsigned char)*k++) * 16777619u;
+    }
+    return h;
+}
+
+/* ---- layout ------------------------------------------------------------- */
+
+/* ---- ptm_store.c ---------------------------------------------------------- */
+
+/** Take the lock, repairing a state left mid-update.  Returns the mutex's
+ * error or the repair's. */
+apr_status_t ptm_store_lock(ptm_store_t *st);
+void ptm_store_unlock(ptm_store_t *st);
+
+/* Bracket every change to the segment: a process killed in between leaves
+ * `writing` set, with the seq its append may have used. */
+void ptm_store_begin_locked(hdr_t *h, int stream, uint64_t seq);
+void ptm_store_end_locked(hdr_t *h);
+
+/* ---- ptm_arena.c ---------------------------------------------------------- */
+
+void ptm_arena_compact_locked(ptm_store_t *st);
+apr_status_t ptm_arena_fits_locked(ptm_store_t *st, uint64_t len,
+                                   uint64_t freed);
+void ptm_arena_make_room_locked(ptm_store_t *st, uint64_t len);
+apr_status_t ptm_arena_reserve_locked(ptm_store_t *st, uint64_t len);
+uint64_t ptm_arena_claim_locked(ptm_store_t *st, uint64_t len,
+                                uint32_t owner);
+void ptm_arena_release_locked(ptm_store_t *st, uint64_t payload);
+
+/* ---- ptm_view.c ----------------------------------------------------------- */
+
+int ptm_view_find_locked(ptm_store_t *st, int s, const char *key,
+                         size_t len, uint32_t h);
+void ptm_view_clear_locked(ptm_store_t *st, int s);
+char *ptm_view_append_locked(ptm_store_t *st, int s, uint32_t hash,
+                             uint64_t key_len, uint64_t env_len);
+void ptm_view_own_locked(ptm_store_t *st, int s, uint32_t slot);
+
+/* ---- ptm_repair.c --------------------------------------------------------- */
+
+unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src);
+apr_status_t ptm_repair_locked(ptm_store_t *st);
+
+#endif
