@@ -6,7 +6,9 @@
  * back into a response.  Everything the API does lives in src/ptm_*.c,
  * which never sees an httpd header. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "httpd.h"
@@ -33,7 +35,11 @@
 #define PTM_HANDLER "panoptes-telemetry"
 #define PTM_MUTEX "panoptes-telemetry"
 #define PTM_RETAINED "mod_panoptes_telemetry-state"
-#define PTM_STATE_FILE ".panoptes-telemetry.state"
+/* The state file, in PanoptesTelemetryStateDir; earlier versions kept it
+ * in the site directory under the legacy name. */
+#define PTM_STATE_FILE "state"
+#define PTM_LEGACY_STATE_FILE ".panoptes-telemetry.state"
+#define PTM_DEFAULT_STATE_DIR "panoptes-telemetry"
 #define PTM_DEFAULT_STATE_SIZE (16 * 1024 * 1024)
 #define PTM_DEFAULT_MAX_BODY (1024 * 1024)
 /* Answers up to this size are flushed from the handler (send_answer). */
@@ -43,6 +49,7 @@ module AP_MODULE_DECLARE_DATA panoptes_telemetry_module;
 
 typedef struct {
     const char *site_dir;              /* normalised absolute, or NULL */
+    const char *state_dir;             /* normalised absolute, or NULL */
     apr_array_header_t *run_roots;     /* const char * */
     apr_size_t state_size;
     int sync;
@@ -61,6 +68,7 @@ typedef struct {
     apr_global_mutex_t *mutex;
     apr_size_t size;
     const char *site_dir;
+    const char *state_dir;
 } ptm_retained_t;
 
 /* Per process: the handle the handler uses (set in child_init). */
@@ -125,6 +133,13 @@ static const char *set_site_dir(cmd_parms *cmd, void *d, const char *arg)
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
 
     return err ? err : dir_arg(cmd, arg, &srv_conf(cmd->server)->site_dir);
+}
+
+static const char *set_state_dir(cmd_parms *cmd, void *d, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    return err ? err : dir_arg(cmd, arg, &srv_conf(cmd->server)->state_dir);
 }
 
 static const char *add_run_root(cmd_parms *cmd, void *d, const char *arg)
@@ -194,6 +209,10 @@ static const command_rec ptm_cmds[] = {
     AP_INIT_TAKE1("PanoptesTelemetrySiteDir", set_site_dir, NULL, RSRC_CONF,
                   "Directory of the site day files and run directories "
                   "(default: telemetry under ServerRoot)"),
+    AP_INIT_TAKE1("PanoptesTelemetryStateDir", set_state_dir, NULL,
+                  RSRC_CONF,
+                  "Directory of the state file, writable by root only "
+                  "(default: panoptes-telemetry under DefaultRuntimeDir)"),
     AP_INIT_TAKE1("PanoptesTelemetryRunRoot", add_run_root, NULL, RSRC_CONF,
                   "A directory where absolute run_dir values are also "
                   "allowed (repeatable)"),
@@ -218,22 +237,114 @@ static int ptm_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-/* The site directory must exist and, when httpd starts as root, belong to
- * the User the children run as: they create the files. */
+/* The site directory must exist.  When httpd starts as root and creates
+ * it, it gives it to the User the children run as (they create the files);
+ * an existing one is the admin's, and its ownership is left alone (a root
+ * parent that chowns a path on every start can be pointed at anything by a
+ * link).  Only a warning when the children could not write in it. */
 static int prepare_site_dir(const char *dir, server_rec *s, apr_pool_t *p)
 {
+    struct stat sb;
+    int existed = stat(dir, &sb) == 0;
     apr_status_t rv = ptm_ndjson_mkdirs(dir, p);
+    uid_t uid = ap_unixd_config.user_id;
+    gid_t gid = ap_unixd_config.group_id;
+    int fd;
 
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "cannot create PanoptesTelemetrySiteDir %s", dir);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (geteuid() == 0
-        && chown(dir, ap_unixd_config.user_id, ap_unixd_config.group_id)
-           != 0) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
-                     "cannot give %s to the server user", dir);
+    if (geteuid() != 0) {
+        return OK;
+    }
+    if (!existed) {
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fchown(fd, uid, gid) != 0) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
+                         "cannot give %s to the server user", dir);
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    else if (stat(dir, &sb) == 0
+             && !(sb.st_uid == uid ? sb.st_mode & S_IWUSR
+                  : sb.st_gid == gid ? sb.st_mode & S_IWGRP
+                  : sb.st_mode & S_IWOTH)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PanoptesTelemetrySiteDir %s is not writable by the "
+                     "server user (uid %ld): events will fail until it is "
+                     "(chown it)", dir, (long)uid);
+    }
+    return OK;
+}
+
+/* Where each way of finding the state file is reported. */
+static const char *how_found(ptm_store_open_e how)
+{
+    switch (how) {
+    case PTM_STORE_OPEN_NEW:
+        return "new";
+    case PTM_STORE_OPEN_RECOVERED:
+        return "recovered";
+    case PTM_STORE_OPEN_RESIZED:
+        return "recovered and resized";
+    case PTM_STORE_OPEN_UPGRADED:
+        return "recovered from an earlier version's layout";
+    case PTM_STORE_OPEN_MIGRATED:
+        return "moved from " PTM_LEGACY_STATE_FILE " in the site directory";
+    default:
+        return "not a state file, replaced";
+    }
+}
+
+/* First generation of this parent: map the state file, so the state
+ * outlives httpd (stop/start, crashes).  It lives in a directory only root
+ * can write, never in the site directory (SPEC §11.6). */
+static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
+                      apr_pool_t *ptemp)
+{
+    apr_pool_t *pp = s->process->pool;
+    const char *path = apr_pstrcat(pp, sc->state_dir, "/", PTM_STATE_FILE,
+                                   NULL);
+    const char *legacy = apr_pstrcat(ptemp, sc->site_dir, "/",
+                                     PTM_LEGACY_STATE_FILE, NULL);
+    const char *why;
+    ptm_store_open_e how;
+    unsigned dropped = 0;
+    apr_status_t rv;
+
+    rv = ptm_store_prepare_dir(&why, sc->state_dir, ptemp);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "PanoptesTelemetryStateDir %s: %s", sc->state_dir, why);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    rv = ptm_store_open_file(&ret->base, &ret->fd, &how, &dropped, path,
+                             legacy, sc->state_size, pp);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     "cannot %s the telemetry state %s (%" APR_SIZE_T_FMT
+                     " bytes)%s", APR_STATUS_IS_ENOSPC(rv) ? "allocate"
+                     : "map", path, sc->state_size,
+                     rv == APR_FROM_OS_ERROR(EBUSY)
+                     ? ": another httpd uses this state directory"
+                     : rv == APR_FROM_OS_ERROR(EPERM) ? ": not a regular file owned by "
+                       "httpd's user (a link, a FIFO, a hard link?)" : "");
+        ret->base = NULL;
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ap_log_error(APLOG_MARK, how == PTM_STORE_OPEN_UNRECOGNISED
+                 ? APLOG_WARNING : APLOG_INFO, 0, s,
+                 "telemetry state %s: %s (%" APR_SIZE_T_FMT " bytes)",
+                 path, how_found(how), sc->state_size);
+    if (dropped) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "telemetry state %s: %u values did not check out "
+                     "(damaged, or written by something else) and were "
+                     "dropped", path, dropped);
     }
     return OK;
 }
@@ -262,21 +373,12 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (!ret) {
         ret = ap_retained_data_create(PTM_RETAINED, sizeof(*ret));
     }
+    if (!sc->state_dir) {
+        sc->state_dir = ptm_run_normalise(
+            ap_runtime_dir_relative(pconf, PTM_DEFAULT_STATE_DIR), pconf);
+    }
     if (!ret->base) {
-        /* First generation of this parent: map the state file in the site
-         * directory, so the state outlives httpd (stop/start, crashes). */
-        ptm_store_open_e how;
-        const char *path = apr_pstrcat(s->process->pool, sc->site_dir, "/",
-                                       PTM_STATE_FILE, NULL);
-
-        rv = ptm_store_open_file(&ret->base, &ret->fd, &how, path,
-                                 sc->state_size, s->process->pool);
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
-                         "cannot map the telemetry state %s%s", path,
-                         rv == APR_FROM_OS_ERROR(EBUSY)
-                         ? ": another httpd uses this site directory" : "");
-            ret->base = NULL;
+        if (open_state(ret, sc, s, ptemp) != OK) {
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         rv = ap_global_mutex_create(&ret->mutex, NULL, PTM_MUTEX, NULL, s,
@@ -294,19 +396,8 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
         ret->size = sc->state_size;
         ret->site_dir = apr_pstrdup(s->process->pool, sc->site_dir);
+        ret->state_dir = apr_pstrdup(s->process->pool, sc->state_dir);
         store = ptm_store_attach(ret->base, ret->mutex, ptemp);
-        ap_log_error(APLOG_MARK, how == PTM_STORE_OPEN_UNRECOGNISED
-                     ? APLOG_WARNING : APLOG_INFO, 0, s,
-                     "telemetry state %s: %s (%" APR_SIZE_T_FMT " bytes)",
-                     path, how == PTM_STORE_OPEN_NEW ? "new"
-                     : how == PTM_STORE_OPEN_RECOVERED ? "recovered"
-                     : how == PTM_STORE_OPEN_RESIZED ? "recovered and resized"
-                     : "not a state file, replaced", ret->size);
-        if (ptm_store_repairs(store) > 0) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                         "telemetry state %s was left mid-update by a "
-                         "crash and has been rebuilt", path);
-        }
         /* The files may be ahead of the state (a crash between append and
          * counter, a deleted state file): never give out a seq twice. */
         rv = ptm_store_reconcile(store, sc->site_dir, ptemp);
@@ -317,13 +408,16 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         }
     }
     else if (sc->state_size != ret->size
-             || strcmp(sc->site_dir, ret->site_dir) != 0) {
+             || strcmp(sc->site_dir, ret->site_dir) != 0
+             || strcmp(sc->state_dir, ret->state_dir) != 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     "PanoptesTelemetryStateSize and PanoptesTelemetrySiteDir "
-                     "take effect when httpd is stopped and started; until "
-                     "then the state stays in %s (%" APR_SIZE_T_FMT " bytes)",
-                     ret->site_dir, ret->size);
+                     "PanoptesTelemetryStateSize, PanoptesTelemetryStateDir "
+                     "and PanoptesTelemetrySiteDir take effect when httpd is "
+                     "stopped and started; until then the site directory "
+                     "stays %s and the state %s (%" APR_SIZE_T_FMT " bytes)",
+                     ret->site_dir, ret->state_dir, ret->size);
         sc->site_dir = ret->site_dir;
+        sc->state_dir = ret->state_dir;
     }
     if (!ptm_store_is_formatted(ret->base, ret->size)) {
         /* A graceful restart loaded a module with another state layout
@@ -333,7 +427,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "the telemetry state in %s has the layout of another "
                      "version of mod_panoptes_telemetry: answering 503 until "
                      "httpd is stopped and started (apachectl stop; "
-                     "apachectl start)", ret->site_dir);
+                     "apachectl start)", ret->state_dir);
         ptm_store = NULL;
         return OK;
     }

@@ -25,6 +25,7 @@
  * strtod without a radix character, and the radix printf writes is skipped
  * when reading its digits back.
  */
+#include <ctype.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -1340,4 +1341,180 @@ void ptm_json_py_repr(ptm_buf_t *out, const char *s, size_t len)
         }
     }
     ptm_buf_putc(out, quote);
+}
+
+/* ------------------------------------------------------------------------
+ * Well-formedness, without allocating
+ * ------------------------------------------------------------------------ */
+
+static size_t skip_ws(const char *s, size_t i, size_t n)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'
+                     || s[i] == '\r')) {
+        i++;
+    }
+    return i;
+}
+
+/* The end of the string literal starting at s[i] == '"', or 0. */
+static size_t wf_string(const char *s, size_t i, size_t n)
+{
+    for (i++; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"') {
+            return i + 1;
+        }
+        if (c < 0x20) {
+            return 0;
+        }
+        if (c == '\\') {
+            if (++i >= n) {
+                return 0;
+            }
+            if (s[i] == 'u') {
+                int k;
+
+                for (k = 1; k <= 4; k++) {
+                    if (i + (size_t)k >= n || !isxdigit((unsigned char)s[i + k])) {
+                        return 0;
+                    }
+                }
+                i += 4;
+            }
+            else if (!strchr("\"\\/bfnrt", s[i]) || !s[i]) {
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
+static size_t wf_digits(const char *s, size_t i, size_t n)
+{
+    size_t start = i;
+
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        i++;
+    }
+    return i > start ? i : 0;
+}
+
+/* The end of the number starting at s[i], or 0. */
+static size_t wf_number(const char *s, size_t i, size_t n)
+{
+    if (s[i] == '-') {
+        i++;
+    }
+    if (i < n && s[i] == '0') {
+        i++;
+    }
+    else if (!(i = wf_digits(s, i, n))) {
+        return 0;
+    }
+    if (i < n && s[i] == '.' && !(i = wf_digits(s, i + 1, n))) {
+        return 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) {
+            i++;
+        }
+        if (!(i = wf_digits(s, i, n))) {
+            return 0;
+        }
+    }
+    return i;
+}
+
+int ptm_json_well_formed(const char *s, size_t len)
+{
+    /* One byte per open container: '{' or '['. */
+    char stack[PTM_JSON_MAX_DEPTH];
+    size_t depth = 0, i = 0, e;
+
+    if (!ptm_utf8_valid(s, len)) {
+        return 0;
+    }
+    for (;;) {
+        /* A value. */
+        i = skip_ws(s, i, len);
+        if (i >= len) {
+            return 0;
+        }
+        if (s[i] == '{' || s[i] == '[') {
+            if (depth == PTM_JSON_MAX_DEPTH) {
+                return 0;
+            }
+            stack[depth++] = s[i];
+            i = skip_ws(s, i + 1, len);
+            if (i < len && s[i] == (stack[depth - 1] == '{' ? '}' : ']')) {
+                depth--;
+                i++;
+                goto after_value;
+            }
+            if (stack[depth - 1] == '[') {
+                continue;
+            }
+            goto key;
+        }
+        if (s[i] == '"') {
+            e = wf_string(s, i, len);
+        }
+        else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
+            e = wf_number(s, i, len);
+        }
+        else if (len - i >= 4 && memcmp(s + i, "true", 4) == 0) {
+            e = i + 4;
+        }
+        else if (len - i >= 5 && memcmp(s + i, "false", 5) == 0) {
+            e = i + 5;
+        }
+        else if (len - i >= 4 && memcmp(s + i, "null", 4) == 0) {
+            e = i + 4;
+        }
+        else {
+            return 0;
+        }
+        if (!e) {
+            return 0;
+        }
+        i = e;
+
+    after_value:
+        for (;;) {
+            i = skip_ws(s, i, len);
+            if (depth == 0) {
+                return i == len;
+            }
+            if (i >= len) {
+                return 0;
+            }
+            if (s[i] == (stack[depth - 1] == '{' ? '}' : ']')) {
+                depth--;
+                i++;
+                continue;
+            }
+            if (s[i] != ',') {
+                return 0;
+            }
+            i++;
+            break;
+        }
+        if (stack[depth - 1] == '[') {
+            continue;
+        }
+
+    key:
+        /* An object member: "key" : value. */
+        i = skip_ws(s, i, len);
+        if (i >= len || s[i] != '"' || !(i = wf_string(s, i, len))) {
+            return 0;
+        }
+        i = skip_ws(s, i, len);
+        if (i >= len || s[i] != ':') {
+            return 0;
+        }
+        i++;
+    }
 }

@@ -61,6 +61,14 @@ void ptm_json_dump_real(ptm_buf_t *out, double d);
 /** Append Python's repr() of the str `s` (UTF-8), e.g. 'abc', "it's". */
 void ptm_json_py_repr(ptm_buf_t *out, const char *s, size_t len);
 
+/**
+ * 1 if `s` (`len` bytes) is exactly one well-formed JSON value (RFC 8259,
+ * UTF-8, at most PTM_JSON_MAX_DEPTH deep), surrounding whitespace allowed;
+ * 0 otherwise.  Allocates nothing, so it can check stored values under a
+ * lock.
+ */
+int ptm_json_well_formed(const char *s, size_t len);
+
 /** 1 if `s` is valid UTF-8 (no surrogates, no overlongs, <= U+10FFFF). */
 int ptm_utf8_valid(const char *s, size_t len);
 

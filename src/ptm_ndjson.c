@@ -346,7 +346,8 @@ static uint64_t seq_of(const char *s, size_t n)
     return v;
 }
 
-apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
+apr_status_t ptm_ndjson_last_seq_at(uint64_t *seq, int dirfd,
+                                   const char *name)
 {
     char head[32];
     struct stat st;
@@ -355,7 +356,9 @@ apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
     int fd, rv = 0;
 
     *seq = 0;
-    fd = open(path, O_RDWR | O_CLOEXEC);
+    /* Read only, and never through a link or into a FIFO: httpd's parent
+     * runs this as root over files the User can replace. */
+    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         return errno == ENOENT ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
     }
@@ -363,13 +366,13 @@ apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
         rv = errno;
         goto out;
     }
-    /* Where the last complete line starts, and whether a partial line
-     * follows it. */
-    if ((rv = scan_back(fd, st.st_size, &cut, &line)) != 0) {
+    if (!S_ISREG(st.st_mode)) {
+        rv = EINVAL;
         goto out;
     }
-    if (cut < st.st_size && ftruncate(fd, cut) != 0) {
-        rv = errno;
+    /* Where the last complete line starts.  A partial line after it (a
+     * crash cut the append) is left for the next append to cut. */
+    if ((rv = scan_back(fd, st.st_size, &cut, &line)) != 0) {
         goto out;
     }
     if (line >= 0) {
@@ -383,6 +386,11 @@ apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
 out:
     close(fd);
     return rv ? APR_FROM_OS_ERROR(rv) : APR_SUCCESS;
+}
+
+apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
+{
+    return ptm_ndjson_last_seq_at(seq, AT_FDCWD, path);
 }
 
 void ptm_ndjson_discard_if_empty(int fd, const char *path)

@@ -92,11 +92,18 @@ void ptm_ndjson_discard_if_empty(int fd, const char *path);
 #define PTM_NDJSON_MAX_IOV 8
 
 /**
- * The seq of the last line of the NDJSON file `path` (0 when the file is
- * missing or empty).  A last line without its newline was never
- * acknowledged (a crash cut it): it is cut off so the next append starts a
- * line of its own.  Returns APR_SUCCESS, or the error of open/read/truncate.
+ * The seq of the last complete line of the NDJSON file `path` (0 when the
+ * file is missing or empty).  Read only: a last line without its newline
+ * (a crash cut it; it was never acknowledged) is ignored here and cut by
+ * the next append.  Links are not followed and only a regular file is
+ * read.  Returns APR_SUCCESS, or the error of open/read (APR_EINVAL for
+ * something that is not a regular file).
  */
 apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path);
+
+/** ptm_ndjson_last_seq of `name` in the directory open as `dirfd`. */
+apr_status_t ptm_ndjson_last_seq_at(uint64_t *seq, int dirfd,
+                                   const char *name);
+
 
 #endif

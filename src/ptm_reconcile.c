@@ -1,5 +1,7 @@
 /* At start-up, the seq counters are raised to what the stream files
- * already hold, so that no number is given out twice in a file. */
+ * already hold, so that no number is given out twice in a file.  This runs
+ * in httpd's parent, as root, over a directory the User can write: files
+ * are only read, never through a link (ptm_ndjson_last_seq). */
 #include <dirent.h>
 #include <errno.h>
 #include <apr_strings.h>
@@ -38,8 +40,7 @@ apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
 
         if (len > 12 && strncmp(de->d_name, "site_", 5) == 0
             && strcmp(de->d_name + len - 7, ".ndjson") == 0
-            && ptm_ndjson_last_seq(&n, apr_pstrcat(p, site_dir, "/",
-                                                   de->d_name, NULL))
+            && ptm_ndjson_last_seq_at(&n, dirfd(d), de->d_name)
                == APR_SUCCESS
             && n > site) {
             site = n;
@@ -53,12 +54,14 @@ apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
     if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
         return rv;
     }
+    ptm_store_begin_locked(h, PTM_STREAM_SITE, 0);
     if (site > h->seq[PTM_STREAM_SITE]) {
         h->seq[PTM_STREAM_SITE] = site;
     }
     if (run > h->seq[PTM_STREAM_RUN]) {
         h->seq[PTM_STREAM_RUN] = run;
     }
+    ptm_store_end_locked(h);
     ptm_store_unlock(st);
     return APR_SUCCESS;
 }

@@ -1,66 +1,122 @@
 /* Rebuilding a state: one a process left mid-update (the writing mark is
- * set), or one of another size.  A fresh state is formatted and filled
- * with what still checks out in the old one, value by value. */
+ * set), one of another size or layout version, and every state file found
+ * at start-up.  A fresh state is formatted and filled with what checks out
+ * in the old one, value by value.  The old one is data, not code (SPEC
+ * §11.6): torn, stale or crafted, every offset, length and string in it is
+ * checked against the bytes really there before anything is copied, so
+ * the worst it can do is lose values. */
 #include <stdlib.h>
 #include <string.h>
+#include "ptm_json.h"
 #include "ptm_store_int.h"
 
-/* The payload at `payload` in the snapshot `src` if a blob of `len` bytes
- * owned by `owner` really is there; NULL otherwise.  Everything is checked
- * against the snapshot's own bounds: it may be torn. */
-static const char *src_payload(const hdr_t *src, uint64_t payload,
+/* The old state: its header and how many bytes are really there. */
+typedef struct {
+    const hdr_t *h;
+    uint64_t size;
+} src_t;
+
+/* The payload at `payload` in `src` if a blob of `len` bytes owned by
+ * `owner` really is there; NULL otherwise. */
+static const char *src_payload(const src_t *src, uint64_t payload,
                                uint64_t len, uint32_t owner)
 {
+    const hdr_t *h = src->h;
     const blob_t *b;
 
-    if (src->arena > src->size || src->arena_size > src->size - src->arena
-        || src->top > src->arena_size || payload < sizeof(blob_t)
-        || (payload - sizeof(blob_t)) % 8 || payload > src->top
-        || len > src->top - payload) {
+    if (h->arena < sizeof(hdr_t) || h->arena > src->size
+        || h->arena_size > src->size - h->arena || h->top > h->arena_size
+        || payload < sizeof(blob_t) || (payload - sizeof(blob_t)) % 8
+        || payload > h->top || len > h->top - payload) {
         return NULL;
     }
-    b = (const blob_t *)((const char *)src + src->arena + payload
+    b = (const blob_t *)((const char *)h + h->arena + payload
                          - sizeof(blob_t));
     if (b->len != len || b->owner != owner) {
         return NULL;
     }
-    return (const char *)src + src->arena + payload;
+    return (const char *)h + h->arena + payload;
 }
 
-/* Fill the freshly formatted state of `st` from the snapshot `src` (a
- * torn state, or one of another size): counters, the run and every
- * current value that still checks out, in their order.  Returns how many
- * things were dropped. */
-unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src)
+/* 1 if `s` has no NUL or other control character. */
+static int printable(const char *s, size_t n)
 {
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The run blob is [run object][run id][run dir]: a JSON object, an id of
+ * 1..255 printable bytes, an absolute printable path. */
+static int run_checks_out(const char *p, const hdr_t *h)
+{
+    const char *id = p + h->run_obj_len, *dir = id + h->run_id_len;
+
+    return h->run_obj_len >= 2 && p[0] == '{'
+           && ptm_json_well_formed(p, h->run_obj_len)
+           && h->run_id_len >= 1 && h->run_id_len <= 255
+           && printable(id, h->run_id_len)
+           && h->run_dir_len >= 1 && dir[0] == '/'
+           && printable(dir, h->run_dir_len);
+}
+
+/* A value is [key][envelope]: a JSON string and a JSON object that starts
+ * as every envelope does. */
+static int value_checks_out(const char *p, uint64_t key_len,
+                            uint64_t env_len)
+{
+    return key_len >= 2 && p[0] == '"' && env_len >= 8
+           && memcmp(p + key_len, "{\"seq\":", 7) == 0
+           && ptm_json_well_formed(p, (size_t)key_len)
+           && ptm_json_well_formed(p + key_len, (size_t)env_len);
+}
+
+/* Fill the freshly formatted state of `st` from `src`: counters, the run
+ * and every current value that checks out, in their order.  Returns how
+ * many things were dropped. */
+static unsigned copy(ptm_store_t *st, const src_t *src)
+{
+    const hdr_t *o = src->h;
     hdr_t *h = st->hdr;
     unsigned lost = 0;
     uint32_t i;
     int s;
 
     for (s = 0; s < 2; s++) {
-        h->seq[s] = src->seq[s];
-        h->events[s] = src->events[s];
+        h->seq[s] = o->seq[s];
+        h->events[s] = o->events[s];
     }
     /* An append may have reached the file before the counter moved: that
      * number is never given out again (a gap, not a duplicate). */
-    if (src->writing && src->pending_stream < 2
-        && src->pending_seq > h->seq[src->pending_stream]) {
-        h->seq[src->pending_stream] = src->pending_seq;
+    if (o->writing && o->pending_stream < 2
+        && o->pending_seq > h->seq[o->pending_stream]) {
+        h->seq[o->pending_stream] = o->pending_seq;
     }
-    h->run_gen = src->run_gen + 1;
-    h->repairs = src->repairs;
-    if (src->run_active) {
-        uint64_t len = (uint64_t)src->run_obj_len + src->run_id_len
-                       + src->run_dir_len;
-        const char *p = src_payload(src, src->run_blob, len, OWNER_RUN);
+    h->run_gen = o->run_gen + 1;
+    h->repairs = o->repairs;
+    h->write_errors = o->write_errors;
+    memcpy(h->answers, o->answers, sizeof(h->answers));
+    /* Layout 3 had no epoch: that state gets the fresh one. */
+    if (o->version >= 4 && o->epoch) {
+        h->epoch = o->epoch;
+    }
+    if (o->run_active) {
+        uint64_t len = (uint64_t)o->run_obj_len + o->run_id_len
+                       + o->run_dir_len;
+        const char *p = src_payload(src, o->run_blob, len, OWNER_RUN);
 
-        if (p && ptm_arena_reserve_locked(st, len) == APR_SUCCESS) {
+        if (p && run_checks_out(p, o)
+            && ptm_arena_reserve_locked(st, len) == APR_SUCCESS) {
             h->run_blob = ptm_arena_claim_locked(st, len, OWNER_RUN);
             memcpy(arena(st) + h->run_blob, p, (size_t)len);
-            h->run_obj_len = src->run_obj_len;
-            h->run_id_len = src->run_id_len;
-            h->run_dir_len = src->run_dir_len;
+            h->run_obj_len = o->run_obj_len;
+            h->run_id_len = o->run_id_len;
+            h->run_dir_len = o->run_dir_len;
             h->run_active = 1;
         }
         else {
@@ -68,12 +124,13 @@ unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src)
         }
     }
     for (s = 0; s < 2; s++) {
-        const map_t *m = &src->map[s];
-        const slot_t *x = (const slot_t *)((const char *)src + m->slots);
+        const map_t *m = &o->map[s];
+        const slot_t *x = (const slot_t *)((const char *)o + m->slots);
+        uint32_t n = m->count < m->cap ? m->count : m->cap;
 
-        if (m->slots > src->size
-            || (uint64_t)m->cap * sizeof(slot_t) > src->size - m->slots) {
-            lost++;
+        if (m->slots < sizeof(hdr_t) || m->slots % 8 || m->slots > src->size
+            || (uint64_t)n * sizeof(slot_t) > src->size - m->slots) {
+            lost += m->count ? 1 : 0;
             continue;
         }
         /* Run values only with their run: a start or stop cut short
@@ -82,20 +139,22 @@ unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src)
             lost += m->count ? 1 : 0;
             continue;
         }
-        for (i = 0; i < m->count && i < m->cap; i++) {
+        for (i = 0; i < n; i++) {
             uint64_t len = (uint64_t)x[i].key_len + x[i].env_len;
             const char *p = src_payload(src, x[i].blob, len,
                                         2u + 2u * i + (uint32_t)s);
 
-            if (!p || x[i].key_len < 2 || p[0] != '"' || x[i].env_len < 8
-                || memcmp(p + x[i].key_len, "{\"seq\":", 7) != 0
+            if (!p || !value_checks_out(p, x[i].key_len, x[i].env_len)
+                || ptm_view_find_locked(st, s, p, x[i].key_len,
+                                        ptm_view_hash(p, x[i].key_len)) >= 0
                 || h->map[s].count == h->map[s].cap
                 || ptm_arena_fits_locked(st, len, 0) != APR_SUCCESS) {
                 lost++;
                 continue;
             }
-            memcpy(ptm_view_append_locked(st, s, ptm_view_hash(p, x[i].key_len),
-                                     x[i].key_len, x[i].env_len),
+            memcpy(ptm_view_append_locked(st, s,
+                                          ptm_view_hash(p, x[i].key_len),
+                                          x[i].key_len, x[i].env_len),
                    p, (size_t)len);
             ptm_view_own_locked(st, s, h->map[s].count - 1);
         }
@@ -103,37 +162,59 @@ unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src)
     return lost;
 }
 
-/* Rebuild a torn state.  The new state is built aside and copied over the
- * old one body first, header last, with `writing` still set: a repairer
- * killed half-way leaves the old header (its counters and pending seq) and
- * a body the next repair checks value by value again. */
-apr_status_t ptm_repair_locked(ptm_store_t *st)
+unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
+                         uint64_t src_size)
 {
-    apr_size_t size = (apr_size_t)st->hdr->size;
+    src_t s;
+
+    s.h = src;
+    s.size = src_size;
+    if (src_size < sizeof(hdr_t)) {
+        return 1;
+    }
+    return copy(st, &s);
+}
+
+apr_status_t ptm_repair_rebuild(unsigned *lost, ptm_store_t *st,
+                                uint64_t size, int count)
+{
     /* calloc: the unused parts are copied back too, and should be zeros
      * rather than whatever the heap held. */
-    char *fresh = calloc(1, size);
+    char *fresh = calloc(1, (size_t)size);
     ptm_store_t aside;
     hdr_t *h;
 
     if (!fresh) {
         return APR_ENOMEM;
     }
-    ptm_store_format(fresh, size);
+    ptm_store_format(fresh, (apr_size_t)size);
+    memset(&aside, 0, sizeof(aside));
     aside.base = fresh;
     aside.hdr = (hdr_t *)fresh;
-    aside.mutex = NULL;
-    ptm_repair_copy(&aside, st->hdr);
+    *lost = ptm_repair_copy(&aside, st->hdr, size);
     h = aside.hdr;
-    h->repairs++;
+    if (count) {
+        h->repairs++;
+    }
+    /* Body first, header last, with `writing` still set: a process killed
+     * half-way leaves the old header (its counters and pending seq) and a
+     * body the next repair checks value by value again. */
     h->writing = 1;
+    __atomic_store_n(&st->hdr->writing, 1, __ATOMIC_SEQ_CST);
     memcpy(st->base + sizeof(hdr_t), fresh + sizeof(hdr_t),
-           size - sizeof(hdr_t));
+           (size_t)size - sizeof(hdr_t));
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     memcpy(st->base, fresh, sizeof(hdr_t));
     ptm_store_end_locked(st->hdr);
     free(fresh);
     return APR_SUCCESS;
+}
+
+apr_status_t ptm_repair_locked(ptm_store_t *st)
+{
+    unsigned lost;
+
+    return ptm_repair_rebuild(&lost, st, st->hdr->size, 1);
 }
 
 uint64_t ptm_store_repairs(ptm_store_t *st)

@@ -46,6 +46,9 @@ void ptm_store_format(void *base, apr_size_t size)
                      + (__atomic_add_fetch(&formats, 1, __ATOMIC_RELAXED)
                         & 0xfff);
     }
+    /* Event ids are <epoch>-<n>: a state made anew must not repeat the
+     * ids of the one it replaces. */
+    h->epoch = (uint64_t)apr_time_now();
     h->version = LAYOUT_VERSION;
     h->magic = MAGIC;
 }

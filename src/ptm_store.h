@@ -56,22 +56,42 @@ typedef enum {
     PTM_STORE_OPEN_NEW,          /* no state file: a fresh state */
     PTM_STORE_OPEN_RECOVERED,    /* the previous state, as it was left */
     PTM_STORE_OPEN_RESIZED,      /* the previous state, moved to a new size */
+    PTM_STORE_OPEN_UPGRADED,     /* the state of an earlier layout, moved */
+    PTM_STORE_OPEN_MIGRATED,     /* the state of `legacy`, moved here */
     PTM_STORE_OPEN_UNRECOGNISED  /* a file that held no state: replaced */
 } ptm_store_open_e;
 
 /**
  * Map the state file `path` (created 0600 if missing) as a shared segment
  * of `size` bytes, so the state outlives httpd itself: a stop and start or
- * a crash finds it again.  The file is locked (flock) for as long as
- * `*fd` stays open, so a second httpd on the same site directory is
- * refused.  A state left mid-update is repaired; one of another size is
- * carried over.  Returns APR_SUCCESS with `*base` (never unmapped),
- * `*fd` and `*how`; EBUSY when another process holds the file; or the
- * error of open/ftruncate/mmap.
+ * a crash finds it again.  Every block of the file is allocated first (no
+ * SIGBUS on a full disk later).  The file must be a regular file of ours
+ * (links are not followed); its directory, which only root should be able
+ * to write (ptm_store_prepare_dir), is locked (flock) for as long as `*fd`
+ * stays open, so a second httpd on the same state is refused.  Whatever
+ * the file holds is checked before use (SPEC §11.6): a state left
+ * mid-update, damaged or crafted is rebuilt from what checks out (`*dropped`
+ * counts what did not); one of another size or an earlier layout is carried
+ * over into a new file renamed over it.  Without a file, the state at
+ * `legacy` (where earlier versions kept it; may be NULL) is carried over
+ * and removed.  Returns APR_SUCCESS with `*base` (never unmapped), `*fd`
+ * and `*how`; EBUSY when another process holds the directory; APR_FROM_OS_ERROR(EPERM)
+ * when the file is not a regular file of ours; or the error of
+ * open/posix_fallocate (ENOSPC)/mmap/rename.
  */
 apr_status_t ptm_store_open_file(void **base, int *fd, ptm_store_open_e *how,
-                                 const char *path, apr_size_t size,
+                                 unsigned *dropped, const char *path,
+                                 const char *legacy, apr_size_t size,
                                  apr_pool_t *p);
+
+/**
+ * Create the state directory `dir` if missing (0700) and check that it and
+ * every directory above it is one only root (or this process's user) can
+ * change, so that no other user can point the root parent's writes
+ * elsewhere.  Returns APR_SUCCESS, or an error with `*why`.
+ */
+apr_status_t ptm_store_prepare_dir(const char **why, const char *dir,
+                                   apr_pool_t *p);
 
 /**
  * Raise the seq counters to the highest seq at the end of the stream files

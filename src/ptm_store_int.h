@@ -27,7 +27,7 @@
 #include "ptm_store.h"
 
 #define MAGIC 0x314d5450u           /* "PTM1" */
-#define LAYOUT_VERSION 3u
+#define LAYOUT_VERSION 4u
 #define OWNER_FREE 0u
 #define OWNER_RUN 1u
 #define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
@@ -77,6 +77,9 @@ typedef struct {
     /* Counted without the lock (atomic adds): mod_status only reads them. */
     uint64_t write_errors;
     uint64_t answers[PTM_STORE_NSTATUS];
+    /* Layout 4.  New fields go after the old ones, so that a later
+     * version can still read a state of this one (ptm_repair.c). */
+    uint64_t epoch;                 /* when this state was first made (us) */
 } hdr_t;
 
 typedef struct {
@@ -161,7 +164,20 @@ void ptm_view_own_locked(ptm_store_t *st, int s, uint32_t slot);
 
 /* ---- ptm_repair.c --------------------------------------------------------- */
 
-unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src);
+/* Fill the freshly formatted state of `st` from the old state `src` (of
+ * `src_size` bytes really there; torn, of another size or an older
+ * layout, or crafted): returns how many things did not check out and were
+ * dropped. */
+unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
+                         uint64_t src_size);
+
+/* Rebuild the state of `st` (`size` bytes, the mapping's real size) in
+ * place from what checks out in it; `count` it as a repair after a crash.
+ * Returns APR_ENOMEM or APR_SUCCESS with `*lost`. */
+apr_status_t ptm_repair_rebuild(unsigned *lost, ptm_store_t *st,
+                                uint64_t size, int count);
+
+/* ptm_repair_rebuild after a process died mid-update (the mark is set). */
 apr_status_t ptm_repair_locked(ptm_store_t *st);
 
 #endif

@@ -17,7 +17,8 @@
 #     unanswered one), ephemeral values included; the next event continues
 #     the counter, and after the run the site counter continues where it
 #     was;
-#   * after a crash, a torn last line left in a file is cut off at start
+#   * after a crash, a torn last line left in a file is cut off by the next
+#     append (httpd's parent, as root, only reads the files)
 #     and does not move the counter.
 # httpd is started again with the command line and environment Apache::Test
 # gave it (read from /proc), so later files find the same server; an END
@@ -156,11 +157,19 @@ sub scenario {
         else {
             ok(kill_server(), "$name: every httpd process SIGKILLed and gone");
             # A crash mid-write, as it would look: a last line without its
-            # newline (and a seq that must not count).
-            my @files = $mode eq 'run' ? ($run_files[0]{path}) : ();
-            my $last_site = (sort { $b->{seq} <=> $a->{seq} }
-                             grep { $_->{outcome} eq 'ack' && $_->{stream} eq 'site' } @att)[0];
-            push @files, site_file_for($last_site->{ts});
+            # newline (and a seq that must not count), in the file the
+            # clients go on appending to.  httpd's parent only reads the
+            # files (it runs as root, they are the User's): the next append
+            # cuts the torn line.
+            my @files;
+            if ($mode eq 'run') {
+                @files = ($run_files[0]{path});
+            }
+            else {
+                my $last_site = (sort { $b->{seq} <=> $a->{seq} }
+                                 grep { $_->{outcome} eq 'ack' && $_->{stream} eq 'site' } @att)[0];
+                @files = (site_file_for($last_site->{ts}));
+            }
             for my $f (@files) {
                 open my $fh, '>>', $f or die "$f: $!";
                 print {$fh} '{"seq":999999,"ts":"torn-20","stream":"';
@@ -192,7 +201,7 @@ sub scenario {
     for my $f (@torn) {
         my $d = read_bytes($f) // '';
         ok(index($d, 'torn-20') < 0 && substr($d, -1) eq "\n",
-            "$name: the torn last line of " . substr($f, length($site) + 1) . ' was cut off at start');
+            "$name: the torn last line of " . substr($f, length($site) + 1) . ' was cut off by the next append');
     }
 
     my $live = get("/current/$tag-live");

@@ -57,8 +57,8 @@ export PTM_MPM="$mpm" PTM_MODULE="$so"
 # counters start at 1 and no run is active (the module may persist both
 # in the site directory).
 perl t/TEST.PL -clean >/dev/null 2>&1
-rm -rf t/site t/runroot t/logs t/htdocs t/conf/httpd-minimal.conf
-[ -e t/site ] && fail "could not remove t/site"
+rm -rf t/site t/state t/runroot t/logs t/htdocs t/conf/httpd-minimal.conf
+[ -e t/site ] || [ -e t/state ] && fail "could not remove t/site or t/state"
 
 out=$(mktemp "${TMPDIR:-/tmp}/ptm-httpd-tests.XXXXXX") || exit 2
 trap 'rm -f "$out"' EXIT

@@ -137,7 +137,7 @@ static ptm_store_open_e fx_map(fx_t *fx, apr_size_t size)
     apr_status_t rv;
 
     assert_null(fx->map);
-    rv = ptm_store_open_file(&fx->map, &fx->state_fd, &how, fx->state_path,
+    rv = ptm_store_open_file(&fx->map, &fx->state_fd, &how, NULL, fx->state_path, NULL,
                              size, fx->p);
     if (rv != APR_SUCCESS) {
         fx->map = NULL;
@@ -1494,7 +1494,7 @@ static ptm_store_t *child_map(fx_t *fx, apr_pool_t **pp, apr_size_t size,
 
     child_signals();
     CHILD_CHECK(apr_pool_create(pp, NULL) == APR_SUCCESS, 2);
-    CHILD_CHECK(ptm_store_open_file(&base, &fd, &how, fx->state_path, size,
+    CHILD_CHECK(ptm_store_open_file(&base, &fd, &how, NULL, fx->state_path, NULL, size,
                                     *pp) == APR_SUCCESS, 3);
     CHILD_CHECK(how == want_how, 4);
     return ptm_store_attach(base, NULL, *pp);
@@ -1640,11 +1640,11 @@ static void test_state_file_new_recovered_busy(void **state)
     /* A second opener, in this process or another, while the file is
      * held: EBUSY, and no descriptor left open. */
     fds = count_fds();
-    assert_int_equal(ptm_store_open_file(&base, &fd, &how, fx.state_path,
+    assert_int_equal(ptm_store_open_file(&base, &fd, &how, NULL, fx.state_path, NULL,
                                          1024 * 1024, fx.p),
                      APR_FROM_OS_ERROR(EBUSY));
     assert_int_equal(count_fds(), fds);
-    assert_int_equal(ptm_store_open_file(&base, &fd, &how, fx.state_path,
+    assert_int_equal(ptm_store_open_file(&base, &fd, &how, NULL, fx.state_path, NULL,
                                          2 * 1024 * 1024, fx.p),
                      APR_FROM_OS_ERROR(EBUSY));
     /* (and it did not resize the file under us) */
@@ -1657,7 +1657,7 @@ static void test_state_file_new_recovered_busy(void **state)
 
         child_signals();
         CHILD_CHECK(apr_pool_create(&p, NULL) == APR_SUCCESS, 2);
-        CHILD_CHECK(ptm_store_open_file(&base, &fd, &how, fx.state_path,
+        CHILD_CHECK(ptm_store_open_file(&base, &fd, &how, NULL, fx.state_path, NULL,
                                         1024 * 1024, p)
                     == APR_FROM_OS_ERROR(EBUSY), 3);
         _exit(0);
@@ -1673,9 +1673,9 @@ static void test_state_file_new_recovered_busy(void **state)
     assert_int_equal(stats(&fx).seq[PTM_STREAM_RUN], 5);
 
     /* The path cannot be created at all: open's error. */
-    assert_int_equal(ptm_store_open_file(&base, &fd, &how,
+    assert_int_equal(ptm_store_open_file(&base, &fd, &how, NULL,
                                          apr_pstrcat(fx.p, fx.dir,
-                                                     "/no/such/state", NULL),
+                                                     "/no/such/state", NULL), NULL,
                                          1024 * 1024, fx.p),
                      APR_ENOENT);
     fx_close(&fx);
@@ -2561,9 +2561,9 @@ static void test_reconcile(void **state)
      * and things that are not site files. */
     put_lines(&fx, f16, 1, 7, "");
     put_lines(&fx, f17, 8, 12, "");
+    put_lines(&fx, f17, 8, 12, "{\"seq\":13,\"ts\":\"2026-03-17T2");
     assert_int_equal(stat(f17, &sb), 0);
     want_len = (size_t)sb.st_size;
-    put_lines(&fx, f17, 8, 12, "{\"seq\":13,\"ts\":\"2026-03-17T2");
     put_lines(&fx, apr_pstrcat(fx.p, site, "/other.ndjson", NULL), 90, 99,
               "");
     put_lines(&fx, apr_pstrcat(fx.p, site, "/site_20260318.ndjson.bak",
@@ -2578,13 +2578,27 @@ static void test_reconcile(void **state)
     put_lines(&fx, apr_pstrcat(fx.p, site, "/runs/telemetry.ndjson", NULL),
               90, 99, "");
 
-    /* State behind the files (5): raised to 12; the partial line is cut
-     * so that 13 starts a line of its own. */
+    /* Links planted by the User (the site directory is theirs) are not
+     * followed by root: neither read nor cut. */
+    put_lines(&fx, apr_pstrcat(fx.p, fx.dir, "/elsewhere", NULL), 1, 500,
+              "{\"seq\":501,");
+    assert_int_equal(symlink(apr_pstrcat(fx.p, fx.dir, "/elsewhere", NULL),
+                             apr_pstrcat(fx.p, site, "/site_20200101.ndjson",
+                                         NULL)), 0);
+    assert_int_equal(stat(apr_pstrcat(fx.p, fx.dir, "/elsewhere", NULL),
+                          &sb), 0);
+    len = (size_t)sb.st_size;
+
+    /* State behind the files (5): raised to 12; the files are only read
+     * (the partial line stays for the next append to cut). */
     for (i = 1; i <= 5; i++) {
         post_ok(&fx, PTM_STREAM_SITE, "a", "1", 1, -1, (uint64_t)i);
     }
     assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
     check_seqs(&fx, 12, 0);
+    assert_int_equal(stat(apr_pstrcat(fx.p, fx.dir, "/elsewhere", NULL),
+                          &sb), 0);
+    assert_int_equal((size_t)sb.st_size, len);
     slurp(f17, &len, fx.p);
     assert_int_equal(len, want_len);
     post_ok(&fx, PTM_STREAM_SITE, "a", "1", 1, -1, 13);
@@ -2596,8 +2610,8 @@ static void test_reconcile(void **state)
     assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
     check_seqs(&fx, 20, 0);
 
-    /* The active run's file: 9 raises the run counter from 0, and its
-     * partial line is cut too. */
+    /* The active run's file: 9 raises the run counter from 0; its partial
+     * line is left too. */
     run_dir = apr_pstrcat(fx.p, site, "/runs/001", NULL);
     assert_int_equal(mkdir(run_dir, 0755), 0);
     put_lines(&fx, apr_pstrcat(fx.p, run_dir, "/telemetry.ndjson", NULL), 1,
@@ -2616,8 +2630,8 @@ static void test_reconcile(void **state)
         const char *t = slurp(apr_pstrcat(fx.p, run_dir, "/telemetry.ndjson",
                                           NULL), &l9, fx.p);
 
-        assert_int_equal(t[l9 - 1], '\n');
-        assert_null(strstr(t, "\"seq\":10"));
+        assert_int_equal(l9, (size_t)sb.st_size);
+        assert_non_null(strstr(t, "\"seq\":10,"));
     }
     post_ok(&fx, PTM_STREAM_RUN, "r", "1", 1, -1, 10);
     /* The run counter ahead of the run file: stays. */
