@@ -20,6 +20,7 @@ cd "$(dirname "$0")/../.." || exit 2
 
 PKG=libapache2-mod-panoptes-telemetry
 SITE=/var/lib/panoptes-telemetry
+STATE=/var/lib/apache2/panoptes-telemetry
 MODS=/etc/apache2/mods-available
 ENMODS=/etc/apache2/mods-enabled
 SO=/usr/lib/apache2/modules/mod_panoptes_telemetry.so
@@ -266,8 +267,12 @@ check "001/telemetry.ndjson belongs to www-data ($(owner "$SITE/001/telemetry.nd
 check "001/telemetry.ndjson holds the stored run event only" sh -c \
     'test "$(wc -l <"$1")" = 1 && grep -q "^{\"seq\":1,\"ts\":\"[^\"]*\",\"stream\":\"run\",\"type\":\"status\"" "$1"' \
     sh "$SITE/001/telemetry.ndjson"
-check "the state file $SITE/.panoptes-telemetry.state is 0600" \
-    test "$(stat -c %a "$SITE/.panoptes-telemetry.state" 2>/dev/null)" = 600
+check "no state file in the site directory (www-data's)" \
+    test ! -e "$SITE/.panoptes-telemetry.state"
+check "the state directory $STATE is root's, 0700 ($(owner "$STATE") $(stat -c %a "$STATE" 2>/dev/null))" \
+    test "$(owner "$STATE") $(stat -c %a "$STATE" 2>/dev/null)" = "root:root 700"
+check "the state file $STATE/state is root's, 0600" \
+    test "$(owner "$STATE/state") $(stat -c %a "$STATE/state" 2>/dev/null)" = "root:root 600"
 
 # --- purge ------------------------------------------------------------------------
 if DEBIAN_FRONTEND=noninteractive $SUDO dpkg --purge "$PKG" >"$tmp/purge.log" 2>&1; then
@@ -284,7 +289,7 @@ check "its .conf is disabled" sh -c '! test -e "$1" && ! test -L "$1"' sh "$ENMO
 check "mods-available and the .so are gone" sh -c \
     '! test -e "$1" && ! test -e "$2" && ! test -e "$3"' sh \
     "$MODS/panoptes_telemetry.load" "$MODS/panoptes_telemetry.conf" "$SO"
-check "purge removed the state file" test ! -e "$SITE/.panoptes-telemetry.state"
+check "purge removed the state directory" test ! -e "$STATE"
 check "purge kept the recorded telemetry" test -f "$SITE/001/telemetry.ndjson"
 check "apachectl configtest after the purge" sh -c '$1 apachectl configtest >/dev/null 2>&1' sh "$SUDO"
 
