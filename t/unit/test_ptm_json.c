@@ -1222,6 +1222,64 @@ static void test_truthy(void **state)
     assert_int_equal(ptm_json_truthy(NULL), 0);
 }
 
+/* ptm_json_well_formed: what a stored value must be to be served again.
+ * Checked against jansson's strict parser on every case, and on every
+ * prefix of valid documents (a torn value is never well-formed). */
+static void test_well_formed(void **state)
+{
+    static const char *const good[] = {
+        "{}", "[]", "0", "-0", "1.5e-3", "-12E+2", "\"\"", "true", "false",
+        "null", "{\"a\":1}", "{\"a\":[1,2,{\"b\":null}],\"c\":\"\\u00e9\\n\"}",
+        " [ 1 , 2 ] ", "{\"seq\":1,\"ts\":\"x\",\"data\":{\"t\":-1.25e+10}}",
+        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\uABCD\"", "\"caf\xc3\xa9\"",
+        "[[[[[]]]]]", "{\"\":{}}",
+    };
+    static const char *const bad[] = {
+        "", " ", "{", "}", "[", "]", "{]", "[}", "{\"a\"}", "{\"a\":}",
+        "{\"a\":1,}", "[1,]", "[,1]", "{a:1}", "01", "1.", ".5", "1e", "+1",
+        "--1", "tru", "nul", "True", "\"abc", "\"\\x\"", "\"\\u12\"",
+        "\"a\nb\"", "1 2", "{} {}", "[1]]", "{\"a\":1}}", "\"\xff\"",
+        "\"\xc3\"", "[1,2", "{\"a\" 1}", "NaN", "Infinity", "[1;2]",
+    };
+    char deep[PTM_JSON_MAX_DEPTH * 2 + 4];
+    size_t i, k;
+
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        size_t n = strlen(good[i]);
+        json_error_t e;
+        json_t *v = json_loadb(good[i], n, JSON_DECODE_ANY, &e);
+
+        assert_non_null(v);
+        json_decref(v);
+        if (!ptm_json_well_formed(good[i], n)) {
+            fail_msg("refused: %s", good[i]);
+        }
+        /* Every proper prefix that jansson refuses is refused too. */
+        for (k = 0; k < n; k++) {
+            v = json_loadb(good[i], k, JSON_DECODE_ANY, &e);
+            if (!v && ptm_json_well_formed(good[i], k)) {
+                fail_msg("accepted the prefix %.*s", (int)k, good[i]);
+            }
+            json_decref(v);
+        }
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ptm_json_well_formed(bad[i], strlen(bad[i]))) {
+            fail_msg("accepted: %s", bad[i]);
+        }
+    }
+    /* A NUL inside a string, or after the value. */
+    assert_false(ptm_json_well_formed("\"a\0b\"", 5));
+    assert_false(ptm_json_well_formed("{}\0", 3));
+    /* Nesting: up to PTM_JSON_MAX_DEPTH, not beyond. */
+    memset(deep, '[', PTM_JSON_MAX_DEPTH);
+    memset(deep + PTM_JSON_MAX_DEPTH, ']', PTM_JSON_MAX_DEPTH);
+    assert_true(ptm_json_well_formed(deep, 2 * PTM_JSON_MAX_DEPTH));
+    memset(deep, '[', PTM_JSON_MAX_DEPTH + 1);
+    memset(deep + PTM_JSON_MAX_DEPTH + 1, ']', PTM_JSON_MAX_DEPTH + 1);
+    assert_false(ptm_json_well_formed(deep, 2 * PTM_JSON_MAX_DEPTH + 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1250,6 +1308,7 @@ int main(void)
         cmocka_unit_test_teardown(test_lossy_and_valid, test_teardown),
         cmocka_unit_test_teardown(test_py_repr, test_teardown),
         cmocka_unit_test_teardown(test_truthy, test_teardown),
+        cmocka_unit_test_teardown(test_well_formed, test_teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
