@@ -3,6 +3,11 @@
  * be compacted in place when its tail runs out. */
 #include <string.h>
 #include "ptm_store_int.h"
+#include "ptm_test_hook.h"
+
+#ifdef PTM_TEST_HOOKS
+void (*ptm_test_hook)(const char *where, unsigned n);
+#endif
 
 /* Slide every owned blob down over the free ones and fix its owner's
  * offset: O(arena) memmoves, only when the arena's tail is used up. */
@@ -11,6 +16,7 @@ void ptm_arena_compact_locked(ptm_store_t *st)
     hdr_t *h = st->hdr;
     char *a = arena(st);
     uint64_t off = 0, dst = 0;
+    unsigned moved = 0;
 
     while (off < h->top) {
         blob_t *b = (blob_t *)(a + off);
@@ -22,6 +28,8 @@ void ptm_arena_compact_locked(ptm_store_t *st)
 
             if (dst != off) {
                 memmove(a + dst, a + off, (size_t)total);
+                moved++;
+                PTM_TEST_HOOK("compact:moved", moved);
             }
             if (owner == OWNER_RUN) {
                 h->run_blob = payload;
@@ -29,6 +37,9 @@ void ptm_arena_compact_locked(ptm_store_t *st)
             else {
                 slots(st, (int)((owner - 2) & 1))[(owner - 2) / 2].blob =
                     payload;
+            }
+            if (dst != off) {
+                PTM_TEST_HOOK("compact:owned", moved);
             }
             dst += total;
         }

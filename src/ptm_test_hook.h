@@ -1,0 +1,23 @@
+/* Test hooks: named points inside an update where a unit test can step
+ * in, e.g. to die there and leave the state exactly as a crash at that
+ * point would.  Compiled only into the unit-test builds (the Makefile
+ * adds -DPTM_TEST_HOOKS there), never into the module. */
+#ifndef PTM_TEST_HOOK_H
+#define PTM_TEST_HOOK_H
+
+#ifdef PTM_TEST_HOOKS
+/* Called with the point's name and a count (how many times the point was
+ * passed in this update); NULL: nothing happens. */
+extern void (*ptm_test_hook)(const char *where, unsigned n);
+
+#define PTM_TEST_HOOK(where, n)             \
+    do {                                    \
+        if (ptm_test_hook) {                \
+            ptm_test_hook((where), (n));    \
+        }                                   \
+    } while (0)
+#else
+#define PTM_TEST_HOOK(where, n) ((void)(n))
+#endif
+
+#endif
