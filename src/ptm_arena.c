@@ -63,8 +63,9 @@ apr_status_t ptm_arena_fits_locked(ptm_store_t *st, uint64_t len,
     return APR_SUCCESS;
 }
 
-/* Compact if a blob of `len` bytes (known to fit) is not free at `top`;
- * changes nothing visible. */
+/* Compact if a blob of `len` bytes (known to fit) is not free at `top`.
+ * Changes nothing visible, but moves blobs: only inside the writing mark
+ * of a live segment. */
 void ptm_arena_make_room_locked(ptm_store_t *st, uint64_t len)
 {
     hdr_t *h = st->hdr;
@@ -74,8 +75,9 @@ void ptm_arena_make_room_locked(ptm_store_t *st, uint64_t len)
     }
 }
 
-/* Make sure a blob of `len` bytes fits at `top`; changes nothing visible.
- * Returns PTM_STORE_FULL when even a compacted arena is too small. */
+/* Make sure a blob of `len` bytes fits at `top`, compacting if need be
+ * (so, on a live segment, only inside the writing mark).  Returns
+ * PTM_STORE_FULL when even a compacted arena is too small. */
 apr_status_t ptm_arena_reserve_locked(ptm_store_t *st, uint64_t len)
 {
     apr_status_t rv = ptm_arena_fits_locked(st, len, 0);
