@@ -10,7 +10,9 @@ void (*ptm_test_hook)(const char *where, unsigned n);
 #endif
 
 /* Slide every owned blob down over the free ones and fix its owner's
- * offset: O(arena) memmoves, only when the arena's tail is used up. */
+ * offset: O(arena) memmoves, only when the arena's tail is used up.
+ * Inside the writing mark: after a death half way, a repair takes each
+ * value from where its owner points if the blob there still names it. */
 void ptm_arena_compact_locked(ptm_store_t *st)
 {
     hdr_t *h = st->hdr;
@@ -25,7 +27,15 @@ void ptm_arena_compact_locked(ptm_store_t *st)
 
         if (owner != OWNER_FREE) {
             uint64_t payload = dst + sizeof(blob_t);
+            /* A blob slid by less than its size overwrites itself, in
+             * whatever order memmove stores: unowned while it moves, so
+             * that a repair drops a copy cut short rather than trust the
+             * original's header over bytes already overwritten. */
+            int self = dst != off && off - dst < total;
 
+            if (self) {
+                __atomic_store_n(&b->owner, OWNER_FREE, __ATOMIC_RELEASE);
+            }
             if (dst != off) {
                 memmove(a + dst, a + off, (size_t)total);
                 moved++;
@@ -37,6 +47,10 @@ void ptm_arena_compact_locked(ptm_store_t *st)
             else {
                 slots(st, (int)((owner - 2) & 1))[(owner - 2) / 2].blob =
                     payload;
+            }
+            if (self) {
+                __atomic_store_n(&((blob_t *)(a + dst))->owner, owner,
+                                 __ATOMIC_RELEASE);
             }
             if (dst != off) {
                 PTM_TEST_HOOK("compact:owned", moved);
