@@ -20,6 +20,9 @@ void ptm_arena_compact_locked(ptm_store_t *st)
     uint64_t off = 0, dst = 0;
     unsigned moved = 0;
 
+    /* Nothing else moves every value at once: a compaction outside the
+     * mark is one a death leaves torn and unrepaired. */
+    PTM_TEST_ASSERT(h->writing);
     while (off < h->top) {
         blob_t *b = (blob_t *)(a + off);
         uint64_t total = BLOB_TOTAL(b->len);
