@@ -44,10 +44,14 @@ $(SO): $(MODULE).c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 comma := ,
 
 # --- unit tests (cmocka; built without the httpd include path on purpose) ---
+# PTM_TEST_HOOKS (src/ptm_test_hook.h) lets a test stop a writer at a
+# chosen point inside an update; only these builds have it, never the .so.
+TEST_HOOKS  := -DPTM_TEST_HOOKS
+
 build/unit/%: t/unit/%.c t/unit/ptm_unit.h $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/unit
-	$(CC) -g -O1 -std=gnu99 $(WARN) -Isrc $(APR_INC) -o $@ $< $(CORE_SRC) \
-	    $(APR_LIBS) -ljansson -lcmocka
+	$(CC) -g -O1 -std=gnu99 $(WARN) $(TEST_HOOKS) -Isrc $(APR_INC) -o $@ $< \
+	    $(CORE_SRC) $(APR_LIBS) -ljansson -lcmocka
 
 test-unit: $(UNIT_BIN)
 	@[ -n "$(UNIT_BIN)" ] || { echo "FAIL: no unit tests found in t/unit" >&2; exit 1; }
@@ -69,8 +73,8 @@ ASAN_UNIT   := $(patsubst t/unit/%.c,build/asan/unit/%,$(UNIT_SRC))
 
 build/asan/unit/%: t/unit/%.c t/unit/ptm_unit.h $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/asan/unit
-	$(CC) -g -O1 -std=gnu99 $(WARN) $(ASAN_FLAGS) -Isrc $(APR_INC) -o $@ $< $(CORE_SRC) \
-	    $(APR_LIBS) -ljansson -lcmocka
+	$(CC) -g -O1 -std=gnu99 $(WARN) $(ASAN_FLAGS) $(TEST_HOOKS) -Isrc $(APR_INC) -o $@ $< \
+	    $(CORE_SRC) $(APR_LIBS) -ljansson -lcmocka
 
 # The module with the sanitizers, built without libtool so it does not
 # share objects with the normal build.  httpd itself is not instrumented:

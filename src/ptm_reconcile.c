@@ -54,6 +54,8 @@ apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
     if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
         return rv;
     }
+    /* Two counters only raised, nothing a death could tear: marked all
+     * the same, as every change to the segment is. */
     ptm_store_begin_locked(h, PTM_STREAM_SITE, 0);
     if (site > h->seq[PTM_STREAM_SITE]) {
         h->seq[PTM_STREAM_SITE] = site;

@@ -131,8 +131,10 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
         rv = PTM_STORE_BUSY;
         goto out;
     }
-    /* Room first, then the directory: a 507 must leave nothing behind. */
-    if ((rv = ptm_arena_reserve_locked(st, len)) != APR_SUCCESS) {
+    /* Room first, then the directory: a 507 must leave nothing behind.
+     * Only checked here: a refused start changes no byte, so it needs no
+     * mark. */
+    if ((rv = ptm_arena_fits_locked(st, len, 0)) != APR_SUCCESS) {
         goto out;
     }
     if (prepare && (rv = prepare(ctx, &floor)) != APR_SUCCESS) {
@@ -145,8 +147,9 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
         h->seq[PTM_STREAM_RUN] = floor;
     }
     ptm_view_clear_locked(st, PTM_STREAM_RUN);
-    /* Clearing may have freed blobs but `top` is unchanged, so the space
-     * reserved above is still there. */
+    /* Compaction moves every blob: inside the mark, so that a death half
+     * way is repaired rather than left for the next compaction to walk. */
+    ptm_arena_make_room_locked(st, len);
     off = ptm_arena_claim_locked(st, len, OWNER_RUN);
     b = arena(st) + off;
     memcpy(b, obj, obj_len);
