@@ -76,10 +76,10 @@ static void fx_open(fx_t *fx)
     assert_int_equal(apr_global_mutex_create(&fx->mx, fx->lock_path,
                                              APR_LOCK_DEFAULT, fx->p),
                      APR_SUCCESS);
-    assert_int_equal(ptm_store_open_file(&fx->base, &fx->fd, &how,
+    assert_int_equal(ptm_store_open_file(&fx->base, &fx->fd, &how, NULL,
                                          apr_pstrcat(fx->p, fx->dir,
                                                      "/state", NULL),
-                                         SIZE, fx->p), APR_SUCCESS);
+                                         NULL, SIZE, fx->p), APR_SUCCESS);
     assert_int_equal(how, PTM_STORE_OPEN_NEW);
     fx->st = ptm_store_attach(fx->base, fx->mx, fx->p);
     fx->snap = apr_palloc(fx->p, SIZE);
