@@ -736,7 +736,9 @@ static int ptm_status_hook(request_rec *r, int flags)
         return OK;
     }
     started = run_started_at(st.run_obj, r->pool);
-    /* Read under the lock into `st`; printed after it. */
+    /* Copied into `st` without waiting for the lock (a writer stuck on a
+     * hung disk holds it): the run's id only when it was free, else
+     * st.busy. */
     if (flags & AP_STATUS_SHORT) {
         ap_rprintf(r, "PanoptesEventsSite: %" APR_UINT64_T_FMT "\n"
                    "PanoptesEventsRun: %" APR_UINT64_T_FMT "\n"
@@ -745,7 +747,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                    "PanoptesRunActive: %d\n",
                    st.events[0], st.events[1], st.seq[0], st.seq[1],
                    st.run_active);
-        if (st.run_active) {
+        if (st.run_id) {
             ap_rprintf(r, "PanoptesRunId: %s\nPanoptesRunStartedAt: %s\n",
                        st.run_id, started);
         }
@@ -761,6 +763,7 @@ static int ptm_status_hook(request_rec *r, int flags)
             ap_rprintf(r, "PanoptesAnswers%d: %" APR_UINT64_T_FMT "\n",
                        ptm_store_status_code(i), st.answers[i]);
         }
+        ap_rprintf(r, "PanoptesStateBusy: %d\n", st.busy);
         return OK;
     }
     ap_rputs("<hr />\n<h2>PANOPTES telemetry</h2>\n<table border=\"0\">\n",
@@ -774,13 +777,20 @@ static int ptm_status_hook(request_rec *r, int flags)
                "</table>\n<table border=\"0\">\n",
                st.events[0], st.events[1], st.seq[0], st.seq[1],
                st.types[0], st.types[1]);
-    if (st.run_active) {
+    if (st.run_id) {
         ap_rprintf(r, "<tr><td>active run</td><td>%s, started %s</td></tr>\n",
                    ap_escape_html(r->pool, st.run_id),
                    ap_escape_html(r->pool, started));
     }
+    else if (st.run_active) {
+        ap_rputs("<tr><td>active run</td><td>yes (busy)</td></tr>\n", r);
+    }
     else {
         ap_rputs("<tr><td>active run</td><td>none</td></tr>\n", r);
+    }
+    if (st.busy) {
+        ap_rputs("<tr><td>state lock</td><td>busy: a writer holds it (a "
+                 "slow or hung disk?)</td></tr>\n", r);
     }
     ap_rprintf(r, "<tr><td>shared state</td><td>%" APR_UINT64_T_FMT " of %"
                APR_UINT64_T_FMT " bytes used</td></tr>\n"

@@ -40,13 +40,18 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p)
 }
 
 /* Readable too, so that an append can see whether the file ends in the
- * middle of a line; write-only if reading is not allowed. */
+ * middle of a line; write-only if reading is not allowed.  Non-blocking:
+ * nothing to a regular file, but a FIFO or device at the path then fails
+ * with EAGAIN instead of blocking the writer, and the store lock it holds,
+ * for as long as nobody reads. */
 static int open_append(const char *path)
 {
-    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
+                  0666);
 
     if (fd < 0 && errno == EACCES) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC
+                  | O_NONBLOCK, 0666);
     }
     return fd;
 }
@@ -320,8 +325,8 @@ apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
     if (!S_ISREG(st.st_mode)) {
         /* Only regular files stay open: a FIFO held open by us (both
          * ends: it is opened O_RDWR) would fill up with no reader and
-         * block the next write under the lock; opened per line, what no
-         * one read is dropped at the close, as before. */
+         * refuse every line after (EAGAIN); opened per line, what no one
+         * read is dropped at the close, as before. */
         ptm_ndjson_file_close(f);
     }
     return APR_SUCCESS;

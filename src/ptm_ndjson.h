@@ -21,8 +21,10 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p);
 /**
  * Create the parent directory if needed and open `path` for appending
  * (created 0666 less the umask), readable too when allowed so that
- * ptm_ndjson_append can see a partial last line.  Returns APR_SUCCESS with
- * `*fd`, or the error of mkdir/open (EISDIR when `path` is a directory).
+ * ptm_ndjson_append can see a partial last line, and non-blocking so that
+ * a FIFO or device at `path` fails an append with EAGAIN rather than
+ * blocking it.  Returns APR_SUCCESS with `*fd`, or the error of mkdir/open
+ * (EISDIR when `path` is a directory).
  */
 apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
 

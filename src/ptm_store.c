@@ -82,11 +82,13 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
     return st;
 }
 
-apr_status_t ptm_store_lock(ptm_store_t *st)
+static apr_status_t take_lock(ptm_store_t *st, int wait)
 {
     apr_status_t rv;
 
-    if (st->mutex && (rv = apr_global_mutex_lock(st->mutex)) != APR_SUCCESS) {
+    if (st->mutex && (rv = wait ? apr_global_mutex_lock(st->mutex)
+                                : apr_global_mutex_trylock(st->mutex))
+                     != APR_SUCCESS) {
         return rv;
     }
     if (st->hdr->writing && (rv = ptm_repair_locked(st)) != APR_SUCCESS) {
@@ -96,6 +98,16 @@ apr_status_t ptm_store_lock(ptm_store_t *st)
         return rv;
     }
     return APR_SUCCESS;
+}
+
+apr_status_t ptm_store_lock(ptm_store_t *st)
+{
+    return take_lock(st, 1);
+}
+
+apr_status_t ptm_store_trylock(ptm_store_t *st)
+{
+    return take_lock(st, 0);
 }
 
 /* Bracket every change to the segment.  The stores are ordered so that a
@@ -195,9 +207,11 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
             goto out;
         }
     }
-    /* The line is on disk: from here on nothing can fail. */
-    h->seq[ev->stream] = n;
-    h->events[ev->stream]++;
+    /* The line is on disk: from here on nothing can fail.  Atomic stores:
+     * server-status reads the counters without the lock. */
+    __atomic_store_n(&h->seq[ev->stream], n, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->events[ev->stream], h->events[ev->stream] + 1,
+                     __ATOMIC_RELAXED);
     if (ev->make_current) {
         char *b;
 
@@ -273,27 +287,38 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
     int s;
 
     memset(stats, 0, sizeof(*stats));
-    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+    /* A writer stuck on a hung disk holds the lock for as long as the disk
+     * hangs: the page an admin opens to see why must not hang with it. */
+    rv = ptm_store_trylock(st);
+    if (APR_STATUS_IS_EBUSY(rv)) {
+        stats->busy = 1;
+    }
+    else if (rv != APR_SUCCESS) {
         return rv;
     }
     for (s = 0; s < 2; s++) {
-        stats->seq[s] = h->seq[s];
-        stats->events[s] = h->events[s];
-        stats->types[s] = h->map[s].count;
+        stats->seq[s] = __atomic_load_n(&h->seq[s], __ATOMIC_RELAXED);
+        stats->events[s] = __atomic_load_n(&h->events[s], __ATOMIC_RELAXED);
+        stats->types[s] = __atomic_load_n(&h->map[s].count, __ATOMIC_RELAXED);
     }
-    stats->bytes_used = h->arena + h->live;
+    stats->bytes_used = h->arena + __atomic_load_n(&h->live,
+                                                   __ATOMIC_RELAXED);
     stats->bytes_total = h->size;
-    stats->run_active = (int)h->run_active;
-    if (h->run_active) {
+    stats->run_active = ptm_store_run_active(st);
+    stats->repairs = __atomic_load_n(&h->repairs, __ATOMIC_RELAXED);
+    stats->write_errors = __atomic_load_n(&h->write_errors, __ATOMIC_RELAXED);
+    for (s = 0; s < PTM_STORE_NSTATUS; s++) {
+        stats->answers[s] = __atomic_load_n(&h->answers[s], __ATOMIC_RELAXED);
+    }
+    if (stats->busy) {
+        return APR_SUCCESS;
+    }
+    /* The run's strings are copied under the lock, whole. */
+    if (stats->run_active) {
         stats->run_obj = apr_pstrmemdup(p, arena(st) + h->run_blob,
                                         h->run_obj_len);
         stats->run_id = apr_pstrmemdup(p, arena(st) + h->run_blob
                                        + h->run_obj_len, h->run_id_len);
-    }
-    stats->repairs = h->repairs;
-    stats->write_errors = __atomic_load_n(&h->write_errors, __ATOMIC_RELAXED);
-    for (s = 0; s < PTM_STORE_NSTATUS; s++) {
-        stats->answers[s] = __atomic_load_n(&h->answers[s], __ATOMIC_RELAXED);
     }
     ptm_store_unlock(st);
     return APR_SUCCESS;

@@ -137,6 +137,14 @@ apr_status_t ptm_store_run_seen(ptm_store_run_t *run, ptm_store_t *st,
  * without the lock). */
 int ptm_store_run_changed(ptm_store_t *st, uint64_t gen);
 
+/**
+ * 1 if a run is active, else 0, read without the lock so that /ready never
+ * waits for a writer (one stuck on a hung disk holds the lock for as long
+ * as the disk hangs).  It may be a moment stale: a start or stop under
+ * way shows once it is done.  Cannot fail.
+ */
+int ptm_store_run_active(ptm_store_t *st);
+
 /* Creates the run directory under the lock; sets `*seq_floor` to the
  * highest seq already in the directory's telemetry.ndjson (0 if none). */
 typedef apr_status_t (*ptm_store_prepare_fn)(void *ctx, uint64_t *seq_floor);
@@ -215,14 +223,22 @@ typedef struct {
     uint64_t bytes_used;       /* tables and live values */
     uint64_t bytes_total;
     int run_active;
-    const char *run_id;        /* pool copies, when a run is active */
-    const char *run_obj;
+    const char *run_id;        /* pool copies, when a run is active and */
+    const char *run_obj;       /* the lock was free (NULL when busy) */
     uint64_t repairs;
     uint64_t write_errors;
     uint64_t answers[PTM_STORE_NSTATUS];
+    int busy;                  /* the lock was held: no run strings */
 } ptm_store_stats_t;
 
-/** A consistent copy of the counters (strings from `p`). */
+/**
+ * The counters for mod_status, without ever waiting for the lock: they are
+ * read with atomic loads (each exact, together a moment apart at most);
+ * the run's id and object, which need a consistent copy, only when the
+ * lock is free at once, else `busy` is set and they stay NULL.  Strings
+ * from `p`.  Returns APR_SUCCESS, or the error of the mutex or of
+ * repairing a state left mid-update.
+ */
 apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
                              apr_pool_t *p);
 

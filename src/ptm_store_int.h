@@ -50,6 +50,9 @@ typedef struct {
     uint64_t bytes;                 /* key + envelope bytes of all slots */
 } map_t;
 
+/* seq, events, the map counts, live and repairs change under the lock but
+ * mod_status reads them without it (ptm_store_stats): aligned words, so a
+ * load sees the value before or after a change, never half of one. */
 typedef struct {
     uint32_t magic;
     uint32_t version;
@@ -135,6 +138,10 @@ static inline uint32_t ptm_view_hash(const char *k, size_t n)
 /** Take the lock, repairing a state left mid-update.  Returns the mutex's
  * error or the repair's. */
 apr_status_t ptm_store_lock(ptm_store_t *st);
+
+/** ptm_store_lock if the lock is free at once; else APR_EBUSY (test with
+ * APR_STATUS_IS_EBUSY) without waiting. */
+apr_status_t ptm_store_trylock(ptm_store_t *st);
 void ptm_store_unlock(ptm_store_t *st);
 
 /* Bracket every change to the segment: a process killed in between leaves

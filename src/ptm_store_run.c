@@ -112,6 +112,11 @@ int ptm_store_run_changed(ptm_store_t *st, uint64_t gen)
     return __atomic_load_n(&st->hdr->run_gen, __ATOMIC_ACQUIRE) != gen;
 }
 
+int ptm_store_run_active(ptm_store_t *st)
+{
+    return __atomic_load_n(&st->hdr->run_active, __ATOMIC_ACQUIRE) != 0;
+}
+
 apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
                                  size_t obj_len, const char *run_id,
                                  size_t run_id_len, const char *run_dir,

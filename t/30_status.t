@@ -1,5 +1,6 @@
 # The module's section in mod_status (server-status and ?auto): counters
 # move by exactly what the requests did, and the run shows while active.
+# (What it shows while a writer holds the lock: t/40_readers.t.)
 use strict;
 use warnings;
 use Test::More;
@@ -26,10 +27,11 @@ for my $k (qw(PanoptesEventsSite PanoptesEventsRun PanoptesSeqSite PanoptesSeqRu
               PanoptesStateRepairs PanoptesAnswers400 PanoptesAnswers404
               PanoptesAnswers405 PanoptesAnswers409 PanoptesAnswers413
               PanoptesAnswers422 PanoptesAnswers500 PanoptesAnswers503
-              PanoptesAnswers507)) {
+              PanoptesAnswers507 PanoptesStateBusy)) {
     like($a0->{$k} // '', qr/^\d+$/, "?auto has $k");
 }
 is($a0->{PanoptesRunActive}, 0, 'no run active');
+is($a0->{PanoptesStateBusy}, 0, 'not busy: nothing holds the lock');
 ok(!exists $a0->{PanoptesRunId}, 'no run id without a run');
 cmp_ok($a0->{PanoptesStateBytesUsed}, '<', $a0->{PanoptesStateBytesTotal},
     'bytes used below the total');
@@ -64,6 +66,8 @@ is($a2->{PanoptesRunStartedAt}, $run->{j}{started_at}, 'run start time shown');
 my $html = GET_BODY('/server-status');
 like($html, qr{<h2>PANOPTES telemetry</h2>}, 'HTML section present');
 like($html, qr{status-run-$$, started \Q$run->{j}{started_at}\E}, 'HTML shows the run');
+my ($ours) = $html =~ m{<h2>PANOPTES telemetry</h2>(.*?</table>.*?</table>)}s;
+ok(defined $ours && $ours !~ /busy/, 'HTML: nothing busy in our section');
 is(stop_run()->{code}, 200, 'run stopped');
 is(auto()->{PanoptesRunActive}, 0, 'run no longer active');
 

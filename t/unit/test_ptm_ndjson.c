@@ -1133,7 +1133,7 @@ static void test_file_append_failures(void **state)
  * lock.  SIGALRM ends the test if it blocks. */
 static void alarm_fail(int sig)
 {
-    static const char msg[] = "test_file_append_fifo: blocked\n";
+    static const char msg[] = "test_ptm_ndjson: a FIFO append blocked\n";
 
     (void)sig;
     if (write(2, msg, sizeof(msg) - 1) < 0) {
@@ -1162,6 +1162,38 @@ static void test_file_append_fifo(void **state)
     }
     alarm(0);
     signal(SIGALRM, SIG_DFL);
+    ptm_ndjson_file_close(&f);
+    fx_close(&fx);
+}
+
+/* A line bigger than a FIFO's buffer (64 KiB on Linux) while nobody reads
+ * it: the append fails at once (EAGAIN, as the file is opened
+ * non-blocking) instead of blocking the writer, and the store lock it
+ * holds, forever.  What part of the line went in is dropped with the
+ * close, so the next line fits again. */
+static void test_file_append_fifo_full(void **state)
+{
+    static fx_t fx;
+    ptm_ndjson_file_t f;
+    const char *path, *step = NULL;
+    apr_status_t rv;
+
+    fx_open(&fx);
+    ptm_ndjson_file_init(&f);
+    path = path_in(&fx, "fifo.ndjson");
+    assert_int_equal(mkfifo(path, 0666), 0);
+    signal(SIGALRM, alarm_fail);
+    alarm(20);
+    rv = file_line(&fx, &f, path, mkline(fx.p, 1, 100 * 1024), &step);
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+    if (!APR_STATUS_IS_EAGAIN(rv)) {
+        fail_msg("want EAGAIN, got %d", rv);
+    }
+    assert_string_equal(step, "write");
+    assert_int_equal(f.fd, -1);
+    assert_int_equal(file_line(&fx, &f, path, mkline(fx.p, 2, 10), NULL),
+                     APR_SUCCESS);
     ptm_ndjson_file_close(&f);
     fx_close(&fx);
 }
@@ -1220,6 +1252,7 @@ int main(void)
         T(test_file_append),
         T(test_file_append_failures),
         T(test_file_append_fifo),
+        T(test_file_append_fifo_full),
     };
 
     return cmocka_run_group_tests_name("ptm_ndjson", tests, ndjson_group_setup,

@@ -2828,6 +2828,104 @@ static void test_stats_counters(void **state)
     assert_null(s.run_id);
 }
 
+/* What server-status and /ready read, from a thread of their own. */
+typedef struct {
+    ptm_store_t *st;
+    apr_pool_t *p;
+    apr_status_t rv;
+    ptm_store_stats_t s;
+    int active;
+} reader_arg_t;
+
+static void *reader_thread(void *arg)
+{
+    reader_arg_t *a = arg;
+
+    a->rv = ptm_store_stats(a->st, &a->s, a->p);
+    a->active = ptm_store_run_active(a->st);
+    return NULL;
+}
+
+/* A writer stuck in its append (a hung disk: here a pipe nobody reads)
+ * holds the lock for as long as the disk hangs.  server-status and /ready
+ * must still answer: the counters and whether a run is active without the
+ * lock, the run's id (which needs it) left out and "busy" said instead. */
+static void test_readers_never_wait(void **state)
+{
+    static fx_t fx;     /* outlives a failed test for its teardown */
+    prep_t prep = { 0, APR_SUCCESS, 0 };
+    ptm_store_stats_t s0, s;
+    struct timespec until;
+    reader_arg_t ra;
+    pthread_t t;
+    int pfd[2], i;
+    pid_t pid;
+
+    fx_open(&fx, 1024 * 1024);
+    alarm(60);          /* a lock that never comes back must not hang */
+    assert_int_equal(ptm_store_run_active(fx.st), 0);
+    post_ok(&fx, PTM_STREAM_SITE, "a", "1", 1, -1, 1);
+    post_ok(&fx, PTM_STREAM_SITE, "b", "2", 1, -1, 2);
+    assert_int_equal(start_run(&fx, RUN_OBJ("007"), "007", "/srv/t/007",
+                               &prep), APR_SUCCESS);
+    assert_int_equal(ptm_store_run_active(fx.st), 1);
+    post_ok(&fx, PTM_STREAM_RUN, "a", "3", 1, -1, 1);
+    ptm_store_count_answer(fx.st, 422);
+    ptm_store_count_write_error(fx.st);
+    s0 = stats(&fx);
+    assert_int_equal(s0.busy, 0);
+    assert_string_equal(s0.run_id, "007");
+
+    pid = start_blocked_writer(&fx, pfd, PTM_STREAM_RUN, "x", 0);
+    memset(&ra, 0, sizeof(ra));
+    ra.st = fx.st;
+    ra.p = fx.p;
+    assert_int_equal(pthread_create(&t, NULL, reader_thread, &ra), 0);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    if (pthread_timedjoin_np(t, NULL, &until) != 0) {
+        /* The writer's death frees the lock (a robust mutex): the reader
+         * gets it, and the test ends instead of hanging. */
+        kill_child(pid);
+        close(pfd[0]);
+        pthread_join(t, NULL);
+        fail_msg("ptm_store_stats waited for the lock of a stuck writer");
+    }
+    assert_int_equal(ra.rv, APR_SUCCESS);
+    assert_int_equal(ra.s.busy, 1);
+    assert_int_equal(ra.active, 1);
+    assert_int_equal(ra.s.run_active, 1);
+    assert_null(ra.s.run_id);
+    assert_null(ra.s.run_obj);
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(ra.s.seq[i], s0.seq[i]);
+        assert_int_equal(ra.s.events[i], s0.events[i]);
+        assert_int_equal(ra.s.types[i], s0.types[i]);
+    }
+    assert_int_equal(ra.s.bytes_used, s0.bytes_used);
+    assert_int_equal(ra.s.bytes_total, s0.bytes_total);
+    assert_int_equal(ra.s.repairs, 0);
+    assert_int_equal(ra.s.write_errors, 1);
+    for (i = 0; i < PTM_STORE_NSTATUS; i++) {
+        assert_int_equal(ra.s.answers[i], s0.answers[i]);
+    }
+
+    /* Once the lock is free again, the full copy; the dead writer's
+     * update was repaired. */
+    kill_child(pid);
+    close(pfd[0]);
+    s = stats(&fx);
+    assert_int_equal(s.busy, 0);
+    assert_int_equal(s.run_active, 1);
+    assert_string_equal(s.run_id, "007");
+    assert_string_equal(s.run_obj, RUN_OBJ("007"));
+    assert_int_equal(s.repairs, 1);
+    stop_run(&fx);
+    assert_int_equal(ptm_store_run_active(fx.st), 0);
+    alarm(0);
+    fx_close(&fx);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, test_teardown)
 
 int main(void)
@@ -2855,6 +2953,7 @@ int main(void)
         T(test_run_start_seq_floor),
         T(test_stats_counters),
         T(test_refused_event_leaves_no_file),
+        T(test_readers_never_wait),
         T(test_kill_writers_at_random),
     };
 
