@@ -55,6 +55,8 @@ our @EXPORT_OK = qw(
     error_log_path error_log_size error_log_since wait_for_log
     start_clients wait_clients progress raise_flag wait_progress
     hold_clients release_clients
+    state_dir state_file httpd_procs start_refused crit_lines crash_lines
+    mount_tmpfs fill_fs blocks_of
     load_event load_outcome load_line
     check_events check_current
 );
@@ -622,6 +624,11 @@ sub is_422 {
 # Files
 
 sub site_dir    { return Apache::Test::vars('serverroot') . '/site' }
+
+# PanoptesTelemetryStateDir of t/conf/extra.conf.in (root's), and the
+# state file in it.
+sub state_dir   { return Apache::Test::vars('serverroot') . '/state' }
+sub state_file  { return state_dir() . '/state' }
 sub runroot_dir { return Apache::Test::vars('serverroot') . '/runroot' }
 
 sub server_user_ids {
@@ -642,6 +649,44 @@ sub chown_to_server {
     my ($uid, $gid) = server_user_ids();
     return unless defined $uid;
     chown $uid, $gid, @paths;
+}
+
+# Mount a tmpfs of $size (mount's units: 1m, 4400k) on $dir, made if
+# missing, with the root directory's $mode, $uid and $gid (root's by
+# default).  Returns 1, or 0 when mount failed (not permitted here).
+sub mount_tmpfs {
+    my ($dir, $size, %o) = @_;
+    mkdir_p($dir);
+    my $opts = join ',', "size=$size", sprintf('mode=%04o', $o{mode} // 0755),
+        'uid=' . ($o{uid} // 0), 'gid=' . ($o{gid} // 0);
+    return system('mount', '-t', 'tmpfs', '-o', $opts, 'ptm-test-tmpfs', $dir) == 0;
+}
+
+# Write zeros to $path until the file system is full (ENOSPC): the bytes
+# written.  Dies on any other error.
+sub fill_fs {
+    my ($path) = @_;
+    open my $fh, '>>:raw', $path or die "$path: $!";
+    my ($n, $chunk) = (0, "\0" x 65536);
+    while (1) {
+        my $w = syswrite($fh, $chunk);
+        if (!defined $w) {
+            last if $!{ENOSPC} && length($chunk) == 512;
+            die "$path: $!" unless $!{ENOSPC};
+            $chunk = "\0" x (length($chunk) / 2);    # fill the last block too
+            next;
+        }
+        $n += $w;
+    }
+    close $fh;
+    return $n;
+}
+
+# Bytes of disk really allocated to $path (st_blocks, 512-byte units).
+sub blocks_of {
+    my ($path) = @_;
+    my @st = lstat $path or return undef;
+    return $st[12] * 512;
 }
 
 # Day key (YYYYMMDD) of a server-stamped UTC ts: the local date, minus one
@@ -829,10 +874,10 @@ sub wait_server_up {
     return undef;
 }
 
-# Start httpd from a snapshot (it daemonises, as under Apache::Test).
-# Returns the new parent's pid once it answers, or undef.
-sub start_server {
-    my ($snap, $timeout) = @_;
+# Run httpd as the snapshot says and wait for the command (httpd forks
+# its daemon and exits): its exit status.
+sub _launch {
+    my ($snap) = @_;
     my $out = Apache::Test::vars('t_logs') . '/ptm-start.log';
     my $pid = fork;
     die "fork: $!" unless defined $pid;
@@ -845,8 +890,44 @@ sub start_server {
         POSIX::_exit(127);
     }
     waitpid $pid, 0;
-    return undef if $?;
+    return $?;
+}
+
+# Start httpd from a snapshot (it daemonises, as under Apache::Test).
+# Returns the new parent's pid once it answers, or undef.
+sub start_server {
+    my ($snap, $timeout) = @_;
+    return undef if _launch($snap);
     return wait_server_up($timeout || 60, $snap->{pid});
+}
+
+# Live processes running the snapshot's command line (the parent and its
+# children, or a daemon that has not yet given up).
+sub httpd_procs {
+    my ($snap) = @_;
+    my $want = join "\0", @{ $snap->{argv} };
+    my @pids;
+    for my $cmd (glob '/proc/[0-9]*/cmdline') {
+        my ($pid) = $cmd =~ m{^/proc/(\d+)/};
+        next if $pid == $$;
+        push @pids, $pid + 0 if join("\0", _read_nul($cmd)) eq $want && proc_alive($pid);
+    }
+    return @pids;
+}
+
+# Start httpd from a snapshot when it must refuse to start: 1 once every
+# process it made has exited and nothing answers; 0 if it answers (it
+# started: stop it with stop_server) or is still there after $timeout s.
+sub start_refused {
+    my ($snap, $timeout) = @_;
+    _launch($snap);
+    my $end = Time::HiRes::time() + ($timeout || 30);
+    while (Time::HiRes::time() < $end) {
+        return 0 if httpd_pid() || server_answers();
+        return 1 unless httpd_procs($snap);
+        Time::HiRes::sleep(0.1);
+    }
+    return 0;
 }
 
 sub _wait_dead {
@@ -901,6 +982,20 @@ sub error_log_since {
     my @l = <$fh>;
     chomp @l;
     return @l;
+}
+
+# Lines at level crit (any module) after $offset.
+sub crit_lines {
+    my ($offset) = @_;
+    return grep { /^\[[^\]]*\] \[[^\]]*:crit\]/ } error_log_since($offset);
+}
+
+# Lines after $offset that say a process crashed (the ones
+# t/run-httpd-tests.sh fails on, and a bus error: SIGBUS).
+sub crash_lines {
+    my ($offset) = @_;
+    return grep { /Segmentation fault|Bus error|AH00052|exit signal|AH00060|still did not exit/ }
+        error_log_since($offset);
 }
 
 # Wait until a line matching $re appears after $offset; the line or undef.
