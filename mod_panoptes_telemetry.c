@@ -331,8 +331,10 @@ static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
                      : "map", path, sc->state_size,
                      rv == APR_FROM_OS_ERROR(EBUSY)
                      ? ": another httpd uses this state directory"
-                     : rv == APR_FROM_OS_ERROR(EPERM) ? ": not a regular file owned by "
-                       "httpd's user (a link, a FIFO, a hard link?)" : "");
+                     : rv == APR_FROM_OS_ERROR(EPERM)
+                       || rv == APR_FROM_OS_ERROR(ELOOP)
+                     ? ": not a regular file owned by httpd's user (a link, "
+                       "a FIFO, a hard link?)" : "");
         ret->base = NULL;
         return HTTP_INTERNAL_SERVER_ERROR;
     }
