@@ -25,6 +25,7 @@
 #include "apr_global_mutex.h"
 
 #include "ptm_api.h"
+#include "ptm_conf.h"
 #include "ptm_ndjson.h"
 #include "ptm_run.h"
 #include "ptm_store.h"
@@ -36,6 +37,8 @@
 #define PTM_STATE_FILE ".panoptes-telemetry.state"
 #define PTM_DEFAULT_STATE_SIZE (16 * 1024 * 1024)
 #define PTM_DEFAULT_MAX_BODY (1024 * 1024)
+#define PTM_MAX_MAX_BODY (APR_UINT64_C(1) << 40)
+#define PTM_MAX_STATE_SIZE (APR_UINT64_C(4) << 30)
 /* Answers up to this size are flushed from the handler (send_answer). */
 #define PTM_FLUSH_MAX (16 * 1024)
 
@@ -139,23 +142,27 @@ static const char *add_run_root(cmd_parms *cmd, void *d, const char *arg)
     return dir_arg(cmd, arg, slot);
 }
 
-/* A positive byte count in [min, max]. */
+/* A byte count in [min, max].  `room` is what this build can hold in
+ * memory: on a 32-bit build it is below `max`, and a larger value is
+ * refused rather than truncated. */
 static const char *bytes_arg(cmd_parms *cmd, const char *arg,
-                             apr_off_t min, apr_off_t max, apr_off_t *out)
+                             apr_uint64_t min, apr_uint64_t max,
+                             apr_uint64_t room, apr_uint64_t *out)
 {
-    char *end;
-    apr_int64_t v;
+    apr_uint64_t top = max < room ? max : room;
+    apr_status_t rv = ptm_conf_bytes(out, arg, min, top);
 
-    if (apr_strtoff(out, arg, &end, 10) != APR_SUCCESS || *end
-        || !apr_isdigit(*arg)) {
+    if (rv == APR_EINVAL) {
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
-                           "' is not a number of bytes", NULL);
+                           "' is not a number of bytes (decimal digits "
+                           "only)", NULL);
     }
-    v = *out;
-    if (v < min || v > max) {
-        return apr_psprintf(cmd->pool, "%s: %s is out of range "
-                            "(%" APR_OFF_T_FMT "..%" APR_OFF_T_FMT ")",
-                            cmd->cmd->name, arg, min, max);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: %s is out of range (%"
+                            APR_UINT64_T_FMT "..%" APR_UINT64_T_FMT ")%s",
+                            cmd->cmd->name, arg, min, top,
+                            top < max ? "; more does not fit the address "
+                            "space of this 32-bit build" : "");
     }
     return NULL;
 }
@@ -163,17 +170,25 @@ static const char *bytes_arg(cmd_parms *cmd, const char *arg,
 static const char *set_max_body(cmd_parms *cmd, void *d, const char *arg)
 {
     ptm_dir_conf_t *c = d;
+    apr_uint64_t v;
+    /* The body is held in one buffer with a NUL after it. */
+    const char *err = bytes_arg(cmd, arg, 1, PTM_MAX_MAX_BODY,
+                                (apr_uint64_t)APR_SIZE_MAX - 1, &v);
 
-    return bytes_arg(cmd, arg, 1, APR_INT64_C(1) << 40, &c->max_body);
+    if (!err) {
+        c->max_body = (apr_off_t)v;
+    }
+    return err;
 }
 
 static const char *set_state_size(cmd_parms *cmd, void *d, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    apr_off_t v;
+    apr_uint64_t v;
 
     if (err || (err = bytes_arg(cmd, arg, PTM_STORE_MIN_SIZE,
-                                APR_INT64_C(4) << 30, &v))) {
+                                PTM_MAX_STATE_SIZE,
+                                (apr_uint64_t)APR_SIZE_MAX, &v))) {
         return err;
     }
     srv_conf(cmd->server)->state_size = (apr_size_t)v;
