@@ -25,6 +25,7 @@
 #include "apr_global_mutex.h"
 
 #include "ptm_api.h"
+#include "ptm_buf.h"
 #include "ptm_conf.h"
 #include "ptm_ndjson.h"
 #include "ptm_run.h"
@@ -39,6 +40,8 @@
 #define PTM_DEFAULT_MAX_BODY (1024 * 1024)
 #define PTM_MAX_MAX_BODY (APR_UINT64_C(1) << 40)
 #define PTM_MAX_STATE_SIZE (APR_UINT64_C(4) << 30)
+/* A body buffer starts this small and grows with the bytes that arrive. */
+#define PTM_BODY_START 8192
 /* Answers up to this size are flushed from the handler (send_answer). */
 #define PTM_FLUSH_MAX (16 * 1024)
 
@@ -434,28 +437,50 @@ static size_t mount_length(request_rec *r)
     return best;
 }
 
-/* Read the whole body (chunked or not) into one buffer, up to `limit`.
- * Returns OK, HTTP_REQUEST_ENTITY_TOO_LARGE, or the read error's status. */
-static int read_body(request_rec *r, apr_off_t limit, char **out,
+/* The most body bytes this request may send: PanoptesTelemetryMaxBody or
+ * httpd's LimitRequestBody, whichever is smaller. */
+static apr_size_t body_limit(request_rec *r)
+{
+    ptm_dir_conf_t *dc = ap_get_module_config(r->per_dir_config,
+                                              &panoptes_telemetry_module);
+
+    return ptm_conf_body_limit(dc->max_body >= 0
+                               ? (apr_uint64_t)dc->max_body
+                               : PTM_DEFAULT_MAX_BODY,
+                               (apr_uint64_t)ap_get_limit_req_body(r));
+}
+
+static const char *too_large(request_rec *r, apr_size_t limit)
+{
+    return apr_psprintf(r->pool, "Request body too large (limit %"
+                        APR_SIZE_T_FMT " bytes)", limit);
+}
+
+/* Read the whole body (chunked or not), at most `limit` bytes, into one
+ * NUL-terminated buffer.  The buffer starts small and grows with the bytes
+ * that arrive: a client that announces a large Content-Length and sends
+ * little costs little.  Returns OK, HTTP_REQUEST_ENTITY_TOO_LARGE, or the
+ * read error's status. */
+static int read_body(request_rec *r, apr_size_t limit, char **out,
                      apr_size_t *out_len)
 {
-    apr_bucket_brigade *bb;
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    apr_size_t cap = 8192, len = 0;
-    char *buf;
+    apr_bucket_brigade *bb;
+    ptm_buf_t b;
     int eos = 0;
 
     if (cl) {
         apr_off_t n;
+        char *end;
 
-        if (apr_strtoff(&n, cl, NULL, 10) == APR_SUCCESS && n > limit) {
+        /* Too large as announced: refused before a byte is read. */
+        if (apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS && !*end && n > 0
+            && (apr_uint64_t)n > limit) {
             return HTTP_REQUEST_ENTITY_TOO_LARGE;
         }
-        if (n > 0 && n <= limit) {
-            cap = (apr_size_t)n;
-        }
     }
-    buf = apr_palloc(r->pool, cap + 1);
+    ptm_buf_init(&b, r->pool,
+                 limit < PTM_BODY_START ? limit + 1 : PTM_BODY_START);
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     while (!eos) {
         apr_bucket *e;
@@ -482,27 +507,15 @@ static int read_body(request_rec *r, apr_off_t limit, char **out,
             if (rv != APR_SUCCESS) {
                 return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
             }
-            if ((apr_off_t)(len + n) > limit) {
+            if (ptm_buf_add_capped(&b, data, n, limit) != APR_SUCCESS) {
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
             }
-            if (len + n > cap) {
-                char *bigger;
-
-                while (len + n > cap) {
-                    cap *= 2;
-                }
-                bigger = apr_palloc(r->pool, cap + 1);
-                memcpy(bigger, buf, len);
-                buf = bigger;
-            }
-            memcpy(buf + len, data, n);
-            len += n;
         }
         apr_brigade_cleanup(bb);
     }
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
+    b.data[b.len] = '\0';              /* add_capped leaves room for it */
+    *out = b.data;
+    *out_len = b.len;
     return OK;
 }
 
@@ -566,10 +579,10 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
 
 static int ptm_handler(request_rec *r)
 {
-    ptm_dir_conf_t *dc;
     ptm_api_req_t req;
     ptm_api_resp_t resp;
     const char *raw;
+    apr_size_t limit;
     int rc;
 
     if (!r->handler || strcmp(r->handler, PTM_HANDLER) != 0) {
@@ -604,16 +617,10 @@ static int ptm_handler(request_rec *r)
         char *body = NULL;
         apr_size_t len = 0;
 
-        dc = ap_get_module_config(r->per_dir_config,
-                                  &panoptes_telemetry_module);
-        rc = read_body(r, dc->max_body >= 0 ? dc->max_body
-                                            : PTM_DEFAULT_MAX_BODY,
-                       &body, &len);
+        limit = body_limit(r);
+        rc = read_body(r, limit, &body, &len);
         if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            ptm_api_error(&resp, 413, apr_psprintf(r->pool,
-                          "Request body too large (limit %" APR_OFF_T_FMT
-                          " bytes)", dc->max_body >= 0 ? dc->max_body
-                          : (apr_off_t)PTM_DEFAULT_MAX_BODY), r->pool);
+            ptm_api_error(&resp, 413, too_large(r, limit), r->pool);
             return send_answer(r, &resp);
         }
         if (rc != OK) {
