@@ -437,6 +437,18 @@ static size_t mount_length(request_rec *r)
     return best;
 }
 
+#define PTM_BAD_BODY "{\"detail\":\"Malformed request body (chunked " \
+                     "encoding or Content-Length)\"}"
+
+/* The answers httpd sends itself when its input filter refuses a body
+ * (see prepare_answers), in the request's config. */
+typedef struct {
+    const char *bad;                   /* 400 */
+    const char *too_large;             /* 413 */
+} ptm_req_answers_t;
+
+static ap_filter_rec_t *json_error_filter_handle;
+
 /* The most body bytes this request may send: PanoptesTelemetryMaxBody or
  * httpd's LimitRequestBody, whichever is smaller. */
 static apr_size_t body_limit(request_rec *r)
@@ -456,11 +468,67 @@ static const char *too_large(request_rec *r, apr_size_t limit)
                         APR_SIZE_T_FMT " bytes)", limit);
 }
 
+static int has_body(request_rec *r)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+
+    return apr_table_get(r->headers_in, "Transfer-Encoding") != NULL
+           || (cl && strcmp(cl, "0") != 0);
+}
+
+/* httpd's input filter answers some bodies itself, with ap_die(): a
+ * malformed chunk (400), a body over LimitRequestBody or a chunk size that
+ * overflows (413).  ap_send_error_response() then sends the custom
+ * response of that status, so ours is set before the body is read: one
+ * answer, {"detail": ...}.  It forces text/html on the answer, which
+ * json_error_filter (inserted by ptm_insert_error_filter) corrects. */
+static void prepare_answers(request_rec *r, apr_size_t limit)
+{
+    ptm_req_answers_t *a = apr_palloc(r->pool, sizeof(*a));
+
+    /* Built by hand, as ptm_api_error would: nothing here needs escaping,
+     * and this runs for every request with a body. */
+    a->bad = PTM_BAD_BODY;
+    a->too_large = apr_pstrcat(r->pool, "{\"detail\":\"", too_large(r, limit),
+                               "\"}", NULL);
+    ap_custom_response(r, HTTP_BAD_REQUEST, a->bad);
+    ap_custom_response(r, HTTP_REQUEST_ENTITY_TOO_LARGE, a->too_large);
+    ap_set_module_config(r->request_config, &panoptes_telemetry_module, a);
+}
+
+/* The error answer arrives here whole (ap_rputs buffers it until the EOS).
+ * httpd would send it without a Content-Length, delimited by the close:
+ * its CONTENT_LENGTH filter has already seen this request's EOS, the one
+ * that carried the error up.  Give it one. */
+static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    apr_off_t len;
+
+    ap_set_content_type(f->r, "application/json");
+    if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))
+        && apr_brigade_length(bb, 0, &len) == APR_SUCCESS && len >= 0) {
+        ap_set_content_length(f->r, len);
+    }
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
+}
+
+static void ptm_insert_error_filter(request_rec *r)
+{
+    if ((r->status == HTTP_BAD_REQUEST
+         || r->status == HTTP_REQUEST_ENTITY_TOO_LARGE)
+        && ap_get_module_config(r->request_config,
+                                &panoptes_telemetry_module)) {
+        ap_add_output_filter_handle(json_error_filter_handle, NULL, r,
+                                    r->connection);
+    }
+}
+
 /* Read the whole body (chunked or not), at most `limit` bytes, into one
  * NUL-terminated buffer.  The buffer starts small and grows with the bytes
  * that arrive: a client that announces a large Content-Length and sends
- * little costs little.  Returns OK, HTTP_REQUEST_ENTITY_TOO_LARGE, or the
- * read error's status. */
+ * little costs little.  Returns OK, HTTP_REQUEST_ENTITY_TOO_LARGE,
+ * AP_FILTER_ERROR (httpd has answered), or another read error's status. */
 static int read_body(request_rec *r, apr_size_t limit, char **out,
                      apr_size_t *out_len)
 {
@@ -519,6 +587,48 @@ static int read_body(request_rec *r, apr_size_t limit, char **out,
     return OK;
 }
 
+/* One line per failed request (server faults loudly), and a->log.  The
+ * client's strings in it (the body excerpt, a run id in a->log) are not
+ * escaped here: httpd escapes every error-log message itself
+ * (ap_escape_errorlog_item), and escaping them first would double each
+ * backslash. */
+static void log_answer(request_rec *r, int status, const char *body,
+                       apr_size_t body_len, const char *log)
+{
+    if (status >= 400) {
+        int level = status >= 500 ? APLOG_ERR
+                    : (status == 413 || status == 507) ? APLOG_WARNING
+                    : APLOG_INFO;
+
+        ap_log_rerror(APLOG_MARK, level, 0, r,
+                      "%s %s -> %d %.*s%s%s", r->method, r->uri, status,
+                      (int)(body_len > 512 ? 512 : body_len), body,
+                      log ? " " : "", log ? log : "");
+    }
+    else if (log) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s", log);
+    }
+}
+
+/* httpd has answered the request already (its input filter refused the
+ * body; the answer is prepare_answers' JSON when the status is 400 or
+ * 413): count and log that answer like ours, and write nothing more. */
+static int answered_by_httpd(request_rec *r)
+{
+    ptm_req_answers_t *a = ap_get_module_config(r->request_config,
+                                                &panoptes_telemetry_module);
+    const char *body = !a ? ""
+                       : r->status == HTTP_BAD_REQUEST ? a->bad
+                       : r->status == HTTP_REQUEST_ENTITY_TOO_LARGE
+                       ? a->too_large : "";
+
+    if (ptm_store) {
+        ptm_store_count_answer(ptm_store, r->status);
+    }
+    log_answer(r, r->status, body, strlen(body), NULL);
+    return AP_FILTER_ERROR;
+}
+
 static int send_answer(request_rec *r, const ptm_api_resp_t *a)
 {
     apr_bucket_brigade *bb;
@@ -536,20 +646,7 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
     }
     ap_set_content_type(r, "application/json");
     ap_set_content_length(r, (apr_off_t)a->body_len);
-    if (a->status >= 400) {
-        /* One line per failed request; server faults loudly. */
-        int level = a->status >= 500 ? APLOG_ERR
-                    : (a->status == 413 || a->status == 507) ? APLOG_WARNING
-                    : APLOG_INFO;
-
-        ap_log_rerror(APLOG_MARK, level, 0, r,
-                      "%s %s -> %d %.*s%s%s", r->method, r->uri, a->status,
-                      (int)(a->body_len > 512 ? 512 : a->body_len), a->body,
-                      a->log ? " " : "", a->log ? a->log : "");
-    }
-    else if (a->log) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s", a->log);
-    }
+    log_answer(r, a->status, a->body, a->body_len, a->log);
     if (a->debug) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "%s", a->debug);
     }
@@ -575,6 +672,26 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
      * too); the core has marked the connection aborted. */
     ap_pass_brigade(r->output_filters, bb);
     return OK;
+}
+
+/* A body read or discard failed: httpd has answered already, or we do. */
+static int body_failed(request_rec *r, int rc, apr_size_t limit)
+{
+    ptm_api_resp_t resp;
+
+    /* sent_bodyct: whatever said so, an answer is on the wire, and bytes
+     * after it would be read as the next response. */
+    if (rc == AP_FILTER_ERROR || r->sent_bodyct) {
+        return answered_by_httpd(r);
+    }
+    memset(&resp, 0, sizeof(resp));
+    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        ptm_api_error(&resp, rc, too_large(r, limit), r->pool);
+    }
+    else {
+        ptm_api_error(&resp, rc, "Cannot read the request body", r->pool);
+    }
+    return send_answer(r, &resp);
 }
 
 static int ptm_handler(request_rec *r)
@@ -607,8 +724,14 @@ static int ptm_handler(request_rec *r)
     req.raw_last = raw ? raw + 1 : "";
     req.content_type = apr_table_get(r->headers_in, "Content-Type");
 
+    limit = body_limit(r);
+    if (has_body(r)) {
+        prepare_answers(r, limit);
+    }
     if (!ptm_store) {
-        ap_discard_request_body(r);
+        if ((rc = ap_discard_request_body(r)) != OK) {
+            return body_failed(r, rc, limit);
+        }
         ptm_api_error(&resp, 503, "Telemetry state unavailable (see the "
                       "error log)", r->pool);
         return send_answer(r, &resp);
@@ -617,23 +740,14 @@ static int ptm_handler(request_rec *r)
         char *body = NULL;
         apr_size_t len = 0;
 
-        limit = body_limit(r);
-        rc = read_body(r, limit, &body, &len);
-        if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            ptm_api_error(&resp, 413, too_large(r, limit), r->pool);
-            return send_answer(r, &resp);
-        }
-        if (rc != OK) {
-            ptm_api_error(&resp, rc, "Cannot read the request body",
-                          r->pool);
-            return send_answer(r, &resp);
+        if ((rc = read_body(r, limit, &body, &len)) != OK) {
+            return body_failed(r, rc, limit);
         }
         req.body = body;
         req.body_len = len;
     }
     else if ((rc = ap_discard_request_body(r)) != OK) {
-        ptm_api_error(&resp, rc, "Cannot read the request body", r->pool);
-        return send_answer(r, &resp);
+        return body_failed(r, rc, limit);
     }
     ptm_api_handle(&resp, &ptm_conf, &req, r->pool);
     return send_answer(r, &resp);
@@ -732,6 +846,11 @@ static void ptm_register_hooks(apr_pool_t *p)
     ap_hook_post_config(ptm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ptm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(ptm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(ptm_insert_error_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
+    json_error_filter_handle = ap_register_output_filter(
+        "PANOPTES_TELEMETRY_JSON_ERROR", json_error_filter, NULL,
+        AP_FTYPE_CONTENT_SET);
 }
 
 AP_DECLARE_MODULE(panoptes_telemetry) = {
