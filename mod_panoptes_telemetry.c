@@ -770,14 +770,19 @@ static const char *run_started_at(const char *obj, apr_pool_t *p)
 static int ptm_status_hook(request_rec *r, int flags)
 {
     ptm_store_stats_t st;
-    const char *started;
+    const char *run_id, *started;
     int i;
 
     if (!ptm_store || ptm_store_stats(ptm_store, &st, r->pool)
                       != APR_SUCCESS) {
         return OK;
     }
-    started = run_started_at(st.run_obj, r->pool);
+    /* The run id is the client's: escaped like a log item (no line break
+     * or other control character can forge a line of ?auto), and so is the
+     * start time, read from the state. */
+    run_id = ap_escape_logitem(r->pool, st.run_id);
+    started = ap_escape_logitem(r->pool,
+                                run_started_at(st.run_obj, r->pool));
     /* Read under the lock into `st`; printed after it. */
     if (flags & AP_STATUS_SHORT) {
         ap_rprintf(r, "PanoptesEventsSite: %" APR_UINT64_T_FMT "\n"
@@ -789,7 +794,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                    st.run_active);
         if (st.run_active) {
             ap_rprintf(r, "PanoptesRunId: %s\nPanoptesRunStartedAt: %s\n",
-                       st.run_id, started);
+                       run_id, started);
         }
         ap_rprintf(r, "PanoptesCurrentTypesSite: %u\n"
                    "PanoptesCurrentTypesRun: %u\n"
@@ -818,7 +823,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                st.types[0], st.types[1]);
     if (st.run_active) {
         ap_rprintf(r, "<tr><td>active run</td><td>%s, started %s</td></tr>\n",
-                   ap_escape_html(r->pool, st.run_id),
+                   ap_escape_html(r->pool, run_id),
                    ap_escape_html(r->pool, started));
     }
     else {
