@@ -27,6 +27,8 @@
 #include "apr_global_mutex.h"
 
 #include "ptm_api.h"
+#include "ptm_buf.h"
+#include "ptm_conf.h"
 #include "ptm_ndjson.h"
 #include "ptm_run.h"
 #include "ptm_store.h"
@@ -42,6 +44,10 @@
 #define PTM_DEFAULT_STATE_DIR "panoptes-telemetry"
 #define PTM_DEFAULT_STATE_SIZE (16 * 1024 * 1024)
 #define PTM_DEFAULT_MAX_BODY (1024 * 1024)
+#define PTM_MAX_MAX_BODY (APR_UINT64_C(1) << 40)
+#define PTM_MAX_STATE_SIZE (APR_UINT64_C(4) << 30)
+/* A body buffer starts this small and grows with the bytes that arrive. */
+#define PTM_BODY_START 8192
 /* Answers up to this size are flushed from the handler (send_answer). */
 #define PTM_FLUSH_MAX (16 * 1024)
 
@@ -154,23 +160,27 @@ static const char *add_run_root(cmd_parms *cmd, void *d, const char *arg)
     return dir_arg(cmd, arg, slot);
 }
 
-/* A positive byte count in [min, max]. */
+/* A byte count in [min, max].  `room` is what this build can hold in
+ * memory: on a 32-bit build it is below `max`, and a larger value is
+ * refused rather than truncated. */
 static const char *bytes_arg(cmd_parms *cmd, const char *arg,
-                             apr_off_t min, apr_off_t max, apr_off_t *out)
+                             apr_uint64_t min, apr_uint64_t max,
+                             apr_uint64_t room, apr_uint64_t *out)
 {
-    char *end;
-    apr_int64_t v;
+    apr_uint64_t top = max < room ? max : room;
+    apr_status_t rv = ptm_conf_bytes(out, arg, min, top);
 
-    if (apr_strtoff(out, arg, &end, 10) != APR_SUCCESS || *end
-        || !apr_isdigit(*arg)) {
+    if (rv == APR_EINVAL) {
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
-                           "' is not a number of bytes", NULL);
+                           "' is not a number of bytes (decimal digits "
+                           "only)", NULL);
     }
-    v = *out;
-    if (v < min || v > max) {
-        return apr_psprintf(cmd->pool, "%s: %s is out of range "
-                            "(%" APR_OFF_T_FMT "..%" APR_OFF_T_FMT ")",
-                            cmd->cmd->name, arg, min, max);
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: %s is out of range (%"
+                            APR_UINT64_T_FMT "..%" APR_UINT64_T_FMT ")%s",
+                            cmd->cmd->name, arg, min, top,
+                            top < max ? "; more does not fit the address "
+                            "space of this 32-bit build" : "");
     }
     return NULL;
 }
@@ -178,17 +188,25 @@ static const char *bytes_arg(cmd_parms *cmd, const char *arg,
 static const char *set_max_body(cmd_parms *cmd, void *d, const char *arg)
 {
     ptm_dir_conf_t *c = d;
+    apr_uint64_t v;
+    /* The body is held in one buffer with a NUL after it. */
+    const char *err = bytes_arg(cmd, arg, 1, PTM_MAX_MAX_BODY,
+                                (apr_uint64_t)APR_SIZE_MAX - 1, &v);
 
-    return bytes_arg(cmd, arg, 1, APR_INT64_C(1) << 40, &c->max_body);
+    if (!err) {
+        c->max_body = (apr_off_t)v;
+    }
+    return err;
 }
 
 static const char *set_state_size(cmd_parms *cmd, void *d, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    apr_off_t v;
+    apr_uint64_t v;
 
     if (err || (err = bytes_arg(cmd, arg, PTM_STORE_MIN_SIZE,
-                                APR_INT64_C(4) << 30, &v))) {
+                                PTM_MAX_STATE_SIZE,
+                                (apr_uint64_t)APR_SIZE_MAX, &v))) {
         return err;
     }
     srv_conf(cmd->server)->state_size = (apr_size_t)v;
@@ -515,28 +533,118 @@ static size_t mount_length(request_rec *r)
     return best;
 }
 
-/* Read the whole body (chunked or not) into one buffer, up to `limit`.
- * Returns OK, HTTP_REQUEST_ENTITY_TOO_LARGE, or the read error's status. */
-static int read_body(request_rec *r, apr_off_t limit, char **out,
+#define PTM_BAD_BODY "{\"detail\":\"Malformed request body (chunked " \
+                     "encoding or Content-Length)\"}"
+
+/* The answers httpd sends itself when its input filter refuses a body
+ * (see prepare_answers), in the request's config. */
+typedef struct {
+    const char *bad;                   /* 400 */
+    const char *too_large;             /* 413 */
+} ptm_req_answers_t;
+
+static ap_filter_rec_t *json_error_filter_handle;
+
+/* The most body bytes this request may send: PanoptesTelemetryMaxBody or
+ * httpd's LimitRequestBody, whichever is smaller. */
+static apr_size_t body_limit(request_rec *r)
+{
+    ptm_dir_conf_t *dc = ap_get_module_config(r->per_dir_config,
+                                              &panoptes_telemetry_module);
+
+    return ptm_conf_body_limit(dc->max_body >= 0
+                               ? (apr_uint64_t)dc->max_body
+                               : PTM_DEFAULT_MAX_BODY,
+                               (apr_uint64_t)ap_get_limit_req_body(r));
+}
+
+static const char *too_large(request_rec *r, apr_size_t limit)
+{
+    return apr_psprintf(r->pool, "Request body too large (limit %"
+                        APR_SIZE_T_FMT " bytes)", limit);
+}
+
+static int has_body(request_rec *r)
+{
+    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+
+    return apr_table_get(r->headers_in, "Transfer-Encoding") != NULL
+           || (cl && strcmp(cl, "0") != 0);
+}
+
+/* httpd's input filter answers some bodies itself, with ap_die(): a
+ * malformed chunk (400), a body over LimitRequestBody or a chunk size that
+ * overflows (413).  ap_send_error_response() then sends the custom
+ * response of that status, so ours is set before the body is read: one
+ * answer, {"detail": ...}.  It forces text/html on the answer, which
+ * json_error_filter (inserted by ptm_insert_error_filter) corrects. */
+static void prepare_answers(request_rec *r, apr_size_t limit)
+{
+    ptm_req_answers_t *a = apr_palloc(r->pool, sizeof(*a));
+
+    /* Built by hand, as ptm_api_error would: nothing here needs escaping,
+     * and this runs for every request with a body. */
+    a->bad = PTM_BAD_BODY;
+    a->too_large = apr_pstrcat(r->pool, "{\"detail\":\"", too_large(r, limit),
+                               "\"}", NULL);
+    ap_custom_response(r, HTTP_BAD_REQUEST, a->bad);
+    ap_custom_response(r, HTTP_REQUEST_ENTITY_TOO_LARGE, a->too_large);
+    ap_set_module_config(r->request_config, &panoptes_telemetry_module, a);
+}
+
+/* The error answer arrives here whole (ap_rputs buffers it until the EOS).
+ * httpd would send it without a Content-Length, delimited by the close:
+ * its CONTENT_LENGTH filter has already seen this request's EOS, the one
+ * that carried the error up.  Give it one. */
+static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    apr_off_t len;
+
+    ap_set_content_type(f->r, "application/json");
+    if (!APR_BRIGADE_EMPTY(bb) && APR_BUCKET_IS_EOS(APR_BRIGADE_LAST(bb))
+        && apr_brigade_length(bb, 0, &len) == APR_SUCCESS && len >= 0) {
+        ap_set_content_length(f->r, len);
+    }
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
+}
+
+static void ptm_insert_error_filter(request_rec *r)
+{
+    if ((r->status == HTTP_BAD_REQUEST
+         || r->status == HTTP_REQUEST_ENTITY_TOO_LARGE)
+        && ap_get_module_config(r->request_config,
+                                &panoptes_telemetry_module)) {
+        ap_add_output_filter_handle(json_error_filter_handle, NULL, r,
+                                    r->connection);
+    }
+}
+
+/* Read the whole body (chunked or not), at most `limit` bytes, into one
+ * NUL-terminated buffer.  The buffer starts small and grows with the bytes
+ * that arrive: a client that announces a large Content-Length and sends
+ * little costs little.  Returns OK, HTTP_REQUEST_ENTITY_TOO_LARGE,
+ * AP_FILTER_ERROR (httpd has answered), or another read error's status. */
+static int read_body(request_rec *r, apr_size_t limit, char **out,
                      apr_size_t *out_len)
 {
-    apr_bucket_brigade *bb;
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
-    apr_size_t cap = 8192, len = 0;
-    char *buf;
+    apr_bucket_brigade *bb;
+    ptm_buf_t b;
     int eos = 0;
 
     if (cl) {
         apr_off_t n;
+        char *end;
 
-        if (apr_strtoff(&n, cl, NULL, 10) == APR_SUCCESS && n > limit) {
+        /* Too large as announced: refused before a byte is read. */
+        if (apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS && !*end && n > 0
+            && (apr_uint64_t)n > limit) {
             return HTTP_REQUEST_ENTITY_TOO_LARGE;
         }
-        if (n > 0 && n <= limit) {
-            cap = (apr_size_t)n;
-        }
     }
-    buf = apr_palloc(r->pool, cap + 1);
+    ptm_buf_init(&b, r->pool,
+                 limit < PTM_BODY_START ? limit + 1 : PTM_BODY_START);
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     while (!eos) {
         apr_bucket *e;
@@ -563,28 +671,58 @@ static int read_body(request_rec *r, apr_off_t limit, char **out,
             if (rv != APR_SUCCESS) {
                 return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
             }
-            if ((apr_off_t)(len + n) > limit) {
+            if (ptm_buf_add_capped(&b, data, n, limit) != APR_SUCCESS) {
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
             }
-            if (len + n > cap) {
-                char *bigger;
-
-                while (len + n > cap) {
-                    cap *= 2;
-                }
-                bigger = apr_palloc(r->pool, cap + 1);
-                memcpy(bigger, buf, len);
-                buf = bigger;
-            }
-            memcpy(buf + len, data, n);
-            len += n;
         }
         apr_brigade_cleanup(bb);
     }
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
+    b.data[b.len] = '\0';              /* add_capped leaves room for it */
+    *out = b.data;
+    *out_len = b.len;
     return OK;
+}
+
+/* One line per failed request (server faults loudly), and a->log.  The
+ * client's strings in it (the body excerpt, a run id in a->log) are not
+ * escaped here: httpd escapes every error-log message itself
+ * (ap_escape_errorlog_item), and escaping them first would double each
+ * backslash. */
+static void log_answer(request_rec *r, int status, const char *body,
+                       apr_size_t body_len, const char *log)
+{
+    if (status >= 400) {
+        int level = status >= 500 ? APLOG_ERR
+                    : (status == 413 || status == 507) ? APLOG_WARNING
+                    : APLOG_INFO;
+
+        ap_log_rerror(APLOG_MARK, level, 0, r,
+                      "%s %s -> %d %.*s%s%s", r->method, r->uri, status,
+                      (int)(body_len > 512 ? 512 : body_len), body,
+                      log ? " " : "", log ? log : "");
+    }
+    else if (log) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s", log);
+    }
+}
+
+/* httpd has answered the request already (its input filter refused the
+ * body; the answer is prepare_answers' JSON when the status is 400 or
+ * 413): count and log that answer like ours, and write nothing more. */
+static int answered_by_httpd(request_rec *r)
+{
+    ptm_req_answers_t *a = ap_get_module_config(r->request_config,
+                                                &panoptes_telemetry_module);
+    const char *body = !a ? ""
+                       : r->status == HTTP_BAD_REQUEST ? a->bad
+                       : r->status == HTTP_REQUEST_ENTITY_TOO_LARGE
+                       ? a->too_large : "";
+
+    if (ptm_store) {
+        ptm_store_count_answer(ptm_store, r->status);
+    }
+    log_answer(r, r->status, body, strlen(body), NULL);
+    return AP_FILTER_ERROR;
 }
 
 static int send_answer(request_rec *r, const ptm_api_resp_t *a)
@@ -604,20 +742,7 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
     }
     ap_set_content_type(r, "application/json");
     ap_set_content_length(r, (apr_off_t)a->body_len);
-    if (a->status >= 400) {
-        /* One line per failed request; server faults loudly. */
-        int level = a->status >= 500 ? APLOG_ERR
-                    : (a->status == 413 || a->status == 507) ? APLOG_WARNING
-                    : APLOG_INFO;
-
-        ap_log_rerror(APLOG_MARK, level, 0, r,
-                      "%s %s -> %d %.*s%s%s", r->method, r->uri, a->status,
-                      (int)(a->body_len > 512 ? 512 : a->body_len), a->body,
-                      a->log ? " " : "", a->log ? a->log : "");
-    }
-    else if (a->log) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s", a->log);
-    }
+    log_answer(r, a->status, a->body, a->body_len, a->log);
     if (a->debug) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "%s", a->debug);
     }
@@ -645,12 +770,32 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
     return OK;
 }
 
+/* A body read or discard failed: httpd has answered already, or we do. */
+static int body_failed(request_rec *r, int rc, apr_size_t limit)
+{
+    ptm_api_resp_t resp;
+
+    /* sent_bodyct: whatever said so, an answer is on the wire, and bytes
+     * after it would be read as the next response. */
+    if (rc == AP_FILTER_ERROR || r->sent_bodyct) {
+        return answered_by_httpd(r);
+    }
+    memset(&resp, 0, sizeof(resp));
+    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        ptm_api_error(&resp, rc, too_large(r, limit), r->pool);
+    }
+    else {
+        ptm_api_error(&resp, rc, "Cannot read the request body", r->pool);
+    }
+    return send_answer(r, &resp);
+}
+
 static int ptm_handler(request_rec *r)
 {
-    ptm_dir_conf_t *dc;
     ptm_api_req_t req;
     ptm_api_resp_t resp;
     const char *raw;
+    apr_size_t limit;
     int rc;
 
     if (!r->handler || strcmp(r->handler, PTM_HANDLER) != 0) {
@@ -675,8 +820,14 @@ static int ptm_handler(request_rec *r)
     req.raw_last = raw ? raw + 1 : "";
     req.content_type = apr_table_get(r->headers_in, "Content-Type");
 
+    limit = body_limit(r);
+    if (has_body(r)) {
+        prepare_answers(r, limit);
+    }
     if (!ptm_store) {
-        ap_discard_request_body(r);
+        if ((rc = ap_discard_request_body(r)) != OK) {
+            return body_failed(r, rc, limit);
+        }
         ptm_api_error(&resp, 503, "Telemetry state unavailable (see the "
                       "error log)", r->pool);
         return send_answer(r, &resp);
@@ -685,29 +836,14 @@ static int ptm_handler(request_rec *r)
         char *body = NULL;
         apr_size_t len = 0;
 
-        dc = ap_get_module_config(r->per_dir_config,
-                                  &panoptes_telemetry_module);
-        rc = read_body(r, dc->max_body >= 0 ? dc->max_body
-                                            : PTM_DEFAULT_MAX_BODY,
-                       &body, &len);
-        if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            ptm_api_error(&resp, 413, apr_psprintf(r->pool,
-                          "Request body too large (limit %" APR_OFF_T_FMT
-                          " bytes)", dc->max_body >= 0 ? dc->max_body
-                          : (apr_off_t)PTM_DEFAULT_MAX_BODY), r->pool);
-            return send_answer(r, &resp);
-        }
-        if (rc != OK) {
-            ptm_api_error(&resp, rc, "Cannot read the request body",
-                          r->pool);
-            return send_answer(r, &resp);
+        if ((rc = read_body(r, limit, &body, &len)) != OK) {
+            return body_failed(r, rc, limit);
         }
         req.body = body;
         req.body_len = len;
     }
     else if ((rc = ap_discard_request_body(r)) != OK) {
-        ptm_api_error(&resp, rc, "Cannot read the request body", r->pool);
-        return send_answer(r, &resp);
+        return body_failed(r, rc, limit);
     }
     ptm_api_handle(&resp, &ptm_conf, &req, r->pool);
     return send_answer(r, &resp);
@@ -730,17 +866,21 @@ static const char *run_started_at(const char *obj, apr_pool_t *p)
 static int ptm_status_hook(request_rec *r, int flags)
 {
     ptm_store_stats_t st;
-    const char *started;
+    const char *run_id, *started;
     int i;
 
     if (!ptm_store || ptm_store_stats(ptm_store, &st, r->pool)
                       != APR_SUCCESS) {
         return OK;
     }
-    started = run_started_at(st.run_obj, r->pool);
     /* Copied into `st` without waiting for the lock (a writer stuck on a
      * hung disk holds it): the run's id only when it was free, else
-     * st.busy. */
+     * st.busy.  The run id is the client's: escaped like a log item (no
+     * line break or other control character can forge a line of ?auto),
+     * and so is the start time, read from the state. */
+    run_id = st.run_id ? ap_escape_logitem(r->pool, st.run_id) : NULL;
+    started = ap_escape_logitem(r->pool,
+                                run_started_at(st.run_obj, r->pool));
     if (flags & AP_STATUS_SHORT) {
         ap_rprintf(r, "PanoptesEventsSite: %" APR_UINT64_T_FMT "\n"
                    "PanoptesEventsRun: %" APR_UINT64_T_FMT "\n"
@@ -751,7 +891,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                    st.run_active);
         if (st.run_id) {
             ap_rprintf(r, "PanoptesRunId: %s\nPanoptesRunStartedAt: %s\n",
-                       st.run_id, started);
+                       run_id, started);
         }
         ap_rprintf(r, "PanoptesCurrentTypesSite: %u\n"
                    "PanoptesCurrentTypesRun: %u\n"
@@ -781,7 +921,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                st.types[0], st.types[1]);
     if (st.run_id) {
         ap_rprintf(r, "<tr><td>active run</td><td>%s, started %s</td></tr>\n",
-                   ap_escape_html(r->pool, st.run_id),
+                   ap_escape_html(r->pool, run_id),
                    ap_escape_html(r->pool, started));
     }
     else if (st.run_active) {
@@ -816,6 +956,11 @@ static void ptm_register_hooks(apr_pool_t *p)
     ap_hook_post_config(ptm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ptm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(ptm_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(ptm_insert_error_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
+    json_error_filter_handle = ap_register_output_filter(
+        "PANOPTES_TELEMETRY_JSON_ERROR", json_error_filter, NULL,
+        AP_FTYPE_CONTENT_SET);
 }
 
 AP_DECLARE_MODULE(panoptes_telemetry) = {

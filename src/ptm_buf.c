@@ -35,6 +35,31 @@ void ptm_buf_add(ptm_buf_t *b, const void *s, size_t n)
     b->len += n;
 }
 
+apr_status_t ptm_buf_add_capped(ptm_buf_t *b, const void *s, size_t n,
+                                size_t limit)
+{
+    /* Compared without adding: len + n could wrap a 32-bit size_t. */
+    if (b->len > limit || n > limit - b->len) {
+        return APR_ENOSPC;
+    }
+    if (n >= b->cap - b->len) {
+        size_t want = b->len + n + 1;   /* <= limit + 1: no wrap */
+        size_t cap = b->cap;
+        char *d;
+
+        while (cap < want) {
+            cap = cap > limit / 2 ? limit + 1 : cap * 2;
+        }
+        d = apr_palloc(b->pool, cap);
+        memcpy(d, b->data, b->len);
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return APR_SUCCESS;
+}
+
 void ptm_buf_puts(ptm_buf_t *b, const char *s)
 {
     ptm_buf_add(b, s, strlen(s));

@@ -5,6 +5,7 @@
 #define PTM_BUF_H
 
 #include <stddef.h>
+#include <apr_errno.h>
 #include <apr_pools.h>
 
 typedef struct {
@@ -19,6 +20,15 @@ void ptm_buf_init(ptm_buf_t *b, apr_pool_t *p, size_t cap);
 
 /** Append `n` bytes (the buffer grows by doubling; old blocks stay in the pool). */
 void ptm_buf_add(ptm_buf_t *b, const void *s, size_t n);
+
+/** Append `n` bytes unless the buffer would then hold more than `limit`
+ * bytes: APR_ENOSPC, and nothing is appended.  Grows by doubling from the
+ * size it was started with, but never beyond `limit` + 1 (the one byte is
+ * room for a terminating NUL, always there after a success), so memory
+ * follows the bytes that arrived, not what a client announced.  `limit`
+ * is at most SIZE_MAX - 1 (ptm_conf_body_limit). */
+apr_status_t ptm_buf_add_capped(ptm_buf_t *b, const void *s, size_t n,
+                                size_t limit);
 
 /** Append a NUL-terminated string. */
 void ptm_buf_puts(ptm_buf_t *b, const char *s);
