@@ -224,7 +224,12 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
             goto fail;
         }
     }
-    ptm_store_run_peek(&run, conf->store, p);
+    if ((rv = ptm_store_run_peek(&run, conf->store, p)) != APR_SUCCESS) {
+        ptm_err_set(&err, 500, "Cannot lock the shared state");
+        err.log = apr_pstrcat(p, "cannot lock the shared state: ",
+                              errstr(rv, p), NULL);
+        goto fail;
+    }
     if (run.active) {
         ptm_err_set(&err, 409, "A run is already active");
         goto fail;
@@ -292,6 +297,10 @@ fail:
 
 /* ---- POST /event -------------------------------------------------------- */
 
+/* How many times an event is built for the run as it is before the answer
+ * is 503: each retry means a run started or stopped in between. */
+#define PTM_API_EVENT_ATTEMPTS 8
+
 static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                      const ptm_api_req_t *req, apr_pool_t *p)
 {
@@ -304,7 +313,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     char ts[PTM_TS_LEN + 1], day[PTM_DAYKEY_LEN + 1];
     const char *path = NULL, *step = "write";
     uint64_t seq = 0;
-    int refresh;
+    int attempt;
     apr_status_t rv;
     ptm_buf_t out;
 
@@ -323,11 +332,19 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     /* Keep the client's meta: each attempt stamps a fresh copy. */
     client_meta = ev.meta;
     ev.meta = NULL;
-    for (refresh = 0; ; refresh = 1) {
+    for (attempt = 0; ; attempt++) {
         /* Built outside the lock for the run this thread saw last; the
          * store refuses it (STALE) if a run started or stopped since, and
-         * then it is built again for the run as it is now. */
-        if ((rv = ptm_store_run_seen(&run, conf->store, refresh, p))
+         * then it is built again for the run as it is now.  Only so many
+         * times: a run restarted before every attempt is a client storm
+         * (or a bug), and a thread must not spin under it. */
+        if (attempt == PTM_API_EVENT_ATTEMPTS) {
+            ptm_err_set(&err, 503, "The run started or stopped before each "
+                        "attempt to store this event; nothing was stored, "
+                        "send it again");
+            goto fail;
+        }
+        if ((rv = ptm_store_run_seen(&run, conf->store, attempt > 0, p))
             != APR_SUCCESS) {
             break;
         }
