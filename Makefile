@@ -25,11 +25,14 @@ APR_LIBS    = $(shell apr-1-config --link-ld --libs) $(shell apu-1-config --link
 UNIT_SRC    := $(wildcard t/unit/test_ptm_*.c)
 UNIT_BIN    := $(patsubst t/unit/%.c,build/unit/%,$(UNIT_SRC))
 
-# test_ptm_api replaces two store functions with its own (link-time wraps
-# reach only calls from other files: the store's own calls are untouched).
+# Some tests replace a function with their own: test_ptm_api two of the
+# store's (link-time wraps reach only calls from other files: the store's
+# own calls are untouched), test_ptm_fs mkdirat, to stage races.
 UNIT_LDFLAGS :=
 build/unit/test_ptm_api build/asan/unit/test_ptm_api: \
     UNIT_LDFLAGS := -Wl,--wrap=ptm_store_run_peek -Wl,--wrap=ptm_store_event
+build/unit/test_ptm_fs build/asan/unit/test_ptm_fs: \
+    UNIT_LDFLAGS := -Wl,--wrap=mkdirat
 
 .PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench profile run clean install
 
