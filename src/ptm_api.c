@@ -211,7 +211,7 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         goto fail;
     }
     if (rr.run_dir) {
-        dir = ptm_run_resolve_dir(&why, conf->site_dir, conf->run_roots,
+        dir = ptm_run_resolve_dir(NULL, &why, conf->site_dir, conf->run_roots,
                                   rr.run_dir, rr.run_dir_len, NULL, p);
         if (!dir) {
             json_t *ctx = json_object();
@@ -246,7 +246,8 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         rr.run_id_len = strlen(run_id);
     }
     if (!dir) {
-        dir = ptm_run_resolve_dir(&why, conf->site_dir, conf->run_roots, NULL,
+        dir = ptm_run_resolve_dir(NULL, &why, conf->site_dir,
+                                  conf->run_roots, NULL,
                                   0, run_id, p);
     }
     /* meta.run_id is the resolved string, in place or appended last. */

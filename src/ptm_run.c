@@ -107,6 +107,32 @@ apr_status_t ptm_run_derive_id(const char **id, const char *site_dir,
     return APR_SUCCESS;
 }
 
+int ptm_run_id_has_control(const char *id, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int ptm_run_name_is_reserved(const char *name, size_t len)
+{
+    static const char pre[] = "site_", suf[] = ".ndjson";
+    size_t np = sizeof(pre) - 1, ns = sizeof(suf) - 1;
+
+    if (len > 0 && name[0] == '.') {
+        return 1;
+    }
+    return len >= np + ns && memcmp(name, pre, np) == 0
+           && memcmp(name + len - ns, suf, ns) == 0;
+}
+
 int ptm_run_id_is_segment(const char *id, size_t len)
 {
     size_t i;
@@ -265,19 +291,67 @@ static int way_is_inside(const char *path, const char *site_real,
     return 1;
 }
 
-const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
+/* The roots with their ".." resolved, as the real paths are compared with
+ * them (NULL when there are none). */
+static apr_array_header_t *real_roots(const apr_array_header_t *roots,
+                                      apr_pool_t *p)
+{
+    apr_array_header_t *out;
+    int i;
+
+    if (!roots || roots->nelts == 0) {
+        return NULL;
+    }
+    out = apr_array_make(p, roots->nelts, sizeof(const char *));
+    for (i = 0; i < roots->nelts; i++) {
+        APR_ARRAY_PUSH(out, const char *) =
+            normalise(APR_ARRAY_IDX(roots, i, const char *), 1, NULL, p);
+    }
+    return out;
+}
+
+/* The first component of `real` below `site_real` when it is a name the
+ * module keeps for itself, else NULL. */
+static const char *reserved_below(const char *real, const char *site_real,
+                                  apr_pool_t *p)
+{
+    size_t n = strlen(site_real), len;
+    const char *first;
+
+    if (!is_within(real, site_real)) {
+        return NULL;
+    }
+    first = real + (n == 1 ? 0 : n);
+    if (*first != '/') {
+        return NULL;                    /* the site dir itself */
+    }
+    first++;
+    len = strcspn(first, "/");
+    return ptm_run_name_is_reserved(first, len)
+           ? apr_pstrmemdup(p, first, len) : NULL;
+}
+
+const char *ptm_run_resolve_dir(const char **real, const char **why,
+                                const char *site_dir,
                                 const apr_array_header_t *roots,
                                 const char *run_dir, size_t run_dir_len,
                                 const char *run_id, apr_pool_t *p)
 {
-    const char *joined, *reported, *real;
-    const char *site_real;
+    const char *joined, *reported, *resolved, *site_real, *own;
+    apr_array_header_t *rroots;
     int escaped, i;
 
     *why = NULL;
+    if (real) {
+        *real = NULL;
+    }
     if (!run_dir) {
         /* run_id was checked to be one safe segment. */
-        return apr_pstrcat(p, site_dir, "/", run_id, NULL);
+        reported = apr_pstrcat(p, site_dir, "/", run_id, NULL);
+        if (real) {
+            *real = normalise(reported, 1, NULL, p);
+        }
+        return reported;
     }
     if (memchr(run_dir, '\0', run_dir_len)) {
         *why = "run_dir must not contain NUL";
@@ -286,16 +360,27 @@ const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
     joined = run_dir[0] == '/' ? run_dir
                                : apr_pstrcat(p, site_dir, "/", run_dir, NULL);
     reported = normalise(joined, 0, NULL, p);
-    real = normalise(joined, 1, &escaped, p);
+    resolved = normalise(joined, 1, &escaped, p);
     site_real = normalise(site_dir, 1, NULL, p);
-    if (!escaped && way_is_inside(joined, site_real, roots, p)) {
-        if (is_within(real, site_real)) {
-            return reported;
+    rroots = real_roots(roots, p);
+    if (!escaped && way_is_inside(joined, site_real, rroots, p)) {
+        int inside = is_within(resolved, site_real);
+
+        for (i = 0; !inside && rroots && i < rroots->nelts; i++) {
+            inside = is_within(resolved, APR_ARRAY_IDX(rroots, i,
+                                                       const char *));
         }
-        for (i = 0; roots && i < roots->nelts; i++) {
-            if (is_within(real, APR_ARRAY_IDX(roots, i, const char *))) {
-                return reported;
+        if (inside && (own = reserved_below(resolved, site_real, p))) {
+            *why = apr_pstrcat(p, "run_dir must not take a name the module "
+                               "keeps in the site directory (site_*.ndjson, "
+                               "or beginning with '.'): ", own, NULL);
+            return NULL;
+        }
+        if (inside) {
+            if (real) {
+                *real = resolved;
             }
+            return reported;
         }
     }
     *why = apr_pstrcat(p, "run_dir must be inside the site directory ",
@@ -305,4 +390,43 @@ const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
                            APR_ARRAY_IDX(roots, i, const char *), NULL);
     }
     return NULL;
+}
+
+apr_status_t ptm_run_split_dir(const char **root, const char **rel,
+                               const char *dir, const char *site_dir,
+                               const apr_array_header_t *roots,
+                               apr_pool_t *p)
+{
+    const char *real = normalise(dir, 1, NULL, p);
+    const char *site_real = normalise(site_dir, 1, NULL, p);
+    apr_array_header_t *rroots = real_roots(roots, p);
+    const char *best = NULL;
+    size_t n;
+    int i;
+
+    /* The site dir first: it is where the module lives, and its own path
+     * is opened as configured anyway.  Otherwise the outermost root: one
+     * inside another lies in a directory the User can write to. */
+    if (real[0] != '/') {
+        *root = *rel = NULL;
+        return APR_EINVAL;
+    }
+    if (is_within(real, site_real)) {
+        best = site_real;
+    }
+    for (i = 0; best != site_real && rroots && i < rroots->nelts; i++) {
+        const char *r = APR_ARRAY_IDX(rroots, i, const char *);
+
+        if (is_within(real, r) && (!best || strlen(r) < strlen(best))) {
+            best = r;
+        }
+    }
+    if (!best) {
+        *root = *rel = NULL;
+        return APR_EINVAL;
+    }
+    n = strlen(best);
+    *root = best;
+    *rel = real + (n == 1 ? 1 : n + (real[n] == '/'));
+    return APR_SUCCESS;
 }
