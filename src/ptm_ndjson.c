@@ -40,20 +40,35 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p)
 }
 
 /* Readable too, so that an append can see whether the file ends in the
- * middle of a line; write-only if reading is not allowed. */
-static int open_append(const char *path)
+ * middle of a line; write-only if reading is not allowed.  Never through a
+ * symbolic link planted at the file's name (ELOOP): the directories it is
+ * in are writable by every web application of the site (SPEC §11.6). */
+static int open_append_at(int dirfd, const char *name)
 {
-    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+    int fd = openat(dirfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW
+                                 | O_CLOEXEC, 0666);
 
     if (fd < 0 && errno == EACCES) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+        fd = openat(dirfd, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW
+                                 | O_CLOEXEC, 0666);
     }
     return fd;
+}
+
+static int open_append(const char *path)
+{
+    return open_append_at(AT_FDCWD, path);
 }
 
 apr_status_t ptm_ndjson_open_existing(int *fd, const char *path)
 {
     *fd = open_append(path);
+    return *fd >= 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+}
+
+apr_status_t ptm_ndjson_open_at(int *fd, int dirfd, const char *name)
+{
+    *fd = open_append_at(dirfd, name);
     return *fd >= 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
 }
 
@@ -269,8 +284,10 @@ void ptm_ndjson_file_close(ptm_ndjson_file_t *f)
 static int still_current(const ptm_ndjson_file_t *f, const char *path,
                          struct stat *st)
 {
+    /* lstat: a link put in the file's place is not the file, even when it
+     * points at it (the open that follows refuses the link). */
     return f->fd >= 0 && strcmp(f->path, path) == 0
-           && stat(path, st) == 0 && st->st_dev == f->dev
+           && lstat(path, st) == 0 && st->st_dev == f->dev
            && st->st_ino == f->ino && st->st_mode == f->mode
            && st->st_uid == f->uid && st->st_gid == f->gid;
 }
@@ -348,6 +365,12 @@ static uint64_t seq_of(const char *s, size_t n)
 
 apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
 {
+    return ptm_ndjson_last_seq_at(seq, AT_FDCWD, path);
+}
+
+apr_status_t ptm_ndjson_last_seq_at(uint64_t *seq, int dirfd,
+                                    const char *name)
+{
     char head[32];
     struct stat st;
     off_t line, cut;
@@ -355,7 +378,9 @@ apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path)
     int fd, rv = 0;
 
     *seq = 0;
-    fd = open(path, O_RDWR | O_CLOEXEC);
+    /* O_NOFOLLOW: the parent (as root) reads and may cut this file; a
+     * link in its place points at someone else's. */
+    fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         return errno == ENOENT ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
     }
@@ -390,7 +415,7 @@ void ptm_ndjson_discard_if_empty(int fd, const char *path)
     struct stat a, b;
 
     if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && a.st_size == 0
-        && a.st_nlink > 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev
+        && a.st_nlink > 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev
         && a.st_ino == b.st_ino) {
         unlink(path);
     }

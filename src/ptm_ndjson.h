@@ -21,14 +21,24 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p);
 /**
  * Create the parent directory if needed and open `path` for appending
  * (created 0666 less the umask), readable too when allowed so that
- * ptm_ndjson_append can see a partial last line.  Returns APR_SUCCESS with
- * `*fd`, or the error of mkdir/open (EISDIR when `path` is a directory).
+ * ptm_ndjson_append can see a partial last line.  A symbolic link at
+ * `path` itself is not followed.  Returns APR_SUCCESS with `*fd`, or the
+ * error of mkdir/open (EISDIR when `path` is a directory, ELOOP when it
+ * is a symbolic link).
  */
 apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
 
 /** ptm_ndjson_open without creating the directory (APR_ENOENT if it is
  * missing). */
 apr_status_t ptm_ndjson_open_existing(int *fd, const char *path);
+
+/**
+ * Open (creating it) the file `name` of the directory `dirfd` (a
+ * ptm_fs_open_dir descriptor) as ptm_ndjson_open does, without making any
+ * directory.  Returns APR_SUCCESS with `*fd`, or the error of openat
+ * (ELOOP when `name` is a symbolic link, which is never followed).
+ */
+apr_status_t ptm_ndjson_open_at(int *fd, int dirfd, const char *name);
 
 /**
  * Append the line made of `iov[0..n)` with one writev; with `sync`,
@@ -69,8 +79,9 @@ void ptm_ndjson_file_close(ptm_ndjson_file_t *f);
 /**
  * Append the line `iov[0..n)` to `path` through `f`: the open file is used
  * while `path` still names it with the same owner and mode; otherwise
- * (another path, deleted, renamed away, replaced, chmod/chown) it is
- * closed and `path` opened as ptm_ndjson_open does.  The append is
+ * (another path, deleted, renamed away, replaced, by a symbolic link too,
+ * chmod/chown) it is closed and `path` opened as ptm_ndjson_open does
+ * (a link is refused: ELOOP, step "open").  The append is
  * ptm_ndjson_append's, except that the check for a partial last line is
  * skipped when the file ends where this process's last line did.  On
  * failure the file is closed, removed if the open created it empty, and
@@ -95,8 +106,15 @@ void ptm_ndjson_discard_if_empty(int fd, const char *path);
  * The seq of the last line of the NDJSON file `path` (0 when the file is
  * missing or empty).  A last line without its newline was never
  * acknowledged (a crash cut it): it is cut off so the next append starts a
- * line of its own.  Returns APR_SUCCESS, or the error of open/read/truncate.
+ * line of its own.  A symbolic link at `path` itself is not followed.
+ * Returns APR_SUCCESS, or the error of open/read/truncate (ELOOP for a
+ * link).
  */
 apr_status_t ptm_ndjson_last_seq(uint64_t *seq, const char *path);
+
+/** ptm_ndjson_last_seq of the file `name` in the directory `dirfd` (a
+ * ptm_fs_open_dir descriptor); the same answers. */
+apr_status_t ptm_ndjson_last_seq_at(uint64_t *seq, int dirfd,
+                                    const char *name);
 
 #endif
