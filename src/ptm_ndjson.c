@@ -60,12 +60,6 @@ static int open_append(const char *path)
     return open_append_at(AT_FDCWD, path);
 }
 
-apr_status_t ptm_ndjson_open_existing(int *fd, const char *path)
-{
-    *fd = open_append(path);
-    return *fd >= 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
-}
-
 apr_status_t ptm_ndjson_open_at(int *fd, int dirfd, const char *name)
 {
     *fd = open_append_at(dirfd, name);

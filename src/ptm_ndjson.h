@@ -28,10 +28,6 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p);
  */
 apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
 
-/** ptm_ndjson_open without creating the directory (APR_ENOENT if it is
- * missing). */
-apr_status_t ptm_ndjson_open_existing(int *fd, const char *path);
-
 /**
  * Open (creating it) the file `name` of the directory `dirfd` (a
  * ptm_fs_open_dir descriptor) as ptm_ndjson_open does, without making any

@@ -25,7 +25,7 @@
 #include "ptm_api.h"
 #include "ptm_store.h"
 
-/* ---- the wrapped store functions ------------------------------------------ */
+/* ---- the wrapped store functions ---------------------------------------- */
 
 apr_status_t __real_ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
                                        apr_pool_t *p);
@@ -79,7 +79,7 @@ apr_status_t __wrap_ptm_store_event(ptm_store_t *st,
     return __real_ptm_store_event(st, ev, seq);
 }
 
-/* ---- a store and a configuration ------------------------------------------ */
+/* ---- a store and a configuration ---------------------------------------- */
 
 #define STATE_SIZE (256 * 1024)
 
@@ -162,7 +162,7 @@ static void assert_detail(json_t *j, const char *want)
     }
 }
 
-/* ---- POST /run/start when the store cannot be read -------------------------- */
+/* ---- POST /run/start when the store cannot be read ---------------------- */
 
 /* A failed look at the run is a 500 that says so; nothing is created and
  * no run starts (it used to read an uninitialised run.active). */
@@ -186,7 +186,7 @@ static void test_run_start_peek_fails(void **state)
     json_decref(j);
 }
 
-/* ---- POST /event while the run keeps changing --------------------------------- */
+/* ---- POST /event while the run keeps changing --------------------------- */
 
 /* The retries are capped: an event whose run is restarted before each of
  * its attempts gets a JSON error rather than a thread spinning for as long
@@ -245,6 +245,143 @@ static void test_event_retries_then_stored(void **state)
     json_decref(j);
 }
 
+/* ---- run directories beneath their root --------------------------------- */
+
+static const char *at(const fixture_t *f, const char *rel)
+{
+    return apr_pstrcat(gpool, f->site, "/", rel, NULL);
+}
+
+/* The answer is a 422 with one value_error item at `loc` (JSON text). */
+static void assert_422_at(json_t *j, const ptm_api_resp_t *resp,
+                          const char *loc)
+{
+    json_t *items = json_object_get(j, "detail"), *item, *want;
+    json_error_t jerr;
+
+    assert_int_equal(resp->status, 422);
+    assert_true(json_is_array(items));
+    assert_int_equal(json_array_size(items), 1);
+    item = json_array_get(items, 0);
+    assert_string_equal(json_string_value(json_object_get(item, "type")),
+                        "value_error");
+    want = json_loads(loc, 0, &jerr);
+    assert_true(json_equal(json_object_get(item, "loc"), want));
+    json_decref(want);
+    assert_true(strncmp(json_string_value(json_object_get(item, "msg")),
+                        "Value error, ", 13) == 0);
+}
+
+/* The store keeps the real directory; the answers keep pathlib's. */
+static void test_run_dir_real_and_reported(void **state)
+{
+    fixture_t *f = *state;
+    ptm_api_resp_t resp;
+    struct stat st;
+    json_t *j;
+
+    j = call(&resp, f, "/run/start",
+             "{\"run_dir\":\"a/../b\",\"run_id\":\"r\"}");
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "run_dir")),
+                        at(f, "a/../b"));
+    json_decref(j);
+    assert_int_equal(stat(at(f, "b"), &st), 0);
+    assert_int_not_equal(stat(at(f, "a"), &st), 0);     /* never made */
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":1}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    assert_int_equal(stat(at(f, "b/telemetry.ndjson"), &st), 0);
+    j = call(&resp, f, "/run", NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "run_dir")),
+                        at(f, "a/../b"));
+    json_decref(j);
+}
+
+/* Links on the way: 422 at the field that named the directory, nothing
+ * made, no run; mid-run a 500 naming the link, no seq used. */
+static void test_links_refused(void **state)
+{
+    fixture_t *f = *state;
+    char *out = apr_pstrcat(gpool, f->site, "-out", NULL);
+    ptm_api_resp_t resp;
+    struct stat st;
+    json_t *j;
+
+    assert_int_equal(mkdir(out, 0755), 0);
+    assert_int_equal(symlink(out, at(f, "l")), 0);
+    j = call(&resp, f, "/run/start", "{\"run_dir\":\"l/x\"}");
+    assert_422_at(j, &resp, "[\"body\",\"run_dir\"]");
+    json_decref(j);
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"l\"}");
+    assert_422_at(j, &resp, "[\"body\",\"run_id\"]");
+    json_decref(j);
+    j = call(&resp, f, "/run/start", "{\"meta\":{\"run_id\":\"l\"}}");
+    assert_422_at(j, &resp, "[\"body\",\"meta\",\"run_id\"]");
+    json_decref(j);
+    assert_int_not_equal(stat(apr_pstrcat(gpool, out, "/x", NULL), &st), 0);
+    j = call(&resp, f, "/run", NULL);
+    assert_int_equal(resp.status, 404);
+    json_decref(j);
+
+    /* Mid-run, the run directory replaced by the link. */
+    j = call(&resp, f, "/run/start", "{\"run_dir\":\"r\",\"run_id\":\"r\"}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":1}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    assert_int_equal(rename(at(f, "r"), at(f, "r-moved")), 0);
+    assert_int_equal(symlink(out, at(f, "r")), 0);
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":2}");
+    assert_int_equal(resp.status, 500);
+    assert_detail(j, apr_pstrcat(gpool, at(f, "r"), " is a symbolic link",
+                                 NULL));
+    json_decref(j);
+    assert_int_not_equal(stat(apr_pstrcat(gpool, out, "/telemetry.ndjson",
+                                          NULL), &st), 0);
+    assert_int_equal(unlink(at(f, "r")), 0);
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":3}");
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "seq")), 2);
+    json_decref(j);
+    rm_rf(out);
+}
+
+/* A run whose root is no longer configured (a restart with other
+ * PanoptesTelemetryRunRoot lines): a 500 that says so, nothing written. */
+static void test_run_root_gone(void **state)
+{
+    fixture_t *f = *state;
+    char *root = apr_pstrcat(gpool, f->site, "-root", NULL);
+    apr_array_header_t *roots = apr_array_make(gpool, 1,
+                                               sizeof(const char *));
+    const apr_array_header_t *none = f->conf.run_roots;
+    ptm_api_resp_t resp;
+    struct stat st;
+    json_t *j;
+
+    APR_ARRAY_PUSH(roots, const char *) = root;
+    f->conf.run_roots = roots;
+    j = call(&resp, f, "/run/start", apr_pstrcat(gpool, "{\"run_dir\":\"",
+                                                  root, "/n1\"}", NULL));
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    f->conf.run_roots = none;
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":1}");
+    assert_int_equal(resp.status, 500);
+    assert_detail(j, "no longer inside");
+    json_decref(j);
+    assert_int_not_equal(stat(apr_pstrcat(gpool, root, "/n1/telemetry.ndjson",
+                                          NULL), &st), 0);
+    f->conf.run_roots = roots;
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":2}");
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "seq")), 1);
+    json_decref(j);
+    rm_rf(root);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -253,6 +390,9 @@ int main(void)
         T(test_run_start_peek_fails),
         T(test_event_retries_capped),
         T(test_event_retries_then_stored),
+        T(test_run_dir_real_and_reported),
+        T(test_links_refused),
+        T(test_run_root_gone),
     };
 
     return cmocka_run_group_tests_name("ptm_api", tests, group_setup,

@@ -27,7 +27,7 @@
 #include <apr_strings.h>
 #include "ptm_fs.h"
 
-/* ---- the wrapped mkdirat ---------------------------------------------------- */
+/* ---- the wrapped mkdirat ------------------------------------------------ */
 
 int __real_mkdirat(int dfd, const char *name, mode_t mode);
 
@@ -58,7 +58,7 @@ int __wrap_mkdirat(int dfd, const char *name, mode_t mode)
     return __real_mkdirat(dfd, name, mode);
 }
 
-/* ---- a root and somewhere outside it ---------------------------------------- */
+/* ---- a root and somewhere outside it ------------------------------------ */
 
 typedef struct {
     char *root;       /* the root the walks start from */
@@ -193,7 +193,7 @@ static void walk(const char *root, const char *rel, int create,
     close(fd);
 }
 
-/* ---- plain walks -------------------------------------------------------------- */
+/* ---- plain walks -------------------------------------------------------- */
 
 static void test_make_and_open(void **state)
 {
@@ -244,7 +244,7 @@ static void test_root_through_link(void **state)
     assert_true(is_dir(at(f->out, "run/1")));
 }
 
-/* ---- links ---------------------------------------------------------------------- */
+/* ---- links -------------------------------------------------------------- */
 
 /* A link in the middle, to a directory outside: nothing is made or opened
  * behind it, with or without `create`. */
@@ -305,7 +305,7 @@ static void test_link_planted_later(void **state)
     assert_int_equal(entries(f->out), 0);
 }
 
-/* ---- "." and ".." ---------------------------------------------------------------- */
+/* ---- "." and ".." ------------------------------------------------------- */
 
 /* ".." never reaches the kernel, so a link before it cannot take the walk
  * elsewhere; and a refused walk has made nothing, not even the part before
@@ -330,7 +330,7 @@ static void test_dots_refused(void **state)
     walk(f->root, "..a/.b", 1, APR_SUCCESS, NULL);
 }
 
-/* ---- a file in the way ------------------------------------------------------------ */
+/* ---- a file in the way -------------------------------------------------- */
 
 static void test_file_in_the_way(void **state)
 {
@@ -348,7 +348,7 @@ static void test_file_in_the_way(void **state)
     walk(f->root, "a/p/x", 1, APR_ENOTDIR, at(f->root, "a/p"));
 }
 
-/* ---- mkdir races ---------------------------------------------------------------- */
+/* ---- mkdir races -------------------------------------------------------- */
 
 /* Another process makes the directory between the walk's open (ENOENT)
  * and its mkdirat (EEXIST): fine, it is a directory.  Had it put a link or
@@ -427,7 +427,7 @@ static void test_concurrent_mkdir(void **state)
     }
 }
 
-/* ---- messages ------------------------------------------------------------------- */
+/* ---- messages ----------------------------------------------------------- */
 
 static void test_describe(void **state)
 {

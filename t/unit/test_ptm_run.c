@@ -592,7 +592,7 @@ static void test_resolve_dir_why_reserved(void **state)
     assert_non_null(strstr(why, "site_*.ndjson"));
 }
 
-/* ---- ptm_run_id_has_control, ptm_run_name_is_reserved -------------------- */
+/* ---- ptm_run_id_has_control, ptm_run_name_is_reserved ------------------- */
 
 static void test_id_has_control_table(void **state)
 {
