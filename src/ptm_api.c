@@ -214,21 +214,83 @@ static apr_status_t open_run_file(int *fd, const char **bad,
     return rv;
 }
 
+/* A directory split for ptm_fs: its root and the rest. */
 typedef struct {
-    const char *root;        /* the run directory, split for ptm_fs */
+    const char *root;
     const char *rel;
+} place_t;
+
+/* Where mkdir -p of the reported run dir `dir` goes: its detours, then the
+ * run directory `real` (place_t, split from the roots).  A detour that no
+ * root holds is an ancestor of one (ptm_run_resolve_dir made sure): it is
+ * on the admin's path, and left alone.  NULL when no root holds `real`. */
+static apr_array_header_t *way_of(const ptm_api_conf_t *conf,
+                                  const char *dir, const char *real,
+                                  apr_pool_t *p)
+{
+    apr_array_header_t *detours = ptm_run_detours(dir, p);
+    apr_array_header_t *way = apr_array_make(p, detours->nelts + 1,
+                                             sizeof(place_t));
+    place_t pl;
+    int i;
+
+    for (i = 0; i < detours->nelts; i++) {
+        if (ptm_run_split_dir(&pl.root, &pl.rel,
+                              APR_ARRAY_IDX(detours, i, const char *),
+                              conf->site_dir, conf->run_roots, p)
+            == APR_SUCCESS) {
+            APR_ARRAY_PUSH(way, place_t) = pl;
+        }
+    }
+    if (ptm_run_split_dir(&pl.root, &pl.rel, real, conf->site_dir,
+                          conf->run_roots, p) != APR_SUCCESS) {
+        return NULL;
+    }
+    APR_ARRAY_PUSH(way, place_t) = pl;
+    return way;
+}
+
+/* Make (with `create`) or look at every directory of `way`, the run
+ * directory last (open_run_dir).  Making, the first error is returned;
+ * looking, only a link counts (what is missing will be made, and what else
+ * is wrong is for the making to say). */
+static apr_status_t walk_way(const char **bad, const apr_array_header_t *way,
+                             int create, uint64_t *seq_floor, apr_pool_t *p)
+{
+    apr_status_t rv;
+    int i, fd;
+
+    for (i = 0; i < way->nelts; i++) {
+        const place_t *pl = &APR_ARRAY_IDX(way, i, place_t);
+
+        if (i == way->nelts - 1) {
+            rv = open_run_dir(bad, pl->root, pl->rel, create, seq_floor, p);
+        }
+        else if ((rv = ptm_fs_open_dir(&fd, bad, pl->root, pl->rel, create,
+                                       p)) == APR_SUCCESS) {
+            close(fd);
+        }
+        if (rv != APR_SUCCESS && (create || rv == PTM_FS_LINK)) {
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+typedef struct {
+    const apr_array_header_t *way;  /* place_t: way_of */
     const char *bad;         /* where it failed */
     int ran;
     apr_pool_t *pool;
 } mkdir_ctx_t;
 
-/* Under the store lock: what open_run_dir saw before may have changed. */
+/* Under the store lock: what was looked at before may have changed. */
 static apr_status_t make_run_dir(void *ctx, uint64_t *seq_floor)
 {
     mkdir_ctx_t *m = ctx;
 
     m->ran = 1;
-    return open_run_dir(&m->bad, m->root, m->rel, 1, seq_floor, m->pool);
+    return walk_way(&m->bad, m->way, 1, seq_floor, m->pool);
 }
 
 static json_t *loc_of(const char *a, const char *b, const char *c)
@@ -353,13 +415,12 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
      * the 409 too; make_run_dir walks again, under the lock, so a link
      * planted in between is refused just the same. */
     if (real) {
-        if (ptm_run_split_dir(&mk.root, &mk.rel, real, conf->site_dir,
-                              conf->run_roots, p) != APR_SUCCESS) {
+        if (!(mk.way = way_of(conf, dir, real, p))) {
             ptm_err_set(&err, 500, apr_pstrcat(p, "No root holds the run "
                         "directory ", real, NULL));
             goto fail;
         }
-        if (open_run_dir(&bad, mk.root, mk.rel, 0, NULL, p) == PTM_FS_LINK
+        if (walk_way(&bad, mk.way, 0, NULL, p) == PTM_FS_LINK
             && link_item(&err, &rr, bad, p)) {
             goto fail;
         }
@@ -390,8 +451,7 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
          * names. */
         dir = ptm_run_resolve_dir(&real, &why, conf->site_dir,
                                   conf->run_roots, NULL, 0, run_id, p);
-        if (ptm_run_split_dir(&mk.root, &mk.rel, real, conf->site_dir,
-                              conf->run_roots, p) != APR_SUCCESS) {
+        if (!(mk.way = way_of(conf, dir, real, p))) {
             ptm_err_set(&err, 500, apr_pstrcat(p, "No root holds the run "
                         "directory ", real, NULL));
             goto fail;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include "ptm_run.h"
 
@@ -331,13 +332,54 @@ static const char *reserved_below(const char *real, const char *site_real,
            ? apr_pstrmemdup(p, first, len) : NULL;
 }
 
+apr_array_header_t *ptm_run_detours(const char *path, apr_pool_t *p)
+{
+    apr_array_header_t *out = apr_array_make(p, 2, sizeof(const char *));
+    apr_hash_t *seen = apr_hash_make(p);
+    char *res = apr_palloc(p, strlen(path) + 2);
+    const char *s = path, *e;
+    size_t o = 0, len;
+
+    /* One pass, each detour once: run_dir is client input of any length
+     * ("a/../" a hundred thousand times is one detour). */
+    while (*s) {
+        while (*s == '/') {
+            s++;
+        }
+        for (e = s; *e && *e != '/'; e++) {
+        }
+        len = (size_t)(e - s);
+        if (len == 2 && s[0] == '.' && s[1] == '.') {
+            if (o > 0 && !apr_hash_get(seen, res, (apr_ssize_t)o)) {
+                const char *d = apr_pstrmemdup(p, res, o);
+
+                apr_hash_set(seen, d, (apr_ssize_t)o, d);
+                APR_ARRAY_PUSH(out, const char *) = d;
+            }
+            while (o > 0 && res[o - 1] != '/') {
+                o--;
+            }
+            if (o > 0) {
+                o--;
+            }
+        }
+        else if (len > 0 && !(len == 1 && s[0] == '.')) {
+            res[o++] = '/';
+            memcpy(res + o, s, len);
+            o += len;
+        }
+        s = e;
+    }
+    return out;
+}
+
 const char *ptm_run_resolve_dir(const char **real, const char **why,
                                 const char *site_dir,
                                 const apr_array_header_t *roots,
                                 const char *run_dir, size_t run_dir_len,
                                 const char *run_id, apr_pool_t *p)
 {
-    const char *joined, *reported, *resolved, *site_real, *own;
+    const char *joined, *reported, *resolved, *site_real, *own = NULL;
     apr_array_header_t *rroots;
     int escaped, i;
 
@@ -360,6 +402,15 @@ const char *ptm_run_resolve_dir(const char **real, const char **why,
     joined = run_dir[0] == '/' ? run_dir
                                : apr_pstrcat(p, site_dir, "/", run_dir, NULL);
     reported = normalise(joined, 0, NULL, p);
+    if (strlen(reported) > PTM_RUN_DIR_MAX) {
+        /* The walk beneath a root could make it, but no path could name
+         * it (nor its file): not the client, not the start-up look at the
+         * run's last seq. */
+        *why = apr_psprintf(p, "run_dir is too long: the run directory "
+                            "would be %" APR_SIZE_T_FMT " bytes, at most %d",
+                            strlen(reported), PTM_RUN_DIR_MAX);
+        return NULL;
+    }
     resolved = normalise(joined, 1, &escaped, p);
     site_real = normalise(site_dir, 1, NULL, p);
     rroots = real_roots(roots, p);
@@ -370,7 +421,17 @@ const char *ptm_run_resolve_dir(const char **real, const char **why,
             inside = is_within(resolved, APR_ARRAY_IDX(rroots, i,
                                                        const char *));
         }
-        if (inside && (own = reserved_below(resolved, site_real, p))) {
+        if (inside) {
+            /* mkdir -p of the reported path makes the detours too. */
+            apr_array_header_t *detours = ptm_run_detours(reported, p);
+
+            own = reserved_below(resolved, site_real, p);
+            for (i = 0; !own && i < detours->nelts; i++) {
+                own = reserved_below(APR_ARRAY_IDX(detours, i, const char *),
+                                     site_real, p);
+            }
+        }
+        if (inside && own) {
             *why = apr_pstrcat(p, "run_dir must not take a name the module "
                                "keeps in the site directory (site_*.ndjson, "
                                "or beginning with '.'): ", own, NULL);

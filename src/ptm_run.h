@@ -7,10 +7,15 @@
 #ifndef PTM_RUN_H
 #define PTM_RUN_H
 
+#include <limits.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 
 #define PTM_RUN_ID_MAX 255
+
+/* Longest run directory path, in bytes: its telemetry.ndjson must still
+ * have a path (shorter than PATH_MAX). */
+#define PTM_RUN_DIR_MAX (PATH_MAX - (int)sizeof("/telemetry.ndjson"))
 
 /**
  * The next run id: one more than the largest all-ASCII-digit directory
@@ -47,10 +52,12 @@ const char *ptm_run_normalise(const char *path, apr_pool_t *p);
  * `site_dir`).  The result must stay, once ".." is resolved, inside
  * `site_dir` or one of `roots` (const char *, normalised absolute paths),
  * and so must every directory mkdir -p would make on the way to it; and
- * inside the site dir its first component must not be a name the module
- * keeps (ptm_run_name_is_reserved).  `site_dir` is a normalised absolute
- * path.  Returns the reported path (pathlib's: ".." kept; what the client
- * sees) with `*real`, if `real` is not NULL, the path with ".." resolved
+ * inside the site dir the first component of the path and of each detour
+ * (ptm_run_detours) must not be a name the module keeps
+ * (ptm_run_name_is_reserved).  `site_dir` is a normalised absolute
+ * path.  The reported path may be at most PTM_RUN_DIR_MAX bytes.  Returns
+ * the reported path (pathlib's: ".." kept; what the client sees) with
+ * `*real`, if `real` is not NULL, the path with ".." resolved
  * (the directory to make and use, always inside a root); or NULL with
  * `*why` saying what is allowed (`*real` NULL).
  */
@@ -59,6 +66,16 @@ const char *ptm_run_resolve_dir(const char **real, const char **why,
                                 const apr_array_header_t *roots,
                                 const char *run_dir, size_t run_dir_len,
                                 const char *run_id, apr_pool_t *p);
+
+/**
+ * The directories mkdir -p of `path` (normalised, absolute, ".." kept: a
+ * reported run dir) makes besides the ones on the way to `path` with its
+ * ".." resolved: the directory before each "..", resolved ("a/b/../c"
+ * makes a/b), each once, in order.  Making them keeps the reported path
+ * naming the run directory, as upstream's mkdir -p does.  Returns an
+ * array of const char * from `p`, empty when `path` has no "..".
+ */
+apr_array_header_t *ptm_run_detours(const char *path, apr_pool_t *p);
 
 /**
  * Split the run directory `dir` (absolute; its ".." are resolved first,

@@ -87,22 +87,30 @@ sub refused_422 {
 # Item 4: run_dir confinement is checked on the text, used on the raw path.
 
 # site/data -> /elsewhere/a/b: "data/../escaped" is site/escaped as text,
-# but the kernel resolves data/.. to /elsewhere/a.  The run must write to
-# the directory the text names, never to /elsewhere/a/escaped.
+# but the kernel resolves data/.. to /elsewhere/a: mkdir -p of it used to
+# make /elsewhere/a/escaped and the run wrote there.  Now every directory
+# mkdir -p of the reported path makes, detours included, is walked beneath
+# the site dir without following links: the link in the detour refuses the
+# start (the reported path would name a directory out there).
 symlink "$out/a/b", "$site/data-40" or die "symlink: $!";
+refused_422('{"run_dir":"data-40/../escaped-40","run_id":"esc"}', 'body run_dir',
+    'data-40/../escaped-40', 'data/../escaped (data a link outside)',
+    "$out/a/escaped-40", "$site/escaped-40");
+is_deeply(files_below($out), [], '... nothing at all was written outside');
+
+# Without a link the detour is made, as upstream's mkdir -p makes it, and
+# the reported path names the run directory the events go to.
 {
-    my $r = start_run('{"run_dir":"data-40/../escaped-40","run_id":"esc"}');
-    is($r->{code}, 200, 'data/../escaped (data a link outside): the run starts') or diag $r->{body};
-    is($r->{j}{run_dir}, "$site/data-40/../escaped-40",
-        '... run_dir reported as pathlib has it (.. kept)');
-    ok(!-e "$out/a/escaped-40", '... no directory made outside through the link');
-    ok(-d "$site/escaped-40", '... the directory is the one the text names, inside the site dir');
-    my $e = post_event('{"type":"esc-40","data":1}');
+    my $r = start_run('{"run_dir":"det-40/../det2-40","run_id":"det"}');
+    is($r->{code}, 200, 'det/../det2: the run starts') or diag $r->{body};
+    is($r->{j}{run_dir}, "$site/det-40/../det2-40", '... run_dir reported as pathlib has it (.. kept)');
+    ok(-d "$site/det-40" && -d "$site/det2-40", '... the detour and the run directory are made');
+    my $e = post_event('{"type":"det-40","data":1}');
     is($e->{code}, 200, '... an event is stored') or diag $e->{body};
     stop_run();
-    is_deeply(seqs_of("$site/escaped-40/telemetry.ndjson"), [$e->{j}{seq} // -1],
-        '... in site/escaped-40/telemetry.ndjson');
-    is_deeply(files_below($out), [], '... and nothing at all was written outside');
+    is_deeply(seqs_of("$site/det-40/../det2-40/telemetry.ndjson"), [$e->{j}{seq} // -1],
+        '... in the file the reported path names');
+    ok(!-e "$site/det-40/telemetry.ndjson", '... and not in the detour');
 }
 
 # A link inside the run_dir: refused, nothing made outside.
@@ -227,6 +235,12 @@ for my $name ('site_20261203.ndjson', '.hidden', '.panoptes-telemetry.state', 's
         "run_dir x/../$name", "$site/x-40");
 }
 ok(!-d "$site/site_20261203.ndjson", 'no directory site_20261203.ndjson');
+# A detour would be made by mkdir -p too.
+refused_422('{"run_dir":".d-40/../r-40","run_id":"own"}', 'body run_dir', '.d-40/../r-40',
+    'run_dir .d/../r (a dot-name detour)', "$site/.d-40", "$site/r-40");
+refused_422('{"run_dir":"site_1.ndjson/../r-40","run_id":"own"}', 'body run_dir',
+    'site_1.ndjson/../r-40', 'run_dir site_1.ndjson/../r (a day-name detour)',
+    "$site/site_1.ndjson", "$site/r-40");
 ok(-f "$site/.panoptes-telemetry.state", 'the state file is still a file');
 {
     # The scenario of the issue: the site stream keeps working.

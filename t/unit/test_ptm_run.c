@@ -470,9 +470,11 @@ static const resolve_case_t resolve_cases[] = {
     RESR("dot name deeper", "a/.h", SITE "/a/.h", NULL),
     RESR("day file name deeper", "a/site_1.ndjson", SITE "/a/site_1.ndjson",
          NULL),
-    RESR("dotdot leaves the dot name", ".h/..", SITE "/.h/..", SITE),
-    RESR("dotdot leaves the day name", "site_1.ndjson/../r",
-         SITE "/site_1.ndjson/../r", SITE "/r"),
+    /* mkdir -p would make the detour too. */
+    RES("a detour through a dot name", ".h/..", NULL),
+    RES("a detour through a day name", "site_1.ndjson/../r", NULL),
+    RESR("a detour through a deeper dot name", "a/.h/../r",
+         SITE "/a/.h/../r", SITE "/a/r"),
     RES("a dot name in a run root", "/srv/runs/.h", "/srv/runs/.h"),
     RES("no prefix", "xsite_1.ndjson", SITE "/xsite_1.ndjson"),
     RES("no suffix", "site_1.ndjsonx", SITE "/site_1.ndjsonx"),
@@ -592,6 +594,32 @@ static void test_resolve_dir_why_reserved(void **state)
     assert_non_null(strstr(why, "site_*.ndjson"));
 }
 
+/* A run directory no path could name (nor its file) is refused, even
+ * though a walk beneath its root could make it. */
+static void test_resolve_dir_too_long(void **state)
+{
+    size_t site_len = strlen(SITE "/"), n = PTM_RUN_DIR_MAX - site_len;
+    char *rel = apr_palloc(gpool, n + 2), *o;
+    const char *why = NULL, *real = NULL;
+    size_t i;
+
+    /* Components of 100 bytes: each one fits NAME_MAX. */
+    for (i = 0, o = rel; i < n; i++) {
+        *o++ = i % 101 == 100 ? '/' : 'd';
+    }
+    rel[n - 1] = 'e';                   /* not a trailing '/' */
+    *o = '\0';
+    assert_non_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, rel, n,
+                                        NULL, gpool));
+    assert_int_equal(strlen(real), PTM_RUN_DIR_MAX);
+    rel[n] = 'x';
+    rel[n + 1] = '\0';
+    assert_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, rel, n + 1,
+                                    NULL, gpool));
+    assert_non_null(strstr(why, "too long"));
+    assert_null(real);
+}
+
 /* ---- ptm_run_id_has_control, ptm_run_name_is_reserved ------------------- */
 
 static void test_id_has_control_table(void **state)
@@ -665,6 +693,64 @@ static void test_name_is_reserved_table(void **state)
     /* Only `len` bytes count. */
     assert_int_equal(ptm_run_name_is_reserved("site_1.ndjson/x", 13), 1);
     assert_int_equal(ptm_run_name_is_reserved("site_1.ndjsonx", 13), 1);
+}
+
+/* ---- ptm_run_detours ---------------------------------------------------- */
+
+static void test_detours_table(void **state)
+{
+    static const struct {
+        const char *path;
+        const char *want[4];
+    } cases[] = {
+        { SITE "/a/b", { NULL } },
+        { SITE "/a/../b", { SITE "/a", NULL } },
+        { SITE "/a/b/../c", { SITE "/a/b", NULL } },
+        { SITE "/a/b/../../c", { SITE "/a/b", SITE "/a", NULL } },
+        { SITE "/a/../a/../b", { SITE "/a", NULL } },
+        { SITE "/a/../b/../a/../c", { SITE "/a", SITE "/b", NULL } },
+        { SITE "/../telemetry/x", { SITE, NULL } },
+        { "/..", { NULL } },
+        { "/a/..", { "/a", NULL } },
+        { SITE "/a/./../b", { SITE "/a", NULL } },
+    };
+    size_t i;
+    int j;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        apr_array_header_t *got = ptm_run_detours(cases[i].path, gpool);
+
+        for (j = 0; cases[i].want[j]; j++) {
+            if (j >= got->nelts
+                || strcmp(APR_ARRAY_IDX(got, j, const char *),
+                          cases[i].want[j]) != 0) {
+                fail_msg("%s: detour %d is %s, want %s", cases[i].path, j,
+                         j < got->nelts ? APR_ARRAY_IDX(got, j, const char *)
+                                        : "(none)", cases[i].want[j]);
+            }
+        }
+        if (got->nelts != j) {
+            fail_msg("%s: %d detours, want %d", cases[i].path, got->nelts,
+                     j);
+        }
+    }
+}
+
+/* Client input of any length: one pass, each detour once. */
+static void test_detours_long_input(void **state)
+{
+    size_t n = 200000, i;
+    char *path = apr_palloc(gpool, 6 * n + 16), *o = path;
+    apr_array_header_t *got;
+
+    o += sprintf(o, "%s", SITE);
+    for (i = 0; i < n; i++) {
+        memcpy(o, i % 2 ? "/b/.." : "/a/..", 5);
+        o += 5;
+    }
+    *o = '\0';
+    got = ptm_run_detours(path, gpool);
+    assert_int_equal(got->nelts, 2);
 }
 
 /* ---- ptm_run_split_dir -------------------------------------------------- */
@@ -788,8 +874,11 @@ int main(void)
         T(test_resolve_dir_why_names_roots),
         T(test_resolve_dir_other_sites),
         T(test_resolve_dir_why_reserved),
+        T(test_resolve_dir_too_long),
         T(test_id_has_control_table),
         T(test_name_is_reserved_table),
+        T(test_detours_table),
+        T(test_detours_long_input),
         T(test_split_dir_table),
         T(test_resolve_then_split),
     };
