@@ -644,12 +644,13 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     }
     if (rv != APR_SUCCESS) {
         ptm_store_count_write_error(conf->store);
+        /* "Cannot open|write <what failed>: <why>"; what failed is the
+         * directory on the way to the file when the walk stopped there. */
         ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot ", step, " ",
-                    path ? path : "event", ": ",
-                    bad ? ptm_fs_describe(rv, bad, p)
-                    : rv == PTM_FS_LINK ? "it is a symbolic link (not "
-                                          "followed)"
-                    : errstr(rv, p), NULL));
+                    bad ? bad : path ? path : "event", ": ",
+                    rv == PTM_FS_LINK ? "it is a symbolic link (not "
+                                        "followed)"
+                                      : errstr(rv, p), NULL));
         goto fail;
     }
     ptm_buf_init(&out, p, env.ts_len + env.body_len + 32);

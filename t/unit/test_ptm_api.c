@@ -344,8 +344,8 @@ static void test_links_refused(void **state)
     assert_int_equal(symlink(out, at(f, "r")), 0);
     j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":2}");
     assert_int_equal(resp.status, 500);
-    assert_detail(j, apr_pstrcat(gpool, at(f, "r"), " is a symbolic link",
-                                 NULL));
+    assert_detail(j, apr_pstrcat(gpool, "Cannot open ", at(f, "r"),
+                                 ": it is a symbolic link", NULL));
     json_decref(j);
     assert_int_not_equal(stat(apr_pstrcat(gpool, out, "/telemetry.ndjson",
                                           NULL), &st), 0);
