@@ -422,9 +422,17 @@ const char *ptm_run_resolve_dir(const char **real, const char **why,
                                                        const char *));
         }
         if (inside) {
-            /* mkdir -p of the reported path makes the detours too. */
+            /* mkdir -p of the reported path makes the detours too: each
+             * is walked from its root, under the store lock, so there may
+             * not be many of them. */
             apr_array_header_t *detours = ptm_run_detours(reported, p);
 
+            if (detours->nelts > PTM_RUN_DETOURS_MAX) {
+                *why = apr_psprintf(p, "run_dir must not make more than %d "
+                                    "detours through '..'",
+                                    PTM_RUN_DETOURS_MAX);
+                return NULL;
+            }
             own = reserved_below(resolved, site_real, p);
             for (i = 0; !own && i < detours->nelts; i++) {
                 own = reserved_below(APR_ARRAY_IDX(detours, i, const char *),

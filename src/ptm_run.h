@@ -17,6 +17,10 @@
  * have a path (shorter than PATH_MAX). */
 #define PTM_RUN_DIR_MAX (PATH_MAX - (int)sizeof("/telemetry.ndjson"))
 
+/* Most detours (ptm_run_detours) a run_dir may make: real ones use one or
+ * two "..", and each costs a walk from the root under the store lock. */
+#define PTM_RUN_DETOURS_MAX 16
+
 /**
  * The next run id: one more than the largest all-ASCII-digit directory
  * name in `site_dir` (symlinks followed), zero-padded to
@@ -55,7 +59,8 @@ const char *ptm_run_normalise(const char *path, apr_pool_t *p);
  * inside the site dir the first component of the path and of each detour
  * (ptm_run_detours) must not be a name the module keeps
  * (ptm_run_name_is_reserved).  `site_dir` is a normalised absolute
- * path.  The reported path may be at most PTM_RUN_DIR_MAX bytes.  Returns
+ * path.  The reported path may be at most PTM_RUN_DIR_MAX bytes, with at
+ * most PTM_RUN_DETOURS_MAX detours.  Returns
  * the reported path (pathlib's: ".." kept; what the client sees) with
  * `*real`, if `real` is not NULL, the path with ".." resolved
  * (the directory to make and use, always inside a root); or NULL with

@@ -620,6 +620,30 @@ static void test_resolve_dir_too_long(void **state)
     assert_null(real);
 }
 
+/* Detours are walked under the store lock: a few only. */
+static void test_resolve_dir_detours_max(void **state)
+{
+    char *rel = apr_pstrdup(gpool, ""), *more;
+    const char *why = NULL, *real = NULL;
+    int i;
+
+    for (i = 0; i < PTM_RUN_DETOURS_MAX; i++) {
+        rel = apr_psprintf(gpool, "%sd%d/../", rel, i);
+    }
+    rel = apr_pstrcat(gpool, rel, "r", NULL);
+    assert_non_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, rel,
+                                        strlen(rel), NULL, gpool));
+    assert_string_equal(real, SITE "/r");
+    more = apr_pstrcat(gpool, "x/../", rel, NULL);
+    assert_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, more,
+                                    strlen(more), NULL, gpool));
+    assert_non_null(strstr(why, "detours"));
+    /* The same detour again is no new one. */
+    more = apr_pstrcat(gpool, "d0/../", rel, NULL);
+    assert_non_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, more,
+                                        strlen(more), NULL, gpool));
+}
+
 /* ---- ptm_run_id_has_control, ptm_run_name_is_reserved ------------------- */
 
 static void test_id_has_control_table(void **state)
@@ -875,6 +899,7 @@ int main(void)
         T(test_resolve_dir_other_sites),
         T(test_resolve_dir_why_reserved),
         T(test_resolve_dir_too_long),
+        T(test_resolve_dir_detours_max),
         T(test_id_has_control_table),
         T(test_name_is_reserved_table),
         T(test_detours_table),
