@@ -25,6 +25,15 @@ APR_LIBS    = $(shell apr-1-config --link-ld --libs) $(shell apu-1-config --link
 UNIT_SRC    := $(wildcard t/unit/test_ptm_*.c)
 UNIT_BIN    := $(patsubst t/unit/%.c,build/unit/%,$(UNIT_SRC))
 
+# Some tests replace a function with their own: test_ptm_api two of the
+# store's (link-time wraps reach only calls from other files: the store's
+# own calls are untouched), test_ptm_fs mkdirat, to stage races.
+UNIT_LDFLAGS :=
+build/unit/test_ptm_api build/asan/unit/test_ptm_api: \
+    UNIT_LDFLAGS := -Wl,--wrap=ptm_store_run_peek -Wl,--wrap=ptm_store_event
+build/unit/test_ptm_fs build/asan/unit/test_ptm_fs: \
+    UNIT_LDFLAGS := -Wl,--wrap=mkdirat
+
 .PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench profile run clean install
 
 all: build
@@ -51,7 +60,7 @@ TEST_HOOKS  := -DPTM_TEST_HOOKS
 build/unit/%: t/unit/%.c t/unit/ptm_unit.h $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/unit
 	$(CC) -g -O1 -std=gnu99 $(WARN) $(TEST_HOOKS) -Isrc $(APR_INC) -o $@ $< \
-	    $(CORE_SRC) $(APR_LIBS) -ljansson -lcmocka
+	    $(CORE_SRC) $(UNIT_LDFLAGS) $(APR_LIBS) -ljansson -lcmocka
 
 test-unit: $(UNIT_BIN)
 	@[ -n "$(UNIT_BIN)" ] || { echo "FAIL: no unit tests found in t/unit" >&2; exit 1; }
@@ -74,7 +83,7 @@ ASAN_UNIT   := $(patsubst t/unit/%.c,build/asan/unit/%,$(UNIT_SRC))
 build/asan/unit/%: t/unit/%.c t/unit/ptm_unit.h $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/asan/unit
 	$(CC) -g -O1 -std=gnu99 $(WARN) $(ASAN_FLAGS) $(TEST_HOOKS) -Isrc $(APR_INC) -o $@ $< \
-	    $(CORE_SRC) $(APR_LIBS) -ljansson -lcmocka
+	    $(CORE_SRC) $(UNIT_LDFLAGS) $(APR_LIBS) -ljansson -lcmocka
 
 # The module with the sanitizers, built without libtool so it does not
 # share objects with the normal build.  httpd itself is not instrumented:

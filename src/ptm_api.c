@@ -1,9 +1,12 @@
 /* The router and the handlers of the nine routes; see ptm_api.h. */
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <apr_strings.h>
 #include "ptm_api.h"
 #include "ptm_event.h"
+#include "ptm_fs.h"
 #include "ptm_json.h"
 #include "ptm_ndjson.h"
 #include "ptm_run.h"
@@ -146,23 +149,147 @@ static void run_answer(ptm_api_resp_t *resp, apr_status_t rv, ptm_buf_t *b,
     }
 }
 
-typedef struct {
-    const char *dir;
-    apr_pool_t *pool;
-} mkdir_ctx_t;
+/* Every run's file, in its run directory (SPEC §4). */
+#define RUN_FILE "telemetry.ndjson"
 
-static apr_status_t make_run_dir(void *ctx, uint64_t *seq_floor)
+/* Open the run directory `rel` beneath `root` (making it with `create`)
+ * without following a link (ptm_fs), then, with `seq_floor`, read the last
+ * seq of its file, else only look whether that file is a link.  Returns
+ * APR_SUCCESS, or the error with `*bad` the path that failed. */
+static apr_status_t open_run_dir(const char **bad, const char *root,
+                                 const char *rel, int create,
+                                 uint64_t *seq_floor, apr_pool_t *p)
 {
-    mkdir_ctx_t *m = ctx;
-    apr_status_t rv = ptm_ndjson_mkdirs(m->dir, m->pool);
+    struct stat st;
+    apr_status_t rv;
+    int fd;
 
+    if ((rv = ptm_fs_open_dir(&fd, bad, root, rel, create, p))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    if (seq_floor) {
+        /* A reused directory: its file's numbers must not come round
+         * again. */
+        rv = ptm_ndjson_last_seq_at(seq_floor, fd, RUN_FILE);
+    }
+    else if (fstatat(fd, RUN_FILE, &st, AT_SYMLINK_NOFOLLOW) == 0
+             && S_ISLNK(st.st_mode)) {
+        rv = PTM_FS_LINK;
+    }
+    if (rv != APR_SUCCESS) {
+        *bad = apr_pstrcat(p, root, strcmp(root, "/") ? "/" : "", rel,
+                           *rel ? "/" : "", RUN_FILE, NULL);
+    }
+    close(fd);
+    return rv;
+}
+
+/* Open the run's file `dir`/telemetry.ndjson for one event, walking from
+ * `root` to `rel` (the split of `dir`) without following a link.  A
+ * missing directory is made again (as upstream does), but not for a run
+ * that has ended meanwhile.  Returns APR_SUCCESS with `*fd`, or the error
+ * with `*bad` the directory that failed (NULL when the file did). */
+static apr_status_t open_run_file(int *fd, const char **bad,
+                                  const ptm_api_conf_t *conf,
+                                  const ptm_store_run_t *run,
+                                  const char *root, const char *rel,
+                                  apr_pool_t *p)
+{
+    apr_status_t rv;
+    int dfd;
+
+    *fd = -1;
+    rv = ptm_fs_open_dir(&dfd, bad, root, rel, 0, p);
+    if (APR_STATUS_IS_ENOENT(rv)
+        && !ptm_store_run_changed(conf->store, run->gen)) {
+        rv = ptm_fs_open_dir(&dfd, bad, root, rel, 1, p);
+    }
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    /* A reused directory: its file's numbers must not come round again. */
-    return ptm_ndjson_last_seq(seq_floor, apr_pstrcat(m->pool, m->dir,
-                                                      "/telemetry.ndjson",
-                                                      NULL));
+    rv = ptm_ndjson_open_at(fd, dfd, RUN_FILE);
+    close(dfd);
+    return rv;
+}
+
+/* A directory split for ptm_fs: its root and the rest. */
+typedef struct {
+    const char *root;
+    const char *rel;
+} place_t;
+
+/* Where mkdir -p of the reported run dir `dir` goes: its detours, then the
+ * run directory `real` (place_t, split from the roots).  A detour that no
+ * root holds is an ancestor of one (ptm_run_resolve_dir made sure): it is
+ * on the admin's path, and left alone.  NULL when no root holds `real`. */
+static apr_array_header_t *way_of(const ptm_api_conf_t *conf,
+                                  const char *dir, const char *real,
+                                  apr_pool_t *p)
+{
+    apr_array_header_t *detours = ptm_run_detours(dir, p);
+    apr_array_header_t *way = apr_array_make(p, detours->nelts + 1,
+                                             sizeof(place_t));
+    place_t pl;
+    int i;
+
+    for (i = 0; i < detours->nelts; i++) {
+        if (ptm_run_split_dir(&pl.root, &pl.rel,
+                              APR_ARRAY_IDX(detours, i, const char *),
+                              conf->site_dir, conf->run_roots, p)
+            == APR_SUCCESS) {
+            APR_ARRAY_PUSH(way, place_t) = pl;
+        }
+    }
+    if (ptm_run_split_dir(&pl.root, &pl.rel, real, conf->site_dir,
+                          conf->run_roots, p) != APR_SUCCESS) {
+        return NULL;
+    }
+    APR_ARRAY_PUSH(way, place_t) = pl;
+    return way;
+}
+
+/* Make (with `create`) or look at every directory of `way`, the run
+ * directory last (open_run_dir).  Making, the first error is returned;
+ * looking, only a link counts (what is missing will be made, and what else
+ * is wrong is for the making to say). */
+static apr_status_t walk_way(const char **bad, const apr_array_header_t *way,
+                             int create, uint64_t *seq_floor, apr_pool_t *p)
+{
+    apr_status_t rv;
+    int i, fd;
+
+    for (i = 0; i < way->nelts; i++) {
+        const place_t *pl = &APR_ARRAY_IDX(way, i, place_t);
+
+        if (i == way->nelts - 1) {
+            rv = open_run_dir(bad, pl->root, pl->rel, create, seq_floor, p);
+        }
+        else if ((rv = ptm_fs_open_dir(&fd, bad, pl->root, pl->rel, create,
+                                       p)) == APR_SUCCESS) {
+            close(fd);
+        }
+        if (rv != APR_SUCCESS && (create || rv == PTM_FS_LINK)) {
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+typedef struct {
+    const apr_array_header_t *way;  /* place_t: way_of */
+    const char *bad;         /* where it failed */
+    int ran;
+    apr_pool_t *pool;
+} mkdir_ctx_t;
+
+/* Under the store lock: what was looked at before may have changed. */
+static apr_status_t make_run_dir(void *ctx, uint64_t *seq_floor)
+{
+    mkdir_ctx_t *m = ctx;
+
+    m->ran = 1;
+    return walk_way(&m->bad, m->way, 1, seq_floor, m->pool);
 }
 
 static json_t *loc_of(const char *a, const char *b, const char *c)
@@ -177,6 +304,50 @@ static json_t *loc_of(const char *a, const char *b, const char *c)
     return loc;
 }
 
+/* A 422 value_error at run_dir (with a ctx, like the confinement one) or
+ * at the run id's field. */
+static void run_dir_item(ptm_err_t *err, const ptm_run_req_t *rr,
+                         const char *why, apr_pool_t *p)
+{
+    json_t *ctx = json_object();
+
+    json_object_set_new(ctx, "error", json_string(why));
+    ptm_err_add_item(err, "value_error", loc_of("body", "run_dir", NULL),
+                     apr_pstrcat(p, "Value error, ", why, NULL),
+                     json_stringn(rr->run_dir, rr->run_dir_len), ctx);
+}
+
+static void run_id_item(ptm_err_t *err, const ptm_run_req_t *rr,
+                        const char *msg)
+{
+    ptm_err_add_item(err, "value_error",
+                     rr->run_id_from_meta ? loc_of("body", "meta", "run_id")
+                                          : loc_of("body", "run_id", NULL),
+                     msg, json_stringn(rr->run_id, rr->run_id_len), NULL);
+}
+
+/* A link met on the way to the run directory: the client's to fix (a
+ * path that leaves its root, SPEC §11.3 F1), at the field that named the
+ * directory.  0 when no field did (a derived id). */
+static int link_item(ptm_err_t *err, const ptm_run_req_t *rr,
+                     const char *bad, apr_pool_t *p)
+{
+    const char *why = apr_pstrcat(p, ptm_fs_describe(PTM_FS_LINK, bad, p),
+                                  "; a directory elsewhere must be named as "
+                                  "a PanoptesTelemetryRunRoot", NULL);
+
+    if (rr->run_dir) {
+        run_dir_item(err, rr, why, p);
+    }
+    else if (rr->run_id) {
+        run_id_item(err, rr, apr_pstrcat(p, "Value error, ", why, NULL));
+    }
+    else {
+        return 0;
+    }
+    return 1;
+}
+
 static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                          const ptm_api_req_t *req, apr_pool_t *p)
 {
@@ -184,46 +355,81 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     ptm_run_req_t rr;
     ptm_store_run_t run;
     json_t *body;
-    const char *dir = NULL, *why, *run_id;
+    const char *dir = NULL, *real = NULL, *why, *run_id, *bad;
     char started[PTM_TS_LEN + 1];
     ptm_buf_t obj;
     mkdir_ctx_t mk;
     apr_status_t rv;
 
     memset(&rr, 0, sizeof(rr));
+    memset(&mk, 0, sizeof(mk));
     if (ptm_body_parse(&body, &err, req->content_type, req->body,
                        req->body_len) != 0
         || ptm_run_req_validate(&rr, body, &err, p) != 0) {
         goto fail;
     }
     /* The module's own checks are validation too, so they come before the
-     * 409 (SPEC §2.6: validation happens before any state check). */
-    if (rr.run_id && !rr.run_dir
-        && !ptm_run_id_is_segment(rr.run_id, rr.run_id_len)) {
-        ptm_err_add_item(&err, "value_error",
-                         rr.run_id_from_meta ? loc_of("body", "meta", "run_id")
-                                             : loc_of("body", "run_id", NULL),
-                         "Value error, run_id must be one safe path segment "
-                         "when no run_dir is given (not empty, '.' or '..', "
-                         "no '/' or control characters, at most 255 bytes)",
-                         json_stringn(rr.run_id, rr.run_id_len), NULL);
+     * 409 (SPEC §2.6: validation happens before any state check); every
+     * failing field is reported, in field order. */
+    if (rr.run_dir) {
+        dir = ptm_run_resolve_dir(&real, &why, conf->site_dir,
+                                  conf->run_roots, rr.run_dir,
+                                  rr.run_dir_len, NULL, p);
+        if (!dir) {
+            run_dir_item(&err, &rr, why, p);
+        }
+    }
+    if (rr.run_id) {
+        /* A run id reaches log and server-status lines: no control
+         * characters, with or without run_dir.  Without one it names a
+         * directory of the site dir. */
+        if (ptm_run_id_has_control(rr.run_id, rr.run_id_len)) {
+            run_id_item(&err, &rr, "Value error, run_id must not contain "
+                        "control characters");
+        }
+        else if (!rr.run_dir
+                 && !ptm_run_id_is_segment(rr.run_id, rr.run_id_len)) {
+            run_id_item(&err, &rr, "Value error, run_id must be one safe "
+                        "path segment when no run_dir is given (not empty, "
+                        "'.' or '..', no '/' or control characters, at most "
+                        "255 bytes)");
+        }
+        else if (!rr.run_dir
+                 && ptm_run_name_is_reserved(rr.run_id, rr.run_id_len)) {
+            run_id_item(&err, &rr, "Value error, run_id must not be a name "
+                        "the module keeps in the site directory "
+                        "(site_*.ndjson, or beginning with '.') when no "
+                        "run_dir is given");
+        }
+        else if (!rr.run_dir) {
+            dir = ptm_run_resolve_dir(&real, &why, conf->site_dir,
+                                      conf->run_roots, NULL, 0, rr.run_id,
+                                      p);
+        }
+    }
+    if (err.status) {
         goto fail;
     }
-    if (rr.run_dir) {
-        dir = ptm_run_resolve_dir(&why, conf->site_dir, conf->run_roots,
-                                  rr.run_dir, rr.run_dir_len, NULL, p);
-        if (!dir) {
-            json_t *ctx = json_object();
-
-            json_object_set_new(ctx, "error", json_string(why));
-            ptm_err_add_item(&err, "value_error",
-                             loc_of("body", "run_dir", NULL),
-                             apr_pstrcat(p, "Value error, ", why, NULL),
-                             json_stringn(rr.run_dir, rr.run_dir_len), ctx);
+    /* A link on the way to a directory the client named is refused before
+     * the 409 too; make_run_dir walks again, under the lock, so a link
+     * planted in between is refused just the same. */
+    if (real) {
+        if (!(mk.way = way_of(conf, dir, real, p))) {
+            ptm_err_set(&err, 500, apr_pstrcat(p, "No root holds the run "
+                        "directory ", real, NULL));
+            goto fail;
+        }
+        if (walk_way(&bad, mk.way, 0, NULL, p) == PTM_FS_LINK
+            && link_item(&err, &rr, bad, p)) {
             goto fail;
         }
     }
-    ptm_store_run_peek(&run, conf->store, p);
+    if ((rv = ptm_store_run_peek(&run, conf->store, p)) != APR_SUCCESS) {
+        ptm_err_set(&err, 500, "Cannot lock the shared state");
+        err.log = apr_pstrcat(p, "cannot lock the shared state: ",
+                              errstr(rv, p), NULL);
+        goto fail;
+    }
     if (run.active) {
         ptm_err_set(&err, 409, "A run is already active");
         goto fail;
@@ -240,8 +446,15 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         rr.run_id_len = strlen(run_id);
     }
     if (!dir) {
-        dir = ptm_run_resolve_dir(&why, conf->site_dir, conf->run_roots, NULL,
-                                  0, run_id, p);
+        /* A derived id: digits, one safe segment, none of the module's
+         * names. */
+        dir = ptm_run_resolve_dir(&real, &why, conf->site_dir,
+                                  conf->run_roots, NULL, 0, run_id, p);
+        if (!(mk.way = way_of(conf, dir, real, p))) {
+            ptm_err_set(&err, 500, apr_pstrcat(p, "No root holds the run "
+                        "directory ", real, NULL));
+            goto fail;
+        }
     }
     /* meta.run_id is the resolved string, in place or appended last. */
     json_object_set_new(rr.meta, "run_id", json_stringn(run_id,
@@ -261,10 +474,11 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     ptm_buf_puts(&obj, started);
     ptm_buf_puts(&obj, "\"}");
 
-    mk.dir = dir;
+    /* The store keeps the real directory: every file operation of the run
+     * starts from it (the reported one is in the run object). */
     mk.pool = p;
     rv = ptm_store_run_start(conf->store, obj.data, obj.len, run_id,
-                             rr.run_id_len, dir, make_run_dir, &mk);
+                             rr.run_id_len, real, make_run_dir, &mk);
     if (rv == PTM_STORE_BUSY) {
         ptm_err_set(&err, 409, "A run is already active");
         goto fail;
@@ -274,9 +488,19 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                     "PanoptesTelemetryStateSize");
         goto fail;
     }
+    if (rv != APR_SUCCESS && !mk.ran) {
+        ptm_err_set(&err, 500, "Cannot lock the shared state");
+        err.log = apr_pstrcat(p, "cannot lock the shared state: ",
+                              errstr(rv, p), NULL);
+        goto fail;
+    }
+    if (rv == PTM_FS_LINK && link_item(&err, &rr, mk.bad, p)) {
+        goto fail;
+    }
     if (rv != APR_SUCCESS) {
         ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot create run directory ",
-                    dir, ": ", errstr(rv, p), NULL));
+                    real, ": ", ptm_fs_describe(rv, mk.bad ? mk.bad : real,
+                                                p), NULL));
         goto fail;
     }
     ptm_run_req_free(&rr);
@@ -291,6 +515,10 @@ fail:
 
 /* ---- POST /event -------------------------------------------------------- */
 
+/* How many times an event is built for the run as it is before the answer
+ * is 503: each retry means a run started or stopped in between. */
+#define PTM_API_EVENT_ATTEMPTS 8
+
 static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                      const ptm_api_req_t *req, apr_pool_t *p)
 {
@@ -301,9 +529,9 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     ptm_store_run_t run;
     json_t *body, *client_meta = NULL;
     char ts[PTM_TS_LEN + 1], day[PTM_DAYKEY_LEN + 1];
-    const char *path = NULL, *step = "write";
+    const char *path = NULL, *step = "write", *bad = NULL;
     uint64_t seq = 0;
-    int refresh;
+    int attempt;
     apr_status_t rv;
     ptm_buf_t out;
 
@@ -322,11 +550,19 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     /* Keep the client's meta: each attempt stamps a fresh copy. */
     client_meta = ev.meta;
     ev.meta = NULL;
-    for (refresh = 0; ; refresh = 1) {
+    for (attempt = 0; ; attempt++) {
         /* Built outside the lock for the run this thread saw last; the
          * store refuses it (STALE) if a run started or stopped since, and
-         * then it is built again for the run as it is now. */
-        if ((rv = ptm_store_run_seen(&run, conf->store, refresh, p))
+         * then it is built again for the run as it is now.  Only so many
+         * times: a run restarted before every attempt is a client storm
+         * (or a bug), and a thread must not spin under it. */
+        if (attempt == PTM_API_EVENT_ATTEMPTS) {
+            ptm_err_set(&err, 503, "The run started or stopped before each "
+                        "attempt to store this event; nothing was stored, "
+                        "send it again");
+            goto fail;
+        }
+        if ((rv = ptm_store_run_seen(&run, conf->store, attempt > 0, p))
             != APR_SUCCESS) {
             break;
         }
@@ -349,7 +585,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         se.make_current = ev.make_current;
         se.sync = conf->sync;
         se.fd = -1;
-        se.path = path = NULL;
+        se.path = path = bad = NULL;
         se.pool = p;
         se.failed_step = &step;
         if (ev.store_permanently && !run.active) {
@@ -363,16 +599,27 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         else if (ev.store_permanently) {
             /* A run file is opened for each event and closed after it, so
              * that no process holds it once the run is over: its disk can
-             * be unmounted.  A missing directory is created again (as
-             * upstream does), but not for a run that has ended meanwhile,
-             * and a failed open is only an error for the run as it is. */
-            path = apr_pstrcat(p, run.run_dir, "/telemetry.ndjson", NULL);
+             * be unmounted.  A failed open is only an error for the run as
+             * it is. */
+            const char *root, *rel;
+
+            path = apr_pstrcat(p, run.run_dir, "/" RUN_FILE, NULL);
             se.path = path;
-            rv = ptm_ndjson_open_existing(&se.fd, path);
-            if (APR_STATUS_IS_ENOENT(rv)
-                && !ptm_store_run_changed(conf->store, run.gen)) {
-                rv = ptm_ndjson_open(&se.fd, path, p);
+            if (ptm_run_split_dir(&root, &rel, run.run_dir, conf->site_dir,
+                                  conf->run_roots, p) != APR_SUCCESS) {
+                if (ptm_store_run_changed(conf->store, run.gen)) {
+                    continue;
+                }
+                ptm_store_count_write_error(conf->store);
+                ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot store the "
+                            "event: the run directory ", run.run_dir,
+                            " is no longer inside the site directory or a "
+                            "PanoptesTelemetryRunRoot (the configuration "
+                            "changed since the run started); stop the run, "
+                            "or name its root again", NULL));
+                goto fail;
             }
+            rv = open_run_file(&se.fd, &bad, conf, &run, root, rel, p);
             if (rv != APR_SUCCESS) {
                 if (ptm_store_run_changed(conf->store, run.gen)) {
                     continue;
@@ -396,8 +643,13 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     }
     if (rv != APR_SUCCESS) {
         ptm_store_count_write_error(conf->store);
+        /* "Cannot open|write <what failed>: <why>"; what failed is the
+         * directory on the way to the file when the walk stopped there. */
         ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot ", step, " ",
-                    path ? path : "event", ": ", errstr(rv, p), NULL));
+                    bad ? bad : path ? path : "event", ": ",
+                    rv == PTM_FS_LINK ? "it is a symbolic link (not "
+                                        "followed)"
+                                      : errstr(rv, p), NULL));
         goto fail;
     }
     ptm_buf_init(&out, p, env.ts_len + env.body_len + 32);

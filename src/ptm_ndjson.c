@@ -40,25 +40,32 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p)
 }
 
 /* Readable too, so that an append can see whether the file ends in the
- * middle of a line; write-only if reading is not allowed.  Non-blocking:
- * nothing to a regular file, but a FIFO or device at the path then fails
- * with EAGAIN instead of blocking the writer, and the store lock it holds,
- * for as long as nobody reads. */
-static int open_append(const char *path)
+ * middle of a line; write-only if reading is not allowed.  Never through a
+ * symbolic link planted at the file's name (ELOOP): the directories it is
+ * in are writable by every web application of the site (SPEC §11.6).
+ * Non-blocking: nothing to a regular file, but a FIFO or device at the
+ * name then fails with EAGAIN instead of blocking the writer, and the store
+ * lock it holds, for as long as nobody reads. */
+static int open_append_at(int dirfd, const char *name)
 {
-    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK,
-                  0666);
+    int fd = openat(dirfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW
+                                 | O_CLOEXEC | O_NONBLOCK, 0666);
 
     if (fd < 0 && errno == EACCES) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC
-                  | O_NONBLOCK, 0666);
+        fd = openat(dirfd, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW
+                                 | O_CLOEXEC | O_NONBLOCK, 0666);
     }
     return fd;
 }
 
-apr_status_t ptm_ndjson_open_existing(int *fd, const char *path)
+static int open_append(const char *path)
 {
-    *fd = open_append(path);
+    return open_append_at(AT_FDCWD, path);
+}
+
+apr_status_t ptm_ndjson_open_at(int *fd, int dirfd, const char *name)
+{
+    *fd = open_append_at(dirfd, name);
     return *fd >= 0 ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
 }
 
@@ -274,8 +281,10 @@ void ptm_ndjson_file_close(ptm_ndjson_file_t *f)
 static int still_current(const ptm_ndjson_file_t *f, const char *path,
                          struct stat *st)
 {
+    /* lstat: a link put in the file's place is not the file, even when it
+     * points at it (the open that follows refuses the link). */
     return f->fd >= 0 && strcmp(f->path, path) == 0
-           && stat(path, st) == 0 && st->st_dev == f->dev
+           && lstat(path, st) == 0 && st->st_dev == f->dev
            && st->st_ino == f->ino && st->st_mode == f->mode
            && st->st_uid == f->uid && st->st_gid == f->gid;
 }
@@ -403,7 +412,7 @@ void ptm_ndjson_discard_if_empty(int fd, const char *path)
     struct stat a, b;
 
     if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && a.st_size == 0
-        && a.st_nlink > 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev
+        && a.st_nlink > 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev
         && a.st_ino == b.st_ino) {
         unlink(path);
     }

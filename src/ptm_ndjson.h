@@ -23,14 +23,19 @@ apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p);
  * (created 0666 less the umask), readable too when allowed so that
  * ptm_ndjson_append can see a partial last line, and non-blocking so that
  * a FIFO or device at `path` fails an append with EAGAIN rather than
- * blocking it.  Returns APR_SUCCESS with `*fd`, or the error of mkdir/open
- * (EISDIR when `path` is a directory).
+ * blocking it.  A symbolic link at `path` itself is not followed.  Returns
+ * APR_SUCCESS with `*fd`, or the error of mkdir/open (EISDIR when `path` is
+ * a directory, ELOOP when it is a symbolic link).
  */
 apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p);
 
-/** ptm_ndjson_open without creating the directory (APR_ENOENT if it is
- * missing). */
-apr_status_t ptm_ndjson_open_existing(int *fd, const char *path);
+/**
+ * Open (creating it) the file `name` of the directory `dirfd` (a
+ * ptm_fs_open_dir descriptor) as ptm_ndjson_open does, without making any
+ * directory.  Returns APR_SUCCESS with `*fd`, or the error of openat
+ * (ELOOP when `name` is a symbolic link, which is never followed).
+ */
+apr_status_t ptm_ndjson_open_at(int *fd, int dirfd, const char *name);
 
 /**
  * Append the line made of `iov[0..n)` with one writev; with `sync`,
@@ -71,8 +76,9 @@ void ptm_ndjson_file_close(ptm_ndjson_file_t *f);
 /**
  * Append the line `iov[0..n)` to `path` through `f`: the open file is used
  * while `path` still names it with the same owner and mode; otherwise
- * (another path, deleted, renamed away, replaced, chmod/chown) it is
- * closed and `path` opened as ptm_ndjson_open does.  The append is
+ * (another path, deleted, renamed away, replaced, by a symbolic link too,
+ * chmod/chown) it is closed and `path` opened as ptm_ndjson_open does
+ * (a link is refused: ELOOP, step "open").  The append is
  * ptm_ndjson_append's, except that the check for a partial last line is
  * skipped when the file ends where this process's last line did.  On
  * failure the file is closed, removed if the open created it empty, and

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <apr_hash.h>
 #include <apr_strings.h>
 #include "ptm_run.h"
 
@@ -105,6 +106,32 @@ apr_status_t ptm_run_derive_id(const char **id, const char *site_dir,
         *id = z;
     }
     return APR_SUCCESS;
+}
+
+int ptm_run_id_has_control(const char *id, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+
+        if (c < 0x20 || c == 0x7f) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int ptm_run_name_is_reserved(const char *name, size_t len)
+{
+    static const char pre[] = "site_", suf[] = ".ndjson";
+    size_t np = sizeof(pre) - 1, ns = sizeof(suf) - 1;
+
+    if (len > 0 && name[0] == '.') {
+        return 1;
+    }
+    return len >= np + ns && memcmp(name, pre, np) == 0
+           && memcmp(name + len - ns, suf, ns) == 0;
 }
 
 int ptm_run_id_is_segment(const char *id, size_t len)
@@ -265,19 +292,108 @@ static int way_is_inside(const char *path, const char *site_real,
     return 1;
 }
 
-const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
+/* The roots with their ".." resolved, as the real paths are compared with
+ * them (NULL when there are none). */
+static apr_array_header_t *real_roots(const apr_array_header_t *roots,
+                                      apr_pool_t *p)
+{
+    apr_array_header_t *out;
+    int i;
+
+    if (!roots || roots->nelts == 0) {
+        return NULL;
+    }
+    out = apr_array_make(p, roots->nelts, sizeof(const char *));
+    for (i = 0; i < roots->nelts; i++) {
+        APR_ARRAY_PUSH(out, const char *) =
+            normalise(APR_ARRAY_IDX(roots, i, const char *), 1, NULL, p);
+    }
+    return out;
+}
+
+/* The first component of `real` below `site_real` when it is a name the
+ * module keeps for itself, else NULL. */
+static const char *reserved_below(const char *real, const char *site_real,
+                                  apr_pool_t *p)
+{
+    size_t n = strlen(site_real), len;
+    const char *first;
+
+    if (!is_within(real, site_real)) {
+        return NULL;
+    }
+    first = real + (n == 1 ? 0 : n);
+    if (*first != '/') {
+        return NULL;                    /* the site dir itself */
+    }
+    first++;
+    len = strcspn(first, "/");
+    return ptm_run_name_is_reserved(first, len)
+           ? apr_pstrmemdup(p, first, len) : NULL;
+}
+
+apr_array_header_t *ptm_run_detours(const char *path, apr_pool_t *p)
+{
+    apr_array_header_t *out = apr_array_make(p, 2, sizeof(const char *));
+    apr_hash_t *seen = apr_hash_make(p);
+    char *res = apr_palloc(p, strlen(path) + 2);
+    const char *s = path, *e;
+    size_t o = 0, len;
+
+    /* One pass, each detour once: run_dir is client input of any length
+     * ("a/../" a hundred thousand times is one detour). */
+    while (*s) {
+        while (*s == '/') {
+            s++;
+        }
+        for (e = s; *e && *e != '/'; e++) {
+        }
+        len = (size_t)(e - s);
+        if (len == 2 && s[0] == '.' && s[1] == '.') {
+            if (o > 0 && !apr_hash_get(seen, res, (apr_ssize_t)o)) {
+                const char *d = apr_pstrmemdup(p, res, o);
+
+                apr_hash_set(seen, d, (apr_ssize_t)o, d);
+                APR_ARRAY_PUSH(out, const char *) = d;
+            }
+            while (o > 0 && res[o - 1] != '/') {
+                o--;
+            }
+            if (o > 0) {
+                o--;
+            }
+        }
+        else if (len > 0 && !(len == 1 && s[0] == '.')) {
+            res[o++] = '/';
+            memcpy(res + o, s, len);
+            o += len;
+        }
+        s = e;
+    }
+    return out;
+}
+
+const char *ptm_run_resolve_dir(const char **real, const char **why,
+                                const char *site_dir,
                                 const apr_array_header_t *roots,
                                 const char *run_dir, size_t run_dir_len,
                                 const char *run_id, apr_pool_t *p)
 {
-    const char *joined, *reported, *real;
-    const char *site_real;
+    const char *joined, *reported, *resolved, *site_real, *own = NULL;
+    apr_array_header_t *rroots;
     int escaped, i;
 
     *why = NULL;
+    if (real) {
+        *real = NULL;
+    }
     if (!run_dir) {
         /* run_id was checked to be one safe segment. */
-        return apr_pstrcat(p, site_dir, "/", run_id, NULL);
+        reported = apr_pstrcat(p, site_dir, "/", run_id, NULL);
+        if (real) {
+            *real = normalise(reported, 1, NULL, p);
+        }
+        return reported;
     }
     if (memchr(run_dir, '\0', run_dir_len)) {
         *why = "run_dir must not contain NUL";
@@ -286,16 +402,54 @@ const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
     joined = run_dir[0] == '/' ? run_dir
                                : apr_pstrcat(p, site_dir, "/", run_dir, NULL);
     reported = normalise(joined, 0, NULL, p);
-    real = normalise(joined, 1, &escaped, p);
+    if (strlen(reported) > PTM_RUN_DIR_MAX) {
+        /* The walk beneath a root could make it, but no path could name
+         * it (nor its file): not the client, not the start-up look at the
+         * run's last seq. */
+        *why = apr_psprintf(p, "run_dir is too long: the run directory "
+                            "would be %" APR_SIZE_T_FMT " bytes, at most %d",
+                            strlen(reported), PTM_RUN_DIR_MAX);
+        return NULL;
+    }
+    resolved = normalise(joined, 1, &escaped, p);
     site_real = normalise(site_dir, 1, NULL, p);
-    if (!escaped && way_is_inside(joined, site_real, roots, p)) {
-        if (is_within(real, site_real)) {
-            return reported;
+    rroots = real_roots(roots, p);
+    if (!escaped && way_is_inside(joined, site_real, rroots, p)) {
+        int inside = is_within(resolved, site_real);
+
+        for (i = 0; !inside && rroots && i < rroots->nelts; i++) {
+            inside = is_within(resolved, APR_ARRAY_IDX(rroots, i,
+                                                       const char *));
         }
-        for (i = 0; roots && i < roots->nelts; i++) {
-            if (is_within(real, APR_ARRAY_IDX(roots, i, const char *))) {
-                return reported;
+        if (inside) {
+            /* mkdir -p of the reported path makes the detours too: each
+             * is walked from its root, under the store lock, so there may
+             * not be many of them. */
+            apr_array_header_t *detours = ptm_run_detours(reported, p);
+
+            if (detours->nelts > PTM_RUN_DETOURS_MAX) {
+                *why = apr_psprintf(p, "run_dir must not make more than %d "
+                                    "detours through '..'",
+                                    PTM_RUN_DETOURS_MAX);
+                return NULL;
             }
+            own = reserved_below(resolved, site_real, p);
+            for (i = 0; !own && i < detours->nelts; i++) {
+                own = reserved_below(APR_ARRAY_IDX(detours, i, const char *),
+                                     site_real, p);
+            }
+        }
+        if (inside && own) {
+            *why = apr_pstrcat(p, "run_dir must not take a name the module "
+                               "keeps in the site directory (site_*.ndjson, "
+                               "or beginning with '.'): ", own, NULL);
+            return NULL;
+        }
+        if (inside) {
+            if (real) {
+                *real = resolved;
+            }
+            return reported;
         }
     }
     *why = apr_pstrcat(p, "run_dir must be inside the site directory ",
@@ -305,4 +459,43 @@ const char *ptm_run_resolve_dir(const char **why, const char *site_dir,
                            APR_ARRAY_IDX(roots, i, const char *), NULL);
     }
     return NULL;
+}
+
+apr_status_t ptm_run_split_dir(const char **root, const char **rel,
+                               const char *dir, const char *site_dir,
+                               const apr_array_header_t *roots,
+                               apr_pool_t *p)
+{
+    const char *real = normalise(dir, 1, NULL, p);
+    const char *site_real = normalise(site_dir, 1, NULL, p);
+    apr_array_header_t *rroots = real_roots(roots, p);
+    const char *best = NULL;
+    size_t n;
+    int i;
+
+    /* The site dir first: it is where the module lives, and its own path
+     * is opened as configured anyway.  Otherwise the outermost root: one
+     * inside another lies in a directory the User can write to. */
+    if (real[0] != '/') {
+        *root = *rel = NULL;
+        return APR_EINVAL;
+    }
+    if (is_within(real, site_real)) {
+        best = site_real;
+    }
+    for (i = 0; best != site_real && rroots && i < rroots->nelts; i++) {
+        const char *r = APR_ARRAY_IDX(rroots, i, const char *);
+
+        if (is_within(real, r) && (!best || strlen(r) < strlen(best))) {
+            best = r;
+        }
+    }
+    if (!best) {
+        *root = *rel = NULL;
+        return APR_EINVAL;
+    }
+    n = strlen(best);
+    *root = best;
+    *rel = real + (n == 1 ? 1 : n + (real[n] == '/'));
+    return APR_SUCCESS;
 }

@@ -304,17 +304,15 @@ confined_422('{"run_id":"' . ('y' x 256) . '"}', 'run_id', 'y' x 256, 'run_id of
 confined_422('{"meta":{"run_id":"../m-03"}}', 'run_id', undef, 'meta.run_id ../x',
     "$site/../m-03");
 
-# Symlinks that leave the site dir: resolve-and-reject (F1 suggestion).
-TODO: {
-    local $TODO = 'F1 symlink escape: SPEC §11.3 only names ./.. resolution';
+# Symlinks below the site dir are never followed for a run directory
+# (F1, §11.6); t/40_run_trust.t has the cases.
+{
     my $target = "/tmp/ptm-link-target-$$";
     mkdir $target;
     chown_to_server($target);    # writable: an escape would succeed
     symlink $target, "$site/evil-link-03";
-    my $r = start_run('{"run_dir":"evil-link-03/x","run_id":"evil"}');
-    is($r->{code}, 422, 'run_dir through a symlink leaving the site dir: 422');
-    ok(!-e "$target/x", 'nothing created outside the site dir through a symlink');
-    stop_run() if $r->{code} == 200;
+    confined_422('{"run_dir":"evil-link-03/x","run_id":"evil"}', 'run_dir', 'evil-link-03/x',
+        'run_dir through a symlink leaving the site dir', "$target/x");
     File::Path::remove_tree($target);
 }
 

@@ -1232,6 +1232,92 @@ static void test_discard_if_empty(void **state)
 
 #define T(f) cmocka_unit_test_teardown(f, test_teardown)
 
+/* ---- symbolic links at the file's name (SPEC §11.6) -------------------- */
+
+/* A link planted where a stream file goes is never followed: not by the
+ * open for append (path or directory descriptor), not by the parent's
+ * look at the last seq (which would cut a partial last line of whatever
+ * the link points at), not by a process that had the real file open.
+ * The file behind the link is left as it was. */
+static void test_links_not_followed(void **state)
+{
+    static fx_t fx;
+    static const char victim_text[] = "{\"seq\":7}\nnot a whole line";
+    ptm_ndjson_file_t f;
+    const char *victim, *path, *moved, *l1, *l2, *step = NULL;
+    uint64_t seq = 99;
+    int fd = -2, dfd;
+
+    fx_open(&fx);
+    victim = path_in(&fx, "victim");
+    put_file(victim, victim_text, sizeof(victim_text) - 1);
+
+    path = path_in(&fx, "site_20260317.ndjson");
+    assert_int_equal(symlink(victim, path), 0);
+    assert_int_equal(ptm_ndjson_open(&fd, path, fx.p),
+                     APR_FROM_OS_ERROR(ELOOP));
+    assert_int_equal(fd, -1);
+    assert_int_equal(ptm_ndjson_last_seq(&seq, path),
+                     APR_FROM_OS_ERROR(ELOOP));
+    assert_int_equal(seq, 0);
+
+    dfd = open(fx.dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(ptm_ndjson_open_at(&fd, dfd, "site_20260317.ndjson"),
+                     APR_FROM_OS_ERROR(ELOOP));
+    assert_int_equal(ptm_ndjson_last_seq_at(&seq, dfd,
+                                            "site_20260317.ndjson"),
+                     APR_FROM_OS_ERROR(ELOOP));
+    /* A dangling link is not created through either. */
+    assert_int_equal(symlink(path_in(&fx, "made-through"),
+                             path_in(&fx, "telemetry.ndjson")), 0);
+    assert_int_equal(ptm_ndjson_open_at(&fd, dfd, "telemetry.ndjson"),
+                     APR_FROM_OS_ERROR(ELOOP));
+    assert_false(is_dir(path_in(&fx, "made-through"))
+                 || access(path_in(&fx, "made-through"), F_OK) == 0);
+
+    /* The kept-open file replaced by a link, even one to itself. */
+    assert_int_equal(unlink(path), 0);
+    ptm_ndjson_file_init(&f);
+    l1 = mkline(fx.p, 1, 10);
+    l2 = mkline(fx.p, 2, 20);
+    assert_int_equal(file_line(&fx, &f, path, l1, NULL), APR_SUCCESS);
+    moved = path_in(&fx, "moved.ndjson");
+    assert_int_equal(rename(path, moved), 0);
+    assert_int_equal(symlink(moved, path), 0);
+    assert_int_equal(file_line(&fx, &f, path, l2, &step),
+                     APR_FROM_OS_ERROR(ELOOP));
+    assert_string_equal(step, "open");
+    assert_int_equal(f.fd, -1);
+    check_file(&fx, moved, l1, strlen(l1));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(symlink(victim, path), 0);
+    assert_int_equal(file_line(&fx, &f, path, l2, &step),
+                     APR_FROM_OS_ERROR(ELOOP));
+    check_file(&fx, victim, victim_text, sizeof(victim_text) - 1);
+
+    /* The real file back: appends go on. */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rename(moved, path), 0);
+    assert_int_equal(file_line(&fx, &f, path, l2, NULL), APR_SUCCESS);
+    moved = apr_pstrcat(fx.p, l1, l2, NULL);
+    check_file(&fx, path, moved, strlen(moved));
+
+    /* Through the directory descriptor, the real file is read and opened. */
+    assert_int_equal(ptm_ndjson_last_seq_at(&seq, dfd,
+                                            "site_20260317.ndjson"),
+                     APR_SUCCESS);
+    assert_int_equal(seq, 2);
+    assert_int_equal(ptm_ndjson_open_at(&fd, dfd, "new.ndjson"), APR_SUCCESS);
+    assert_true(fd >= 0);
+    assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+    close(fd);
+    assert_int_equal(access(path_in(&fx, "new.ndjson"), F_OK), 0);
+    close(dfd);
+    ptm_ndjson_file_close(&f);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1253,6 +1339,7 @@ int main(void)
         T(test_file_append_failures),
         T(test_file_append_fifo),
         T(test_file_append_fifo_full),
+        T(test_links_not_followed),
     };
 
     return cmocka_run_group_tests_name("ptm_ndjson", tests, ndjson_group_setup,

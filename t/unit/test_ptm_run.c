@@ -382,11 +382,13 @@ typedef struct {
     int explicit_len;
     int with_roots;
     const char *want;       /* NULL: refused */
+    const char *real;       /* NULL: the same as want */
 } resolve_case_t;
 
-#define RES(n, d, w) { n, d, 0, 0, 1, w }
-#define RES_NOROOTS(n, d, w) { n, d, 0, 0, 0, w }
-#define RESN(n, d, l, w) { n, d, l, 1, 1, w }
+#define RES(n, d, w) { n, d, 0, 0, 1, w, NULL }
+#define RESR(n, d, w, r) { n, d, 0, 0, 1, w, r }
+#define RES_NOROOTS(n, d, w) { n, d, 0, 0, 0, w, NULL }
+#define RESN(n, d, l, w) { n, d, l, 1, 1, w, NULL }
 
 static const resolve_case_t resolve_cases[] = {
     RES("no run_dir", NULL, SITE "/007"),
@@ -398,11 +400,12 @@ static const resolve_case_t resolve_cases[] = {
     RES("leading ./", "./x", SITE "/x"),
     RES("trailing slashes", "x///", SITE "/x"),
     /* ".." that stays inside: accepted and reported literally. */
-    RES("a/../b stays inside", "a/../b", SITE "/a/../b"),
-    RES("a/.. is the site itself", "a/..", SITE "/a/.."),
-    RES("back into the site by name", "../telemetry/x",
-        SITE "/../telemetry/x"),
-    RES("three dots is a name", ".../x", SITE "/.../x"),
+    RESR("a/../b stays inside", "a/../b", SITE "/a/../b", SITE "/b"),
+    RESR("a/.. is the site itself", "a/..", SITE "/a/..", SITE),
+    RESR("back into the site by name", "../telemetry/x",
+         SITE "/../telemetry/x", SITE "/x"),
+    RES("three dots is a name", "a/.../x", SITE "/a/.../x"),
+    RES("three dots first is a dot name", ".../x", NULL),
     /* ".." that escapes. */
     RES("dotdot", "..", NULL),
     RES("dotdot slash x", "../x", NULL),
@@ -413,14 +416,15 @@ static const resolve_case_t resolve_cases[] = {
     /* Ends inside, but mkdir -p would make a directory on the way out. */
     RES("detour outside the site", "../x/../telemetry/r", NULL),
     RES("absolute detour", "/tmp/x/../../srv/telemetry/r", NULL),
-    RES("detour through a root", "../runs/a/../../telemetry/r",
-        SITE "/../runs/a/../../telemetry/r"),
+    RESR("detour through a root", "../runs/a/../../telemetry/r",
+         SITE "/../runs/a/../../telemetry/r", SITE "/r"),
     /* Absolute paths inside the site dir. */
     RES("absolute inside", SITE "/abs", SITE "/abs"),
     RES("absolute inside, normalised", SITE "//abs/./x/", SITE "/abs/x"),
     RES("absolute site dir", SITE, SITE),
     RES("absolute site dir with slash", SITE "/", SITE),
-    RES("absolute inside with dotdot", SITE "/a/../b", SITE "/a/../b"),
+    RESR("absolute inside with dotdot", SITE "/a/../b", SITE "/a/../b",
+         SITE "/b"),
     /* Absolute paths outside. */
     RES("absolute outside", "/tmp/x", NULL),
     RES("root", "/", NULL),
@@ -435,10 +439,12 @@ static const resolve_case_t resolve_cases[] = {
     RES("root prefix is no boundary", "/srv/runs2/x", NULL),
     RES("shorter than the root", "/srv/run", NULL),
     RES("escape from a run root", "/data/obs/../x", NULL),
-    RES("dotdot kept under a run root", "/data/obs/a/../b",
-        "/data/obs/a/../b"),
-    RES("from a root back into the site", "/srv/runs/../telemetry/x",
-        "/srv/runs/../telemetry/x"),
+    RESR("dotdot kept under a run root", "/data/obs/a/../b",
+         "/data/obs/a/../b", "/data/obs/b"),
+    RESR("from a root back into the site", "/srv/runs/../telemetry/x",
+         "/srv/runs/../telemetry/x", SITE "/x"),
+    /* A root configured with "..": compared once resolved. */
+    RES("under a root spelled with dotdot", "/srv/z/q", "/srv/z/q"),
     RES_NOROOTS("no roots configured", "/srv/runs/n1", NULL),
     RES_NOROOTS("no roots, inside site", SITE "/n1", SITE "/n1"),
     /* "~" is not expanded: a relative name under the site dir. */
@@ -449,6 +455,31 @@ static const resolve_case_t resolve_cases[] = {
     RESN("NUL inside", "a\0b", 3, NULL),
     RESN("NUL at the end", "ab\0", 3, NULL),
     RESN("NUL alone", "\0", 1, NULL),
+    /* Names the module keeps in the site dir (SPEC §11.6), as the first
+     * component below it once ".." is resolved. */
+    RES("a day file name", "site_20261203.ndjson", NULL),
+    RES("below a day file name", "site_20261203.ndjson/r", NULL),
+    RES("any site_*.ndjson", "site_.ndjson", NULL),
+    RES("a dot name", ".hidden", NULL),
+    RES("the state file", ".panoptes-telemetry.state/x", NULL),
+    RES("absolute, a day file name", SITE "/site_1.ndjson/r", NULL),
+    RES("reached by dotdot", "x/../site_1.ndjson", NULL),
+    RES("reached by dotdot, dot name", "x/../.h/y", NULL),
+    RES("from a root into a dot name", "/srv/runs/../telemetry/.h", NULL),
+    /* Only the first component, only in the site dir, only those names. */
+    RESR("dot name deeper", "a/.h", SITE "/a/.h", NULL),
+    RESR("day file name deeper", "a/site_1.ndjson", SITE "/a/site_1.ndjson",
+         NULL),
+    /* mkdir -p would make the detour too. */
+    RES("a detour through a dot name", ".h/..", NULL),
+    RES("a detour through a day name", "site_1.ndjson/../r", NULL),
+    RESR("a detour through a deeper dot name", "a/.h/../r",
+         SITE "/a/.h/../r", SITE "/a/r"),
+    RES("a dot name in a run root", "/srv/runs/.h", "/srv/runs/.h"),
+    RES("no prefix", "xsite_1.ndjson", SITE "/xsite_1.ndjson"),
+    RES("no suffix", "site_1.ndjsonx", SITE "/site_1.ndjsonx"),
+    RES("a dash, not an underscore", "site-1.ndjson", SITE "/site-1.ndjson"),
+    RES("a dot inside", "a.h", SITE "/a.h"),
 };
 
 static void test_resolve_dir_table(void **state)
@@ -458,25 +489,36 @@ static void test_resolve_dir_table(void **state)
 
     APR_ARRAY_PUSH(roots, const char *) = "/srv/runs";
     APR_ARRAY_PUSH(roots, const char *) = "/data/obs";
+    APR_ARRAY_PUSH(roots, const char *) = "/srv/y/../z";
     for (i = 0; i < sizeof(resolve_cases) / sizeof(resolve_cases[0]); i++) {
         const resolve_case_t *c = &resolve_cases[i];
         size_t len = !c->run_dir ? 0
                      : c->explicit_len ? c->len : strlen(c->run_dir);
-        const char *why = "untouched";
+        const char *why = "untouched", *real = "untouched";
+        const char *want_real = c->real ? c->real : c->want;
         const char *got;
 
-        got = ptm_run_resolve_dir(&why, SITE, c->with_roots ? roots : NULL,
-                                  c->run_dir, len, "007", gpool);
+        got = ptm_run_resolve_dir(&real, &why, SITE,
+                                  c->with_roots ? roots : NULL, c->run_dir,
+                                  len, "007", gpool);
         if (c->want) {
             if (!got || strcmp(got, c->want) != 0) {
                 fail_msg("%s: got \"%s\" (why %s), want \"%s\"", c->name,
                          got ? got : "(null)", why ? why : "(null)",
                          c->want);
             }
+            if (!real || strcmp(real, want_real) != 0) {
+                fail_msg("%s: real \"%s\", want \"%s\"", c->name,
+                         real ? real : "(null)", want_real);
+            }
         }
         else {
             if (got) {
                 fail_msg("%s: got \"%s\", want refusal", c->name, got);
+            }
+            if (real) {
+                fail_msg("%s: refused with a real path \"%s\"", c->name,
+                         real);
             }
             if (!why || !*why || strcmp(why, "untouched") == 0) {
                 fail_msg("%s: refused without a reason", c->name);
@@ -493,16 +535,16 @@ static void test_resolve_dir_why_names_roots(void **state)
 
     APR_ARRAY_PUSH(roots, const char *) = "/srv/runs";
     APR_ARRAY_PUSH(roots, const char *) = "/data/obs";
-    assert_null(ptm_run_resolve_dir(&why, SITE, roots, "../x", 4, "007",
-                                    gpool));
+    assert_null(ptm_run_resolve_dir(NULL, &why, SITE, roots, "../x", 4,
+                                    "007", gpool));
     assert_non_null(why);
     assert_non_null(strstr(why, SITE));
     assert_non_null(strstr(why, "/srv/runs"));
     assert_non_null(strstr(why, "/data/obs"));
 
     why = NULL;
-    assert_null(ptm_run_resolve_dir(&why, SITE, NULL, "/tmp/x", 6, "007",
-                                    gpool));
+    assert_null(ptm_run_resolve_dir(NULL, &why, SITE, NULL, "/tmp/x", 6,
+                                    "007", gpool));
     assert_non_null(why);
     assert_non_null(strstr(why, SITE));
     assert_null(strstr(why, "/srv/runs"));
@@ -516,21 +558,328 @@ static void test_resolve_dir_other_sites(void **state)
     const char *why;
     const char *got;
 
-    got = ptm_run_resolve_dir(&why, "/a", NULL, "b/c", 3, "001", gpool);
+    got = ptm_run_resolve_dir(NULL, &why, "/a", NULL, "b/c", 3, "001",
+                              gpool);
     assert_non_null(got);
     assert_string_equal(got, "/a/b/c");
-    got = ptm_run_resolve_dir(&why, "/a", NULL, NULL, 0, "run 1", gpool);
+    got = ptm_run_resolve_dir(NULL, &why, "/a", NULL, NULL, 0, "run 1",
+                              gpool);
     assert_non_null(got);
     assert_string_equal(got, "/a/run 1");
-    got = ptm_run_resolve_dir(&why, "/a", NULL, "/a", 2, "001", gpool);
+    got = ptm_run_resolve_dir(NULL, &why, "/a", NULL, "/a", 2, "001",
+                              gpool);
     assert_non_null(got);
     assert_string_equal(got, "/a");
-    assert_null(ptm_run_resolve_dir(&why, "/a", NULL, "/ab", 3, "001", gpool));
+    assert_null(ptm_run_resolve_dir(NULL, &why, "/a", NULL, "/ab", 3, "001",
+                                    gpool));
 
     APR_ARRAY_PUSH(slash, const char *) = "/";
-    got = ptm_run_resolve_dir(&why, "/a", slash, "/tmp//x/", 8, "001", gpool);
+    got = ptm_run_resolve_dir(NULL, &why, "/a", slash, "/tmp//x/", 8, "001",
+                              gpool);
     assert_non_null(got);
     assert_string_equal(got, "/tmp/x");
+}
+
+/* The reserved-name refusal says which name and why. */
+static void test_resolve_dir_why_reserved(void **state)
+{
+    const char *why = NULL, *real = "untouched";
+
+    assert_null(ptm_run_resolve_dir(&real, &why, SITE, NULL,
+                                    "x/../site_20261203.ndjson/r", 27, NULL,
+                                    gpool));
+    assert_null(real);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "site_20261203.ndjson"));
+    assert_non_null(strstr(why, "site_*.ndjson"));
+}
+
+/* A run directory no path could name (nor its file) is refused, even
+ * though a walk beneath its root could make it. */
+static void test_resolve_dir_too_long(void **state)
+{
+    size_t site_len = strlen(SITE "/"), n = PTM_RUN_DIR_MAX - site_len;
+    char *rel = apr_palloc(gpool, n + 2), *o;
+    const char *why = NULL, *real = NULL;
+    size_t i;
+
+    /* Components of 100 bytes: each one fits NAME_MAX. */
+    for (i = 0, o = rel; i < n; i++) {
+        *o++ = i % 101 == 100 ? '/' : 'd';
+    }
+    rel[n - 1] = 'e';                   /* not a trailing '/' */
+    *o = '\0';
+    assert_non_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, rel, n,
+                                        NULL, gpool));
+    assert_int_equal(strlen(real), PTM_RUN_DIR_MAX);
+    rel[n] = 'x';
+    rel[n + 1] = '\0';
+    assert_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, rel, n + 1,
+                                    NULL, gpool));
+    assert_non_null(strstr(why, "too long"));
+    assert_null(real);
+}
+
+/* Detours are walked under the store lock: a few only. */
+static void test_resolve_dir_detours_max(void **state)
+{
+    char *rel = apr_pstrdup(gpool, ""), *more;
+    const char *why = NULL, *real = NULL;
+    int i;
+
+    for (i = 0; i < PTM_RUN_DETOURS_MAX; i++) {
+        rel = apr_psprintf(gpool, "%sd%d/../", rel, i);
+    }
+    rel = apr_pstrcat(gpool, rel, "r", NULL);
+    assert_non_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, rel,
+                                        strlen(rel), NULL, gpool));
+    assert_string_equal(real, SITE "/r");
+    more = apr_pstrcat(gpool, "x/../", rel, NULL);
+    assert_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, more,
+                                    strlen(more), NULL, gpool));
+    assert_non_null(strstr(why, "detours"));
+    /* The same detour again is no new one. */
+    more = apr_pstrcat(gpool, "d0/../", rel, NULL);
+    assert_non_null(ptm_run_resolve_dir(&real, &why, SITE, NULL, more,
+                                        strlen(more), NULL, gpool));
+}
+
+/* ---- ptm_run_id_has_control, ptm_run_name_is_reserved ------------------- */
+
+static void test_id_has_control_table(void **state)
+{
+    static const struct {
+        const char *id;
+        size_t len;
+        int want;
+    } cases[] = {
+        { "abc", 3, 0 },
+        { "", 0, 0 },
+        { "a b/c ~", 7, 0 },
+        { "caf\xc3\xa9", 5, 0 },             /* UTF-8 bytes >= 0x80 */
+        { "\xc2\x85", 2, 0 },                 /* U+0085 is UTF-8 bytes */
+        { "abc\nPanoptesWriteErrors: 999", 29, 1 },
+        { "a\rb", 3, 1 },
+        { "\t", 1, 1 },
+        { "a\x1f", 2, 1 },
+        { "a\x7f", 2, 1 },
+        { "a\0b", 3, 1 },
+        { "\x01", 1, 1 },
+        { " ", 1, 0 },
+        { "~\x7e", 2, 0 },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (ptm_run_id_has_control(cases[i].id, cases[i].len)
+            != cases[i].want) {
+            fail_msg("case %zu (%zu bytes): want %d", i, cases[i].len,
+                     cases[i].want);
+        }
+    }
+}
+
+static void test_name_is_reserved_table(void **state)
+{
+    static const struct {
+        const char *name;
+        int want;
+    } cases[] = {
+        { "site_20261203.ndjson", 1 },
+        { "site_.ndjson", 1 },
+        { "site_x.ndjson", 1 },
+        { "site_a/b.ndjson", 1 },       /* a component never holds '/' */
+        { ".hidden", 1 },
+        { ".", 1 },
+        { "..", 1 },
+        { ".panoptes-telemetry.state", 1 },
+        { "site_20261203.ndjsonx", 0 },
+        { "xsite_1.ndjson", 0 },
+        { "site-1.ndjson", 0 },
+        { "site_1.json", 0 },
+        { "site.ndjson", 0 },
+        { "site_", 0 },
+        { ".ndjson"  + 1, 0 },          /* "ndjson" */
+        { "SITE_1.ndjson", 0 },
+        { "a.hidden", 0 },
+        { "001", 0 },
+        { "", 0 },
+        { "telemetry.ndjson", 0 },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (ptm_run_name_is_reserved(cases[i].name, strlen(cases[i].name))
+            != cases[i].want) {
+            fail_msg("\"%s\": want %d", cases[i].name, cases[i].want);
+        }
+    }
+    /* Only `len` bytes count. */
+    assert_int_equal(ptm_run_name_is_reserved("site_1.ndjson/x", 13), 1);
+    assert_int_equal(ptm_run_name_is_reserved("site_1.ndjsonx", 13), 1);
+}
+
+/* ---- ptm_run_detours ---------------------------------------------------- */
+
+static void test_detours_table(void **state)
+{
+    static const struct {
+        const char *path;
+        const char *want[4];
+    } cases[] = {
+        { SITE "/a/b", { NULL } },
+        { SITE "/a/../b", { SITE "/a", NULL } },
+        { SITE "/a/b/../c", { SITE "/a/b", NULL } },
+        { SITE "/a/b/../../c", { SITE "/a/b", SITE "/a", NULL } },
+        { SITE "/a/../a/../b", { SITE "/a", NULL } },
+        { SITE "/a/../b/../a/../c", { SITE "/a", SITE "/b", NULL } },
+        { SITE "/../telemetry/x", { SITE, NULL } },
+        { "/..", { NULL } },
+        { "/a/..", { "/a", NULL } },
+        { SITE "/a/./../b", { SITE "/a", NULL } },
+    };
+    size_t i;
+    int j;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        apr_array_header_t *got = ptm_run_detours(cases[i].path, gpool);
+
+        for (j = 0; cases[i].want[j]; j++) {
+            if (j >= got->nelts
+                || strcmp(APR_ARRAY_IDX(got, j, const char *),
+                          cases[i].want[j]) != 0) {
+                fail_msg("%s: detour %d is %s, want %s", cases[i].path, j,
+                         j < got->nelts ? APR_ARRAY_IDX(got, j, const char *)
+                                        : "(none)", cases[i].want[j]);
+            }
+        }
+        if (got->nelts != j) {
+            fail_msg("%s: %d detours, want %d", cases[i].path, got->nelts,
+                     j);
+        }
+    }
+}
+
+/* Client input of any length: one pass, each detour once. */
+static void test_detours_long_input(void **state)
+{
+    size_t n = 200000, i;
+    char *path = apr_palloc(gpool, 6 * n + 16), *o = path;
+    apr_array_header_t *got;
+
+    o += sprintf(o, "%s", SITE);
+    for (i = 0; i < n; i++) {
+        memcpy(o, i % 2 ? "/b/.." : "/a/..", 5);
+        o += 5;
+    }
+    *o = '\0';
+    got = ptm_run_detours(path, gpool);
+    assert_int_equal(got->nelts, 2);
+}
+
+/* ---- ptm_run_split_dir -------------------------------------------------- */
+
+static void test_split_dir_table(void **state)
+{
+    static const struct {
+        const char *dir, *root, *rel;   /* root NULL: no root holds it */
+    } cases[] = {
+        { SITE, SITE, "" },
+        { SITE "/", SITE, "" },
+        { SITE "/007", SITE, "007" },
+        { SITE "/a/b/c", SITE, "a/b/c" },
+        { SITE "//a/./b/", SITE, "a/b" },
+        /* A reported path from an older state: ".." resolved. */
+        { SITE "/data/../escaped", SITE, "escaped" },
+        { SITE "/a/..", SITE, "" },
+        { "/srv/runs/../telemetry/x", SITE, "x" },
+        /* Run roots; the site dir wins over a root inside it, and the
+         * outermost root over one inside it. */
+        { "/srv/runs", "/srv/runs", "" },
+        { "/srv/runs/n1/x", "/srv/runs", "n1/x" },
+        { "/data/obs/deep/er", "/data/obs", "deep/er" },
+        { "/data/obs/inner/x", "/data/obs", "inner/x" },
+        { SITE "/inroot/x", SITE, "inroot/x" },
+        { "/srv/z/q", "/srv/z", "q" },  /* root spelled /srv/y/../z */
+        /* Outside every root: the configuration changed since. */
+        { "/tmp/x", NULL, NULL },
+        { "/srv/runs2", NULL, NULL },
+        { "/srv", NULL, NULL },
+        { SITE "/../x", NULL, NULL },
+        { "relative/x", NULL, NULL },
+    };
+    apr_array_header_t *roots = apr_array_make(gpool, 4, sizeof(const char *));
+    size_t i;
+
+    APR_ARRAY_PUSH(roots, const char *) = "/data/obs/inner";
+    APR_ARRAY_PUSH(roots, const char *) = "/srv/runs";
+    APR_ARRAY_PUSH(roots, const char *) = "/data/obs";
+    APR_ARRAY_PUSH(roots, const char *) = SITE "/inroot";
+    APR_ARRAY_PUSH(roots, const char *) = "/srv/y/../z";
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *root = "untouched", *rel = "untouched";
+        apr_status_t rv = ptm_run_split_dir(&root, &rel, cases[i].dir, SITE,
+                                            roots, gpool);
+
+        if (!cases[i].root) {
+            if (rv == APR_SUCCESS || root || rel) {
+                fail_msg("%s: split into %s + %s, want none", cases[i].dir,
+                         root ? root : "(null)", rel ? rel : "(null)");
+            }
+            continue;
+        }
+        if (rv != APR_SUCCESS || strcmp(root, cases[i].root) != 0
+            || strcmp(rel, cases[i].rel) != 0) {
+            fail_msg("%s: got %s + \"%s\" (%d), want %s + \"%s\"",
+                     cases[i].dir, rv == APR_SUCCESS ? root : "-",
+                     rv == APR_SUCCESS ? rel : "-", rv, cases[i].root,
+                     cases[i].rel);
+        }
+    }
+    /* No roots at all; and a root of "/". */
+    {
+        apr_array_header_t *slash = apr_array_make(gpool, 1,
+                                                   sizeof(const char *));
+        const char *root, *rel;
+
+        assert_int_equal(ptm_run_split_dir(&root, &rel, "/srv/runs/x", SITE,
+                                           NULL, gpool), APR_EINVAL);
+        APR_ARRAY_PUSH(slash, const char *) = "/";
+        assert_int_equal(ptm_run_split_dir(&root, &rel, "/tmp/x", SITE,
+                                           slash, gpool), APR_SUCCESS);
+        assert_string_equal(root, "/");
+        assert_string_equal(rel, "tmp/x");
+        assert_int_equal(ptm_run_split_dir(&root, &rel, SITE "/y", SITE,
+                                           slash, gpool), APR_SUCCESS);
+        assert_string_equal(root, SITE);
+        assert_string_equal(rel, "y");
+    }
+}
+
+/* What resolve_dir accepts, split_dir splits back to a path whose root
+ * is where it was confined. */
+static void test_resolve_then_split(void **state)
+{
+    static const char *const dirs[] = {
+        "", "x", "a/../b", "../telemetry/y", SITE "/abs", "/srv/runs/r",
+        "/srv/runs/../telemetry/z", "/data/obs/a/../b",
+    };
+    apr_array_header_t *roots = apr_array_make(gpool, 2, sizeof(const char *));
+    size_t i;
+
+    APR_ARRAY_PUSH(roots, const char *) = "/srv/runs";
+    APR_ARRAY_PUSH(roots, const char *) = "/data/obs";
+    for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        const char *why, *real, *root, *rel, *rep;
+
+        rep = ptm_run_resolve_dir(&real, &why, SITE, roots, dirs[i],
+                                  strlen(dirs[i]), NULL, gpool);
+        assert_non_null(rep);
+        assert_int_equal(ptm_run_split_dir(&root, &rel, real, SITE, roots,
+                                           gpool), APR_SUCCESS);
+        assert_string_equal(apr_pstrcat(gpool, root, *rel ? "/" : "", rel,
+                                        NULL), real);
+    }
 }
 
 /* Every test cleans up after itself, even when it fails. */
@@ -548,6 +897,15 @@ int main(void)
         T(test_resolve_dir_table),
         T(test_resolve_dir_why_names_roots),
         T(test_resolve_dir_other_sites),
+        T(test_resolve_dir_why_reserved),
+        T(test_resolve_dir_too_long),
+        T(test_resolve_dir_detours_max),
+        T(test_id_has_control_table),
+        T(test_name_is_reserved_table),
+        T(test_detours_table),
+        T(test_detours_long_input),
+        T(test_split_dir_table),
+        T(test_resolve_then_split),
     };
 
     return cmocka_run_group_tests_name("ptm_run", tests, group_setup,

@@ -1,0 +1,411 @@
+/* Unit tests for ptm_api, the router, on a real store in plain memory:
+ * what the handlers do when the store misbehaves.  ptm_store_run_peek and
+ * ptm_store_event are wrapped at link time (-Wl,--wrap, see the Makefile)
+ * so a test can make the first fail and have "another client" restart the
+ * run between an event's look at the run and its turn under the lock. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ptm_unit.h"
+
+#include <apr_strings.h>
+#include <apr_tables.h>
+#include <jansson.h>
+#include "ptm_api.h"
+#include "ptm_store.h"
+
+/* ---- the wrapped store functions ---------------------------------------- */
+
+apr_status_t __real_ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
+                                       apr_pool_t *p);
+apr_status_t __real_ptm_store_event(ptm_store_t *st,
+                                    const ptm_store_event_t *ev,
+                                    uint64_t *seq);
+
+static apr_status_t peek_fails;    /* what ptm_store_run_peek returns */
+static int restarts;               /* restart the run before this many
+                                    * more events */
+static int event_calls;
+static int runaway;                /* the handler kept retrying */
+static const char *restart_dir;
+
+#define RUNAWAY 100
+
+apr_status_t __wrap_ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
+                                       apr_pool_t *p)
+{
+    if (peek_fails != APR_SUCCESS) {
+        /* As a lock failure leaves it: nothing filled in.  Poisoned so
+         * that reading it shows (run.active non-zero). */
+        memset(run, 0xa5, sizeof(*run));
+        return peek_fails;
+    }
+    return __real_ptm_store_run_peek(run, st, p);
+}
+
+apr_status_t __wrap_ptm_store_event(ptm_store_t *st,
+                                    const ptm_store_event_t *ev,
+                                    uint64_t *seq)
+{
+    static const char obj[] = "{\"run_dir\":\"x\",\"run_id\":\"again\"}";
+
+    event_calls++;
+    if (event_calls > RUNAWAY) {
+        runaway = 1;                    /* let the handler finish */
+    }
+    else if (restarts > 0) {
+        /* Another client stops and starts the run just before this one
+         * takes the lock: the event is stale, every time. */
+        ptm_buf_t b;
+
+        restarts--;
+        ptm_buf_init(&b, gpool, 128);
+        ptm_store_run_stop(st, &b);
+        assert_int_equal(ptm_store_run_start(st, obj, sizeof(obj) - 1,
+                                             "again", 5, restart_dir, NULL,
+                                             NULL), APR_SUCCESS);
+    }
+    return __real_ptm_store_event(st, ev, seq);
+}
+
+/* ---- a store and a configuration ---------------------------------------- */
+
+#define STATE_SIZE (256 * 1024)
+
+typedef struct {
+    void *base;
+    ptm_api_conf_t conf;
+    char *site;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    char tmpl[] = "/tmp/ptm_api_test.XXXXXX";
+
+    if (!f || !(f->base = calloc(1, STATE_SIZE)) || !mkdtemp(tmpl)) {
+        return -1;
+    }
+    f->site = strdup(tmpl);
+    ptm_store_format(f->base, STATE_SIZE);
+    f->conf.store = ptm_store_attach(f->base, NULL, gpool);
+    f->conf.site_dir = f->site;
+    f->conf.run_roots = apr_array_make(gpool, 1, sizeof(const char *));
+    f->conf.version = "test";
+    restart_dir = f->site;
+    peek_fails = APR_SUCCESS;
+    restarts = 0;
+    event_calls = 0;
+    runaway = 0;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+
+    ptm_store_close_files(f->conf.store);
+    /* The directories beside the site dir some tests make (a failed test
+     * does not reach its own clean-up). */
+    rm_rf(apr_pstrcat(gpool, f->site, "-out", NULL));
+    rm_rf(apr_pstrcat(gpool, f->site, "-root", NULL));
+    rm_rf(f->site);
+    free(f->site);
+    free(f->base);
+    free(f);
+    return 0;
+}
+
+/* One request; the answer's body is checked to be JSON and returned
+ * parsed (the caller releases it). */
+static json_t *call(ptm_api_resp_t *resp, const fixture_t *f,
+                    const char *path, const char *body)
+{
+    ptm_api_req_t req;
+    json_error_t jerr;
+    json_t *j;
+
+    memset(&req, 0, sizeof(req));
+    req.method = body ? PTM_POST : PTM_GET;
+    req.path = path;
+    req.content_type = "application/json";
+    req.body = body;
+    req.body_len = body ? strlen(body) : 0;
+    req.now = apr_time_now();
+    ptm_api_handle(resp, &f->conf, &req, gpool);
+    j = json_loadb(resp->body, resp->body_len, 0, &jerr);
+    if (!j) {
+        fail_msg("%s: status %d, body is not JSON: %.*s", path, resp->status,
+                 (int)resp->body_len, resp->body);
+    }
+    return j;
+}
+
+/* The answer is {"detail": "<string containing want>"}. */
+static void assert_detail(json_t *j, const char *want)
+{
+    json_t *d = json_object_get(j, "detail");
+
+    assert_int_equal(json_object_size(j), 1);
+    if (!json_is_string(d) || !strstr(json_string_value(d), want)) {
+        char *s = json_dumps(j, 0);
+
+        fail_msg("detail %s does not say \"%s\"", s, want);
+    }
+}
+
+/* ---- POST /run/start when the store cannot be read ---------------------- */
+
+/* A failed look at the run is a 500 that says so; nothing is created and
+ * no run starts (it used to read an uninitialised run.active). */
+static void test_run_start_peek_fails(void **state)
+{
+    fixture_t *f = *state;
+    ptm_api_resp_t resp;
+    struct stat st;
+    json_t *j;
+
+    peek_fails = APR_FROM_OS_ERROR(EDEADLK);
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"peek\"}");
+    assert_int_equal(resp.status, 500);
+    assert_detail(j, "shared state");
+    json_decref(j);
+    assert_int_not_equal(stat(apr_pstrcat(gpool, f->site, "/peek", NULL),
+                              &st), 0);
+    peek_fails = APR_SUCCESS;
+    j = call(&resp, f, "/run", NULL);
+    assert_int_equal(resp.status, 404);
+    json_decref(j);
+}
+
+/* ---- POST /event while the run keeps changing --------------------------- */
+
+/* The retries are capped: an event whose run is restarted before each of
+ * its attempts gets a JSON error rather than a thread spinning for as long
+ * as the restarts go on; it changes nothing. */
+static void test_event_retries_capped(void **state)
+{
+    fixture_t *f = *state;
+    ptm_api_resp_t resp;
+    json_t *j;
+
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"r1\"}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+
+    restarts = 10 * RUNAWAY;
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":1}");
+    restarts = 0;
+    assert_false(runaway);
+    assert_in_range(event_calls, 2, 16);
+    assert_int_equal(resp.status, 503);
+    assert_detail(j, "run");
+    json_decref(j);
+    j = call(&resp, f, "/current/t", NULL);
+    assert_int_equal(resp.status, 404);
+    json_decref(j);
+
+    /* Quiet again: the next event is stored, with the first seq. */
+    event_calls = 0;
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":2}");
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "seq")), 1);
+    assert_int_equal(event_calls, 1);
+    json_decref(j);
+}
+
+/* A few restarts are absorbed: the event goes to the run as it is now. */
+static void test_event_retries_then_stored(void **state)
+{
+    fixture_t *f = *state;
+    ptm_api_resp_t resp;
+    json_t *j;
+
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"r2\"}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+
+    restarts = 2;
+    j = call(&resp, f, "/event",
+             "{\"type\":\"t\",\"data\":1,\"store_permanently\":false}");
+    restarts = 0;
+    assert_false(runaway);
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(event_calls, 3);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(j, "meta"), "run_id")), "again");
+    json_decref(j);
+}
+
+/* ---- run directories beneath their root --------------------------------- */
+
+static const char *at(const fixture_t *f, const char *rel)
+{
+    return apr_pstrcat(gpool, f->site, "/", rel, NULL);
+}
+
+/* The answer is a 422 with one value_error item at `loc` (JSON text). */
+static void assert_422_at(json_t *j, const ptm_api_resp_t *resp,
+                          const char *loc)
+{
+    json_t *items = json_object_get(j, "detail"), *item, *want;
+    json_error_t jerr;
+
+    assert_int_equal(resp->status, 422);
+    assert_true(json_is_array(items));
+    assert_int_equal(json_array_size(items), 1);
+    item = json_array_get(items, 0);
+    assert_string_equal(json_string_value(json_object_get(item, "type")),
+                        "value_error");
+    want = json_loads(loc, 0, &jerr);
+    assert_true(json_equal(json_object_get(item, "loc"), want));
+    json_decref(want);
+    assert_true(strncmp(json_string_value(json_object_get(item, "msg")),
+                        "Value error, ", 13) == 0);
+}
+
+/* The store keeps the real directory; the answers keep pathlib's, and
+ * the detour is made as upstream's mkdir -p makes it, so the reported path
+ * names the run directory. */
+static void test_run_dir_real_and_reported(void **state)
+{
+    fixture_t *f = *state;
+    ptm_api_resp_t resp;
+    struct stat st, rep;
+    json_t *j;
+
+    j = call(&resp, f, "/run/start",
+             "{\"run_dir\":\"a/../b\",\"run_id\":\"r\"}");
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "run_dir")),
+                        at(f, "a/../b"));
+    json_decref(j);
+    assert_int_equal(stat(at(f, "b"), &st), 0);
+    assert_int_equal(stat(at(f, "a/../b"), &rep), 0);
+    assert_true(st.st_ino == rep.st_ino);
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":1}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    assert_int_equal(stat(at(f, "b/telemetry.ndjson"), &st), 0);
+    j = call(&resp, f, "/run", NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "run_dir")),
+                        at(f, "a/../b"));
+    json_decref(j);
+}
+
+/* Links on the way: 422 at the field that named the directory, nothing
+ * made, no run; mid-run a 500 naming the link, no seq used. */
+static void test_links_refused(void **state)
+{
+    fixture_t *f = *state;
+    char *out = apr_pstrcat(gpool, f->site, "-out", NULL);
+    ptm_api_resp_t resp;
+    struct stat st;
+    json_t *j;
+
+    assert_int_equal(mkdir(out, 0755), 0);
+    assert_int_equal(symlink(out, at(f, "l")), 0);
+    j = call(&resp, f, "/run/start", "{\"run_dir\":\"l/x\"}");
+    assert_422_at(j, &resp, "[\"body\",\"run_dir\"]");
+    json_decref(j);
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"l\"}");
+    assert_422_at(j, &resp, "[\"body\",\"run_id\"]");
+    json_decref(j);
+    j = call(&resp, f, "/run/start", "{\"meta\":{\"run_id\":\"l\"}}");
+    assert_422_at(j, &resp, "[\"body\",\"meta\",\"run_id\"]");
+    json_decref(j);
+    /* A detour through the link: the reported path would name a directory
+     * out there. */
+    j = call(&resp, f, "/run/start", "{\"run_dir\":\"l/../y\"}");
+    assert_422_at(j, &resp, "[\"body\",\"run_dir\"]");
+    json_decref(j);
+    assert_int_not_equal(stat(at(f, "y"), &st), 0);
+    assert_int_not_equal(stat(apr_pstrcat(gpool, out, "/x", NULL), &st), 0);
+    j = call(&resp, f, "/run", NULL);
+    assert_int_equal(resp.status, 404);
+    json_decref(j);
+
+    /* Mid-run, the run directory replaced by the link. */
+    j = call(&resp, f, "/run/start", "{\"run_dir\":\"r\",\"run_id\":\"r\"}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":1}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    assert_int_equal(rename(at(f, "r"), at(f, "r-moved")), 0);
+    assert_int_equal(symlink(out, at(f, "r")), 0);
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":2}");
+    assert_int_equal(resp.status, 500);
+    assert_detail(j, apr_pstrcat(gpool, "Cannot open ", at(f, "r"),
+                                 ": it is a symbolic link", NULL));
+    json_decref(j);
+    assert_int_not_equal(stat(apr_pstrcat(gpool, out, "/telemetry.ndjson",
+                                          NULL), &st), 0);
+    assert_int_equal(unlink(at(f, "r")), 0);
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":3}");
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "seq")), 2);
+    json_decref(j);
+}
+
+/* A run whose root is no longer configured (a restart with other
+ * PanoptesTelemetryRunRoot lines): a 500 that says so, nothing written. */
+static void test_run_root_gone(void **state)
+{
+    fixture_t *f = *state;
+    char *root = apr_pstrcat(gpool, f->site, "-root", NULL);
+    apr_array_header_t *roots = apr_array_make(gpool, 1,
+                                               sizeof(const char *));
+    const apr_array_header_t *none = f->conf.run_roots;
+    ptm_api_resp_t resp;
+    struct stat st;
+    json_t *j;
+
+    APR_ARRAY_PUSH(roots, const char *) = root;
+    f->conf.run_roots = roots;
+    j = call(&resp, f, "/run/start", apr_pstrcat(gpool, "{\"run_dir\":\"",
+                                                  root, "/n1\"}", NULL));
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    f->conf.run_roots = none;
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":1}");
+    assert_int_equal(resp.status, 500);
+    assert_detail(j, "no longer inside");
+    json_decref(j);
+    assert_int_not_equal(stat(apr_pstrcat(gpool, root, "/n1/telemetry.ndjson",
+                                          NULL), &st), 0);
+    f->conf.run_roots = roots;
+    j = call(&resp, f, "/event", "{\"type\":\"t\",\"data\":2}");
+    assert_int_equal(resp.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "seq")), 1);
+    json_decref(j);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_run_start_peek_fails),
+        T(test_event_retries_capped),
+        T(test_event_retries_then_stored),
+        T(test_run_dir_real_and_reported),
+        T(test_links_refused),
+        T(test_run_root_gone),
+    };
+
+    return cmocka_run_group_tests_name("ptm_api", tests, group_setup,
+                                       group_teardown);
+}
