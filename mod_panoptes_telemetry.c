@@ -420,7 +420,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         store = ptm_store_attach(ret->base, ret->mutex, ptemp);
         /* The files may be ahead of the state (a crash between append and
          * counter, a deleted state file): never give out a seq twice. */
-        rv = ptm_store_reconcile(store, sc->site_dir, ptemp);
+        rv = ptm_store_reconcile(store, sc->site_dir, sc->run_roots, ptemp);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
                          "cannot read %s to recover the seq counters",

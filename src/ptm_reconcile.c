@@ -4,16 +4,42 @@
  * are only read, never through a link (ptm_ndjson_last_seq). */
 #include <dirent.h>
 #include <errno.h>
+#include <unistd.h>
 #include <apr_strings.h>
+#include "ptm_fs.h"
+#include "ptm_run.h"
 #include <string.h>
 #include "ptm_store_int.h"
 
+/* The last seq in the run directory `dir`'s telemetry.ndjson, reached
+ * beneath its root without following a link (0 when there is none). */
+static uint64_t run_last_seq(const char *dir, const char *site_dir,
+                             const apr_array_header_t *roots, apr_pool_t *p)
+{
+    const char *root, *rel, *bad;
+    uint64_t seq = 0;
+    int fd;
+
+    if (ptm_run_split_dir(&root, &rel, dir, site_dir, roots, p)
+        != APR_SUCCESS
+        || ptm_fs_open_dir(&fd, &bad, root, rel, 0, p) != APR_SUCCESS) {
+        return 0;
+    }
+    if (ptm_ndjson_last_seq_at(&seq, fd, "telemetry.ndjson")
+        != APR_SUCCESS) {
+        seq = 0;
+    }
+    close(fd);
+    return seq;
+}
+
 apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
+                                 const apr_array_header_t *roots,
                                  apr_pool_t *p)
 {
     hdr_t *h = st->hdr;
     uint64_t site = 0, run = 0, n;
-    const char *run_file = NULL;
+    const char *run_dir = NULL;
     struct dirent *de;
     apr_status_t rv;
     DIR *d;
@@ -22,11 +48,8 @@ apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
         return rv;
     }
     if (h->run_active) {
-        run_file = apr_pstrcat(p, apr_pstrmemdup(p, arena(st) + h->run_blob
-                                                 + h->run_obj_len
-                                                 + h->run_id_len,
-                                                 h->run_dir_len),
-                               "/telemetry.ndjson", NULL);
+        run_dir = apr_pstrmemdup(p, arena(st) + h->run_blob + h->run_obj_len
+                                 + h->run_id_len, h->run_dir_len);
     }
     ptm_store_unlock(st);
 
@@ -47,8 +70,8 @@ apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
         }
     }
     closedir(d);
-    if (run_file && ptm_ndjson_last_seq(&run, run_file) != APR_SUCCESS) {
-        run = 0;
+    if (run_dir) {
+        run = run_last_seq(run_dir, site_dir, roots, p);
     }
 
     if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {

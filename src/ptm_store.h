@@ -16,6 +16,7 @@
 #include <apr_pools.h>
 #include <apr_global_mutex.h>
 #include <apr_shm.h>
+#include <apr_tables.h>
 #include "ptm_buf.h"
 
 typedef struct ptm_store_t ptm_store_t;
@@ -97,11 +98,15 @@ apr_status_t ptm_store_prepare_dir(const char **why, const char *dir,
  * Raise the seq counters to the highest seq at the end of the stream files
  * (every site_*.ndjson of `site_dir`, and the active run's file) so that no
  * number in a file is ever given out twice, even when the state is older
- * than the files.  Cuts off a last line a crash left without its newline.
- * Call before the children start.  Returns APR_SUCCESS or the error of
- * reading `site_dir`.
+ * than the files.  The active run's directory is reached beneath its root
+ * (`site_dir` or one of `roots`, as ptm_run_split_dir) without following a
+ * link.  Files are only read (httpd's parent runs this as root over the
+ * User's files): a last line a crash left without its newline is ignored
+ * and cut by the next append.  Call before the children start.  Returns
+ * APR_SUCCESS or the error of reading `site_dir`.
  */
 apr_status_t ptm_store_reconcile(ptm_store_t *st, const char *site_dir,
+                                 const apr_array_header_t *roots,
                                  apr_pool_t *p);
 
 /** How many times a state torn by a crash was rebuilt. */

@@ -2554,7 +2554,7 @@ static void test_reconcile(void **state)
     f17 = apr_pstrcat(fx.p, site, "/site_20260317.ndjson", NULL);
 
     /* No files at all: nothing changes. */
-    assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p), APR_SUCCESS);
     check_seqs(&fx, 0, 0);
 
     /* Two day files (7 and 12, the later one ending in a partial line),
@@ -2594,7 +2594,7 @@ static void test_reconcile(void **state)
     for (i = 1; i <= 5; i++) {
         post_ok(&fx, PTM_STREAM_SITE, "a", "1", 1, -1, (uint64_t)i);
     }
-    assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p), APR_SUCCESS);
     check_seqs(&fx, 12, 0);
     assert_int_equal(stat(apr_pstrcat(fx.p, fx.dir, "/elsewhere", NULL),
                           &sb), 0);
@@ -2607,7 +2607,7 @@ static void test_reconcile(void **state)
     for (i = 14; i <= 20; i++) {
         post_ok(&fx, PTM_STREAM_SITE, "a", "1", 1, -1, (uint64_t)i);
     }
-    assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p), APR_SUCCESS);
     check_seqs(&fx, 20, 0);
 
     /* The active run's file: 9 raises the run counter from 0; its partial
@@ -2619,7 +2619,7 @@ static void test_reconcile(void **state)
     assert_int_equal(start_run(&fx, RUN_OBJ("001"), "001", run_dir, &prep),
                      APR_SUCCESS);
     check_seqs(&fx, 20, 0);
-    assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p), APR_SUCCESS);
     check_seqs(&fx, 20, 9);
     slurp(apr_pstrcat(fx.p, run_dir, "/telemetry.ndjson", NULL), &len, fx.p);
     assert_int_equal(stat(apr_pstrcat(fx.p, run_dir, "/telemetry.ndjson",
@@ -2638,35 +2638,56 @@ static void test_reconcile(void **state)
     for (i = 11; i <= 15; i++) {
         post_ok(&fx, PTM_STREAM_RUN, "r", "1", 1, -1, (uint64_t)i);
     }
-    assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p), APR_SUCCESS);
     check_seqs(&fx, 20, 15);
     /* A run whose file does not exist (yet): nothing changes. */
     stop_run(&fx);
     run2_dir = apr_pstrcat(fx.p, site, "/runs/002", NULL);
     assert_int_equal(start_run(&fx, RUN_OBJ("002"), "002", run2_dir, &prep),
                      APR_SUCCESS);
-    assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p), APR_SUCCESS);
     check_seqs(&fx, 20, 15);
     /* No run: the old run's file does not count. */
     stop_run(&fx);
     put_lines(&fx, apr_pstrcat(fx.p, run_dir, "/telemetry.ndjson", NULL), 1,
               50, "");
-    assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p), APR_SUCCESS);
     check_seqs(&fx, 20, 15);
 
     /* A site file appended to behind the state's back (a crash after the
      * append, with an older state file): the next number follows it. */
     put_lines(&fx, f17, 8, 30, "");
-    assert_int_equal(ptm_store_reconcile(fx.st, site, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p), APR_SUCCESS);
     check_seqs(&fx, 30, 15);
     post_ok(&fx, PTM_STREAM_SITE, "a", "1", 1, -1, 31);
+
+    /* A link on the way to the run's directory (the User can plant one in
+     * the site directory): root does not follow it, the counter stays. */
+    {
+        const char *away = apr_pstrcat(fx.p, fx.dir, "/away", NULL);
+
+        assert_int_equal(mkdir(away, 0755), 0);
+        assert_int_equal(mkdir(apr_pstrcat(fx.p, away, "/004", NULL), 0755),
+                         0);
+        put_lines(&fx, apr_pstrcat(fx.p, away, "/004/telemetry.ndjson",
+                                   NULL), 1, 900, "");
+        assert_int_equal(symlink(away, apr_pstrcat(fx.p, site, "/linked",
+                                                   NULL)), 0);
+        assert_int_equal(start_run(&fx, RUN_OBJ("004"), "004",
+                                   apr_pstrcat(fx.p, site, "/linked/004",
+                                               NULL), &prep), APR_SUCCESS);
+        assert_int_equal(ptm_store_reconcile(fx.st, site, NULL, fx.p),
+                         APR_SUCCESS);
+        check_seqs(&fx, 31, 15);
+        stop_run(&fx);
+    }
 
     /* A site dir that is not there, or not a directory: the error, and
      * nothing changes. */
     assert_int_equal(ptm_store_reconcile(fx.st, apr_pstrcat(fx.p, fx.dir,
                                                             "/nope", NULL),
-                                         fx.p), APR_ENOENT);
-    assert_int_equal(ptm_store_reconcile(fx.st, f16, fx.p), APR_ENOTDIR);
+                                         NULL, fx.p), APR_ENOENT);
+    assert_int_equal(ptm_store_reconcile(fx.st, f16, NULL, fx.p), APR_ENOTDIR);
     check_seqs(&fx, 31, 15);
     fx_close(&fx);
 }
