@@ -1,6 +1,6 @@
 # The module's section in mod_status (server-status and ?auto): counters
 # move by exactly what the requests did, and the run shows while active.
-# (What it shows while a writer holds the lock: t/40_readers.t.)
+# (What it shows while a writer holds the lock: t/41_readers.t.)
 use strict;
 use warnings;
 use Test::More;

@@ -241,7 +241,7 @@ refused_422('{"run_dir":".d-40/../r-40","run_id":"own"}', 'body run_dir', '.d-40
 refused_422('{"run_dir":"site_1.ndjson/../r-40","run_id":"own"}', 'body run_dir',
     'site_1.ndjson/../r-40', 'run_dir site_1.ndjson/../r (a day-name detour)',
     "$site/site_1.ndjson", "$site/r-40");
-ok(-f "$site/.panoptes-telemetry.state", 'the state file is still a file');
+ok(!-d "$site/.panoptes-telemetry.state", 'no directory .panoptes-telemetry.state');
 {
     # The scenario of the issue: the site stream keeps working.
     my $e = post_event('{"type":"own-40","data":1}');

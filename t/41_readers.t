@@ -47,7 +47,7 @@ END {
         && ($restarted || !(httpd_pid() && server_answers()))) {
         stop_server(30);
         start_server($orig, 60)
-            or print STDERR "# 40_readers.t: could not start httpd again\n";
+            or print STDERR "# 41_readers.t: could not start httpd again\n";
     }
 }
 $orig->{test_pid} = $$;
