@@ -77,7 +77,7 @@ static void fail(const char *what, int line)
 
 #define CHECK(c) ((c) ? (void)0 : fail(#c, __LINE__))
 
-/* ---- shared file mappings between guard pages ---------------------------*/
+/* ---- shared file mappings between guard pages ---------------------------- */
 
 void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd,
                   off_t off);
@@ -497,7 +497,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef PTM_FUZZ_REPLAY
-/* ---- the seed corpus ----------------------------------------------------*/
+/* ---- the seed corpus ----------------------------------------------------- */
 
 /* Write `flags` and the first bytes of the state file: up to the end of
  * its arena's used part (the rest is zeros the target pads back). */
