@@ -125,7 +125,7 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
     }
     for (s = 0; s < 2; s++) {
         const map_t *m = &o->map[s];
-        const slot_t *x = (const slot_t *)((const char *)o + m->slots);
+        const slot_t *x;
         uint32_t n = m->count < m->cap ? m->count : m->cap;
 
         if (m->slots < sizeof(hdr_t) || m->slots % 8 || m->slots > src->size
@@ -133,6 +133,8 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
             lost += m->count ? 1 : 0;
             continue;
         }
+        /* Only now: an offset out of bounds is not even a pointer. */
+        x = (const slot_t *)((const char *)o + m->slots);
         /* Run values only with their run: a start or stop cut short
          * leaves some behind with none active (or the run was lost). */
         if (s == PTM_STREAM_RUN && !h->run_active) {
