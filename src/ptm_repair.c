@@ -97,6 +97,15 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
         && o->pending_seq > h->seq[o->pending_stream]) {
         h->seq[o->pending_stream] = o->pending_seq;
     }
+    /* A seq no state reaches (envelopes hold int64: JSON readers refuse
+     * more) was not ours; the files tell where to go on from
+     * (ptm_store_reconcile). */
+    for (s = 0; s < 2; s++) {
+        if (h->seq[s] >= INT64_MAX) {
+            h->seq[s] = 0;
+            lost++;
+        }
+    }
     h->run_gen = o->run_gen + 1;
     h->repairs = o->repairs;
     h->write_errors = o->write_errors;
