@@ -24,7 +24,7 @@ static const char *src_payload(const src_t *src, uint64_t payload,
     const hdr_t *h = src->h;
     const blob_t *b;
 
-    if (h->arena < sizeof(hdr_t) || h->arena > src->size
+    if (h->arena < sizeof(hdr_t) || h->arena % 8 || h->arena > src->size
         || h->arena_size > src->size - h->arena || h->top > h->arena_size
         || payload < sizeof(blob_t) || (payload - sizeof(blob_t)) % 8
         || payload > h->top || len > h->top - payload) {
