@@ -63,9 +63,11 @@ void ptm_json_py_repr(ptm_buf_t *out, const char *s, size_t len);
 
 /**
  * 1 if `s` (`len` bytes) is exactly one well-formed JSON value (RFC 8259,
- * UTF-8, at most PTM_JSON_MAX_DEPTH deep), surrounding whitespace allowed;
- * 0 otherwise.  Allocates nothing, so it can check stored values under a
- * lock.
+ * UTF-8, at most PTM_JSON_MAX_DEPTH deep) within what the parser takes
+ * (integers in int64, floats in a double, surrogates paired: SPEC 11.3 F7,
+ * F9), surrounding whitespace allowed; 0 otherwise.  Builds no value (only
+ * a float token longer than 64 bytes is copied to the heap to be read), so
+ * it can check stored values under a lock.
  */
 int ptm_json_well_formed(const char *s, size_t len);
 
