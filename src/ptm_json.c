@@ -954,6 +954,71 @@ void ptm_json_dump_string(ptm_buf_t *out, const char *s, size_t len)
     ptm_buf_putc(out, '"');
 }
 
+/* The code unit of 4 lowercase hex digits (as ptm_json_put_u4 writes
+ * them), or -1. */
+static long ptm_json_hex4_lower(const unsigned char *s)
+{
+    long v = 0;
+    int k;
+
+    for (k = 0; k < 4; k++) {
+        v <<= 4;
+        if (s[k] >= '0' && s[k] <= '9') {
+            v |= s[k] - '0';
+        }
+        else if (s[k] >= 'a' && s[k] <= 'f') {
+            v |= s[k] - 'a' + 10;
+        }
+        else {
+            return -1;
+        }
+    }
+    return v;
+}
+
+int ptm_json_string_canonical(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i, end = len - 1;
+    long cp;
+
+    if (len < 2 || s[0] != '"' || s[end] != '"') {
+        return 0;
+    }
+    for (i = 1; i < end; i++) {
+        if (u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\') {
+            continue;
+        }
+        if (u[i] != '\\' || ++i >= end) {
+            return 0;
+        }
+        if (s[i] && strchr("\"\\nrtbf", s[i])) {
+            continue;
+        }
+        if (s[i] != 'u' || i + 4 >= end
+            || (cp = ptm_json_hex4_lower(u + i + 1)) < 0) {
+            return 0;
+        }
+        i += 4;
+        /* Escaped only what is not printed as itself or with a short
+         * escape; a surrogate only as the high half of a pair. */
+        if ((cp >= 0x20 && cp < 0x7f) || cp == '\n' || cp == '\r'
+            || cp == '\t' || cp == '\b' || cp == '\f'
+            || (cp >= 0xdc00 && cp <= 0xdfff)) {
+            return 0;
+        }
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (i + 6 >= end || s[i + 1] != '\\' || s[i + 2] != 'u'
+                || (cp = ptm_json_hex4_lower(u + i + 3)) < 0xdc00
+                || cp > 0xdfff) {
+                return 0;
+            }
+            i += 6;
+        }
+    }
+    return 1;
+}
+
 /* Digits and exponent of printf's "%.*e" output, whatever radix character
  * the locale put in (it is simply not a digit).  Returns the digit count. */
 static int ptm_json_split_e(const char *f, char *dig, int *exp10)

@@ -55,6 +55,11 @@ int ptm_json_dump(ptm_buf_t *out, const json_t *v);
  * with ensure_ascii escaping. */
 void ptm_json_dump_string(ptm_buf_t *out, const char *s, size_t len);
 
+/** 1 if `s` (`len` bytes) is a JSON string exactly as
+ * ptm_json_dump_string writes one (so equal strings are equal bytes);
+ * 0 otherwise. */
+int ptm_json_string_canonical(const char *s, size_t len);
+
 /** Append a double the way Python repr() prints it (shortest round-trip). */
 void ptm_json_dump_real(ptm_buf_t *out, double d);
 

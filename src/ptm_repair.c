@@ -65,14 +65,15 @@ static int run_checks_out(const char *p, const hdr_t *h)
            && printable(dir, h->run_dir_len);
 }
 
-/* A value is [key][envelope]: a JSON string and a JSON object that starts
- * as every envelope does. */
+/* A value is [key][envelope]: a JSON string as the store writes keys
+ * (only then are equal types equal bytes, and duplicates found) and a
+ * JSON object that starts as every envelope does. */
 static int value_checks_out(const char *p, uint64_t key_len,
                             uint64_t env_len)
 {
-    return key_len >= 2 && p[0] == '"' && env_len >= 8
+    return key_len >= 2 && env_len >= 8
            && memcmp(p + key_len, "{\"seq\":", 7) == 0
-           && ptm_json_well_formed(p, (size_t)key_len)
+           && ptm_json_string_canonical(p, (size_t)key_len)
            && ptm_json_well_formed(p + key_len, (size_t)env_len);
 }
 
