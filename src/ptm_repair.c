@@ -5,14 +5,17 @@
  * §11.6): torn, stale or crafted, every offset, length and string in it is
  * checked against the bytes really there before anything is copied, so
  * the worst it can do is lose values. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ptm_json.h"
 #include "ptm_store_int.h"
 
-/* The old state: its header and how many bytes are really there. */
+/* The old state: its header, where that header ends in its layout, and
+ * how many bytes are really there. */
 typedef struct {
     const hdr_t *h;
+    uint64_t hdr_size;
     uint64_t size;
 } src_t;
 
@@ -24,7 +27,7 @@ static const char *src_payload(const src_t *src, uint64_t payload,
     const hdr_t *h = src->h;
     const blob_t *b;
 
-    if (h->arena < sizeof(hdr_t) || h->arena % 8 || h->arena > src->size
+    if (h->arena < src->hdr_size || h->arena % 8 || h->arena > src->size
         || h->arena_size > src->size - h->arena || h->top > h->arena_size
         || payload < sizeof(blob_t) || (payload - sizeof(blob_t)) % 8
         || payload > h->top || len > h->top - payload) {
@@ -138,7 +141,7 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
         const slot_t *x;
         uint32_t n = m->count < m->cap ? m->count : m->cap;
 
-        if (m->slots < sizeof(hdr_t) || m->slots % 8 || m->slots > src->size
+        if (m->slots < src->hdr_size || m->slots % 8 || m->slots > src->size
             || (uint64_t)n * sizeof(slot_t) > src->size - m->slots) {
             lost += m->count ? 1 : 0;
             continue;
@@ -179,11 +182,13 @@ unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
 {
     src_t s;
 
-    s.h = src;
-    s.size = src_size;
     if (src_size < sizeof(hdr_t)) {
         return 1;
     }
+    s.h = src;
+    /* Layout 3's header ended before `epoch`: its tables start there. */
+    s.hdr_size = src->version >= 4 ? sizeof(hdr_t) : offsetof(hdr_t, epoch);
+    s.size = src_size;
     return copy(st, &s);
 }
 
