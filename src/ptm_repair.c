@@ -154,6 +154,8 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
             lost += m->count ? 1 : 0;
             continue;
         }
+        /* A count beyond the table's capacity: what is past it is lost. */
+        lost += m->count > n ? 1 : 0;
         for (i = 0; i < n; i++) {
             uint64_t len = (uint64_t)x[i].key_len + x[i].env_len;
             const char *p = src_payload(src, x[i].blob, len,
