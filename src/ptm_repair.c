@@ -55,7 +55,8 @@ static int printable(const char *s, size_t n)
 }
 
 /* The run blob is [run object][run id][run dir]: a JSON object, an id of
- * 1..255 printable bytes, an absolute printable path. */
+ * 1..255 printable bytes of UTF-8 (it is a JSON string in every run
+ * event's meta), an absolute printable path. */
 static int run_checks_out(const char *p, const hdr_t *h)
 {
     const char *id = p + h->run_obj_len, *dir = id + h->run_id_len;
@@ -64,6 +65,7 @@ static int run_checks_out(const char *p, const hdr_t *h)
            && ptm_json_well_formed(p, h->run_obj_len)
            && h->run_id_len >= 1 && h->run_id_len <= 255
            && printable(id, h->run_id_len)
+           && ptm_utf8_valid(id, h->run_id_len)
            && h->run_dir_len >= 1 && dir[0] == '/'
            && printable(dir, h->run_dir_len);
 }
