@@ -172,9 +172,16 @@ run: build
 #                      corpus stays as it is; what a run finds is kept there
 #                      for the next run).  Fails on any crash, leak, timeout
 #                      or broken invariant; the input is in build/fuzz/artifacts.
-#   make fuzz-build    only build build/fuzz/fuzz_request
-#   make fuzz-replay   the same source without libFuzzer (gcc, ASan+UBSan):
-#                      every file of t/fuzz/corpus once, as a regression test
+#   make fuzz-build    only build build/fuzz/fuzz_request and fuzz_state
+#   make fuzz-replay   the same sources without libFuzzer (gcc, ASan+UBSan):
+#                      every file of t/fuzz/corpus once, and every state of
+#                      t/fuzz/state-corpus and of a freshly made seed set,
+#                      as a regression test
+# A second target over the state file httpd's parent finds at start
+# (t/fuzz/fuzz_state.c: crafted, torn, stale or older states):
+#   make fuzz-state    like make fuzz, on build/fuzz/state-corpus (seeds made
+#                      by the store itself, plus t/fuzz/state-corpus);
+#                      crashes go to build/fuzz/state-artifacts
 FUZZ_CC       ?= clang
 FUZZ_SECONDS  ?= 300
 FUZZ_JOBS     ?= 1
@@ -186,8 +193,14 @@ FUZZ_BIN      := build/fuzz/fuzz_request
 FUZZ_REPLAY   := build/fuzz/fuzz_replay
 FUZZ_CFLAGS   := -g -O1 -std=gnu99 $(WARN) -fno-omit-frame-pointer \
                  -fno-sanitize-recover=all
+FUZZ_STATE_SRC    := t/fuzz/fuzz_state.c
+FUZZ_STATE_BIN    := build/fuzz/fuzz_state
+FUZZ_STATE_REPLAY := build/fuzz/fuzz_state_replay
+FUZZ_STATE_MAX_LEN ?= 16384
+# The state file's mapping between guard pages (see fuzz_state.c).
+FUZZ_STATE_LDFLAGS := -Wl,--wrap=mmap
 
-.PHONY: fuzz fuzz-build fuzz-replay
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-state
 
 # clang and its libFuzzer runtime, installed like `deps` does.
 build/.fuzz-deps-ok: build/.deps-ok
@@ -205,7 +218,17 @@ $(FUZZ_REPLAY): $(FUZZ_SRC) $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -DPTM_FUZZ_REPLAY -Isrc $(APR_INC) \
 	    -o $@ $(FUZZ_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson -ldl
 
-fuzz-build: $(FUZZ_BIN)
+$(FUZZ_STATE_BIN): $(FUZZ_STATE_SRC) $(CORE_SRC) $(CORE_HDR) build/.fuzz-deps-ok
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -Isrc $(APR_INC) \
+	    $(FUZZ_STATE_LDFLAGS) -o $@ $(FUZZ_STATE_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson
+
+$(FUZZ_STATE_REPLAY): $(FUZZ_STATE_SRC) $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+	@mkdir -p build/fuzz
+	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -DPTM_FUZZ_REPLAY -Isrc $(APR_INC) \
+	    $(FUZZ_STATE_LDFLAGS) -o $@ $(FUZZ_STATE_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson
+
+fuzz-build: $(FUZZ_BIN) $(FUZZ_STATE_BIN)
 
 fuzz: $(FUZZ_BIN)
 	@mkdir -p build/fuzz/corpus build/fuzz/artifacts
@@ -222,11 +245,33 @@ fuzz: $(FUZZ_BIN)
 	if [ $$rc -ne 0 ]; then echo "FAIL: the fuzzer found a problem (see build/fuzz/artifacts$(if $(filter-out 1,$(FUZZ_JOBS)), and build/fuzz/fuzz-*.log))" >&2; fi; \
 	exit $$rc
 
-fuzz-replay: $(FUZZ_REPLAY)
+fuzz-replay: $(FUZZ_REPLAY) $(FUZZ_STATE_REPLAY)
 	@rm -rf build/fuzz/tmp-replay && mkdir -p build/fuzz/tmp-replay
 	@rc=0; TMPDIR=$(CURDIR)/build/fuzz/tmp-replay ./$(FUZZ_REPLAY) t/fuzz/corpus/* || rc=1; \
+	TMPDIR=$(CURDIR)/build/fuzz/tmp-replay ./$(FUZZ_STATE_REPLAY) \
+	    --seeds build/fuzz/tmp-replay/state-seeds || rc=1; \
+	TMPDIR=$(CURDIR)/build/fuzz/tmp-replay ./$(FUZZ_STATE_REPLAY) \
+	    build/fuzz/tmp-replay/state-seeds $(wildcard t/fuzz/state-corpus/*) || rc=1; \
 	rm -rf build/fuzz/tmp-replay; \
 	[ $$rc -eq 0 ] || echo "FAIL: fuzz corpus replay" >&2; exit $$rc
+
+# The seeds are made by the store itself at each run (--seeds), so that
+# they follow its layout; t/fuzz/state-corpus keeps what a run found.
+fuzz-state: $(FUZZ_STATE_BIN) $(FUZZ_STATE_REPLAY)
+	@mkdir -p build/fuzz/state-corpus build/fuzz/state-artifacts
+	@rm -rf build/fuzz/tmp-state && mkdir -p build/fuzz/tmp-state
+	@TMPDIR=$(CURDIR)/build/fuzz/tmp-state ./$(FUZZ_STATE_REPLAY) --seeds build/fuzz/state-corpus
+	@$(if $(wildcard t/fuzz/state-corpus/*),cp t/fuzz/state-corpus/* build/fuzz/state-corpus/)
+	@echo "fuzzing the state file for $(FUZZ_SECONDS)s x $(FUZZ_JOBS) job(s) on build/fuzz/state-corpus"
+	@cd build/fuzz && rc=0; \
+	TMPDIR=$(CURDIR)/build/fuzz/tmp-state ./fuzz_state -dict=$(CURDIR)/t/fuzz/json.dict \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_STATE_MAX_LEN) -timeout=10 \
+	    -print_final_stats=1 -artifact_prefix=state-artifacts/ \
+	    $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
+	    $(FUZZ_ARGS) state-corpus || rc=$$?; \
+	rm -rf tmp-state; \
+	if [ $$rc -ne 0 ]; then echo "FAIL: the fuzzer found a problem (see build/fuzz/state-artifacts)" >&2; fi; \
+	exit $$rc
 # === end of fuzzing =========================================================
 
 # Further targets, one file per concern (packaging, ...).

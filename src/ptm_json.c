@@ -954,6 +954,71 @@ void ptm_json_dump_string(ptm_buf_t *out, const char *s, size_t len)
     ptm_buf_putc(out, '"');
 }
 
+/* The code unit of 4 lowercase hex digits (as ptm_json_put_u4 writes
+ * them), or -1. */
+static long ptm_json_hex4_lower(const unsigned char *s)
+{
+    long v = 0;
+    int k;
+
+    for (k = 0; k < 4; k++) {
+        v <<= 4;
+        if (s[k] >= '0' && s[k] <= '9') {
+            v |= s[k] - '0';
+        }
+        else if (s[k] >= 'a' && s[k] <= 'f') {
+            v |= s[k] - 'a' + 10;
+        }
+        else {
+            return -1;
+        }
+    }
+    return v;
+}
+
+int ptm_json_string_canonical(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i, end = len - 1;
+    long cp;
+
+    if (len < 2 || s[0] != '"' || s[end] != '"') {
+        return 0;
+    }
+    for (i = 1; i < end; i++) {
+        if (u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\') {
+            continue;
+        }
+        if (u[i] != '\\' || ++i >= end) {
+            return 0;
+        }
+        if (s[i] && strchr("\"\\nrtbf", s[i])) {
+            continue;
+        }
+        if (s[i] != 'u' || i + 4 >= end
+            || (cp = ptm_json_hex4_lower(u + i + 1)) < 0) {
+            return 0;
+        }
+        i += 4;
+        /* Escaped only what is not printed as itself or with a short
+         * escape; a surrogate only as the high half of a pair. */
+        if ((cp >= 0x20 && cp < 0x7f) || cp == '\n' || cp == '\r'
+            || cp == '\t' || cp == '\b' || cp == '\f'
+            || (cp >= 0xdc00 && cp <= 0xdfff)) {
+            return 0;
+        }
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (i + 6 >= end || s[i + 1] != '\\' || s[i + 2] != 'u'
+                || (cp = ptm_json_hex4_lower(u + i + 3)) < 0xdc00
+                || cp > 0xdfff) {
+                return 0;
+            }
+            i += 6;
+        }
+    }
+    return 1;
+}
+
 /* Digits and exponent of printf's "%.*e" output, whatever radix character
  * the locale put in (it is simply not a digit).  Returns the digit count. */
 static int ptm_json_split_e(const char *f, char *dig, int *exp10)
@@ -1344,7 +1409,7 @@ void ptm_json_py_repr(ptm_buf_t *out, const char *s, size_t len)
 }
 
 /* ------------------------------------------------------------------------
- * Well-formedness, without allocating
+ * Well-formedness, without building values
  * ------------------------------------------------------------------------ */
 
 static size_t skip_ws(const char *s, size_t i, size_t n)
@@ -1359,6 +1424,9 @@ static size_t skip_ws(const char *s, size_t i, size_t n)
 /* The end of the string literal starting at s[i] == '"', or 0. */
 static size_t wf_string(const char *s, size_t i, size_t n)
 {
+    const unsigned char *us = (const unsigned char *)s;
+    long cp;
+
     for (i++; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
 
@@ -1373,14 +1441,23 @@ static size_t wf_string(const char *s, size_t i, size_t n)
                 return 0;
             }
             if (s[i] == 'u') {
-                int k;
-
-                for (k = 1; k <= 4; k++) {
-                    if (i + (size_t)k >= n || !isxdigit((unsigned char)s[i + k])) {
-                        return 0;
-                    }
+                if (i + 4 >= n || (cp = ptm_json_hex4(us + i + 1)) < 0) {
+                    return 0;
                 }
                 i += 4;
+                /* A surrogate only as a high-low pair, as the parser
+                 * takes it (SPEC 11.3 F9). */
+                if (cp >= 0xdc00 && cp <= 0xdfff) {
+                    return 0;
+                }
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    if (i + 6 >= n || s[i + 1] != '\\' || s[i + 2] != 'u'
+                        || (cp = ptm_json_hex4(us + i + 3)) < 0xdc00
+                        || cp > 0xdfff) {
+                        return 0;
+                    }
+                    i += 6;
+                }
             }
             else if (!strchr("\"\\/bfnrt", s[i]) || !s[i]) {
                 return 0;
@@ -1400,9 +1477,16 @@ static size_t wf_digits(const char *s, size_t i, size_t n)
     return i > start ? i : 0;
 }
 
-/* The end of the number starting at s[i], or 0. */
+/* The end of the number starting at s[i], or 0.  Like the parser, an
+ * integer must fit int64 and a float a double (SPEC 11.3 F7). */
 static size_t wf_number(const char *s, size_t i, size_t n)
 {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = i;
+    int is_float = 0;
+    json_int_t iv;
+    double dv;
+
     if (s[i] == '-') {
         i++;
     }
@@ -1412,10 +1496,14 @@ static size_t wf_number(const char *s, size_t i, size_t n)
     else if (!(i = wf_digits(s, i, n))) {
         return 0;
     }
-    if (i < n && s[i] == '.' && !(i = wf_digits(s, i + 1, n))) {
-        return 0;
+    if (i < n && s[i] == '.') {
+        is_float = 1;
+        if (!(i = wf_digits(s, i + 1, n))) {
+            return 0;
+        }
     }
     if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        is_float = 1;
         i++;
         if (i < n && (s[i] == '+' || s[i] == '-')) {
             i++;
@@ -1423,6 +1511,10 @@ static size_t wf_number(const char *s, size_t i, size_t n)
         if (!(i = wf_digits(s, i, n))) {
             return 0;
         }
+    }
+    if (is_float ? ptm_json_to_double(u, start, i, &dv) != 0
+                 : ptm_json_to_int(u, start, i, &iv) != 0) {
+        return 0;
     }
     return i;
 }

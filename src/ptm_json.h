@@ -55,6 +55,11 @@ int ptm_json_dump(ptm_buf_t *out, const json_t *v);
  * with ensure_ascii escaping. */
 void ptm_json_dump_string(ptm_buf_t *out, const char *s, size_t len);
 
+/** 1 if `s` (`len` bytes) is a JSON string exactly as
+ * ptm_json_dump_string writes one (so equal strings are equal bytes);
+ * 0 otherwise. */
+int ptm_json_string_canonical(const char *s, size_t len);
+
 /** Append a double the way Python repr() prints it (shortest round-trip). */
 void ptm_json_dump_real(ptm_buf_t *out, double d);
 
@@ -63,9 +68,11 @@ void ptm_json_py_repr(ptm_buf_t *out, const char *s, size_t len);
 
 /**
  * 1 if `s` (`len` bytes) is exactly one well-formed JSON value (RFC 8259,
- * UTF-8, at most PTM_JSON_MAX_DEPTH deep), surrounding whitespace allowed;
- * 0 otherwise.  Allocates nothing, so it can check stored values under a
- * lock.
+ * UTF-8, at most PTM_JSON_MAX_DEPTH deep) within what the parser takes
+ * (integers in int64, floats in a double, surrogates paired: SPEC 11.3 F7,
+ * F9), surrounding whitespace allowed; 0 otherwise.  Builds no value (only
+ * a float token longer than 64 bytes is copied to the heap to be read), so
+ * it can check stored values under a lock.
  */
 int ptm_json_well_formed(const char *s, size_t len);
 

@@ -5,14 +5,17 @@
  * §11.6): torn, stale or crafted, every offset, length and string in it is
  * checked against the bytes really there before anything is copied, so
  * the worst it can do is lose values. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ptm_json.h"
 #include "ptm_store_int.h"
 
-/* The old state: its header and how many bytes are really there. */
+/* The old state: its header, where that header ends in its layout, and
+ * how many bytes are really there. */
 typedef struct {
     const hdr_t *h;
+    uint64_t hdr_size;
     uint64_t size;
 } src_t;
 
@@ -24,7 +27,7 @@ static const char *src_payload(const src_t *src, uint64_t payload,
     const hdr_t *h = src->h;
     const blob_t *b;
 
-    if (h->arena < sizeof(hdr_t) || h->arena > src->size
+    if (h->arena < src->hdr_size || h->arena % 8 || h->arena > src->size
         || h->arena_size > src->size - h->arena || h->top > h->arena_size
         || payload < sizeof(blob_t) || (payload - sizeof(blob_t)) % 8
         || payload > h->top || len > h->top - payload) {
@@ -52,7 +55,8 @@ static int printable(const char *s, size_t n)
 }
 
 /* The run blob is [run object][run id][run dir]: a JSON object, an id of
- * 1..255 printable bytes, an absolute printable path. */
+ * 1..255 printable bytes of UTF-8 (it is a JSON string in every run
+ * event's meta), an absolute printable path. */
 static int run_checks_out(const char *p, const hdr_t *h)
 {
     const char *id = p + h->run_obj_len, *dir = id + h->run_id_len;
@@ -61,18 +65,20 @@ static int run_checks_out(const char *p, const hdr_t *h)
            && ptm_json_well_formed(p, h->run_obj_len)
            && h->run_id_len >= 1 && h->run_id_len <= 255
            && printable(id, h->run_id_len)
+           && ptm_utf8_valid(id, h->run_id_len)
            && h->run_dir_len >= 1 && dir[0] == '/'
            && printable(dir, h->run_dir_len);
 }
 
-/* A value is [key][envelope]: a JSON string and a JSON object that starts
- * as every envelope does. */
+/* A value is [key][envelope]: a JSON string as the store writes keys
+ * (only then are equal types equal bytes, and duplicates found) and a
+ * JSON object that starts as every envelope does. */
 static int value_checks_out(const char *p, uint64_t key_len,
                             uint64_t env_len)
 {
-    return key_len >= 2 && p[0] == '"' && env_len >= 8
+    return key_len >= 2 && env_len >= 8
            && memcmp(p + key_len, "{\"seq\":", 7) == 0
-           && ptm_json_well_formed(p, (size_t)key_len)
+           && ptm_json_string_canonical(p, (size_t)key_len)
            && ptm_json_well_formed(p + key_len, (size_t)env_len);
 }
 
@@ -96,6 +102,15 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
     if (o->writing && o->pending_stream < 2
         && o->pending_seq > h->seq[o->pending_stream]) {
         h->seq[o->pending_stream] = o->pending_seq;
+    }
+    /* A seq no state reaches (envelopes hold int64: JSON readers refuse
+     * more) was not ours; the files tell where to go on from
+     * (ptm_store_reconcile). */
+    for (s = 0; s < 2; s++) {
+        if (h->seq[s] >= INT64_MAX) {
+            h->seq[s] = 0;
+            lost++;
+        }
     }
     h->run_gen = o->run_gen + 1;
     h->repairs = o->repairs;
@@ -125,20 +140,24 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
     }
     for (s = 0; s < 2; s++) {
         const map_t *m = &o->map[s];
-        const slot_t *x = (const slot_t *)((const char *)o + m->slots);
+        const slot_t *x;
         uint32_t n = m->count < m->cap ? m->count : m->cap;
 
-        if (m->slots < sizeof(hdr_t) || m->slots % 8 || m->slots > src->size
+        if (m->slots < src->hdr_size || m->slots % 8 || m->slots > src->size
             || (uint64_t)n * sizeof(slot_t) > src->size - m->slots) {
             lost += m->count ? 1 : 0;
             continue;
         }
+        /* Only now: an offset out of bounds is not even a pointer. */
+        x = (const slot_t *)((const char *)o + m->slots);
         /* Run values only with their run: a start or stop cut short
          * leaves some behind with none active (or the run was lost). */
         if (s == PTM_STREAM_RUN && !h->run_active) {
             lost += m->count ? 1 : 0;
             continue;
         }
+        /* A count beyond the table's capacity: what is past it is lost. */
+        lost += m->count > n ? 1 : 0;
         for (i = 0; i < n; i++) {
             uint64_t len = (uint64_t)x[i].key_len + x[i].env_len;
             const char *p = src_payload(src, x[i].blob, len,
@@ -167,11 +186,13 @@ unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
 {
     src_t s;
 
-    s.h = src;
-    s.size = src_size;
     if (src_size < sizeof(hdr_t)) {
         return 1;
     }
+    s.h = src;
+    /* Layout 3's header ended before `epoch`: its tables start there. */
+    s.hdr_size = src->version >= 4 ? sizeof(hdr_t) : offsetof(hdr_t, epoch);
+    s.size = src_size;
     return copy(st, &s);
 }
 

@@ -278,65 +278,112 @@ static int safe_dir(const struct stat *sb, int last)
     return !(sb->st_mode & 022) || (!last && (sb->st_mode & S_ISVTX));
 }
 
+/* Why `path` (of `sb`) is refused. */
+static const char *unsafe(const char *path, const struct stat *sb,
+                          apr_pool_t *p)
+{
+    return apr_psprintf(p, "%s is not a directory that only root can change "
+                        "(owner %ld, mode %04o)", path, (long)sb->st_uid,
+                        (unsigned)(sb->st_mode & 07777));
+}
+
+/* `path` is a directory only root (or we) can change; see safe_dir. */
+static apr_status_t check_dir(const char **why, const char *path, int last,
+                              apr_pool_t *p)
+{
+    struct stat sb;
+
+    if (lstat(path, &sb) != 0) {
+        *why = apr_pstrcat(p, "cannot stat ", path, NULL);
+        return APR_FROM_OS_ERROR(errno);
+    }
+    if (!safe_dir(&sb, last)) {
+        *why = unsafe(path, &sb, p);
+        return APR_FROM_OS_ERROR(EPERM);
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t ptm_store_prepare_dir(const char **why, const char *dir,
                                    apr_pool_t *p)
 {
-    char *path = apr_pstrdup(p, dir), *s, *real;
+    /* Walked from / one name at a time, as the kernel resolves it, so
+     * that nothing is made or followed beyond a name someone else could
+     * change: every directory passed through must be one only root (or
+     * we) can change (sticky ones like /tmp allowed on the way), every
+     * link root's or ours (in a sticky directory, a link's owner can
+     * replace it), and a missing directory is made (0700, root's alone)
+     * only under one that passed.  `cur` is the real path so far, links
+     * resolved ("" is /); `rest` what is left to walk. */
+    const char *rest = dir, *cur = "";
+    apr_status_t rv;
     struct stat sb;
+    int links = 0;
 
     *why = NULL;
-    if (path[0] != '/') {
+    if (dir[0] != '/') {
         *why = "not an absolute path";
         return APR_EINVAL;
     }
-    /* mkdir -p, 0700: what is created here is root's alone. */
-    for (s = path + 1; ; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
+    if ((rv = check_dir(why, "/", 0, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    for (;;) {
+        const char *name, *next, *slash;
+        size_t n;
 
-            *s = '\0';
-            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
-                *why = apr_pstrcat(p, "cannot create ", path, NULL);
-                return APR_FROM_OS_ERROR(errno);
-            }
-            *s = c;
-            if (c == '\0') {
-                break;
-            }
+        while (*rest == '/') {
+            rest++;
         }
-    }
-    real = realpath(dir, NULL);
-    if (!real) {
-        *why = "cannot resolve it";
-        return APR_FROM_OS_ERROR(errno);
-    }
-    path = apr_pstrdup(p, real);
-    free(real);
-    /* Every directory from / down: a link or a rename by someone else on
-     * the way could point root's writes anywhere. */
-    for (s = path; ; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
-            int last = c == '\0';
+        if (!*rest) {
+            break;
+        }
+        n = strcspn(rest, "/");
+        name = apr_pstrmemdup(p, rest, n);
+        rest += n;
+        if (strcmp(name, ".") == 0) {
+            continue;
+        }
+        if (strcmp(name, "..") == 0) {
+            /* `cur` holds no link: its parent is its dirname. */
+            slash = strrchr(cur, '/');
+            cur = slash ? apr_pstrmemdup(p, cur, slash - cur) : "";
+            continue;
+        }
+        next = apr_pstrcat(p, cur, "/", name, NULL);
+        if (lstat(next, &sb) != 0
+            && (errno != ENOENT || (mkdir(next, 0700) != 0 && errno != EEXIST)
+                || lstat(next, &sb) != 0)) {
+            *why = apr_pstrcat(p, "cannot create ", next, NULL);
+            return APR_FROM_OS_ERROR(errno);
+        }
+        if (S_ISLNK(sb.st_mode)) {
+            char *to = apr_palloc(p, (apr_size_t)sb.st_size + 1);
+            ssize_t len;
 
-            *s = '\0';
-            if (lstat(s == path ? "/" : path, &sb) != 0) {
-                *why = apr_pstrcat(p, "cannot stat ", path, NULL);
-                return APR_FROM_OS_ERROR(errno);
-            }
-            if (!safe_dir(&sb, last)) {
-                *why = apr_psprintf(p, "%s is not a directory that only "
-                                    "root can change (owner %ld, mode %04o)",
-                                    s == path ? "/" : path,
-                                    (long)sb.st_uid,
-                                    (unsigned)(sb.st_mode & 07777));
+            if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
+                *why = apr_psprintf(p, "%s is a link of another user's "
+                                    "(owner %ld)", next, (long)sb.st_uid);
                 return APR_FROM_OS_ERROR(EPERM);
             }
-            *s = c;
-            if (last) {
-                break;
+            len = readlink(next, to, (size_t)sb.st_size + 1);
+            if (++links > 40 || len <= 0 || len > (ssize_t)sb.st_size) {
+                *why = apr_pstrcat(p, "cannot resolve ", next, NULL);
+                return APR_FROM_OS_ERROR(len < 0 ? errno : ELOOP);
             }
+            /* Its target is walked next, from / or from here. */
+            rest = apr_pstrcat(p, apr_pstrmemdup(p, to, (apr_size_t)len),
+                               rest, NULL);
+            if (to[0] == '/') {
+                cur = "";
+            }
+            continue;
         }
+        if ((rv = check_dir(why, next, 0, p)) != APR_SUCCESS) {
+            return rv;
+        }
+        cur = next;
     }
-    return APR_SUCCESS;
+    /* The directory itself: not even a sticky one. */
+    return check_dir(why, *cur ? cur : "/", 1, p);
 }

@@ -87,9 +87,11 @@ apr_status_t ptm_store_open_file(void **base, int *fd, ptm_store_open_e *how,
 
 /**
  * Create the state directory `dir` if missing (0700) and check that it and
- * every directory above it is one only root (or this process's user) can
- * change, so that no other user can point the root parent's writes
- * elsewhere.  Returns APR_SUCCESS, or an error with `*why`.
+ * every directory on the way to it (through links, which must be root's
+ * or this process's user's) is one only root (or that user) can change,
+ * so that no other user can point the root parent's writes elsewhere;
+ * nothing is created under a directory that fails.  Returns APR_SUCCESS,
+ * or an error with `*why`.
  */
 apr_status_t ptm_store_prepare_dir(const char **why, const char *dir,
                                    apr_pool_t *p);
