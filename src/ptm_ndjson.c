@@ -106,6 +106,13 @@ static int scan_back(int fd, off_t end, off_t *cut_out, off_t *line_out)
         off_t at = pos - (off_t)want;
         size_t i;
 
+        /* A tail longer than any line we write (a sparse file costs its
+         * maker nothing): refused rather than read for hours, under the
+         * store lock or in httpd's parent. */
+        if (end - pos >= PTM_NDJSON_SCAN_MAX) {
+            return EFBIG;
+        }
+
         n = pread(fd, buf, want, at);
         if (n != (ssize_t)want) {
             return n < 0 ? errno : EIO;
@@ -341,7 +348,9 @@ apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
     return APR_SUCCESS;
 }
 
-/* Read seq N from a line starting {"seq":N; 0 when it does not. */
+/* Read seq N from a line starting {"seq":N; 0 when it does not, or when N
+ * is beyond int64: the module never writes one (JSON readers refuse it),
+ * so such a line was planted and must not move the counter. */
 static uint64_t seq_of(const char *s, size_t n)
 {
     static const char head[] = "{\"seq\":";
@@ -352,10 +361,12 @@ static uint64_t seq_of(const char *s, size_t n)
         return 0;
     }
     for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
-        if (v > (UINT64_MAX - 9) / 10) {
+        uint64_t d = (uint64_t)(s[i] - '0');
+
+        if (v > ((uint64_t)INT64_MAX - d) / 10) {
             return 0;
         }
-        v = v * 10 + (uint64_t)(s[i] - '0');
+        v = v * 10 + d;
     }
     return v;
 }

@@ -96,6 +96,12 @@ apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
  */
 void ptm_ndjson_discard_if_empty(int fd, const char *path);
 
+/* The longest tail of a file searched for the start or end of its last
+ * line: no event line is this long (PanoptesTelemetryMaxBody is far
+ * smaller), so a file whose last newline is further back was not written
+ * by us and is refused (EFBIG) rather than read to its start. */
+#define PTM_NDJSON_SCAN_MAX ((off_t)64 * 1024 * 1024)
+
 /* Most parts ptm_ndjson_append takes. */
 #define PTM_NDJSON_MAX_IOV 8
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ptm_json.h"
+#include "ptm_run.h"
 #include "ptm_store_int.h"
 
 /* The old state: its header, where that header ends in its layout, and
@@ -41,33 +42,23 @@ static const char *src_payload(const src_t *src, uint64_t payload,
     return (const char *)h + h->arena + payload;
 }
 
-/* 1 if `s` has no NUL or other control character. */
-static int printable(const char *s, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* The run blob is [run object][run id][run dir]: a JSON object, an id of
- * 1..255 printable bytes of UTF-8 (it is a JSON string in every run
- * event's meta), an absolute printable path. */
+/* The run blob is [run object][run id][run dir]: a JSON object; an id of
+ * UTF-8 (it is a JSON string in every run event's meta) without control
+ * characters, as run start takes them (ptm_run_id_has_control); an
+ * absolute UTF-8 path without NUL (control characters are legal in a
+ * directory name, and run start takes them).  Anything run start accepts
+ * must check out here, or a restart would drop a run it acknowledged. */
 static int run_checks_out(const char *p, const hdr_t *h)
 {
     const char *id = p + h->run_obj_len, *dir = id + h->run_id_len;
 
     return h->run_obj_len >= 2 && p[0] == '{'
            && ptm_json_well_formed(p, h->run_obj_len)
-           && h->run_id_len >= 1 && h->run_id_len <= 255
-           && printable(id, h->run_id_len)
+           && h->run_id_len >= 1 && !ptm_run_id_has_control(id, h->run_id_len)
            && ptm_utf8_valid(id, h->run_id_len)
            && h->run_dir_len >= 1 && dir[0] == '/'
-           && printable(dir, h->run_dir_len);
+           && !memchr(dir, '\0', h->run_dir_len)
+           && ptm_utf8_valid(dir, h->run_dir_len);
 }
 
 /* A value is [key][envelope]: a JSON string as the store writes keys

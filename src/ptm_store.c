@@ -1,6 +1,7 @@
 /* The store: the handle on the segment, its lock and writing mark, the
  * numbering and recording of events, and the counters mod_status reads.
  * See ptm_store.h for the design and ptm_store_int.h for the layout. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -151,6 +152,12 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     }
     if (h->run_gen != ev->run_gen) {
         rv = PTM_STORE_STALE;
+        goto out;
+    }
+    /* Seqs are int64 in every JSON reader: never past that, never
+     * wrapped (only a planted file could bring the counter near it). */
+    if (h->seq[ev->stream] >= INT64_MAX) {
+        rv = APR_FROM_OS_ERROR(EOVERFLOW);
         goto out;
     }
     n = h->seq[ev->stream] + 1;

@@ -1318,6 +1318,43 @@ static void test_links_not_followed(void **state)
     fx_close(&fx);
 }
 
+/* A sparse file costs its maker nothing: a tail of gigabytes without a
+ * newline is refused (EFBIG) after PTM_NDJSON_SCAN_MAX bytes, not read
+ * for minutes, whether an append looks for the partial line to cut (under
+ * the store lock) or httpd's parent looks for the last seq (at start). */
+static void test_sparse_tail_refused(void **state)
+{
+    static fx_t fx;     /* outlives a failed test for its teardown */
+    const char *path, *line = "{\"seq\":1,\"ts\":\"x\"}\n";
+    struct iovec iov[1];
+    apr_time_t t0;
+    uint64_t seq = 7;
+    int fd;
+
+    fx_open(&fx);
+    path = path_in(&fx, "sparse.ndjson");
+    put_file(path, line, strlen(line));
+    assert_int_equal(truncate(path, (off_t)64 << 30), 0);  /* 64 GiB hole */
+    t0 = apr_time_now();
+    assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
+    iov[0].iov_base = (void *)line;
+    iov[0].iov_len = strlen(line);
+    assert_int_equal(ptm_ndjson_append(fd, iov, 1, 0),
+                     APR_FROM_OS_ERROR(EFBIG));
+    close(fd);
+    /* With a newline at the end: the last line's start is as far. */
+    fd = open(path, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "\n", 1), 1);
+    close(fd);
+    assert_int_equal(ptm_ndjson_last_seq(&seq, path),
+                     APR_FROM_OS_ERROR(EFBIG));
+    assert_int_equal(seq, 0);
+    /* 64 MiB of a hole read twice, not 64 GiB (minutes). */
+    assert_true(apr_time_now() - t0 < apr_time_from_sec(20));
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1339,6 +1376,7 @@ int main(void)
         T(test_file_append_failures),
         T(test_file_append_fifo),
         T(test_file_append_fifo_full),
+        T(test_sparse_tail_refused),
         T(test_links_not_followed),
     };
 
