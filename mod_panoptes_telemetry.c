@@ -5,6 +5,7 @@
  * handler that turns a request_rec into a ptm_api_req_t and the answer
  * back into a response.  Everything the API does lives in src/ptm_*.c,
  * which never sees an httpd header. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -255,6 +256,29 @@ static int ptm_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* 1 if the directory open as `fd` has no entry but . and .. */
+static int dir_is_empty(int fd)
+{
+    int dfd = dup(fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *de;
+    int n = 0;
+
+    if (!d) {
+        if (dfd >= 0) {
+            close(dfd);
+        }
+        return 0;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            n++;
+        }
+    }
+    closedir(d);
+    return n == 0;
+}
+
 /* The site directory must exist.  When httpd starts as root and creates
  * it, it gives it to the User the children run as (they create the files);
  * an existing one is the admin's, and its ownership is left alone (a root
@@ -278,8 +302,11 @@ static int prepare_site_dir(const char *dir, server_rec *s, apr_pool_t *p)
         return OK;
     }
     if (!existed) {
+        /* Only the empty directory we just made (root's, no link), not
+         * one swapped in since by whoever can write its parent. */
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 || fchown(fd, uid, gid) != 0) {
+        if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_uid != geteuid()
+            || !dir_is_empty(fd) || fchown(fd, uid, gid) != 0) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
                          "cannot give %s to the server user", dir);
         }
@@ -332,6 +359,7 @@ static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
     const char *why;
     ptm_store_open_e how;
     unsigned dropped = 0;
+    struct stat sb;
     apr_status_t rv;
 
     rv = ptm_store_prepare_dir(&why, sc->state_dir, ptemp);
@@ -340,8 +368,33 @@ static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
                      "PanoptesTelemetryStateDir %s: %s", sc->state_dir, why);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    ret->size = sc->state_size;
     rv = ptm_store_open_file(&ret->base, &ret->fd, &how, &dropped, path,
-                             legacy, sc->state_size, pp);
+                             legacy, ret->size, pp);
+    if (APR_STATUS_IS_ENOSPC(rv) && stat(path, &sb) == 0
+        && S_ISREG(sb.st_mode) && (apr_size_t)sb.st_size != ret->size
+        && sb.st_size >= PTM_STORE_MIN_SIZE
+        && (uint64_t)sb.st_size <= APR_SIZE_MAX) {
+        /* No room for the new size: the state as it is (its file is
+         * still there, untouched) rather than no httpd at all. */
+        char err[120];
+
+        rv = ptm_store_open_file(&ret->base, &ret->fd, &how, &dropped, path,
+                                 legacy, (apr_size_t)sb.st_size, pp);
+        if (rv == APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "cannot resize the telemetry state %s to %"
+                         APR_SIZE_T_FMT " bytes (%s): it keeps its %"
+                         APR_OFF_T_FMT " bytes until the next start with "
+                         "room for it", path, ret->size,
+                         apr_strerror(APR_FROM_OS_ERROR(ENOSPC), err,
+                                      sizeof(err)), (apr_off_t)sb.st_size);
+            ret->size = (apr_size_t)sb.st_size;
+        }
+        else {
+            rv = APR_FROM_OS_ERROR(ENOSPC);
+        }
+    }
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "cannot %s the telemetry state %s (%" APR_SIZE_T_FMT
@@ -414,7 +467,6 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                          "when a child dies holding it; prefer the default "
                          "(pthread), sysvsem, fcntl or flock");
         }
-        ret->size = sc->state_size;
         ret->site_dir = apr_pstrdup(s->process->pool, sc->site_dir);
         ret->state_dir = apr_pstrdup(s->process->pool, sc->state_dir);
         store = ptm_store_attach(ret->base, ret->mutex, ptemp);
