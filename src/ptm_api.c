@@ -590,8 +590,8 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         se.failed_step = &step;
         if (ev.store_permanently && !run.active) {
             /* The site file stays open in this process from event to
-             * event (the site directory is httpd's own: its state file is
-             * there too). */
+             * event (ptm_ndjson_file_append checks each time that its
+             * name still leads to it). */
             path = apr_pstrcat(p, conf->site_dir, "/site_", day, ".ndjson",
                                NULL);
             se.path = path;
