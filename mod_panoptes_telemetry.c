@@ -304,11 +304,21 @@ static int prepare_site_dir(const char *dir, server_rec *s, apr_pool_t *p)
     if (!existed) {
         /* Only the empty directory we just made (root's, no link), not
          * one swapped in since by whoever can write its parent. */
+        const char *why = NULL;
+
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_uid != geteuid()
-            || !dir_is_empty(fd) || fchown(fd, uid, gid) != 0) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, errno, s,
-                         "cannot give %s to the server user", dir);
+        if (fd < 0 || fstat(fd, &sb) != 0) {
+            why = apr_pstrcat(p, "cannot open it: ", strerror(errno), NULL);
+        }
+        else if (sb.st_uid != geteuid() || !dir_is_empty(fd)) {
+            why = "it is not the empty directory httpd just made";
+        }
+        else if (fchown(fd, uid, gid) != 0) {
+            why = strerror(errno);
+        }
+        if (why) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                         "cannot give %s to the server user: %s", dir, why);
         }
         if (fd >= 0) {
             close(fd);
@@ -412,7 +422,7 @@ static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
     ap_log_error(APLOG_MARK, how == PTM_STORE_OPEN_UNRECOGNISED
                  ? APLOG_WARNING : APLOG_INFO, 0, s,
                  "telemetry state %s: %s (%" APR_SIZE_T_FMT " bytes)",
-                 path, how_found(how), sc->state_size);
+                 path, how_found(how), ret->size);
     if (dropped) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                      "telemetry state %s: %u values did not check out "
