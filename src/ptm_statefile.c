@@ -163,7 +163,7 @@ apr_status_t ptm_store_open_file(void **base, int *fd_out,
     if (dropped) {
         *dropped = 0;
     }
-    if (size < sizeof(hdr_t) || !*name) {
+    if (size < PTM_STORE_MIN_SIZE || !*name) {
         return APR_EINVAL;
     }
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
