@@ -245,6 +245,63 @@ static int on_way_to(const char *dir, size_t len, const char *area)
     return strncmp(dir, area, len) == 0 && area[len] == '/';
 }
 
+/* A walk down an absolute path with ".." taken textually, one component
+ * at a time, in one pass (run_dir is client input of any length): `res`
+ * holds the path walked so far, `o` bytes of it. */
+typedef struct {
+    const char *s;
+    char *res;
+    size_t o;
+} walk_t;
+
+enum { WALK_END, WALK_DOWN, WALK_UP };
+
+static void walk_init(walk_t *w, const char *path, apr_pool_t *p)
+{
+    w->s = path;
+    w->res = apr_palloc(p, strlen(path) + 2);
+    w->o = 0;
+}
+
+/* The next step: WALK_DOWN once a component is added to `res`, WALK_UP at
+ * a ".." (`res` still as it was: walk_up takes its last component off), or
+ * WALK_END.  Empty and "." components are skipped. */
+static int walk_next(walk_t *w)
+{
+    while (*w->s) {
+        const char *b, *e;
+        size_t len;
+
+        while (*w->s == '/') {
+            w->s++;
+        }
+        for (b = e = w->s; *e && *e != '/'; e++) {
+        }
+        len = (size_t)(e - b);
+        w->s = e;
+        if (len == 2 && b[0] == '.' && b[1] == '.') {
+            return WALK_UP;
+        }
+        if (len > 0 && !(len == 1 && b[0] == '.')) {
+            w->res[w->o++] = '/';
+            memcpy(w->res + w->o, b, len);
+            w->o += len;
+            return WALK_DOWN;
+        }
+    }
+    return WALK_END;
+}
+
+static void walk_up(walk_t *w)
+{
+    while (w->o > 0 && w->res[w->o - 1] != '/') {
+        w->o--;
+    }
+    if (w->o > 0) {
+        w->o--;
+    }
+}
+
 /* mkdir -p of the reported path makes each directory on the way before it
  * follows the ".." after it, so a run_dir that ends up inside can still
  * create one outside: "../x/../site/r" makes x beside the site dir.  Every
@@ -255,39 +312,22 @@ static int on_way_to(const char *dir, size_t len, const char *area)
 static int way_is_inside(const char *path, const char *site_real,
                          const apr_array_header_t *roots, apr_pool_t *p)
 {
-    char *res = apr_palloc(p, strlen(path) + 2);
-    const char *s = path, *e;
-    size_t o = 0, len;
-    int i, ok;
+    walk_t w;
+    int k, i, ok;
 
-    while (*s) {
-        while (*s == '/') {
-            s++;
+    walk_init(&w, path, p);
+    while ((k = walk_next(&w)) != WALK_END) {
+        if (k == WALK_UP) {
+            walk_up(&w);
+            continue;
         }
-        for (e = s; *e && *e != '/'; e++) {
+        ok = on_way_to(w.res, w.o, site_real);
+        for (i = 0; !ok && roots && i < roots->nelts; i++) {
+            ok = on_way_to(w.res, w.o, APR_ARRAY_IDX(roots, i, const char *));
         }
-        len = (size_t)(e - s);
-        if (len == 2 && s[0] == '.' && s[1] == '.') {
-            while (o > 0 && res[o - 1] != '/') {
-                o--;
-            }
-            if (o > 0) {
-                o--;
-            }
+        if (!ok) {
+            return 0;
         }
-        else if (len > 0 && !(len == 1 && s[0] == '.')) {
-            res[o++] = '/';
-            memcpy(res + o, s, len);
-            o += len;
-            ok = on_way_to(res, o, site_real);
-            for (i = 0; !ok && roots && i < roots->nelts; i++) {
-                ok = on_way_to(res, o, APR_ARRAY_IDX(roots, i, const char *));
-            }
-            if (!ok) {
-                return 0;
-            }
-        }
-        s = e;
     }
     return 1;
 }
@@ -336,39 +376,22 @@ apr_array_header_t *ptm_run_detours(const char *path, apr_pool_t *p)
 {
     apr_array_header_t *out = apr_array_make(p, 2, sizeof(const char *));
     apr_hash_t *seen = apr_hash_make(p);
-    char *res = apr_palloc(p, strlen(path) + 2);
-    const char *s = path, *e;
-    size_t o = 0, len;
+    walk_t w;
+    int k;
 
-    /* One pass, each detour once: run_dir is client input of any length
-     * ("a/../" a hundred thousand times is one detour). */
-    while (*s) {
-        while (*s == '/') {
-            s++;
+    /* Each detour once ("a/../" a hundred thousand times is one). */
+    walk_init(&w, path, p);
+    while ((k = walk_next(&w)) != WALK_END) {
+        if (k != WALK_UP) {
+            continue;
         }
-        for (e = s; *e && *e != '/'; e++) {
-        }
-        len = (size_t)(e - s);
-        if (len == 2 && s[0] == '.' && s[1] == '.') {
-            if (o > 0 && !apr_hash_get(seen, res, (apr_ssize_t)o)) {
-                const char *d = apr_pstrmemdup(p, res, o);
+        if (w.o > 0 && !apr_hash_get(seen, w.res, (apr_ssize_t)w.o)) {
+            const char *d = apr_pstrmemdup(p, w.res, w.o);
 
-                apr_hash_set(seen, d, (apr_ssize_t)o, d);
-                APR_ARRAY_PUSH(out, const char *) = d;
-            }
-            while (o > 0 && res[o - 1] != '/') {
-                o--;
-            }
-            if (o > 0) {
-                o--;
-            }
+            apr_hash_set(seen, d, (apr_ssize_t)w.o, d);
+            APR_ARRAY_PUSH(out, const char *) = d;
         }
-        else if (len > 0 && !(len == 1 && s[0] == '.')) {
-            res[o++] = '/';
-            memcpy(res + o, s, len);
-            o += len;
-        }
-        s = e;
+        walk_up(&w);
     }
     return out;
 }
