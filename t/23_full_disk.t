@@ -30,7 +30,7 @@ use Time::HiRes ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
 use PTMTest;
-use PTMTest qw(httpd_pid server_snapshot start_server stop_server server_answers
+use PTMTest qw(restore_server httpd_pid server_snapshot start_server stop_server server_answers
     error_log_size error_log_since wait_for_log state_dir state_file start_refused
     crit_lines crash_lines mount_tmpfs fill_fs blocks_of);
 
@@ -64,17 +64,7 @@ sub umount_all {
 END {
     # Never leave the tmpfs mounted or the server down for later files.
     local $?;
-    if ($orig && $$ == $orig->{test_pid}) {
-        if (@mounted) {
-            stop_server(30);
-            umount_all();
-        }
-        unless (httpd_pid() && server_answers()) {
-            print STDERR "# 23_full_disk.t: httpd is down at exit, starting it again\n";
-            stop_server(30);
-            start_server($orig, 60) or print STDERR "# 23_full_disk.t: could not start httpd again\n";
-        }
-    }
+    restore_server($orig, @mounted ? \&umount_all : undef);
 }
 
 # PanoptesTelemetryStateDir and the site directory on a tmpfs each, the

@@ -32,7 +32,7 @@ use Time::HiRes ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
 use PTMTest;
-use PTMTest qw(httpd_pid server_snapshot start_server stop_server server_answers
+use PTMTest qw(restore_server httpd_pid server_snapshot start_server stop_server server_answers
     error_log_size error_log_since wait_for_log state_dir state_file start_refused
     crit_lines crash_lines);
 
@@ -56,17 +56,7 @@ my @cleanup;
 
 END {
     local $?;
-    if ($orig && $$ == $orig->{test_pid}) {
-        if (@cleanup) {
-            stop_server(30);
-            $_->() for reverse @cleanup;
-        }
-        unless (httpd_pid() && server_answers()) {
-            print STDERR "# 24_site_links.t: httpd is down at exit, starting it again\n";
-            stop_server(30);
-            start_server($orig, 60) or print STDERR "# 24_site_links.t: could not start httpd again\n";
-        }
-    }
+    restore_server($orig, @cleanup ? sub { $_->() for reverse @cleanup } : undef);
 }
 
 sub write_file {

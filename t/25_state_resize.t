@@ -28,7 +28,7 @@ use LWP::UserAgent ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
 use PTMTest;
-use PTMTest qw(httpd_pid server_snapshot start_server stop_server server_answers
+use PTMTest qw(restore_server httpd_pid server_snapshot start_server stop_server server_answers
     error_log_size error_log_since wait_for_log state_dir state_file
     crit_lines crash_lines mount_tmpfs blocks_of);
 
@@ -106,20 +106,10 @@ END {
     # Never leave the tmpfs mounted, the server with 8 MiB, a run active
     # or the server down for later files.
     local $?;
-    if ($orig && $$ == $orig->{test_pid}) {
-        if ($mounted || $unusual) {
-            stop_server(30);
-            if ($mounted) {
-                system('umount', $sdir) == 0 or system('umount', '-l', $sdir);
-            }
-        }
-        unless (httpd_pid() && server_answers()) {
-            print STDERR "# 25_state_resize.t: httpd is down at exit, starting it again\n";
-            stop_server(30);
-            start_server($orig, 60) or print STDERR "# 25_state_resize.t: could not start httpd again\n";
-        }
-        eval { ensure_no_run() } if httpd_pid();
-    }
+    restore_server($orig, ($mounted || $unusual) ? sub {
+        system('umount', $sdir) == 0 or system('umount', '-l', $sdir) if $mounted;
+    } : undef);
+    eval { ensure_no_run() } if $orig && $$ == $orig->{test_pid} && httpd_pid();
 }
 
 my $before = state_now();

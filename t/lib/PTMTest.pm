@@ -56,7 +56,7 @@ our @EXPORT_OK = qw(
     start_clients wait_clients progress raise_flag wait_progress
     hold_clients release_clients
     state_dir state_file httpd_procs start_refused crit_lines crash_lines
-    mount_tmpfs fill_fs blocks_of
+    mount_tmpfs fill_fs blocks_of restore_server
     load_event load_outcome load_line
     check_events check_current
 );
@@ -942,6 +942,24 @@ sub _wait_dead {
 
 # apachectl stop: SIGTERM to the parent, wait until it and its children
 # are gone.  Returns 1, or 0 if they are still there after $timeout s.
+# For a test file that stops, reconfigures or starves the server: call it
+# from the file's END block.  With the server stopped, `$undo` (if given)
+# puts back what the file changed (mounts, plants, ownership); then the
+# usual server must answer, for the files after this one.
+sub restore_server {
+    my ($orig, $undo) = @_;
+    return unless $orig && $$ == $orig->{test_pid};
+    if ($undo) {
+        stop_server(30);
+        $undo->();
+    }
+    return if httpd_pid() && server_answers();
+    my ($me) = (caller)[1] =~ m{([^/]+)$};
+    print STDERR "# $me: httpd is down at exit, starting it again\n";
+    stop_server(30);
+    start_server($orig, 60) or print STDERR "# $me: could not start httpd again\n";
+}
+
 sub stop_server {
     my ($timeout) = @_;
     my $pid = httpd_pid() or return 1;
