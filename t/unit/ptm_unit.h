@@ -5,9 +5,13 @@
 #define PTM_UNIT_H
 
 #include <ftw.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <apr_general.h>
 #include <apr_pools.h>
+#include <apr_strings.h>
 
 /* The group's pool, alive from group_setup to group_teardown. */
 static apr_pool_t *gpool;
@@ -39,6 +43,18 @@ static inline int ptm_unit_rm_one(const char *path, const struct stat *sb,
 }
 
 /* rm -rf `dir` (symbolic links are removed, not followed). */
+/* A new directory /tmp/<what>.XXXXXX, its name from `p`; fails the test
+ * when it cannot be made. */
+static inline char *ptm_unit_tmpdir(apr_pool_t *p, const char *what)
+{
+    char *tmpl = apr_pstrcat(p, "/tmp/", what, ".XXXXXX", NULL);
+
+    if (!mkdtemp(tmpl)) {
+        fail_msg("mkdtemp: %s", strerror(errno));
+    }
+    return tmpl;
+}
+
 static inline void rm_rf(const char *dir)
 {
     nftw(dir, ptm_unit_rm_one, 16, FTW_DEPTH | FTW_PHYS);

@@ -61,17 +61,13 @@ static fx_t *open_fx;
 
 static void fx_open(fx_t *fx)
 {
-    char tmpl[] = "/tmp/ptm_arena_test.XXXXXX";
     ptm_store_open_e how;
 
     memset(fx, 0, sizeof(*fx));
     fx->fd = -1;
     open_fx = fx;
     assert_int_equal(apr_pool_create(&fx->p, gpool), APR_SUCCESS);
-    if (!mkdtemp(tmpl)) {
-        fail_msg("mkdtemp: %s", strerror(errno));
-    }
-    fx->dir = apr_pstrdup(fx->p, tmpl);
+    fx->dir = ptm_unit_tmpdir(fx->p, "ptm_arena_test");
     fx->lock_path = apr_pstrcat(fx->p, fx->dir, "/lock", NULL);
     assert_int_equal(apr_global_mutex_create(&fx->mx, fx->lock_path,
                                              APR_LOCK_DEFAULT, fx->p),

@@ -44,15 +44,11 @@ static fx_t *open_fx;
 
 static void fx_open(fx_t *fx)
 {
-    char tmpl[] = "/tmp/ptm_ndjson_test.XXXXXX";
 
     memset(fx, 0, sizeof(*fx));
     open_fx = fx;
     assert_int_equal(apr_pool_create(&fx->p, gpool), APR_SUCCESS);
-    if (!mkdtemp(tmpl)) {
-        fail_msg("mkdtemp: %s", strerror(errno));
-    }
-    fx->dir = apr_pstrdup(fx->p, tmpl);
+    fx->dir = ptm_unit_tmpdir(fx->p, "ptm_ndjson_test");
 }
 
 static void fx_close(fx_t *fx)

@@ -80,16 +80,12 @@ static fx_t *open_fx;
 
 static void fx_open(fx_t *fx)
 {
-    char tmpl[] = "/tmp/ptm_statefile.XXXXXX";
 
     memset(fx, 0, sizeof(*fx));
     fx->fd = -1;
     open_fx = fx;
     assert_int_equal(apr_pool_create(&fx->p, gpool), APR_SUCCESS);
-    if (!mkdtemp(tmpl)) {
-        fail_msg("mkdtemp: %s", strerror(errno));
-    }
-    fx->top = apr_pstrdup(fx->p, tmpl);
+    fx->top = ptm_unit_tmpdir(fx->p, "ptm_statefile");
     fx->sdir = apr_pstrcat(fx->p, fx->top, "/state", NULL);
     fx->state = apr_pstrcat(fx->p, fx->sdir, "/state", NULL);
     fx->site = apr_pstrcat(fx->p, fx->top, "/site", NULL);

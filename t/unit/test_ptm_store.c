@@ -78,16 +78,12 @@ static fx_t *open_fx;
 
 static void fx_open(fx_t *fx, apr_size_t size)
 {
-    char tmpl[] = "/tmp/ptm_store_test.XXXXXX";
 
     memset(fx, 0, sizeof(*fx));
     fx->state_fd = -1;
     open_fx = fx;
     assert_int_equal(apr_pool_create(&fx->p, gpool), APR_SUCCESS);
-    if (!mkdtemp(tmpl)) {
-        fail_msg("mkdtemp: %s", strerror(errno));
-    }
-    fx->dir = apr_pstrdup(fx->p, tmpl);
+    fx->dir = ptm_unit_tmpdir(fx->p, "ptm_store_test");
     fx->file = apr_pstrcat(fx->p, fx->dir, "/site.ndjson", NULL);
     fx->lock_path = apr_pstrcat(fx->p, fx->dir, "/lock", NULL);
     fx->size = size;
@@ -111,16 +107,12 @@ static void fx_open(fx_t *fx, apr_size_t size)
 /* Like fx_open, but with no segment yet: fx_map maps the state file. */
 static void fx_open_dir(fx_t *fx)
 {
-    char tmpl[] = "/tmp/ptm_store_test.XXXXXX";
 
     memset(fx, 0, sizeof(*fx));
     fx->state_fd = -1;
     open_fx = fx;
     assert_int_equal(apr_pool_create(&fx->p, gpool), APR_SUCCESS);
-    if (!mkdtemp(tmpl)) {
-        fail_msg("mkdtemp: %s", strerror(errno));
-    }
-    fx->dir = apr_pstrdup(fx->p, tmpl);
+    fx->dir = ptm_unit_tmpdir(fx->p, "ptm_store_test");
     fx->file = apr_pstrcat(fx->p, fx->dir, "/site.ndjson", NULL);
     fx->lock_path = apr_pstrcat(fx->p, fx->dir, "/lock", NULL);
     fx->state_path = apr_pstrcat(fx->p, fx->dir, "/state", NULL);
