@@ -96,8 +96,11 @@ C
 }
 my $cc = system('cc', '-shared', '-fPIC', '-O1', '-o', $shim_so, $shim_c, '-ldl') == 0;
 
+# After what httpd already preloads (the sanitizer runtimes under make
+# test-asan must come first).
 sub swapped_snapshot {
-    return { %$orig, env => { %{ $orig->{env} }, LD_PRELOAD => $shim_so,
+    my $pre = join ' ', grep { length } ($orig->{env}{LD_PRELOAD} // ''), $shim_so;
+    return { %$orig, env => { %{ $orig->{env} }, LD_PRELOAD => $pre,
                               PTM_SWAP_PATH => $site, PTM_SWAP_FROM => $swap } };
 }
 
