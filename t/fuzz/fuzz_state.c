@@ -5,7 +5,8 @@
  * well-formed JSON and keep working:
  *   - /current is one JSON object {"current":{...}} whose keys are unique
  *     and whose every value /current/{type} gives back the same;
- *   - the run is a JSON object with a printable id and an absolute dir,
+ *   - the run is a JSON object with a printable id and an absolute dir
+ *     (as run start takes them),
  *     or there is none;
  *   - an event, a run stop and a run start succeed or fail cleanly (507);
  *   - the state as left reopens exactly as it was, nothing dropped.
@@ -354,10 +355,14 @@ static void check_view(view_t *v, ptm_store_t *st, apr_pool_t *p)
 
         CHECK(json_is_object(o));
         json_decref(o);
-        CHECK(run.run_id_len >= 1 && run.run_id_len <= 255
-              && printable(run.run_id, run.run_id_len));
+        /* As run start takes them: an id of UTF-8 without control
+         * characters (a log and status item), any length with a run_dir;
+         * an absolute dir, whose name may hold control characters. */
+        CHECK(run.run_id_len >= 1
+              && printable(run.run_id, run.run_id_len)
+              && ptm_utf8_valid(run.run_id, run.run_id_len));
         CHECK(run.run_dir[0] == '/'
-              && printable(run.run_dir, strlen(run.run_dir)));
+              && ptm_utf8_valid(run.run_dir, strlen(run.run_dir)));
     }
 }
 
