@@ -213,7 +213,7 @@ $(FUZZ_BIN): $(FUZZ_SRC) $(CORE_SRC) $(CORE_HDR) build/.fuzz-deps-ok
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -Isrc $(APR_INC) \
 	    -o $@ $(FUZZ_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson -ldl
 
-$(FUZZ_REPLAY): $(FUZZ_SRC) $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+$(FUZZ_REPLAY): $(FUZZ_SRC) t/fuzz/fuzz_replay.h $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/fuzz
 	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -DPTM_FUZZ_REPLAY -Isrc $(APR_INC) \
 	    -o $@ $(FUZZ_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson -ldl
@@ -223,7 +223,7 @@ $(FUZZ_STATE_BIN): $(FUZZ_STATE_SRC) $(CORE_SRC) $(CORE_HDR) build/.fuzz-deps-ok
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -Isrc $(APR_INC) \
 	    $(FUZZ_STATE_LDFLAGS) -o $@ $(FUZZ_STATE_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson
 
-$(FUZZ_STATE_REPLAY): $(FUZZ_STATE_SRC) $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+$(FUZZ_STATE_REPLAY): $(FUZZ_STATE_SRC) t/fuzz/fuzz_replay.h $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/fuzz
 	$(CC) $(FUZZ_CFLAGS) -fsanitize=address,undefined -DPTM_FUZZ_REPLAY -Isrc $(APR_INC) \
 	    $(FUZZ_STATE_LDFLAGS) -o $@ $(FUZZ_STATE_SRC) $(CORE_SRC) $(APR_LIBS) -ljansson

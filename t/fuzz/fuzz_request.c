@@ -867,59 +867,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef PTM_FUZZ_REPLAY
-/* Without libFuzzer: run each file (or each file of each directory) once;
- * an invariant failure traps, so the exit status says it all. */
-static int replay_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0, got;
-
-    if (!f) {
-        fprintf(stderr, "%s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    do {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 4096;
-            buf = realloc(buf, cap);
-            CHECK(buf != NULL);
-        }
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
-    } while (got > 0);
-    fclose(f);
-    LLVMFuzzerTestOneInput(buf, len);
-    free(buf);
-    return 0;
-}
+#include "fuzz_replay.h"
 
 int main(int argc, char **argv)
 {
-    int i, n = 0, bad = 0;
-
-    for (i = 1; i < argc; i++) {
-        DIR *d = opendir(argv[i]);
-        struct dirent *de;
-
-        if (!d) {
-            bad |= replay_file(argv[i]) != 0;
-            n++;
-            continue;
-        }
-        while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] != '.') {
-                char path[PATH_MAX];
-
-                snprintf(path, sizeof(path), "%s/%s", argv[i], de->d_name);
-                bad |= replay_file(path) != 0;
-                n++;
-            }
-        }
-        closedir(d);
-    }
-    printf("fuzz-replay: %d input%s, %s\n", n, n == 1 ? "" : "s",
-           bad ? "FAILED" : "all invariants held");
-    return bad;
+    return replay_all(argc, argv, 1, "fuzz-replay");
 }
 #endif
