@@ -11,21 +11,13 @@ use strict;
 use warnings;
 use Test::More;
 use Apache::Test ();
-use Apache::TestRequest qw(GET_BODY);
 use IO::Socket::INET ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
-use PTMTest qw(:DEFAULT error_log_size error_log_since wait_for_log);
+use PTMTest qw(:DEFAULT error_log_size error_log_since wait_for_log status_auto);
 
 ensure_no_run();
 
-sub auto {
-    my %v;
-    for (split /\n/, GET_BODY('/server-status?auto')) {
-        $v{$1} = $2 if /^(Panoptes\w+): (.*)$/;
-    }
-    return \%v;
-}
 
 # Send $bytes on a fresh connection and read until the server closes it.
 sub exchange {
@@ -117,13 +109,13 @@ my @cases = (
 
 for my $c (@cases) {
     my ($name, $code, $bytes, $detail) = @$c;
-    my $a0 = auto();
+    my $a0 = status_auto();
     my $off = error_log_size();
     my $raw = exchange($bytes);
     my $j = one_answer($raw, $code, $name);
     like($j->{detail} // '', $detail, "$name: the detail says why")
         if ref $j eq 'HASH';
-    my $a1 = auto();
+    my $a1 = status_auto();
     is($a1->{"PanoptesAnswers$code"} - $a0->{"PanoptesAnswers$code"}, 1,
         "$name: counted once as a $code");
     my $other = join ' ', map { "$_" } grep {

@@ -30,7 +30,7 @@ use Time::HiRes ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
 use PTMTest;
-use PTMTest qw(restore_server httpd_pid server_snapshot start_server stop_server server_answers
+use PTMTest qw(restore_server status_auto httpd_pid server_snapshot start_server stop_server server_answers
     error_log_size error_log_since wait_for_log state_dir state_file start_refused
     crit_lines crash_lines mount_tmpfs fill_fs blocks_of);
 
@@ -93,15 +93,6 @@ sub ev {
         . ($o{not_current} ? ',"make_current":false' : '') . '}';
 }
 
-sub status_auto {
-    my %v;
-    my $r = LWP::UserAgent->new(timeout => 10, keep_alive => 0)
-        ->get('http://' . hostport() . '/server-status?auto');
-    for (split /\n/, $r->decoded_content // '') {
-        $v{$1} = $2 if /^(Panoptes\w+): (.*)$/;
-    }
-    return \%v;
-}
 
 # --- (a) a full disk while httpd runs ------------------------------------------------------
 SKIP: {

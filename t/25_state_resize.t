@@ -28,7 +28,7 @@ use LWP::UserAgent ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
 use PTMTest;
-use PTMTest qw(restore_server httpd_pid server_snapshot start_server stop_server server_answers
+use PTMTest qw(restore_server status_auto httpd_pid server_snapshot start_server stop_server server_answers
     error_log_size error_log_since wait_for_log state_dir state_file
     crit_lines crash_lines mount_tmpfs blocks_of);
 
@@ -38,15 +38,6 @@ my $sdir  = state_dir();
 my $sfile = state_file();
 my $run_id = "resize-25-$$";
 
-sub status_auto {
-    my %v;
-    my $r = LWP::UserAgent->new(timeout => 10, keep_alive => 0)
-        ->get('http://' . hostport() . '/server-status?auto');
-    for (split /\n/, $r->decoded_content // '') {
-        $v{$1} = $2 if /^(Panoptes\w+): (.*)$/;
-    }
-    return \%v;
-}
 
 # What the state holds that this file checks after each start.
 my @KEYS = qw(PanoptesEventsSite PanoptesEventsRun PanoptesSeqSite PanoptesSeqRun

@@ -8,19 +8,12 @@ use Apache::Test ();
 use Apache::TestRequest qw(GET_BODY);
 use FindBin ();
 use lib "$FindBin::Bin/lib";
-use PTMTest;
+use PTMTest qw(:DEFAULT status_auto);
 
 ensure_no_run();
 
-sub auto {
-    my %v;
-    for (split /\n/, GET_BODY('/server-status?auto')) {
-        $v{$1} = $2 if /^(Panoptes\w+): (.*)$/;
-    }
-    return \%v;
-}
 
-my $a0 = auto();
+my $a0 = status_auto();
 for my $k (qw(PanoptesEventsSite PanoptesEventsRun PanoptesSeqSite PanoptesSeqRun
               PanoptesRunActive PanoptesCurrentTypesSite PanoptesCurrentTypesRun
               PanoptesStateBytesUsed PanoptesStateBytesTotal PanoptesWriteErrors
@@ -47,7 +40,7 @@ for my $i (1 .. 3) {
 is(post_event('{"type":1,"data":2}')->{code}, 422, 'a 422');
 is(get("/current/no-such-$type")->{code}, 404, 'a 404');
 
-my $a1 = auto();
+my $a1 = status_auto();
 is($a1->{PanoptesEventsSite} - $a0->{PanoptesEventsSite}, 3, 'three site events counted');
 is($a1->{PanoptesSeqSite}, $last, 'site seq is the last answered seq');
 is($a1->{PanoptesCurrentTypesSite} - $a0->{PanoptesCurrentTypesSite}, 1,
@@ -59,7 +52,7 @@ is($a1->{PanoptesWriteErrors}, $a0->{PanoptesWriteErrors}, 'no write error');
 # A run shows with its id and start time.
 my $run = start_run('{"run_id":"status-run-' . $$ . '","run_dir":"status-' . $$ . '"}');
 is($run->{code}, 200, 'run started');
-my $a2 = auto();
+my $a2 = status_auto();
 is($a2->{PanoptesRunActive}, 1, 'run active');
 is($a2->{PanoptesRunId}, "status-run-$$", 'run id shown');
 is($a2->{PanoptesRunStartedAt}, $run->{j}{started_at}, 'run start time shown');
@@ -69,6 +62,6 @@ like($html, qr{status-run-$$, started \Q$run->{j}{started_at}\E}, 'HTML shows th
 my ($ours) = $html =~ m{<h2>PANOPTES telemetry</h2>(.*?</table>.*?</table>)}s;
 ok(defined $ours && $ours !~ /busy/, 'HTML: nothing busy in our section');
 is(stop_run()->{code}, 200, 'run stopped');
-is(auto()->{PanoptesRunActive}, 0, 'run no longer active');
+is(status_auto()->{PanoptesRunActive}, 0, 'run no longer active');
 
 done_testing();

@@ -56,7 +56,7 @@ our @EXPORT_OK = qw(
     start_clients wait_clients progress raise_flag wait_progress
     hold_clients release_clients
     state_dir state_file httpd_procs start_refused crit_lines crash_lines
-    mount_tmpfs fill_fs blocks_of restore_server
+    mount_tmpfs fill_fs blocks_of restore_server status_auto
     load_event load_outcome load_line
     check_events check_current
 );
@@ -942,6 +942,18 @@ sub _wait_dead {
 
 # apachectl stop: SIGTERM to the parent, wait until it and its children
 # are gone.  Returns 1, or 0 if they are still there after $timeout s.
+# The module's server-status?auto lines as { PanoptesXxx => value }, on
+# a connection of its own.
+sub status_auto {
+    my %v;
+    my $r = LWP::UserAgent->new(timeout => 10, keep_alive => 0)
+        ->get('http://' . hostport() . '/server-status?auto');
+    for (split /\n/, $r->decoded_content // '') {
+        $v{$1} = $2 if /^(Panoptes\w+): (.*)$/;
+    }
+    return \%v;
+}
+
 # For a test file that stops, reconfigures or starves the server: call it
 # from the file's END block.  With the server stopped, `$undo` (if given)
 # puts back what the file changed (mounts, plants, ownership); then the
