@@ -155,8 +155,10 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         goto out;
     }
     /* Seqs are int64 in every JSON reader: never past that, never
-     * wrapped (only a planted file could bring the counter near it). */
-    if (h->seq[ev->stream] >= INT64_MAX) {
+     * wrapped (only a planted file could bring the counter near it).
+     * INT64_MAX itself is never given out: a repair takes a counter there
+     * for one no state reaches (ptm_repair.c). */
+    if (h->seq[ev->stream] >= INT64_MAX - 1) {
         rv = APR_FROM_OS_ERROR(EOVERFLOW);
         goto out;
     }
