@@ -28,9 +28,9 @@
 #include "apr_global_mutex.h"
 
 #include "ptm_api.h"
+#include "ptm_fs.h"
 #include "ptm_buf.h"
 #include "ptm_conf.h"
-#include "ptm_ndjson.h"
 #include "ptm_run.h"
 #include "ptm_store.h"
 
@@ -288,7 +288,7 @@ static int prepare_site_dir(const char *dir, server_rec *s, apr_pool_t *p)
 {
     struct stat sb;
     int existed = stat(dir, &sb) == 0;
-    apr_status_t rv = ptm_ndjson_mkdirs(dir, p);
+    apr_status_t rv = ptm_fs_mkdirs(dir, p);
     uid_t uid = ap_unixd_config.user_id;
     gid_t gid = ap_unixd_config.group_id;
     int fd;

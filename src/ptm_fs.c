@@ -1,4 +1,6 @@
-/* Walking beneath a root without following links; see ptm_fs.h. */
+/* Walking beneath a root without following links, and mkdir -p; see
+ * ptm_fs.h. */
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,11 +17,17 @@
 #endif
 #define DIR_FLAGS (ROOT_FLAGS | O_NOFOLLOW)
 
-/* mkdir -p of the root: its path is the admin's, links on it are his. */
-static apr_status_t make_root(const char *root, apr_pool_t *p)
+apr_status_t ptm_fs_mkdirs(const char *dir, apr_pool_t *p)
 {
-    char *path = apr_pstrdup(p, root), *s;
+    struct stat st;
+    char *path, *s;
 
+    if (stat(dir, &st) == 0) {
+        return S_ISDIR(st.st_mode) ? APR_SUCCESS : APR_ENOTDIR;
+    }
+    path = apr_pstrdup(p, dir);
+    /* Walk down from the top, creating what is missing.  EEXIST is fine
+     * (another child may race us); the final stat decides. */
     for (s = path + 1; ; s++) {
         if (*s == '/' || *s == '\0') {
             char c = *s;
@@ -30,10 +38,14 @@ static apr_status_t make_root(const char *root, apr_pool_t *p)
             }
             *s = c;
             if (c == '\0') {
-                return APR_SUCCESS;
+                break;
             }
         }
     }
+    if (stat(dir, &st) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    return S_ISDIR(st.st_mode) ? APR_SUCCESS : APR_ENOTDIR;
 }
 
 /* Why opening `name` in `dfd` as a directory failed with `err`: the
@@ -92,7 +104,8 @@ apr_status_t ptm_fs_open_dir(int *fd, const char **bad, const char *root,
     }
     dfd = open(root, ROOT_FLAGS);
     if (dfd < 0 && errno == ENOENT && create) {
-        if ((rv = make_root(root, p)) != APR_SUCCESS) {
+        /* The root's own path is the admin's: links on it are his. */
+        if ((rv = ptm_fs_mkdirs(root, p)) != APR_SUCCESS) {
             *bad = root;
             return rv;
         }

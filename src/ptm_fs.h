@@ -19,6 +19,15 @@
 #define PTM_FS_LINK APR_FROM_OS_ERROR(ELOOP)
 
 /**
+ * mkdir -p `dir` with mode 0777 less the umask, as upstream's
+ * Path.mkdir(parents=True, exist_ok=True).  Returns APR_SUCCESS when `dir`
+ * is a directory afterwards (links on the way followed: for paths that
+ * are the admin's), APR_ENOTDIR when a non-directory is in the
+ * way, or the mkdir error.
+ */
+apr_status_t ptm_fs_mkdirs(const char *dir, apr_pool_t *p);
+
+/**
  * Open the directory `rel` beneath the directory `root`.  `rel` is
  * relative and '/'-separated ("" is the root itself; empty components are
  * skipped).  With `create`, what is missing is made, mode 0777 less the

@@ -6,38 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <apr_strings.h>
+#include "ptm_fs.h"
 #include "ptm_ndjson.h"
-
-apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p)
-{
-    struct stat st;
-    char *path, *s;
-
-    if (stat(dir, &st) == 0) {
-        return S_ISDIR(st.st_mode) ? APR_SUCCESS : APR_ENOTDIR;
-    }
-    path = apr_pstrdup(p, dir);
-    /* Walk down from the top, creating what is missing.  EEXIST is fine
-     * (another child may race us); the final stat decides. */
-    for (s = path + 1; ; s++) {
-        if (*s == '/' || *s == '\0') {
-            char c = *s;
-
-            *s = '\0';
-            if (mkdir(path, 0777) != 0 && errno != EEXIST) {
-                return APR_FROM_OS_ERROR(errno);
-            }
-            *s = c;
-            if (c == '\0') {
-                break;
-            }
-        }
-    }
-    if (stat(dir, &st) != 0) {
-        return APR_FROM_OS_ERROR(errno);
-    }
-    return S_ISDIR(st.st_mode) ? APR_SUCCESS : APR_ENOTDIR;
-}
 
 /* Readable too, so that an append can see whether the file ends in the
  * middle of a line; write-only if reading is not allowed.  Never through a
@@ -83,7 +53,7 @@ apr_status_t ptm_ndjson_open(int *fd, const char *path, apr_pool_t *p)
     }
     /* The directory went away (deleted or rotated mid-run): recreate it,
      * as upstream does before every write. */
-    rv = ptm_ndjson_mkdirs(apr_pstrmemdup(p, path, (apr_size_t)(slash - path)),
+    rv = ptm_fs_mkdirs(apr_pstrmemdup(p, path, (apr_size_t)(slash - path)),
                            p);
     if (rv != APR_SUCCESS) {
         return rv;

@@ -11,14 +11,6 @@
 #include <apr_pools.h>
 
 /**
- * mkdir -p `dir` with mode 0777 less the umask, as upstream's
- * Path.mkdir(parents=True, exist_ok=True).  Returns APR_SUCCESS when `dir`
- * is a directory afterwards, APR_ENOTDIR when a non-directory is in the
- * way, or the mkdir error.
- */
-apr_status_t ptm_ndjson_mkdirs(const char *dir, apr_pool_t *p);
-
-/**
  * Create the parent directory if needed and open `path` for appending
  * (created 0666 less the umask), readable too when allowed so that
  * ptm_ndjson_append can see a partial last line, and non-blocking so that

@@ -30,6 +30,7 @@
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <apr_strings.h>
+#include "ptm_fs.h"
 #include "ptm_ndjson.h"
 
 /* One temporary directory and pool per test. */
@@ -127,7 +128,7 @@ static int ndjson_group_setup(void **state)
     return group_setup(state);
 }
 
-/* ---- ptm_ndjson_mkdirs --------------------------------------------------- */
+/* ---- ptm_fs_mkdirs --------------------------------------------------- */
 
 static void test_mkdirs(void **state)
 {
@@ -158,13 +159,13 @@ static void test_mkdirs(void **state)
         apr_status_t rv;
 
         if (cases[i].pre_dirs) {
-            assert_int_equal(ptm_ndjson_mkdirs(path_in(&fx, cases[i].pre_dirs),
+            assert_int_equal(ptm_fs_mkdirs(path_in(&fx, cases[i].pre_dirs),
                                                fx.p), APR_SUCCESS);
         }
         if (cases[i].pre_file) {
             put_file(path_in(&fx, cases[i].pre_file), "x", 1);
         }
-        rv = ptm_ndjson_mkdirs(dir, fx.p);
+        rv = ptm_fs_mkdirs(dir, fx.p);
         if (rv != cases[i].want) {
             fail_msg("%s: status %d, want %d", cases[i].what, rv,
                      cases[i].want);
@@ -177,7 +178,7 @@ static void test_mkdirs(void **state)
             /* 0777 less the umask, like Path.mkdir. */
             assert_int_equal(sb.st_mode & 07777, 0755);
             /* Again: still fine. */
-            assert_int_equal(ptm_ndjson_mkdirs(dir, fx.p), APR_SUCCESS);
+            assert_int_equal(ptm_fs_mkdirs(dir, fx.p), APR_SUCCESS);
         }
         else {
             assert_false(is_dir(dir));
@@ -185,7 +186,7 @@ static void test_mkdirs(void **state)
     }
     /* The umask is honoured. */
     umask(077);
-    assert_int_equal(ptm_ndjson_mkdirs(path_in(&fx, "v/w"), fx.p),
+    assert_int_equal(ptm_fs_mkdirs(path_in(&fx, "v/w"), fx.p),
                      APR_SUCCESS);
     {
         struct stat sb;
@@ -209,7 +210,7 @@ static void test_mkdirs_permission_denied(void **state)
     }
     fx_open(&fx);
     assert_int_equal(mkdir(path_in(&fx, "ro"), 0500), 0);
-    assert_int_equal(ptm_ndjson_mkdirs(path_in(&fx, "ro/a/b"), fx.p),
+    assert_int_equal(ptm_fs_mkdirs(path_in(&fx, "ro/a/b"), fx.p),
                      APR_EACCES);
     fx_close(&fx);
 }
@@ -252,7 +253,7 @@ static void test_open(void **state)
         int fd = -7;
 
         if (cases[i].pre_dirs) {
-            assert_int_equal(ptm_ndjson_mkdirs(path_in(&fx, cases[i].pre_dirs),
+            assert_int_equal(ptm_fs_mkdirs(path_in(&fx, cases[i].pre_dirs),
                                                fx.p), APR_SUCCESS);
         }
         if (cases[i].pre_file) {
