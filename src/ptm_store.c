@@ -2,6 +2,8 @@
  * numbering and recording of events, and the counters mod_status reads.
  * See ptm_store.h for the design and ptm_store_int.h for the layout. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -83,19 +85,52 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
     return st;
 }
 
+/* The signals that end a prefork child at once (SIGHUP of `apachectl
+ * restart`, SIGTERM, ...) wait while a thread holds the lock.  A child
+ * ended between taking the mutex and APR's noting that it took it leaves
+ * the mutex "owner died" although its pool cleanup already counted it
+ * out: APR 1.7 then counts it out a second time for the next locker, the
+ * shared reference count of its pthread mutex reaches zero and the mutex
+ * is destroyed under everyone (every request 500 until httpd is stopped
+ * and started).  SIGKILL still ends a holder: APR recovers from that. */
+static __thread sigset_t held_mask;
+
+static void hold_signals(void)
+{
+    sigset_t ending;
+
+    sigemptyset(&ending);
+    sigaddset(&ending, SIGHUP);
+    sigaddset(&ending, SIGTERM);
+    sigaddset(&ending, SIGINT);
+    sigaddset(&ending, SIGQUIT);
+    sigaddset(&ending, SIGUSR1);
+    sigaddset(&ending, SIGWINCH);
+    pthread_sigmask(SIG_BLOCK, &ending, &held_mask);
+}
+
+static void release_signals(void)
+{
+    pthread_sigmask(SIG_SETMASK, &held_mask, NULL);
+}
+
 static apr_status_t take_lock(ptm_store_t *st, int wait)
 {
     apr_status_t rv;
 
-    if (st->mutex && (rv = wait ? apr_global_mutex_lock(st->mutex)
-                                : apr_global_mutex_trylock(st->mutex))
-                     != APR_SUCCESS) {
+    if (!st->mutex) {
+        return st->hdr->writing ? ptm_repair_locked(st) : APR_SUCCESS;
+    }
+    hold_signals();
+    rv = wait ? apr_global_mutex_lock(st->mutex)
+              : apr_global_mutex_trylock(st->mutex);
+    if (rv != APR_SUCCESS) {
+        release_signals();
         return rv;
     }
     if (st->hdr->writing && (rv = ptm_repair_locked(st)) != APR_SUCCESS) {
-        if (st->mutex) {
-            apr_global_mutex_unlock(st->mutex);
-        }
+        apr_global_mutex_unlock(st->mutex);
+        release_signals();
         return rv;
     }
     return APR_SUCCESS;
@@ -129,6 +164,7 @@ void ptm_store_unlock(ptm_store_t *st)
 {
     if (st->mutex) {
         apr_global_mutex_unlock(st->mutex);
+        release_signals();
     }
 }
 
