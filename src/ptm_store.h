@@ -17,6 +17,7 @@
 #include <apr_global_mutex.h>
 #include <apr_shm.h>
 #include <apr_tables.h>
+#include <apr_time.h>
 #include "ptm_buf.h"
 
 typedef struct ptm_store_t ptm_store_t;
@@ -194,7 +195,17 @@ typedef struct {
     apr_pool_t *pool;      /* for opening `path` */
     const char **failed_step; /* if set, gets "open" or "write" when the
                                * append fails */
+    /* For the recent-events ring (SPEC §12.1): */
+    apr_time_t accepted;   /* the server clock at acceptance */
+    apr_time_t ts_us;      /* the envelope's ts parsed (ptm_time_parse_
+                            * rfc3339, lenient), or PTM_TS_NONE */
+    uint32_t tie;          /* ptm_query_tie of the run dir; 0 for site */
+    int stored;            /* store_permanently */
+    uint64_t *id;          /* if set, gets the event id's number */
 } ptm_store_event_t;
+
+/* The ts of an event whose ts is not a time (client-supplied, SPEC §6). */
+#define PTM_TS_NONE INT64_MIN
 
 /**
  * Number and record one event, all under the lock: the next seq of the
@@ -207,6 +218,64 @@ typedef struct {
  */
 apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
                              uint64_t *seq);
+
+/* ---- the recent-events ring (ptm_ring.c, SPEC §12.1) ---------------------- */
+
+/** The epoch of the event ids `<epoch>-<n>`: changes only when the state
+ * is lost or made anew. */
+uint64_t ptm_store_epoch(ptm_store_t *st);
+
+typedef struct {
+    uint64_t n;             /* the id's number */
+    apr_time_t accepted;    /* server clock when it was accepted */
+    apr_time_t ts;          /* the envelope's ts, or PTM_TS_NONE */
+    int stream;
+    uint64_t seq;
+    uint32_t tie;           /* as ptm_store_event_t */
+    int stored;
+    const char *type;       /* the type as a JSON string (the view key) */
+    size_t type_len;
+    const char *line;       /* the file form, without the newline */
+    size_t line_len;
+} ptm_recent_t;
+
+/* Decides, under the store lock and with pointers into the segment, if an
+ * event is wanted: must be quick and must not keep the pointers. */
+typedef int (*ptm_recent_want_fn)(void *ctx, const ptm_recent_t *ev);
+
+typedef struct {
+    uint32_t tie;
+    uint64_t first_seq;     /* its oldest run event still in the ring */
+} ptm_recent_run_t;
+
+typedef struct {
+    uint64_t epoch;
+    uint64_t count;         /* events held */
+    uint64_t bytes;         /* bytes they take */
+    uint64_t size;          /* the ring's size; 0: off */
+    uint64_t first_n;       /* n of the oldest held (when count) */
+    uint64_t next_n;        /* n the next accepted event gets */
+    apr_time_t oldest;      /* its acceptance time; 0 when empty */
+    /* What the files hold that the ring holds too: a site line with seq
+     * >= site_first_seq, a run line with seq >= the first_seq of its run
+     * (by tie) is in the ring.  has_site 0: no site event in the ring. */
+    int has_site;
+    uint64_t site_first_seq;
+    apr_array_header_t *runs;   /* ptm_recent_run_t */
+} ptm_recent_info_t;
+
+/**
+ * Under the lock: fill `info` and copy into `out` (ptm_recent_t, strings
+ * from `p`) every event of the ring with n >= `from_n` that `want` (may
+ * be NULL: all) takes, oldest first; at most `max` (0: no limit; then
+ * `*truncated` is set if more were wanted).  Returns APR_SUCCESS or the
+ * error of the lock.
+ */
+apr_status_t ptm_store_recent(ptm_recent_info_t *info,
+                              apr_array_header_t *out, int *truncated,
+                              ptm_store_t *st, uint64_t from_n,
+                              unsigned max, ptm_recent_want_fn want,
+                              void *ctx, apr_pool_t *p);
 
 /* ---- reads -------------------------------------------------------------- */
 

@@ -20,4 +20,23 @@ void ptm_time_utc_iso(char *out, apr_time_t now);
  */
 apr_status_t ptm_time_day_key(char *out, apr_time_t now);
 
+/**
+ * Parse an RFC 3339 date-time: YYYY-MM-DD, 'T' (or 't' or one space),
+ * HH:MM:SS, an optional fraction of any length (kept to the microsecond,
+ * truncated), then 'Z', 'z' or +HH:MM / -HH:MM.  With `lenient`, a missing
+ * offset means UTC (event ts of clients that leave it out).  `s` need not
+ * be NUL-terminated.  Returns 0 with `*out` (microseconds since the epoch,
+ * UTC), or -1.
+ */
+int ptm_time_parse_rfc3339(apr_time_t *out, const char *s, size_t n,
+                           int lenient);
+
+/**
+ * Parse a duration: one or more <digits><unit> with unit s, m, h, d or w
+ * ("90s", "15m", "24h", "7d", "1h30m"), greater than zero and at most
+ * 100 years.  Returns 0 with `*out` (microseconds), or -1.
+ */
+int ptm_time_parse_duration(apr_interval_time_t *out, const char *s,
+                            size_t n);
+
 #endif
