@@ -5,9 +5,10 @@ package PTMTest;
 # * HTTP: req() sends exactly the bytes and headers given (no implicit
 #   Content-Type, one connection per request so successive requests may hit
 #   different children); raw_http() for what LWP would normalise (chunked
-#   bodies, odd paths).  Three mounts share one state: "prefix"
+#   bodies, odd paths).  The mounts share one state: "prefix"
 #   (/telemetry on the main server), "root" (/ in the panoptes_root virtual
-#   host) and "small" (/small, PanoptesTelemetryMaxBody 1024).
+#   host) and "small" (/small, PanoptesTelemetryMaxBody 1024); "big"
+#   (/big, 64 MiB bodies) for what needs large events.
 # * JSON: an order-preserving reader (oparse) so key order is checked on the
 #   raw body text, canonical forms for exact comparisons (int 1 and float
 #   1.0 differ, true and 1 differ), and py_dumps(), Python's
@@ -59,7 +60,12 @@ our @EXPORT_OK = qw(
     mount_tmpfs fill_fs blocks_of restore_server status_auto
     load_event load_outcome load_line
     check_events check_current
+    qenc events_get events_desc events_follow iso_ms now_ms ms_of hist_post
+    hist_sort lines_are q422_items
 );
+
+our %EXPORT_TAGS = (events => [qw(qenc events_get events_desc events_follow iso_ms now_ms
+    ms_of hist_post hist_sort lines_are q422_items status_auto)]);
 
 my $TB = Test::More->builder;
 
@@ -90,7 +96,7 @@ sub hostport {
     return $HP{$which} = "127.0.0.1:$port";
 }
 
-my %PREFIX = (prefix => '/telemetry', root => '', small => '/small');
+my %PREFIX = (prefix => '/telemetry', root => '', small => '/small', big => '/big');
 
 sub mounts { return qw(prefix root) }
 
@@ -166,7 +172,7 @@ sub all_answers_json {
 }
 
 # req(method => M, path => P, body => B, ct => CT, headers => [..],
-#     mount => 'prefix'|'root'|'small')
+#     mount => 'prefix'|'root'|'small'|'big')
 sub req {
     my (%a) = @_;
     my $method = $a{method} || 'GET';
@@ -1450,6 +1456,223 @@ sub check_current {
     _check(!@problems, "$name: /current holds the latest make_current event of each of "
         . scalar(@{ $a{types} }) . ' types', @problems);
     _check(!@single, "$name: GET /current/{type} agrees with GET /current", @single);
+}
+
+# ---------------------------------------------------------------------------
+# GET /events (SPEC §12.2; t/5x_events_*.t), imported with the :events tag.
+
+# A query string from name => value pairs, in order (a name may repeat).
+# Names and values are UTF-8 bytes, percent-encoded but for unreserved
+# characters and ':' ('+' is sent as %2B).
+sub qenc {
+    my (@pairs) = @_;
+    my @out;
+    while (@pairs) {
+        my ($k, $v) = splice @pairs, 0, 2;
+        push @out, _pct($k) . '=' . _pct($v);
+    }
+    return join '&', @out;
+}
+
+sub _pct {
+    my ($s) = @_;
+    $s =~ s/([^A-Za-z0-9._~:-])/sprintf '%%%02X', ord $1/ge;
+    return $s;
+}
+
+# GET (or HEAD: method => 'HEAD') /events?<pairs> on a mount, with optional
+# headers: the req() hash, plus what the answer holds.  A 200 JSON answer:
+#   top => [its keys, in order], evs => [event nodes], lines => [py_dumps
+#   of each: its file form], ids => [data.id of each], next, recent_since
+#   (undef for null; has_next / has_recent say the key was there).
+# A 200 NDJSON answer (application/x-ndjson): lines => [raw lines],
+#   complete => the body ends with a newline (or is empty), evs, ids,
+#   next => the Panoptes-Next-Cursor header.
+# Both: skipped => the Panoptes-Skipped header.
+sub events_get {
+    my ($pairs, %a) = @_;
+    my $q = qenc(@{ $pairs || [] });
+    my $method = delete $a{method} || 'GET';
+    my $r = req(%a, method => $method, path => '/events' . (length $q ? "?$q" : ''));
+    $r->{query} = $q;
+    _events_parse($r);
+    return $r;
+}
+
+sub _events_parse {
+    my ($r) = @_;
+    $r->{skipped} = scalar $r->{h}->header('Panoptes-Skipped');
+    return unless $r->{code} == 200 && length $r->{body};
+    my $ct = $r->{ct} // '';
+    if ($ct =~ m{^application/x-ndjson\s*(;|$)}i) {
+        my $b = $r->{body};
+        $r->{complete} = substr($b, -1) eq "\n";
+        my @l = split /\n/, $b, -1;
+        pop @l if $r->{complete};
+        $r->{lines} = \@l;
+        $r->{evs} = [ map { my $n = eval { oparse($_) }; $n || ['bad', $_] } @l ];
+        $r->{next} = scalar $r->{h}->header('Panoptes-Next-Cursor');
+    }
+    else {
+        my $t = eval { oparse($r->{body}) } or return;
+        $r->{tree} = $t;
+        $r->{top} = [ okeys($t) ];
+        my $e = onode($t, 'events');
+        $r->{evs} = $e && $e->[0] eq 'a' ? $e->[1] : [];
+        $r->{lines} = [ map { py_dumps($_) } @{ $r->{evs} } ];
+        my $n = onode($t, 'next');
+        $r->{has_next} = defined $n;
+        $r->{next} = $n && $n->[0] eq 's' ? node_value($n) : undef;
+        my $rs = onode($t, 'recent_since');
+        $r->{has_recent} = defined $rs;
+        $r->{recent_since} = $rs && $rs->[0] eq 's' ? node_value($rs) : undef;
+    }
+    $r->{ids} = [ map { $_->[0] eq 'o' ? node_value(onode($_, 'data', 'id')) : undef } @{ $r->{evs} } ];
+    return;
+}
+
+# A one-line description of an /events answer for diagnostics.
+sub events_desc {
+    my ($r) = @_;
+    my $b = $r->{body} // '';
+    $b = substr($b, 0, 400) . '...' if length $b > 400;
+    return "GET /events?$r->{query} -> $r->{code} [" . ($r->{ct} // '') . "] $b";
+}
+
+# Follow next (or Panoptes-Next-Cursor) from the first page of $pairs
+# until it is null.  Returns {pages, lines, ids, evs, error}; error says
+# why it stopped early (a non-200, a loop, more than $a{max_pages}).
+sub events_follow {
+    my ($pairs, %a) = @_;
+    my $max = delete $a{max_pages} || 1000;
+    my $each = delete $a{each};
+    my %out = (pages => 0, lines => [], ids => [], evs => []);
+    my ($cursor, %seen);
+    while (1) {
+        my $r = events_get([ @$pairs, defined $cursor ? (cursor => $cursor) : () ], %a);
+        $out{pages}++;
+        if ($r->{code} != 200) {
+            $out{error} = 'page ' . $out{pages} . ': ' . events_desc($r);
+            last;
+        }
+        push @{ $out{lines} }, @{ $r->{lines} || [] };
+        push @{ $out{ids} }, @{ $r->{ids} || [] };
+        push @{ $out{evs} }, @{ $r->{evs} || [] };
+        $each->($r) if $each;
+        last unless defined $r->{next};
+        if ($seen{ $r->{next} }++) {
+            $out{error} = "page $out{pages}: the same cursor again: $r->{next}";
+            last;
+        }
+        if ($out{pages} >= $max) {
+            $out{error} = "still a next cursor after $max pages";
+            last;
+        }
+        $cursor = $r->{next};
+    }
+    return \%out;
+}
+
+# UTC stamps: iso_ms(milliseconds since the epoch) is
+# YYYY-MM-DDTHH:MM:SS.mmmZ; now_ms() the test's clock in ms.
+sub iso_ms {
+    my ($ms) = @_;
+    my $s = POSIX::floor($ms / 1000);
+    return POSIX::strftime('%Y-%m-%dT%H:%M:%S', gmtime $s) . sprintf('.%03dZ', $ms - $s * 1000);
+}
+
+sub now_ms { return int(Time::HiRes::time() * 1000) }
+
+# Milliseconds since the epoch of YYYY-MM-DDTHH:MM:SS[.fff]Z (undef if not).
+sub ms_of {
+    my ($ts) = @_;
+    my ($Y, $M, $D, $h, $m, $s, $f) =
+        ($ts // '') =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z$/ or return undef;
+    $f = substr(($f // '') . '000', 0, 3);
+    return timegm($s, $m, $h, $D, $M - 1, $Y) * 1000 + $f;
+}
+
+# POST /event for a history test.  type (bytes), data (JSON text; default
+# {"id":<id>}), id, meta (JSON text without run_id, default {}), ts (a
+# client ts, or undef for the server's), sp => 0 (ephemeral), mc => 0 (not
+# current), run => the active run's id (undef: none), mount, client (a
+# PTMTest::Client: keep-alive, no LWP).  Returns {code, body, seq, ts,
+# stream, type, id, line}: line is the file form the module stores and
+# holds in its ring, as Python writes it.
+sub hist_post {
+    my (%a) = @_;
+    my $data = $a{data} // '{"id":' . js($a{id}) . '}';
+    my $meta = $a{meta} // '{}';
+    my $body = '{"type":' . js($a{type}) . ',"data":' . $data . ',"meta":' . $meta
+        . (defined $a{ts} ? ',"ts":' . js($a{ts}) : '')
+        . ((exists $a{sp} && !$a{sp}) ? ',"store_permanently":false' : '')
+        . ((exists $a{mc} && !$a{mc}) ? ',"make_current":false' : '') . '}';
+    my ($code, $rb);
+    if ($a{client}) {
+        my $res = $a{client}->request('POST', '/event', $body, mount => $a{mount} || 'prefix');
+        ($code, $rb) = ($res->{code}, $res->{body});
+    }
+    else {
+        my $res = post_event($body, $a{mount} ? (mount => $a{mount}) : ());
+        ($code, $rb) = ($res->{code}, $res->{body});
+    }
+    my %o = (code => $code, body => $rb, type => $a{type}, id => $a{id},
+             stream => defined $a{run} ? 'run' : 'site', sp => (exists $a{sp} ? $a{sp} : 1));
+    my $j = $code == 200 ? eval { jd($rb) } : undef;
+    return \%o unless ref $j eq 'HASH';
+    @o{qw(seq ts)} = ($j->{seq}, $j->{ts});
+    if (defined $a{run}) {
+        $meta = $meta eq '{}' ? '{"run_id":' . js($a{run}) . '}'
+              : substr($meta, 0, -1) . ',"run_id":' . js($a{run}) . '}';
+    }
+    my $line = '{"seq":' . $j->{seq} . ',"ts":' . js(Encode::encode('UTF-8', $j->{ts}))
+        . ',"stream":"' . $o{stream} . '","type":' . js($a{type}) . ',"data":' . $data
+        . ',"meta":' . $meta . '}';
+    $o{line} = py_dumps(oparse($line));
+    return \%o;
+}
+
+# hist_post results in the order of SPEC §12.2: by ts (as an instant; a
+# UTC stamp with milliseconds here), then site before run, then seq.
+sub hist_sort {
+    my (@e) = @_;
+    return sort { (ms_of($a->{ts}) // 0) <=> (ms_of($b->{ts}) // 0)
+                  || ($a->{stream} eq 'run') <=> ($b->{stream} eq 'run')
+                  || $a->{seq} <=> $b->{seq} } @e;
+}
+
+# Compare what an answer (or events_follow) gave, as lines, with the
+# expected lines, in order: ok() with a diff of the first differences.
+sub lines_are {
+    my ($got, $want, $name) = @_;
+    $got ||= [];
+    my @d;
+    my $n = @$got > @$want ? scalar @$got : scalar @$want;
+    for my $i (0 .. $n - 1) {
+        my ($g, $w) = ($got->[$i], $want->[$i]);
+        next if defined $g && defined $w && $g eq $w;
+        push @d, "[$i]\n     got: " . (defined $g ? substr($g, 0, 300) : '(none)')
+            . "\n    want: " . (defined $w ? substr($w, 0, 300) : '(none)');
+    }
+    return _check(!@d, $name, scalar(@$got) . ' events, expected ' . scalar(@$want), @d);
+}
+
+# 422 items of an answer as [[type, loc-name, msg, input-canon], ...]
+# (loc must be ["query", name]; anything else shows as loc text).
+sub q422_items {
+    my ($r) = @_;
+    my $t = eval { oparse($r->{body}) } or return undef;
+    my $d = onode($t, 'detail');
+    return undef unless $d && $d->[0] eq 'a';
+    my @out;
+    for my $it (@{ $d->[1] }) {
+        my $loc = onode($it, 'loc');
+        my $ln = canon($loc // ['z']);
+        my $name = $ln =~ /^\["query","([^"\\]*)"\]$/ ? $1 : $ln;
+        push @out, [ node_value(onode($it, 'type')) // '?', $name, node_value(onode($it, 'msg')) // '?',
+                     onode($it, 'input') ? canon(onode($it, 'input')) : '(no input)' ];
+    }
+    return \@out;
 }
 
 # ---------------------------------------------------------------------------
