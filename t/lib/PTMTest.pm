@@ -1583,13 +1583,16 @@ sub iso_ms {
 
 sub now_ms { return int(Time::HiRes::time() * 1000) }
 
-# Milliseconds since the epoch of YYYY-MM-DDTHH:MM:SS[.fff]Z (undef if not).
+# Milliseconds since the epoch (truncated) of an RFC 3339 time,
+# YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM|-HH:MM); undef if it is not one.
 sub ms_of {
     my ($ts) = @_;
-    my ($Y, $M, $D, $h, $m, $s, $f) =
-        ($ts // '') =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?Z$/ or return undef;
+    my ($Y, $M, $D, $h, $m, $s, $f, $z, $sg, $oh, $om) = ($ts // '')
+        =~ /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:(Z)|([-+])(\d\d):(\d\d))$/
+        or return undef;
     $f = substr(($f // '') . '000', 0, 3);
-    return timegm($s, $m, $h, $D, $M - 1, $Y) * 1000 + $f;
+    my $off = $z ? 0 : ($sg eq '-' ? -1 : 1) * ($oh * 60 + $om) * 60_000;
+    return timegm($s, $m, $h, $D, $M - 1, $Y) * 1000 + $f - $off;
 }
 
 # POST /event for a history test.  type (bytes), data (JSON text; default
