@@ -243,34 +243,76 @@ static int parse_when(apr_time_t *out, const ptm_query_str_t *v,
     return -1;
 }
 
-static int is_space(char c)
+/* The length of the whitespace character that starts `s` (`n` bytes of
+ * valid UTF-8), or 0.  Whitespace is what pydantic trims (Rust's
+ * char::is_whitespace, Unicode's White_Space): ASCII \t to \r and space,
+ * U+0085, U+00A0, U+1680, U+2000 to U+200A, U+2028, U+2029, U+202F,
+ * U+205F and U+3000. */
+static size_t space_at(const char *s, size_t n)
 {
-    return c == ' ' || (c >= '\t' && c <= '\r');
+    const unsigned char *u = (const unsigned char *)s;
+
+    if (n >= 1 && (u[0] == ' ' || (u[0] >= '\t' && u[0] <= '\r'))) {
+        return 1;
+    }
+    if (n >= 2 && u[0] == 0xc2 && (u[1] == 0x85 || u[1] == 0xa0)) {
+        return 2;
+    }
+    if (n >= 3
+        && ((u[0] == 0xe1 && u[1] == 0x9a && u[2] == 0x80)
+            || (u[0] == 0xe2 && u[1] == 0x80
+                && (u[2] <= 0x8a || u[2] == 0xa8 || u[2] == 0xa9
+                    || u[2] == 0xaf))
+            || (u[0] == 0xe2 && u[1] == 0x81 && u[2] == 0x9f)
+            || (u[0] == 0xe3 && u[1] == 0x80 && u[2] == 0x80))) {
+        return 3;
+    }
+    return 0;
 }
 
-/* pydantic 2's int from a str, lax mode (pydantic-core str_as_int): the
- * text trimmed of whitespace, an optional sign, digits, and optionally a
- * '.' followed only by zeros ("5.0" and "5." are 5; "5.5" is not an int).
- * Only ASCII whitespace is trimmed (pydantic trims any Unicode space),
- * and pydantic's 4300-digit cap is not copied: a longer number is just out
- * of range.  Returns 0 with `*out` (saturated far beyond any limit), or
- * -1. */
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* pydantic 2's int from a str, lax mode, as pydantic-core 2.46 answers
+ * (checked against it): the text trimmed of whitespace, an optional sign,
+ * digits with single underscores between them ("1_000"), and optionally
+ * a '.' followed by one or more zeros only ("5.0" is 5; "5." and "5.5" are
+ * not ints).  Not copied: pydantic's answers for numbers of more than 4300
+ * digits (int_parsing or int_parsing_size, by rules of its own); here they
+ * are just out of range.  Returns 0 with `*out` (saturated far beyond any
+ * limit), or -1. */
 static int lax_int(apr_int64_t *out, const char *s, size_t n)
 {
     apr_int64_t v = 0;
-    size_t i = 0, start;
+    size_t i = 0, k, start;
     int neg = 0;
 
-    while (n > 0 && is_space(s[n - 1])) {
-        n--;
+    /* A lead byte is never a continuation byte: a match at the end of
+     * valid UTF-8 is a whole character. */
+    for (;;) {
+        for (k = 1; k <= 3 && k <= n && space_at(s + n - k, k) != k; k++) {
+        }
+        if (k > 3 || k > n) {
+            break;
+        }
+        n -= k;
     }
-    while (i < n && is_space(s[i])) {
-        i++;
+    while ((k = space_at(s + i, n - i)) > 0) {
+        i += k;
     }
     if (i < n && (s[i] == '+' || s[i] == '-')) {
         neg = s[i++] == '-';
     }
-    for (start = i; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+    for (start = i; i < n; i++) {
+        if (s[i] == '_' && i > start && is_digit(s[i - 1]) && i + 1 < n
+            && is_digit(s[i + 1])) {
+            continue;
+        }
+        if (!is_digit(s[i])) {
+            break;
+        }
         if (v < APR_INT64_C(1000000000000)) {
             v = v * 10 + (s[i] - '0');
         }
@@ -279,7 +321,11 @@ static int lax_int(apr_int64_t *out, const char *s, size_t n)
         return -1;
     }
     if (i < n && s[i] == '.') {
-        for (i++; i < n && s[i] == '0'; i++) {
+        if (++i == n) {
+            return -1;
+        }
+        while (i < n && s[i] == '0') {
+            i++;
         }
     }
     if (i != n) {
