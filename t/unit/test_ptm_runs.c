@@ -27,51 +27,6 @@
 #include "ptm_runs.h"
 #include "ptm_time.h"
 
-/* TEMPORARY until the query module lands on main: a weak stand-in for
- * ptm_time_parse_rfc3339 (Z, offsets and fractions; what the journal
- * holds). */
-__attribute__((weak))
-int ptm_time_parse_rfc3339(apr_time_t *out, const char *s, size_t n,
-                           int lenient)
-{
-    char b[64];
-    struct tm tm;
-    long us = 0, scale = 100000, off = 0;
-    const char *e;
-    time_t t;
-
-    if (n >= sizeof(b) || n < 19) {
-        return -1;
-    }
-    memcpy(b, s, n);
-    b[n] = '\0';
-    memset(&tm, 0, sizeof(tm));
-    e = strptime(b, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!e) {
-        return -1;
-    }
-    if (*e == '.') {
-        for (e++; *e >= '0' && *e <= '9'; e++) {
-            us += (*e - '0') * scale;
-            scale /= 10;
-        }
-    }
-    if (*e == 'Z' && !e[1]) {
-        off = 0;
-    }
-    else if ((*e == '+' || *e == '-') && strlen(e) == 6) {
-        off = ((e[1] - '0') * 10 + (e[2] - '0')) * 3600
-              + ((e[4] - '0') * 10 + (e[5] - '0')) * 60;
-        off = *e == '-' ? -off : off;
-    }
-    else if (!(lenient && !*e)) {
-        return -1;
-    }
-    t = timegm(&tm);
-    *out = apr_time_from_sec((apr_time_t)t - off) + us;
-    return 0;
-}
-
 /* ---- fixture -------------------------------------------------------------- */
 
 typedef struct {
