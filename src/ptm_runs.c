@@ -1,8 +1,9 @@
 /* The runs journal; see ptm_runs.h.
  *
  * Writing: one line per start or stop, appended with ptm_ndjson_append
- * (one writev, undone on a short write, a partial line a killed writer
- * left cut off first) under the store lock, so lines never interleave.
+ * (one write on an O_APPEND descriptor, so lines never interleave; undone
+ * on a short write).  Starts are noted under the store lock, stops just
+ * after it, so a stop may land after the next start: the reader knows.
  * Reading: the whole journal, bounded, each line parsed on its own; the
  * journal lives in a directory the User can write to, so nothing in it is
  * trusted beyond being a run that GET /events may look for, and the paths
@@ -28,13 +29,13 @@
 #define PTM_RUNS_MAX ((apr_off_t)64 * 1024 * 1024)
 #endif
 
-/* Append `line` (with its newline) to the journal of `site_dir`.  Opened
- * readable too, so that ptm_ndjson_append can cut a partial line a writer
- * killed mid-append left (the callers hold the store lock: no living
- * writer is mid-line), and non-blocking, so that a FIFO planted at the name
- * fails (ENXIO, EAGAIN) instead of blocking the lock's holder.  Never
- * through a link planted at the name (ELOOP), and only into a regular
- * file. */
+/* Append `line` (with its newline) to the journal of `site_dir`.
+ * Write-only, so ptm_ndjson_append does not cut a partial last line: a
+ * stop is noted after the store lock is released (ptm_api), so another
+ * writer may be in the middle of its line; a fragment a killed writer
+ * left is instead recovered from by the reader (take_glued).  Never
+ * through a link planted at the name (ELOOP), never blocking on a FIFO
+ * (ENXIO), and only into a regular file. */
 static apr_status_t append_line(const char *site_dir, ptm_buf_t *line,
                                 apr_pool_t *p)
 {
@@ -44,12 +45,8 @@ static apr_status_t append_line(const char *site_dir, ptm_buf_t *line,
     apr_status_t rv;
     int fd;
 
-    fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC
                     | O_NONBLOCK, 0644);
-    if (fd < 0 && errno == EACCES) {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW
-                        | O_CLOEXEC | O_NONBLOCK, 0644);
-    }
     if (fd < 0) {
         return APR_FROM_OS_ERROR(errno);
     }
@@ -178,11 +175,13 @@ static int take_line(apr_array_header_t *runs, const char *s, size_t n,
         rc = 0;
     }
     else if (get_time(&t, o, "stop")) {
-        /* Only the last run can still be open (see above); a stop for
-         * any other is stale and changes nothing. */
-        if (last && last->stop == APR_INT64_MAX
+        /* Only the last run can still be open (see above).  A stop is
+         * noted after the run's lock is released, so the next run may be
+         * noted first, in the same directory too: a stop from before the
+         * open run's start is that earlier run's, and changes nothing. */
+        if (last && last->stop == APR_INT64_MAX && t >= last->start
             && strcmp(last->run_dir, dir) == 0) {
-            last->stop = t > last->start ? t : last->start;
+            last->stop = t;
         }
         rc = 0;
     }
@@ -191,6 +190,23 @@ out:
         json_decref(o);
     }
     return rc;
+}
+
+/* A line that does not parse may be a fragment a killed writer left with
+ * the next line appended to it: that line starts at the last `{"run_`
+ * (which no string we write holds: its quote would be escaped).  Returns
+ * how many lines were skipped (1 or 2). */
+static unsigned take_glued(apr_array_header_t *runs, const char *s,
+                           size_t n, apr_pool_t *p)
+{
+    size_t i;
+
+    for (i = n; i-- > 1;) {
+        if (s[i] == '{' && n - i > 6 && memcmp(s + i, "{\"run_", 6) == 0) {
+            return take_line(runs, s + i, n - i, p) == 0 ? 1 : 2;
+        }
+    }
+    return 1;
 }
 
 apr_status_t ptm_runs_read(apr_array_header_t **runs, unsigned *skipped,
@@ -251,7 +267,7 @@ apr_status_t ptm_runs_read(apr_array_header_t **runs, unsigned *skipped,
         }
         end = (size_t)(nl - buf);
         if (end > at && take_line(*runs, buf + at, end - at, p) != 0) {
-            bad++;
+            bad += take_glued(*runs, buf + at, end - at, p);
         }
     }
 out:

@@ -136,9 +136,10 @@ static void test_note_lines(void **state)
     fx_close(&fx);
 }
 
-/* A writer killed mid-append left part of a line: the next note cuts it
- * off rather than gluing its own line to it. */
-static void test_note_cuts_partial_line(void **state)
+/* A writer killed mid-append left part of a line: the next note is
+ * glued to it (nothing is cut: another writer may be mid-line), and the
+ * reader still finds the note after the fragment. */
+static void test_note_after_partial_line(void **state)
 {
     static fx_t fx;
     apr_array_header_t *runs;
@@ -152,15 +153,20 @@ static void test_note_cuts_partial_line(void **state)
                      APR_SUCCESS);
     assert_int_equal(runs->nelts, 1);
     assert_int_equal(skipped, 1);                   /* the torn line */
-    assert_int_equal(ptm_runs_note_start(fx.dir, "3", 1, "/a/3",
+    assert_int_equal(ptm_runs_note_start(fx.dir, "3", 1, "/a/{\"run_3",
                                          T("2026-01-02T00:00:00Z"), fx.p),
+                     APR_SUCCESS);
+    assert_int_equal(ptm_runs_note_stop(fx.dir, "/a/{\"run_3",
+                                        T("2026-01-02T01:00:00Z"), fx.p),
                      APR_SUCCESS);
     assert_int_equal(ptm_runs_read(&runs, &skipped, fx.dir, fx.p),
                      APR_SUCCESS);
-    assert_int_equal(skipped, 0);
+    assert_int_equal(skipped, 1);                   /* the fragment */
     assert_int_equal(runs->nelts, 2);
     assert_string_equal(entry(runs, 1)->run_id, "3");
+    assert_string_equal(entry(runs, 1)->run_dir, "/a/{\"run_3");
     assert_true(entry(runs, 0)->stop == T("2026-01-02T00:00:00Z"));
+    assert_true(entry(runs, 1)->stop == T("2026-01-02T01:00:00Z"));
     fx_close(&fx);
 }
 
@@ -327,8 +333,10 @@ static void test_read_matching(void **state)
         "{\"run_id\":\"a\",\"run_dir\":\"/r/a\",\"start\":\"2026-01-03T10:00:00Z\"}\n"
         "{\"run_dir\":\"/r/b\",\"stop\":\"2026-01-03T10:30:00Z\"}\n"
         "{\"run_dir\":\"/r/a\",\"stop\":\"2026-01-03T11:00:00+01:00\"}\n"
-        /* 3: open */
-        "{\"run_id\":\"c\",\"run_dir\":\"/r/c\",\"start\":\"2026-01-04T10:00:00Z\"}\n");
+        /* 3: its stop before its start (the stop of the run before it in
+         * the same dir, noted late) is not its own: still open */
+        "{\"run_id\":\"c\",\"run_dir\":\"/r/c\",\"start\":\"2026-01-04T10:00:00Z\"}\n"
+        "{\"run_dir\":\"/r/c\",\"stop\":\"2026-01-04T09:59:59.999Z\"}\n");
     assert_int_equal(ptm_runs_read(&runs, &skipped, fx.dir, fx.p),
                      APR_SUCCESS);
     assert_int_equal(skipped, 0);
@@ -412,7 +420,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_note_lines),
-        TEST(test_note_cuts_partial_line),
+        TEST(test_note_after_partial_line),
         TEST(test_note_write_failure),
         TEST(test_planted_names),
         TEST(test_read_missing),
