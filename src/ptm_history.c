@@ -1397,11 +1397,13 @@ static apr_status_t walk(hist_t *h)
              * never a bucket split; below a millisecond (events that share
              * one ts), take it whole. */
             PTM_TEST_HOOK("history:split", 0);
-            mid = a + (b - a) / 2;
+            /* (Halves taken apart: b - a may not fit an int64.) */
+            mid = a / 2 + b / 2 + (a % 2 + b % 2) / 2;
             if (every) {
                 mid = h->asc ? align_down(mid, every) : align_up(mid, every);
             }
-            if (b - a <= SLICE_MIN || mid <= a || mid >= b) {
+            if ((uint64_t)b - (uint64_t)a <= (uint64_t)SLICE_MIN || mid <= a
+                || mid >= b) {
                 uncapped = 1;
                 continue;
             }
@@ -1411,7 +1413,8 @@ static apr_status_t walk(hist_t *h)
             else {
                 a = mid;
             }
-            width = b - a;
+            width = (uint64_t)b - (uint64_t)a > (uint64_t)APR_INT64_MAX
+                    ? APR_INT64_MAX : b - a;
         }
         if (rv != APR_SUCCESS) {
             return rv;

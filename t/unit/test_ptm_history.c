@@ -1139,6 +1139,41 @@ static void test_cost_follows_window(void **state)
     fx_close(&fx);
 }
 
+/* A window from 1900 to no end: the ring's events far off (before the
+ * epoch, centuries ahead) are found, the files' only within a day of
+ * theirs; and it takes a moment, not minutes. */
+static void test_wide_window(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), t0;
+    apr_array_header_t *got;
+    ptm_query_t q;
+    int ring;
+
+    for (ring = 0; ring < 2; ring++) {
+        fx_open(&fx, ring ? 64 * 1024 : 0);
+        post(&fx, d, "1969-12-31T00:00:00.000Z", "w", 1);
+        post(&fx, d + 1, "2026-03-17T10:00:00.000Z", "w", 1);
+        post(&fx, d + 2, "2500-01-01T00:00:00.000Z", "w", 1);
+        post(&fx, d + 3, "1800-01-01T00:00:00.000Z", "w", 1);
+        q = query(&fx, T("1900-01-01T00:00:00Z"));
+        t0 = apr_time_now();
+        got = run_q(&fx, &q, d + HOUR, NULL);
+        assert_true(apr_time_now() - t0 < apr_time_from_sec(20));
+        if (ring) {
+            assert_int_equal(got->nelts, 3);
+            assert_int_equal(id_of(APR_ARRAY_IDX(got, 0, const char *)), 3);
+            assert_int_equal(id_of(APR_ARRAY_IDX(got, 2, const char *)), 1);
+            check_both(&fx, q, d + HOUR);
+        }
+        else {
+            assert_int_equal(got->nelts, 1);
+            assert_int_equal(id_of(APR_ARRAY_IDX(got, 0, const char *)), 2);
+        }
+        fx_close(&fx);
+    }
+}
+
 /* A slice that holds more than the cap is halved and done again, the
  * answer unchanged; events sharing one ts beyond the cap are taken whole. */
 static void test_slices_split(void **state)
@@ -1244,6 +1279,7 @@ int main(void)
         TEST(test_links_not_followed),
         TEST(test_long_line),
         TEST(test_cost_follows_window),
+        TEST(test_wide_window),
         TEST(test_slices_split),
         TEST(test_runs),
     };
