@@ -106,7 +106,7 @@ unsigned ptm_history_slice_cap = PTM_HISTORY_SLICE_CAP;
 #define RUN_FILE "telemetry.ndjson"
 #define OVERFLOW (APR_OS_START_USERERR + 90)    /* internal: split */
 
-/* ---- what a request keeps ------------------------------------------------- */
+/* ---- what a request keeps ------------------------------------------------*/
 
 typedef struct {
     apr_time_t lo, hi;
@@ -201,7 +201,7 @@ typedef struct {
     size_t rest;                /* just after it: ,"data":... */
 } line_t;
 
-/* ---- arithmetic ----------------------------------------------------------- */
+/* ---- arithmetic ----------------------------------------------------------*/
 
 static apr_time_t sat_add(apr_time_t a, apr_time_t d)
 {
@@ -252,7 +252,7 @@ static uint64_t fnv64(const char *s, size_t n)
     return h;
 }
 
-/* ---- lines ---------------------------------------------------------------- */
+/* ---- lines ---------------------------------------------------------------*/
 
 /* Past the JSON string at s[i] (a '"'); n + 1 when it does not end. */
 static size_t skip_string(const char *s, size_t i, size_t n)
@@ -436,7 +436,7 @@ static int after_cursor(const hist_t *h, const ptm_key_t *k)
     return h->asc ? c > 0 : c < 0;
 }
 
-/* ---- days ----------------------------------------------------------------- */
+/* ---- days ----------------------------------------------------------------*/
 
 static int key_date(const char *k, int *y, int *m, int *d)
 {
@@ -497,7 +497,7 @@ static apr_time_t day_noon(apr_time_t t, int add)
     return s == (time_t)-1 ? 0 : apr_time_from_sec((apr_time_t)s);
 }
 
-/* ---- the window in slices ------------------------------------------------- */
+/* ---- the window in slices ------------------------------------------------*/
 
 /* The end of the slice starting at `pos` (ascending): the next noon, or
  * the window's or the era's edge; no wider than `width` when set. */
@@ -560,7 +560,7 @@ static apr_time_t slice_start(const hist_t *h, apr_time_t pos,
     return a < h->lo ? h->lo : a;
 }
 
-/* ---- collecting keys ------------------------------------------------------ */
+/* ---- collecting keys -----------------------------------------------------*/
 
 static int grow(void **mem, size_t *cap, size_t need, size_t size)
 {
@@ -709,7 +709,7 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
     return 0;
 }
 
-/* ---- the ring ------------------------------------------------------------- */
+/* ---- the ring ------------------------------------------------------------*/
 
 typedef struct {
     hist_t *h;
@@ -867,7 +867,7 @@ static int in_spans(const apr_array_header_t *spans, uint64_t seq)
     return 0;
 }
 
-/* ---- the files ------------------------------------------------------------ */
+/* ---- the files -----------------------------------------------------------*/
 
 /* Open `src` read-only, never through a link, never blocking on a FIFO;
  * -1 with errno. */
@@ -1131,7 +1131,7 @@ static void read_files(hist_t *h, slice_t *sl)
     }
 }
 
-/* ---- emitting ------------------------------------------------------------- */
+/* ---- emitting ------------------------------------------------------------*/
 
 static int ent_cmp(const void *a, const void *b)
 {
@@ -1185,7 +1185,8 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
         if (q->every && !after_cursor(h, &e->key)) {
             continue;                   /* before the cursor, in its bucket */
         }
-        if (!(line = ent_line(h, sl, e)) || !ptm_json_well_formed(line, e->len)) {
+        if (!(line = ent_line(h, sl, e))
+            || !ptm_json_well_formed(line, e->len)) {
             h->res->skipped++;
             continue;
         }
@@ -1253,7 +1254,7 @@ out:
     return rv;
 }
 
-/* ---- runs ----------------------------------------------------------------- */
+/* ---- runs ----------------------------------------------------------------*/
 
 static void add_run(hist_t *h, apr_hash_t *by_dir, const ptm_runs_entry_t *e)
 {
@@ -1339,7 +1340,7 @@ static apr_status_t load_runs(hist_t *h)
     return APR_SUCCESS;
 }
 
-/* ---- the query ------------------------------------------------------------ */
+/* ---- the query -----------------------------------------------------------*/
 
 static apr_status_t free_buffers(void *data)
 {

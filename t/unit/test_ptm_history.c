@@ -49,7 +49,7 @@ extern unsigned ptm_history_slice_cap;
 #define HOUR ((apr_time_t)3600 * APR_USEC_PER_SEC)
 #define DAY (24 * HOUR)
 
-/* ---- a store, a site dir, and a model of what was posted ------------------ */
+/* ---- a store, a site dir, and a model of what was posted -----------------*/
 
 typedef struct {
     int i;                  /* data {"i":i}: which event a line is */
@@ -280,7 +280,7 @@ static void ring_now(fx_t *fx)
     }
 }
 
-/* ---- queries -------------------------------------------------------------- */
+/* ---- queries -------------------------------------------------------------*/
 
 static ptm_query_t query(fx_t *fx, apr_time_t since)
 {
@@ -512,7 +512,7 @@ static apr_array_header_t *paged(fx_t *fx, ptm_query_t q, int limit,
     return all;
 }
 
-/* ---- hooks ---------------------------------------------------------------- */
+/* ---- hooks ---------------------------------------------------------------*/
 
 static apr_hash_t *opened_days;
 static unsigned run_opens, splits, slices;
@@ -543,7 +543,7 @@ static void hook_on(void)
     ptm_test_hook = count_hook;
 }
 
-/* ---- tests ---------------------------------------------------------------- */
+/* ---- tests ---------------------------------------------------------------*/
 
 /* Client ts out of file order, a ts a day off in the neighbouring day
  * file, site and run events sharing a ts (site first), both orders; with

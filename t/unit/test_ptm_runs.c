@@ -27,7 +27,7 @@
 #include "ptm_runs.h"
 #include "ptm_time.h"
 
-/* ---- fixture -------------------------------------------------------------- */
+/* ---- fixture -------------------------------------------------------------*/
 
 typedef struct {
     apr_pool_t *p;
@@ -98,7 +98,7 @@ static const ptm_runs_entry_t *entry(const apr_array_header_t *a, int i)
     return &APR_ARRAY_IDX(a, i, ptm_runs_entry_t);
 }
 
-/* ---- writing -------------------------------------------------------------- */
+/* ---- writing -------------------------------------------------------------*/
 
 static void test_note_lines(void **state)
 {
@@ -255,7 +255,7 @@ static void test_planted_names(void **state)
     fx_close(&fx);
 }
 
-/* ---- reading -------------------------------------------------------------- */
+/* ---- reading -------------------------------------------------------------*/
 
 static void test_read_missing(void **state)
 {
@@ -323,19 +323,23 @@ static void test_read_matching(void **state)
     fx_open(&fx);
     put_file(fx.journal,
         /* 0: stopped */
-        "{\"run_id\":\"a\",\"run_dir\":\"/r/a\",\"start\":\"2026-01-01T10:00:00Z\"}\n"
+        "{\"run_id\":\"a\",\"run_dir\":\"/r/a\""
+            ",\"start\":\"2026-01-01T10:00:00Z\"}\n"
         "{\"run_dir\":\"/r/a\",\"stop\":\"2026-01-01T11:00:00Z\"}\n"
         /* a stop of nothing open */
         "{\"run_dir\":\"/r/a\",\"stop\":\"2026-01-01T12:00:00Z\"}\n"
         /* 1: never stopped: ends at 2's start */
-        "{\"run_id\":\"b\",\"run_dir\":\"/r/b\",\"start\":\"2026-01-02T10:00:00Z\"}\n"
+        "{\"run_id\":\"b\",\"run_dir\":\"/r/b\""
+            ",\"start\":\"2026-01-02T10:00:00Z\"}\n"
         /* 2: a stop for another dir first, then its own */
-        "{\"run_id\":\"a\",\"run_dir\":\"/r/a\",\"start\":\"2026-01-03T10:00:00Z\"}\n"
+        "{\"run_id\":\"a\",\"run_dir\":\"/r/a\""
+            ",\"start\":\"2026-01-03T10:00:00Z\"}\n"
         "{\"run_dir\":\"/r/b\",\"stop\":\"2026-01-03T10:30:00Z\"}\n"
         "{\"run_dir\":\"/r/a\",\"stop\":\"2026-01-03T11:00:00+01:00\"}\n"
         /* 3: its stop before its start (the stop of the run before it in
          * the same dir, noted late) is not its own: still open */
-        "{\"run_id\":\"c\",\"run_dir\":\"/r/c\",\"start\":\"2026-01-04T10:00:00Z\"}\n"
+        "{\"run_id\":\"c\",\"run_dir\":\"/r/c\""
+            ",\"start\":\"2026-01-04T10:00:00Z\"}\n"
         "{\"run_dir\":\"/r/c\",\"stop\":\"2026-01-04T09:59:59.999Z\"}\n");
     assert_int_equal(ptm_runs_read(&runs, &skipped, fx.dir, fx.p),
                      APR_SUCCESS);
@@ -363,24 +367,32 @@ static void test_read_skips_damage(void **state)
 
     fx_open(&fx);
     put_file(fx.journal,
-        "{\"run_id\":\"a\",\"run_dir\":\"/r/a\",\"start\":\"2026-01-01T10:00:00Z\"}\n"
+        "{\"run_id\":\"a\",\"run_dir\":\"/r/a\""
+            ",\"start\":\"2026-01-01T10:00:00Z\"}\n"
         "not json\n"
         "[1,2]\n"
         "\n"                                    /* empty: not counted */
-        "{\"run_id\":\"x\",\"run_dir\":\"rel/x\",\"start\":\"2026-01-01T11:00:00Z\"}\n"
-        "{\"run_id\":\"x\",\"run_dir\":\"\",\"start\":\"2026-01-01T11:00:00Z\"}\n"
-        "{\"run_id\":7,\"run_dir\":\"/r/x\",\"start\":\"2026-01-01T11:00:00Z\"}\n"
+        "{\"run_id\":\"x\",\"run_dir\":\"rel/x\""
+            ",\"start\":\"2026-01-01T11:00:00Z\"}\n"
+        "{\"run_id\":\"x\",\"run_dir\":\"\""
+            ",\"start\":\"2026-01-01T11:00:00Z\"}\n"
+        "{\"run_id\":7,\"run_dir\":\"/r/x\""
+            ",\"start\":\"2026-01-01T11:00:00Z\"}\n"
         "{\"run_id\":\"x\",\"run_dir\":\"/r/x\",\"start\":\"yesterday\"}\n"
         "{\"run_id\":\"x\",\"run_dir\":\"/r/x\",\"start\":12}\n"
-        "{\"run_id\":\"x\",\"run_dir\":\"/r/\\u0000x\",\"start\":\"2026-01-01T11:00:00Z\"}\n"
+        "{\"run_id\":\"x\",\"run_dir\":\"/r/\\u0000x\""
+            ",\"start\":\"2026-01-01T11:00:00Z\"}\n"
         "{\"run_id\":\"x\",\"start\":\"2026-01-01T11:00:00Z\"}\n"
         "{\"run_dir\":\"/r/a\",\"stop\":\"soon\"}\n"
         "{\"run_dir\":\"/r/a\"}\n"
-        "{\"run_id\":\"x\",\"run_dir\":\"/r/x\",\"start\":\"2026-01-01T11:00:00Z\"\n"
-        "{\"run_id\":\"x\",\"run_dir\":\"/r/x\",\"start\":\"2026-01-01T11:00:00Z\",}\n"
+        "{\"run_id\":\"x\",\"run_dir\":\"/r/x\""
+            ",\"start\":\"2026-01-01T11:00:00Z\"\n"
+        "{\"run_id\":\"x\",\"run_dir\":\"/r/x\""
+            ",\"start\":\"2026-01-01T11:00:00Z\",}\n"
         "\xff\xfe\n"
         "{\"run_dir\":\"/r/a\",\"stop\":\"2026-01-01T12:00:00Z\"}\n"
-        "{\"run_id\":\"b\",\"run_dir\":\"/r/b\",\"start\":\"2026-01-02T10:00:00Z\"}");
+        "{\"run_id\":\"b\",\"run_dir\":\"/r/b\""
+            ",\"start\":\"2026-01-02T10:00:00Z\"}");
     assert_int_equal(ptm_runs_read(&runs, &skipped, fx.dir, fx.p),
                      APR_SUCCESS);
     assert_int_equal(skipped, 15);
@@ -400,7 +412,8 @@ static void test_read_too_big(void **state)
 
     fx_open(&fx);
     put_file(fx.journal,
-        "{\"run_id\":\"a\",\"run_dir\":\"/r/a\",\"start\":\"2026-01-01T10:00:00Z\"}\n");
+        "{\"run_id\":\"a\",\"run_dir\":\"/r/a\""
+            ",\"start\":\"2026-01-01T10:00:00Z\"}\n");
     assert_int_equal(truncate(fx.journal, (off_t)65 << 20), 0);
     assert_int_equal(ptm_runs_read(&runs, &skipped, fx.dir, fx.p),
                      APR_FROM_OS_ERROR(EFBIG));
