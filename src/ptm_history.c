@@ -1232,6 +1232,7 @@ static apr_status_t do_slice(hist_t *h, apr_time_t t0, apr_time_t t1,
     if ((rv = take_ring(h, &sl)) != APR_SUCCESS) {
         goto out;
     }
+    PTM_TEST_HOOK("history:ring-taken", 0);
     if (!sl.overflow && !sl.found) {
         read_files(h, &sl);
     }
