@@ -979,8 +979,9 @@ static void post_during(const char *where, unsigned n)
                          * 1000000LL;
 
         during_posts++;
-        post(during_fx, during_base + 3 * DAY + during_posts, iso(during_fx->p, t),
-             during_posts % 2 ? "a" : "b", during_posts % 3 != 0);
+        post(during_fx, during_base + 3 * DAY + during_posts,
+             iso(during_fx->p, t), during_posts % 2 ? "a" : "b",
+             during_posts % 3 != 0);
     }
 }
 
