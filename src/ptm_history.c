@@ -749,7 +749,8 @@ static int ring_want(void *ctx, const ptm_recent_t *ev)
     return q->every || after_cursor(h, &k);
 }
 
-/* Copy the ring's events of the slice (and its thresholds) first. */
+/* Copy the ring's events of the slice (and the spans of seqs it holds)
+ * first. */
 static apr_status_t take_ring(hist_t *h, slice_t *sl)
 {
     want_t w;
