@@ -646,7 +646,7 @@ static int slots_grow(hist_t *h, size_t want, size_t n)
 static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
 {
     apr_time_t every = h->q->every;
-    size_t j, mask;
+    size_t j = 0, mask;
     ent_t *e;
 
     if (h->looking) {
