@@ -104,7 +104,7 @@ sel([type => $TA, type => $TA, @W, order => 'asc'], \@asc, 'the same type twice:
 sel([type => "$T-o", @W], [], 'type is exact: no prefix match');
 {
     my $r = events_get([@W, order => 'asc']);
-    lines_are($r->{lines}, [ @e{qw(r2 a2 a1 a3 a4 a6 a11 a10)}, $o1, $o2, @e{qw(r1 a5 r3 r4 a9)} ],
+    lines_are($r->{lines}, [ map { $_->{line} } @e{qw(r2 a2 a1 a3 a4 a6 a11 a10)}, $o1, $o2, @e{qw(r1 a5 r3 r4 a9)} ],
         'no type: every type in the window');
 }
 {

@@ -41,6 +41,8 @@ push @ev, hist_post(type => $T, id => 'c1', ts => iso_ms($H + 1000));
 push @ev, hist_post(type => $T, id => 'c2', ts => iso_ms($H + 2000), sp => 0);
 my $R1 = "EV55a-$$";
 my $rr = runroot_dir() . "/ev55-$$";
+mkdir_p(runroot_dir());             # the admin's, handed to the server's User
+chown_to_server(runroot_dir());
 my $st = start_run('{"run_id":"' . $R1 . '","run_dir":' . js($rr) . '}');
 is($st->{code}, 200, "run $R1 started under the run root") or diag $st->{body};
 push @ev, hist_post(type => $T, id => 'r1', run => $R1);

@@ -52,18 +52,20 @@ push @ev, hist_post(type => $T, id => 's1');
 push @ev, hist_post(type => $T, id => 'e1', sp => 0);
 my $RA = "EV56a-$$";
 my $rr = runroot_dir() . "/ev56-$$";
+mkdir_p(runroot_dir());             # the admin's, handed to the server's User
+chown_to_server(runroot_dir());
 is(start_run('{"run_id":"' . $RA . '","run_dir":' . js($rr) . '}')->{code}, 200, "run $RA started under the run root");
 push @ev, hist_post(type => $T, id => 'a1', run => $RA);
 push @ev, hist_post(type => $T, id => 'a2', run => $RA, sp => 0);
 push @ev, hist_post(type => $T, id => 'a3', run => $RA, mc => 0);
 is(stop_run()->{code}, 200, "run $RA stopped");
 push @ev, hist_post(type => $T, id => 's2');
+my $x1 = hist_post(type => "$T-dayoff", id => 'x1', ts => iso_ms($now - 23 * 3_600_000 - 1_800_000));
+my $x2 = hist_post(type => "$T-dayoff", id => 'x2', ts => iso_ms($now + 22 * 3_600_000));
 my $RB = "EV56b-$$";
 is(start_run('{"run_id":"' . $RB . '","run_dir":"ev56b-' . $$ . '"}')->{code}, 200, "run $RB started (active through the restarts)");
 push @ev, hist_post(type => $T, id => 'b1', run => $RB);
 push @ev, hist_post(type => $T, id => 'b2', run => $RB, sp => 0);
-my $x1 = hist_post(type => "$T-dayoff", id => 'x1', ts => iso_ms($now - 23 * 3_600_000 - 1_800_000));
-my $x2 = hist_post(type => "$T-dayoff", id => 'x2', ts => iso_ms($now + 22 * 3_600_000));
 is(scalar(grep { $_->{code} == 200 } @ev, $x1, $x2), @ev + 2, 'events posted');
 
 {
@@ -76,9 +78,10 @@ is(scalar(grep { $_->{code} == 200 } @ev, $x1, $x2), @ev + 2, 'events posted');
         or diag 'start: ' . ($sa->{start} // 'none');
     my ($so) = grep { exists $_->{stop} && ($_->{run_dir} // '') eq $rr } @j;
     ok($so && defined ms_of($so->{stop}), ".runs.ndjson: a stop line for $rr");
-    my ($sb) = grep { exists $_->{start} && ($_->{run_dir} // '') =~ m{/ev56b-$$$} } @j;
+    my $b_dir = qr{/ev56b-\Q$$\E$};
+    my ($sb) = grep { exists $_->{start} && ($_->{run_dir} // '') =~ $b_dir } @j;
     ok($sb && ($sb->{run_id} // '') eq $RB, ".runs.ndjson: a start line for $RB");
-    ok(!grep({ exists $_->{stop} && ($_->{run_dir} // '') =~ m{/ev56b-$$$} } @j), "... and no stop line for it");
+    ok(!grep({ exists $_->{stop} && ($_->{run_dir} // '') =~ $b_dir } @j), "... and no stop line for it");
 }
 
 # The file line of a stored event.
@@ -160,7 +163,7 @@ my @stored = hist_sort(grep { $_->{sp} } @ev);
     my $b3 = hist_post(type => $T, id => 'b3', run => $RB);
     my $b4 = hist_post(type => $T, id => 'b4', run => $RB, sp => 0);
     my $rb2 = events_get([ @Q, run_id => $RB ]);
-    lines_are($rb2->{lines}, [ map { $_->{line} } grep { $_->{id} eq 'b1' } @ev, $b3 ],
+    lines_are($rb2->{lines}, [ map { $_->{line} } (grep { $_->{id} eq 'b1' } @ev), $b3 ],
         'ring off: a new stored event is found at once, a new ephemeral one never');
     push @ev, $b3, $b4;
     for my $x ($x1, $x2) {
@@ -183,7 +186,7 @@ $unusual = 0;
     ok($r->{code} == 200 && $r->{has_recent} && !defined $r->{recent_since}, 'empty ring: recent_since null')
         or diag events_desc($r);
     lines_are($r->{lines}, [ map { $_->{line} } hist_sort(grep { $_->{sp} } @ev) ], 'the stored events, from the files');
-    my $e = hist_post(type => $T, id => 'e9', sp => 0);
+    my $e = hist_post(type => $T, id => 'e9', sp => 0, run => $RB);
     my $r2 = events_get(\@Q);
     ok(defined $r2->{recent_since} && $r2->{recent_since} le $e->{ts}
         && ms_of($e->{ts}) - ms_of($r2->{recent_since}) < 2000,
