@@ -64,50 +64,13 @@ my $h = start_clients(3, sub {
 });
 ok(wait_progress($h, 30, 30), 'the clients are posting');
 
-# Sort key of an event node: (ts in ms, site before run, seq).
-sub key_of {
-    my ($n) = @_;
-    return [ ms_of(node_value(onode($n, 'ts'))) // -1,
-             node_value(onode($n, 'stream')) eq 'run' ? 1 : 0, node_value(onode($n, 'seq')) ];
-}
-sub key_cmp { my ($x, $y) = @_; return $x->[0] <=> $y->[0] || $x->[1] <=> $y->[1] || $x->[2] <=> $y->[2] }
-
 sub traverse {
     my ($name, $pairs, %o) = @_;
     my $p0 = progress($h);
-    my $f = events_follow([type => $T, since => '1h', @$pairs], %o);
+    my $f = events_follow_check(name => $name, pairs => [type => $T, since => '1h', @$pairs], opts => \%o,
+        first => \%first, type => $T, more => qr/^c\d-\d+$/, desc => scalar(grep { $_ eq 'desc' } @$pairs));
     my $added = progress($h) - $p0;
-    ok(!$f->{error}, "$name: every page answered, next ends null ($f->{pages} pages)") or diag $f->{error};
     cmp_ok($added, '>=', 5, "$name: the clients posted meanwhile ($added events)");
-    my (%seen, @twice, @foreign, @missing, @unsorted);
-    my $desc = grep { $_ eq 'desc' } @$pairs;
-    my $prev;
-    for my $i (0 .. $#{ $f->{evs} }) {
-        my $n = $f->{evs}[$i];
-        my $id = $f->{ids}[$i] // '?';
-        my $k = key_of($n);
-        my $key = join '/', node_value(onode($n, 'stream')), node_value(onode($n, 'seq')),
-            node_value(onode($n, 'meta', 'run_id')) // '';
-        push @twice, "$id ($key)" if $seen{$key}++ || $seen{"id $id"}++;
-        push @foreign, "$id: type " . (node_value(onode($n, 'type')) // '?')
-            unless (node_value(onode($n, 'type')) // '') eq $T;
-        push @foreign, "$id: none of this test's events" unless $first{$id} || $id =~ /^c\d-\d+$/;
-        if ($prev) {
-            my $c = key_cmp($prev, $k);
-            push @unsorted, "[$i] $id after " . $f->{ids}[$i - 1] if $desc ? $c <= 0 : $c >= 0;
-        }
-        $prev = $k;
-    }
-    my %got = map { ($_ // '') => 1 } @{ $f->{ids} };
-    push @missing, grep { !$got{$_} } sort keys %first;
-    ok(!@twice, "$name: no event twice") or diag join "\n", @twice[0 .. ($#twice < 9 ? $#twice : 9)];
-    ok(!@missing, "$name: every one of the " . scalar(keys %first) . ' events of the first set')
-        or diag scalar(@missing) . ' missing: ' . join ' ', @missing[0 .. ($#missing < 19 ? $#missing : 19)];
-    ok(!@foreign, "$name: nothing else") or diag join "\n", @foreign[0 .. ($#foreign < 9 ? $#foreign : 9)];
-    ok(!@unsorted, "$name: in " . ($desc ? 'descending' : 'ascending') . ' order of (ts, stream, seq)')
-        or diag join "\n", @unsorted[0 .. ($#unsorted < 9 ? $#unsorted : 9)];
-    my $firsts = grep { $first{$_ // ''} } @{ $f->{ids} };
-    diag "$name: $f->{pages} pages, " . scalar(@{ $f->{ids} }) . " events ($firsts of the first set)";
     return $f;
 }
 

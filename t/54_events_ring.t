@@ -11,7 +11,7 @@
 #     on the /big mount), they are gone from /events (still current in
 #     /current), recent_since is later than their acceptance, and the
 #     stored events around them are still found, byte for byte, from the
-#     files.
+#     files, and a window across the ring's oldest has each event once.
 use strict;
 use warnings;
 use Test::More;
@@ -119,6 +119,15 @@ is(events_get([type => "$T-eph", since => '10m'])->{body} =~ /"e1"|"e3"/ ? 1 : 0
     my $r = events_get([type => "$T-eph", since => '10m']);
     lines_are($r->{lines}, [ $e4->{line} ], 'a new ephemeral event is found again');
     is(status_auto()->{PanoptesEventIdNext}, "$epoch-" . ($n0 + 6 + $k + 1), 'the ids went on: one per event');
+    # A window across the ring's oldest: stored events before it (from
+    # the files only) and after it (in the ring and in the file): each once.
+    my $s4 = hist_post(type => "$T-st", id => 's4');
+    my $s5 = hist_post(type => "$T-st", id => 's5', mc => 0);
+    my $x = events_get(\@q);
+    lines_are($x->{lines}, [ map { $_->{line} } hist_sort((grep { $_->{sp} } @ev), $e4, $s4, $s5) ],
+        'a window across the ring\'s oldest: the stored events from the files, the newer ones once, and the new ephemeral one');
+    my $f = events_follow([ @q, limit => 2 ]);
+    lines_are($f->{lines}, $x->{lines}, '... and the same in pages of 2');
 }
 
 done_testing();

@@ -9,6 +9,13 @@
 #     PanoptesTelemetryRunRoot, a run still active), NDJSON byte for byte;
 #     ephemeral events are not found, not even one just posted; site events
 #     whose client ts is a day off are found by ts;
+#   * a set of stored events only (site and run, client ts in an hour slot
+#     of this file's, equal ts included): ten queries (order, stream,
+#     run_id, every, pages of a limit, NDJSON) answer the same events with
+#     the ring on, off, and on again but empty;
+#   * with the ring off, following next while two forked clients post:
+#     every event of the first set once, in order (the events come from
+#     the files alone, a site day file and an active run's file);
 #   * a day file with a hand-edited garbage line, a line cut short, and a
 #     torn last line (no newline): the good lines are found, the damaged
 #     ones skipped and counted in Panoptes-Skipped (JSON, and NDJSON with a
@@ -23,7 +30,8 @@ use Time::HiRes ();
 use POSIX ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
-use PTMTest qw(:DEFAULT :events httpd_pid server_snapshot start_server stop_server server_answers);
+use PTMTest qw(:DEFAULT :events httpd_pid server_snapshot start_server stop_server server_answers
+    start_clients wait_clients raise_flag progress wait_progress);
 
 my $orig = server_snapshot();
 $orig->{test_pid} = $$;
@@ -45,6 +53,10 @@ my $T = "clientts-ev56-$$";
 my $site = site_dir();
 my $NDJ = ['Accept' => 'application/x-ndjson'];
 my $now = now_ms();
+my $H9 = (POSIX::floor(time / 3600) - 9) * 3600 * 1000;    # this file's slot: 9 hours back
+my $ST = "$T-st";    # stored events only
+my $PG = "$T-pg";    # the first set of the paging check
+my (@st, %pg);
 
 # --- events, and the runs index -------------------------------------------------------
 my @ev;
@@ -58,15 +70,60 @@ is(start_run('{"run_id":"' . $RA . '","run_dir":' . js($rr) . '}')->{code}, 200,
 push @ev, hist_post(type => $T, id => 'a1', run => $RA);
 push @ev, hist_post(type => $T, id => 'a2', run => $RA, sp => 0);
 push @ev, hist_post(type => $T, id => 'a3', run => $RA, mc => 0);
+for my $k (0 .. 5) {
+    push @st, hist_post(type => $ST, id => "sa$k", run => $RA, ts => iso_ms($H9 + int($k / 2) * 1_260_000 + 60_000));
+}
 is(stop_run()->{code}, 200, "run $RA stopped");
 push @ev, hist_post(type => $T, id => 's2');
+for my $k (0 .. 9) {
+    push @st, hist_post(type => $ST, id => "ss$k", ts => iso_ms($H9 + int($k / 2) * 1_260_000 + 60_000 * ($k % 3)));
+}
+push @st, hist_post(type => $ST, id => "ss-now$_") for 1 .. 2;
+for my $k (0 .. 39) {
+    my $e = hist_post(type => $PG, id => "p$k", $k % 3 ? () : (ts => iso_ms($now - 1_800_000 + $k * 30_000)));
+    $pg{"p$k"} = 1 if $e->{code} == 200;
+}
 my $x1 = hist_post(type => "$T-dayoff", id => 'x1', ts => iso_ms($now - 23 * 3_600_000 - 1_800_000));
 my $x2 = hist_post(type => "$T-dayoff", id => 'x2', ts => iso_ms($now + 22 * 3_600_000));
 my $RB = "EV56b-$$";
 is(start_run('{"run_id":"' . $RB . '","run_dir":"ev56b-' . $$ . '"}')->{code}, 200, "run $RB started (active through the restarts)");
 push @ev, hist_post(type => $T, id => 'b1', run => $RB);
 push @ev, hist_post(type => $T, id => 'b2', run => $RB, sp => 0);
-is(scalar(grep { $_->{code} == 200 } @ev, $x1, $x2), @ev + 2, 'events posted');
+is(scalar(grep { $_->{code} == 200 } @ev, $x1, $x2, @st), @ev + 2 + @st, 'events posted');
+is(scalar(keys %pg), 40, 'the first set of the paging check posted');
+
+# The stored-only set: the same answers whatever the ring holds.
+my @SW = (type => $ST, since => iso_ms($H9 - 60_000));
+my @SQ = (
+    [ 'asc', [ @SW, order => 'asc' ] ],
+    [ 'desc', [ @SW ] ],
+    [ 'stream=site', [ @SW, stream => 'site', order => 'asc' ] ],
+    [ 'stream=run', [ @SW, stream => 'run' ] ],
+    [ "run_id=$RA", [ @SW, run_id => $RA, order => 'asc' ] ],
+    [ 'every=1h', [ @SW, every => '1h', order => 'asc' ] ],
+    [ 'every=10m', [ @SW, every => '10m' ] ],
+    [ 'pages of 3, asc', [ @SW, order => 'asc', limit => 3 ] ],
+    [ 'pages of 4, desc', [ @SW, limit => 4 ] ],
+    [ 'NDJSON, pages of 5', [ @SW, limit => 5 ], headers => $NDJ ],
+    [ 'NDJSON', [ @SW ], headers => $NDJ ],
+);
+sub stored_answers {
+    my %a;
+    for my $q (@SQ) {
+        my ($name, $pairs, %o) = @$q;
+        my $f = events_follow($pairs, %o);
+        $a{$name} = $f->{error} ? [ "error: $f->{error}" ] : $f->{lines};
+    }
+    return \%a;
+}
+sub same_stored {
+    my ($base, $name) = @_;
+    my $cur = stored_answers();
+    lines_are($cur->{ $_->[0] }, $base->{ $_->[0] }, "$name: stored-only set, $_->[0]: the same events") for @SQ;
+}
+my $st_base = stored_answers();
+lines_are($st_base->{asc}, [ map { $_->{line} } hist_sort(@st) ], 'stored-only set: every event, in order');
+lines_are($st_base->{'pages of 3, asc'}, $st_base->{asc}, 'stored-only set: pages of 3 give the same list');
 
 {
     my @j = map { my $l = $_; my $j = eval { jd($l) }; ref $j eq 'HASH' ? $j : () }
@@ -172,6 +229,43 @@ my @stored = hist_sort(grep { $_->{sp} } @ev);
         lines_are($w->{lines}, [ $x->{line} ], "ring off: the site event with ts $x->{ts} (a day off) is found by its ts");
     }
 }
+same_stored($st_base, 'ring off');
+
+# Paging from the files while two clients post (to the active run).
+{
+    for my $k (40 .. 59) {
+        my $e = hist_post(type => $PG, id => "p$k", run => $RB, $k % 3 ? () : (ts => iso_ms($now - 1_700_000 + $k * 20_000)));
+        $pg{"p$k"} = 1 if $e->{code} == 200;
+    }
+    is(scalar(keys %pg), 60, 'ring off: the first set of the paging check: 60 events, site and run');
+    my $h = start_clients(2, sub {
+        my ($i, $ctl) = @_;
+        my $cl = PTMTest::Client->new(timeout => 30);
+        my @out;
+        for (my $n = 0; $n < 1500 && !$ctl->flag; $n++) {
+            Time::HiRes::sleep(0.005);
+            my $r = hist_post(client => $cl, type => $PG, id => "c$i-$n", run => $RB,
+                              $n % 2 ? (ts => iso_ms($now - 1_750_000 + int(rand(1_700_000)))) : ());
+            push @out, { id => "c$i-$n", code => $r->{code} };
+            $ctl->tick if $r->{code} == 200;
+        }
+        return @out;
+    });
+    ok(wait_progress($h, 20, 30), 'ring off: the clients are posting');
+    for my $t ([ 'asc, pages of 5', [ order => 'asc', limit => 5 ] ], [ 'desc, pages of 4', [ limit => 4 ] ],
+               [ 'NDJSON, pages of 6', [ limit => 6 ], headers => $NDJ ]) {
+        my ($name, $pairs, %o) = @$t;
+        my $p0 = progress($h);
+        events_follow_check(name => "ring off, $name", pairs => [ type => $PG, since => '1h', @$pairs ],
+            opts => \%o, first => \%pg, type => $PG, more => qr/^c\d-\d+$/,
+            desc => !%o && !grep({ $_ eq 'asc' } @$pairs));
+        cmp_ok(progress($h) - $p0, '>=', 3, "ring off, $name: the clients posted meanwhile");
+    }
+    raise_flag($h);
+    my @bad = grep { ($_->{code} // 0) != 200 } map { @$_ } wait_clients($h);
+    ok(!@bad, 'ring off: every event of the clients was accepted') or diag scalar(@bad) . ' not';
+}
+
 damaged('ring off');
 
 # --- the ring on again, empty ------------------------------------------------------------------
@@ -182,6 +276,7 @@ $unusual = 0;
     my $s = status_auto();
     is($s->{PanoptesRecentSize}, 8388608, 'ring on again: PanoptesRecentSize 8 MiB');
     is($s->{PanoptesRecentEvents}, 0, 'ring on again: it is empty');
+    same_stored($st_base, 'ring on again, empty');
     my $r = events_get(\@Q);
     ok($r->{code} == 200 && $r->{has_recent} && !defined $r->{recent_since}, 'empty ring: recent_since null')
         or diag events_desc($r);

@@ -61,11 +61,11 @@ our @EXPORT_OK = qw(
     load_event load_outcome load_line
     check_events check_current
     qenc events_get events_desc events_follow iso_ms now_ms ms_of hist_post
-    hist_sort lines_are q422_items
+    hist_sort lines_are q422_items events_follow_check
 );
 
 our %EXPORT_TAGS = (events => [qw(qenc events_get events_desc events_follow iso_ms now_ms
-    ms_of hist_post hist_sort lines_are q422_items status_auto)]);
+    ms_of hist_post hist_sort lines_are q422_items events_follow_check status_auto)]);
 
 my $TB = Test::More->builder;
 
@@ -1633,6 +1633,53 @@ sub hist_post {
         . ',"meta":' . $meta . '}';
     $o{line} = py_dumps(oparse($line));
     return \%o;
+}
+
+# Follow next from the first page of `pairs` (events_follow, with `opts`)
+# and check what came: every page 200 and next ending null; no event twice
+# (by stream, seq and run, and by data.id); every id of `first` (a hash)
+# there; nothing but `type`, and ids of `first` or matching `more`;
+# strictly in the order of SPEC §12.2, descending when `desc`.  Returns
+# the events_follow result.
+sub events_follow_check {
+    my (%a) = @_;
+    my $name = $a{name};
+    my $first = $a{first};
+    my $f = events_follow($a{pairs}, %{ $a{opts} || {} });
+    _check(!$f->{error}, "$name: every page answered, next ends null ($f->{pages} pages)", $f->{error} // '');
+    my (%seen, @twice, @foreign, @unsorted, $prev);
+    my $key_of = sub {
+        my ($n) = @_;
+        return [ ms_of(node_value(onode($n, 'ts'))) // -1,
+                 (node_value(onode($n, 'stream')) // '') eq 'run' ? 1 : 0, node_value(onode($n, 'seq')) // -1 ];
+    };
+    for my $i (0 .. $#{ $f->{evs} }) {
+        my $n = $f->{evs}[$i];
+        my $id = $f->{ids}[$i] // '?';
+        my $k = $key_of->($n);
+        my $key = join '/', node_value(onode($n, 'stream')) // '?', $k->[2],
+            node_value(onode($n, 'meta', 'run_id')) // '';
+        push @twice, "$id ($key)" if $seen{$key}++ || $seen{"id $id"}++;
+        push @foreign, "$id: type " . (node_value(onode($n, 'type')) // '?')
+            unless (node_value(onode($n, 'type')) // '') eq $a{type};
+        push @foreign, "$id: none of this test's events" unless $first->{$id} || ($a{more} && $id =~ $a{more});
+        if ($prev) {
+            my $c = $prev->[0] <=> $k->[0] || $prev->[1] <=> $k->[1] || $prev->[2] <=> $k->[2];
+            push @unsorted, "[$i] $id after " . ($f->{ids}[$i - 1] // '?') if $a{desc} ? $c <= 0 : $c >= 0;
+        }
+        $prev = $k;
+    }
+    my %got = map { ($_ // '') => 1 } @{ $f->{ids} };
+    my @missing = grep { !$got{$_} } sort keys %$first;
+    _check(!@twice, "$name: no event twice", @twice);
+    _check(!@missing, "$name: every one of the " . scalar(keys %$first) . ' events of the first set',
+        scalar(@missing) . ' missing: ' . join ' ', @missing[0 .. ($#missing < 19 ? $#missing : 19)]);
+    _check(!@foreign, "$name: nothing else", @foreign);
+    _check(!@unsorted, "$name: in " . ($a{desc} ? 'descending' : 'ascending') . ' order of (ts, stream, seq)',
+        @unsorted);
+    my $firsts = grep { $first->{ $_ // '' } } @{ $f->{ids} };
+    $TB->diag("$name: $f->{pages} pages, " . scalar(@{ $f->{ids} }) . " events ($firsts of the first set)");
+    return $f;
 }
 
 # hist_post results in the order of SPEC §12.2: by ts (as an instant; a
