@@ -314,7 +314,8 @@ typedef struct {
     uint64_t events[2];        /* accepted events per stream */
     uint32_t types[2];         /* current types per stream */
     uint64_t bytes_used;       /* tables and live values */
-    uint64_t bytes_total;
+    uint64_t bytes_total;      /* PanoptesTelemetryStateSize: the ring's
+                                * bytes are recent_size */
     int run_active;
     const char *run_id;        /* pool copies, when a run is active and */
     const char *run_obj;       /* the lock was free (NULL when busy) */
