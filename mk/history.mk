@@ -9,8 +9,10 @@
 #                         uses this shell's TZ for the day keys
 #   make history-fixture-check
 #                         the generator's lines against the module's form
+#   make bench-history    only the history part of make bench (GET /events
+#                         over 2- and 365-day fixtures; bench/history.py)
 
-.PHONY: history-fixture history-fixture-check
+.PHONY: history-fixture history-fixture-check bench-history
 
 SEED ?= 1
 OUT  ?= build/history-fixture-$(DAYS)d
@@ -22,3 +24,7 @@ history-fixture:
 
 history-fixture-check:
 	$(PYTHON) bench/test_history_fixture.py
+
+bench-history: build
+	@sh mk/ensure-packages wrk
+	$(PYTHON) bench/history.py
