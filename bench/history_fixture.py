@@ -85,8 +85,11 @@ class Sky:
         self.rng = rng
         doy = day.timetuple().tm_yday
         self.mean_c = 11.0 + 7.0 * math.cos(2 * math.pi * (doy - 200) / 365)
-        self.cloud = rng.random() ** 2          # most nights are clearer
-        self.wind = rng.uniform(2.0, 15.0)
+        # Clouds and wind wander around the day's own level.
+        self.cloud_base = rng.random() ** 2     # most days are clearer
+        self.cloud = self.cloud_base
+        self.wind_base = rng.uniform(2.0, 15.0)
+        self.wind = self.wind_base
         self.rain = rng.random() < 0.05
         self.free_root = rng.uniform(40.0, 120.0)
         self.free_images = rng.uniform(300.0, 1800.0)
@@ -94,8 +97,11 @@ class Sky:
     def step(self):
         """Advance one sample (every weather event, stored or not)."""
         r = self.rng
-        self.cloud = min(1.0, max(0.0, self.cloud + r.gauss(0.0, 0.02)))
-        self.wind = min(60.0, max(0.0, self.wind + r.gauss(0.0, 0.8)))
+        self.cloud += 0.01 * (self.cloud_base - self.cloud) + \
+            r.gauss(0.0, 0.02)
+        self.cloud = min(1.0, max(0.0, self.cloud))
+        self.wind += 0.05 * (self.wind_base - self.wind) + r.gauss(0.0, 0.8)
+        self.wind = min(60.0, max(0.0, self.wind))
         if r.random() < 0.002:
             self.rain = not self.rain and self.cloud > 0.6
 
@@ -103,8 +109,11 @@ class Sky:
         # Warmest at 15:00 local, coldest before dawn.
         return self.mean_c + 6.0 * math.cos(2 * math.pi * (hour - 15) / 24)
 
-    def weather(self, hour):
-        r = self.rng
+    # The samples below draw from `r`, not from the day's PRNG, so that
+    # the data of ephemeral events (--ephemeral) can be made from a PRNG
+    # of their own without changing what the files hold.
+
+    def weather(self, r, hour):
         amb = self.ambient(hour) + r.gauss(0.0, 0.15)
         sky = amb - 38.0 * (1.0 - self.cloud) - 4.0 + r.gauss(0.0, 0.4)
         gust = self.wind + abs(r.gauss(0.0, 2.0))
@@ -133,8 +142,7 @@ class Sky:
             and not self.rain,
         }
 
-    def power(self, in_run):
-        r = self.rng
+    def power(self, r, in_run):
         return {
             "ac_ok": r.random() > 0.0005,
             "battery_low": False,
@@ -146,8 +154,7 @@ class Sky:
             "computer": round(1.1 + r.gauss(0, 0.04), 2),
         }
 
-    def status(self, hour, in_run, dark):
-        r = self.rng
+    def status(self, r, hour, in_run, dark):
         if in_run:
             state, nxt = r.choice((("observing", "analyzing"),
                                    ("tracking", "observing"),
@@ -157,8 +164,6 @@ class Sky:
             state, nxt = "parked", "ready"
         else:
             state, nxt = "sleeping", "ready"
-        self.free_images = max(50.0, self.free_images - (0.05 if in_run
-                                                         else 0.0))
         return {
             "state": state,
             "next_state": nxt,
@@ -174,7 +179,7 @@ class Sky:
             },
         }
 
-    def safety(self, hour, dark):
+    def safety(self, r, hour, dark):
         return {
             "ac_power": True,
             "is_dark": dark,
@@ -183,8 +188,7 @@ class Sky:
             "free_space_images": self.free_images > 100,
         }
 
-    def environment(self, hour):
-        r = self.rng
+    def environment(self, r, hour):
         amb = self.ambient(hour)
         return {
             "camera_box": {"temp_C": round(amb + 4.0 + r.gauss(0, 0.2), 1),
@@ -203,6 +207,22 @@ SOURCES = (
     ("safety", 300.0, 90.0, 0.05),
     ("environment", 300.0, 0.2, 1.0),
 )
+
+
+def sample(sky, r, src, t, in_run):
+    """The `data` of an event of SOURCES[src] at t."""
+    lt = time.localtime(t // 1000)
+    hour = lt.tm_hour + lt.tm_min / 60.0
+    dark = hour >= 19.5 or hour < 5.5
+    if src == 0:
+        return sky.weather(r, hour)
+    if src == 1:
+        return sky.power(r, in_run)
+    if src == 2:
+        return sky.status(r, hour, in_run, dark)
+    if src == 3:
+        return sky.safety(r, hour, dark)
+    return sky.environment(r, hour)
 
 
 def night_runs(rng, day, start_ms, end_ms):
@@ -233,8 +253,13 @@ def day_events(rng, sky, start_ms, end_ms):
 
 
 class Fixture:
-    def __init__(self, out, seed, now_ms):
+    def __init__(self, out, seed, now_ms, eph_since=None):
         self.out = out
+        # --ephemeral: the POST bodies of the ephemeral events accepted
+        # since eph_since (ms), which no file holds, to replay into a
+        # server's recent-events ring.
+        self.eph_since = eph_since
+        self.eph_out = [] if eph_since is not None else None
         self.real = os.path.realpath(out)
         self.seed = seed
         self.now_ms = now_ms
@@ -257,6 +282,7 @@ class Fixture:
     def day(self, day):
         key = day.strftime("%Y%m%d")
         rng = random.Random("%s-%s" % (self.seed, key))
+        erng = random.Random("%s-%s-ephemeral" % (self.seed, key))
         start = local_ms(day, 12)
         end = min(local_ms(day + datetime.timedelta(days=1), 12),
                   self.now_ms + 1)
@@ -286,23 +312,17 @@ class Fixture:
             stream = "run" if in_run else "site"
             self.seq[stream] += 1
             self.stats[stream] += 1
+            typ = SOURCES[src][0]
             if not stored:
                 self.stats["ephemeral"] += 1
+                if self.eph_out is not None and t >= self.eph_since:
+                    self.eph_out.append(_dumps({
+                        "type": typ, "data": sample(sky, erng, src, t,
+                                                    in_run),
+                        "ts": utc_iso(t), "store_permanently": False})
+                        + "\n")
                 continue
-            lt = time.localtime(t // 1000)
-            hour = lt.tm_hour + lt.tm_min / 60.0
-            dark = hour >= 19.5 or hour < 5.5
-            typ = SOURCES[src][0]
-            if src == 0:
-                data = sky.weather(hour)
-            elif src == 1:
-                data = sky.power(in_run)
-            elif src == 2:
-                data = sky.status(hour, in_run, dark)
-            elif src == 3:
-                data = sky.safety(hour, dark)
-            else:
-                data = sky.environment(hour)
+            data = sample(sky, rng, src, t, in_run)
             meta = {"run_id": self.run_id} if in_run else {}
             line = _dumps({"seq": self.seq[stream], "ts": utc_iso(t),
                            "stream": stream, "type": typ, "data": data,
@@ -382,6 +402,11 @@ def main(argv=None):
                     help="append a torn line to the last day file")
     ap.add_argument("--force", action="store_true",
                     help="replace an earlier fixture in OUT")
+    ap.add_argument("--ephemeral", metavar="FILE",
+                    help="also write, one a line, the POST /event bodies "
+                    "of the ephemeral events (store_permanently=false, in "
+                    "no file) of the last --ephemeral-hours")
+    ap.add_argument("--ephemeral-hours", type=float, default=24.0)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     if a.days < 1:
@@ -396,7 +421,10 @@ def main(argv=None):
                      "an earlier fixture)" % a.out)
         clear(a.out)
     os.makedirs(a.out, exist_ok=True)
-    fx = Fixture(a.out, a.seed, now_ms)
+    eph_since = None
+    if a.ephemeral:
+        eph_since = now_ms - int(a.ephemeral_hours * 3600 * 1000)
+    fx = Fixture(a.out, a.seed, now_ms, eph_since)
     first = end - datetime.timedelta(days=a.days - 1)
     for i in range(a.days):
         fx.day(first + datetime.timedelta(days=i))
@@ -404,6 +432,9 @@ def main(argv=None):
         fx.write(os.path.join(a.out, RUNS_FILE), fx.journal)
     if a.torn:
         fx.torn()
+    if a.ephemeral:
+        with open(a.ephemeral, "w") as f:
+            f.writelines(fx.eph_out)
     s = fx.stats
     if not a.quiet:
         print("history-fixture: %s: %d days %s..%s, %d files, %d lines, "

@@ -189,6 +189,35 @@ class FixtureTest(unittest.TestCase):
                     t = x.get("ts") or x.get("start") or x.get("stop")
                     self.assertLessEqual(ts_ms(t), limit)
 
+    def test_ephemeral(self):
+        args = ["--days", "2", "--end", "2026-05-01",
+                "--now", "2026-05-02T11:00:00Z"]
+        plain = self.generate("a", *args)
+        eph = os.path.join(self.tmp, "eph.ndjson")
+        out = self.generate("b", *(args + ["--ephemeral", eph,
+                                           "--ephemeral-hours", "6"]))
+        stored = set()
+        for name in os.listdir(out):
+            if name.startswith("site_"):
+                with open(os.path.join(plain, name), "rb") as f1, \
+                        open(os.path.join(out, name), "rb") as f2:
+                    self.assertEqual(f1.read(), f2.read())
+                for line in self.read_lines(os.path.join(out, name)):
+                    x = json.loads(line)
+                    stored.add((x["ts"], x["type"]))
+        lines = self.read_lines(eph)
+        self.assertGreater(len(lines), 6 * 60)
+        lo = ts_ms("2026-05-02T05:00:00.000Z")
+        hi = ts_ms("2026-05-02T11:00:00.000Z")
+        for line in lines:
+            x = json.loads(line)
+            self.assertEqual(dump(x), line)
+            self.assertEqual(list(x), ["type", "data", "ts",
+                                       "store_permanently"])
+            self.assertIs(x["store_permanently"], False)
+            self.assertTrue(lo <= ts_ms(x["ts"]) <= hi)
+            self.assertNotIn((x["ts"], x["type"]), stored)
+
     def test_torn(self):
         out = self.generate("a", "--days", "2", "--end", "2026-05-01",
                             "--torn")
