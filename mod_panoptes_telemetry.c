@@ -33,6 +33,7 @@
 #include "ptm_conf.h"
 #include "ptm_run.h"
 #include "ptm_store.h"
+#include "ptm_time.h"
 
 #define PTM_VERSION "0.1.0"
 #define PTM_HANDLER "panoptes-telemetry"
@@ -47,6 +48,8 @@
 #define PTM_DEFAULT_MAX_BODY (1024 * 1024)
 #define PTM_MAX_MAX_BODY (APR_UINT64_C(1) << 40)
 #define PTM_MAX_STATE_SIZE (APR_UINT64_C(4) << 30)
+#define PTM_DEFAULT_RECENT (8 * 1024 * 1024)
+#define PTM_MAX_RECENT (APR_UINT64_C(4) << 30)
 /* A body buffer starts this small and grows with the bytes that arrive. */
 #define PTM_BODY_START 8192
 /* Answers up to this size are flushed from the handler (send_answer). */
@@ -59,6 +62,7 @@ typedef struct {
     const char *state_dir;             /* normalised absolute, or NULL */
     apr_array_header_t *run_roots;     /* const char * */
     apr_size_t state_size;
+    apr_size_t recent;                 /* bytes of the ring */
     int sync;
 } ptm_srv_conf_t;
 
@@ -73,7 +77,8 @@ typedef struct {
     void *base;                        /* the mapped state file */
     int fd;                            /* kept open: it holds the flock */
     apr_global_mutex_t *mutex;
-    apr_size_t size;
+    apr_size_t size;                   /* the whole segment */
+    apr_size_t recent;                 /* the ring's part of it */
     const char *site_dir;
     const char *state_dir;
 } ptm_retained_t;
@@ -90,6 +95,7 @@ static void *create_srv_conf(apr_pool_t *p, server_rec *s)
 
     c->run_roots = apr_array_make(p, 2, sizeof(const char *));
     c->state_size = PTM_DEFAULT_STATE_SIZE;
+    c->recent = PTM_DEFAULT_RECENT;
     return c;
 }
 
@@ -214,6 +220,19 @@ static const char *set_state_size(cmd_parms *cmd, void *d, const char *arg)
     return NULL;
 }
 
+static const char *set_recent(cmd_parms *cmd, void *d, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_uint64_t v;
+
+    if (err || (err = bytes_arg(cmd, arg, 0, PTM_MAX_RECENT,
+                                (apr_uint64_t)APR_SIZE_MAX, &v))) {
+        return err;
+    }
+    srv_conf(cmd->server)->recent = (apr_size_t)v & ~(apr_size_t)7;
+    return NULL;
+}
+
 static const char *set_sync(cmd_parms *cmd, void *d, int on)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -241,6 +260,9 @@ static const command_rec ptm_cmds[] = {
     AP_INIT_TAKE1("PanoptesTelemetryStateSize", set_state_size, NULL,
                   RSRC_CONF,
                   "Bytes of shared memory for the state (default 16 MiB)"),
+    AP_INIT_TAKE1("PanoptesTelemetryRecent", set_recent, NULL, RSRC_CONF,
+                  "Bytes of shared memory for the recent events, stored or "
+                  "not (default 8 MiB; 0 turns it off)"),
     AP_INIT_FLAG("PanoptesTelemetrySync", set_sync, NULL, RSRC_CONF,
                  "fdatasync each stored event before answering (default "
                  "Off)"),
@@ -378,9 +400,10 @@ static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
                      "PanoptesTelemetryStateDir %s: %s", sc->state_dir, why);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    ret->size = sc->state_size;
+    ret->size = sc->state_size + sc->recent;
+    ret->recent = sc->recent;
     rv = ptm_store_open_file(&ret->base, &ret->fd, &how, &dropped, path,
-                             legacy, ret->size, pp);
+                             legacy, ret->size, ret->recent, pp);
     if (APR_STATUS_IS_ENOSPC(rv) && stat(path, &sb) == 0
         && S_ISREG(sb.st_mode) && (apr_size_t)sb.st_size != ret->size
         && sb.st_size >= PTM_STORE_MIN_SIZE
@@ -390,7 +413,8 @@ static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
         char err[120];
 
         rv = ptm_store_open_file(&ret->base, &ret->fd, &how, &dropped, path,
-                                 legacy, (apr_size_t)sb.st_size, pp);
+                                 legacy, (apr_size_t)sb.st_size,
+                                 PTM_STORE_RING_ANY, pp);
         if (rv == APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                          "cannot resize the telemetry state %s to %"
@@ -409,7 +433,7 @@ static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      "cannot %s the telemetry state %s (%" APR_SIZE_T_FMT
                      " bytes)%s", APR_STATUS_IS_ENOSPC(rv) ? "allocate"
-                     : "map", path, sc->state_size,
+                     : "map", path, sc->state_size + sc->recent,
                      rv == APR_FROM_OS_ERROR(EBUSY)
                      ? ": another httpd uses this state directory"
                      : rv == APR_FROM_OS_ERROR(EPERM)
@@ -489,19 +513,21 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                          sc->site_dir);
         }
     }
-    else if (sc->state_size != ret->size
+    else if (sc->state_size + sc->recent != ret->size
+             || sc->recent != ret->recent
              || strcmp(sc->site_dir, ret->site_dir) != 0
              || strcmp(sc->state_dir, ret->state_dir) != 0) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     "PanoptesTelemetryStateSize, PanoptesTelemetryStateDir "
-                     "and PanoptesTelemetrySiteDir take effect when httpd is "
+                     "PanoptesTelemetryStateSize, PanoptesTelemetryRecent, "
+                     "PanoptesTelemetryStateDir and PanoptesTelemetrySiteDir "
+                     "take effect when httpd is "
                      "stopped and started; until then the site directory "
                      "stays %s and the state %s (%" APR_SIZE_T_FMT " bytes)",
                      ret->site_dir, ret->state_dir, ret->size);
         sc->site_dir = ret->site_dir;
         sc->state_dir = ret->state_dir;
     }
-    if (!ptm_store_is_formatted(ret->base, ret->size)) {
+    if (!ptm_store_is_formatted(ret->base, ret->size, PTM_STORE_RING_ANY)) {
         /* A graceful restart loaded a module with another state layout
          * (an upgrade): the old children still use the old one, so the new
          * code must not touch it. */
@@ -531,7 +557,8 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     apr_status_t rv;
 
     ptm_store = NULL;
-    if (!ret || !ret->base || !ptm_store_is_formatted(ret->base, ret->size)) {
+    if (!ret || !ret->base || !ptm_store_is_formatted(ret->base, ret->size,
+                                                  PTM_STORE_RING_ANY)) {
         /* Requests answer 503; the start-up messages say why. */
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      "no telemetry state to attach to");
@@ -929,6 +956,7 @@ static int ptm_status_hook(request_rec *r, int flags)
 {
     ptm_store_stats_t st;
     const char *run_id, *started;
+    char oldest[PTM_TS_LEN + 1] = "";
     int i;
 
     if (!ptm_store || ptm_store_stats(ptm_store, &st, r->pool)
@@ -943,6 +971,9 @@ static int ptm_status_hook(request_rec *r, int flags)
     run_id = st.run_id ? ap_escape_logitem(r->pool, st.run_id) : NULL;
     started = ap_escape_logitem(r->pool,
                                 run_started_at(st.run_obj, r->pool));
+    if (st.recent_oldest) {
+        ptm_time_utc_iso(oldest, st.recent_oldest);
+    }
     if (flags & AP_STATUS_SHORT) {
         ap_rprintf(r, "PanoptesEventsSite: %" APR_UINT64_T_FMT "\n"
                    "PanoptesEventsRun: %" APR_UINT64_T_FMT "\n"
@@ -967,7 +998,15 @@ static int ptm_status_hook(request_rec *r, int flags)
             ap_rprintf(r, "PanoptesAnswers%d: %" APR_UINT64_T_FMT "\n",
                        ptm_store_status_code(i), st.answers[i]);
         }
-        ap_rprintf(r, "PanoptesStateBusy: %d\n", st.busy);
+        ap_rprintf(r, "PanoptesStateBusy: %d\n"
+                   "PanoptesRecentEvents: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesRecentBytes: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesRecentSize: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesRecentOldest: %s\n"
+                   "PanoptesEventIdNext: %" APR_UINT64_T_FMT "-%"
+                   APR_UINT64_T_FMT "\n", st.busy, st.recent_events,
+                   st.recent_bytes, st.recent_size, oldest, st.epoch,
+                   st.next_n);
         return OK;
     }
     ap_rputs("<hr />\n<h2>PANOPTES telemetry</h2>\n<table border=\"0\">\n",
@@ -1006,7 +1045,11 @@ static int ptm_status_hook(request_rec *r, int flags)
         ap_rprintf(r, "%s%d: %" APR_UINT64_T_FMT, i ? ", " : "",
                    ptm_store_status_code(i), st.answers[i]);
     }
-    ap_rputs("</td></tr>\n</table>\n", r);
+    ap_rprintf(r, "</td></tr>\n<tr><td>recent events</td><td>%"
+               APR_UINT64_T_FMT " held in %" APR_UINT64_T_FMT " of %"
+               APR_UINT64_T_FMT " bytes%s%s</td></tr>\n</table>\n",
+               st.recent_events, st.recent_bytes, st.recent_size,
+               *oldest ? ", oldest accepted " : "", oldest);
     return OK;
 }
 

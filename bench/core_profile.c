@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     if (!(seg = calloc(1, SEGMENT))) {
         die("calloc");
     }
-    ptm_store_format(seg, SEGMENT);
+    ptm_store_format(seg, SEGMENT, 0);
     memset(&conf, 0, sizeof(conf));
     conf.store = ptm_store_attach(seg, mutex, pool);
     conf.site_dir = dir;

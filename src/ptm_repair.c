@@ -169,7 +169,8 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
             ptm_view_own_locked(st, s, h->map[s].count - 1);
         }
     }
-    return lost;
+    return lost + ptm_ring_copy(st->base, h, (const char *)o, o,
+                                src->hdr_size, src->size);
 }
 
 unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
@@ -181,8 +182,11 @@ unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
         return 1;
     }
     s.h = src;
-    /* Layout 3's header ended before `epoch`: its tables start there. */
-    s.hdr_size = src->version >= 4 ? sizeof(hdr_t) : offsetof(hdr_t, epoch);
+    /* Layout 3's header ended before `epoch`, layout 4's before
+     * `next_n`: their tables start there. */
+    s.hdr_size = src->version >= 5   ? sizeof(hdr_t)
+                 : src->version == 4 ? offsetof(hdr_t, next_n)
+                                     : offsetof(hdr_t, epoch);
     s.size = src_size;
     return copy(st, &s);
 }
@@ -199,7 +203,10 @@ apr_status_t ptm_repair_rebuild(unsigned *lost, ptm_store_t *st,
     if (!fresh) {
         return APR_ENOMEM;
     }
-    ptm_store_format(fresh, (apr_size_t)size);
+    /* The ring keeps its size (checked against the configured one by
+     * whoever maps the file, ptm_store_open_file). */
+    ptm_store_format(fresh, (apr_size_t)size,
+                     (apr_size_t)st->hdr->ring_size);
     memset(&aside, 0, sizeof(aside));
     aside.base = fresh;
     aside.hdr = (hdr_t *)fresh;

@@ -23,7 +23,7 @@
 #include "ptm_store_int.h"
 
 /* Oldest layout whose header we can still read (its fields up to
- * `answers` are where layout 4 has them). */
+ * `answers` are where layout 5 has them). */
 #define OLDEST_LAYOUT 3u
 
 /* Read a whole file of `size` bytes into memory; NULL when it cannot be
@@ -72,8 +72,8 @@ static int ours(int fd, struct stat *sb)
  * it.  Written as `name`.new and renamed over `name`. */
 static apr_status_t create(void **base, unsigned *lost, int dfd,
                            const char *name, apr_size_t size,
-                           const hdr_t *old, uint64_t old_size,
-                           apr_pool_t *p)
+                           apr_size_t ring, const hdr_t *old,
+                           uint64_t old_size, apr_pool_t *p)
 {
     const char *tmp = apr_pstrcat(p, name, ".new", NULL);
     ptm_store_t *st;
@@ -96,7 +96,7 @@ static apr_status_t create(void **base, unsigned *lost, int dfd,
         err = errno;
         goto fail;
     }
-    ptm_store_format(map, size);
+    ptm_store_format(map, size, ring);
     st = ptm_store_attach(map, NULL, p);
     *lost = old ? ptm_repair_copy(st, old, old_size) : 0;
     if (renameat(dfd, tmp, dfd, name) != 0) {
@@ -144,7 +144,8 @@ static hdr_t *read_legacy(off_t *size, struct stat *sb,
 apr_status_t ptm_store_open_file(void **base, int *fd_out,
                                  ptm_store_open_e *how, unsigned *dropped,
                                  const char *path, const char *legacy,
-                                 apr_size_t size, apr_pool_t *p)
+                                 apr_size_t size, apr_size_t ring,
+                                 apr_pool_t *p)
 {
     const char *slash = strrchr(path, '/');
     const char *dir = slash ? (slash == path ? "/"
@@ -192,7 +193,7 @@ apr_status_t ptm_store_open_file(void **base, int *fd_out,
         hdr_t head;
 
         if (pread(fd, &head, sizeof(head), 0) == (ssize_t)sizeof(head)
-            && ptm_store_is_formatted(&head, size)) {
+            && ptm_store_is_formatted(&head, size, ring)) {
             /* This state, this size: fill any hole a sparse file of an
              * earlier version has, then use it in place, rebuilt (its
              * contents are checked like a torn state's). */
@@ -238,7 +239,8 @@ apr_status_t ptm_store_open_file(void **base, int *fd_out,
     else if ((old = read_legacy(&old_size, &sb, legacy)) != NULL) {
         *how = PTM_STORE_OPEN_MIGRATED;
     }
-    rv = create(base, &lost, dfd, name, size, old, (uint64_t)old_size, p);
+    rv = create(base, &lost, dfd, name, size, ring, old,
+                (uint64_t)old_size, p);
     free(old);
     if (rv != APR_SUCCESS) {
         goto out;

@@ -10,7 +10,7 @@
 #include <apr_strings.h>
 #include "ptm_store_int.h"
 
-void ptm_store_format(void *base, apr_size_t size)
+void ptm_store_format(void *base, apr_size_t size, apr_size_t ring)
 {
     hdr_t *h = base;
     uint64_t off;
@@ -36,8 +36,17 @@ void ptm_store_format(void *base, apr_size_t size)
         memset((char *)base + off, 0, (size_t)hcap * sizeof(uint32_t));
         off += ALIGN8((uint64_t)hcap * sizeof(uint32_t));
     }
+    /* The ring takes the end of the segment, the arena what is between. */
+    ring &= ~(apr_size_t)7;
+    if (ring > size || size - ring < off) {
+        ring = 0;
+    }
+    h->ring = size - ring;
+    h->ring_size = ring;
     h->arena = off;
-    h->arena_size = size > off ? size - off : 0;
+    h->arena_size = h->ring > off ? h->ring - off : 0;
+    h->next_n = 1;
+    h->ring_first_n = 1;
     h->size = size;
     /* run_gen only ever grows in a segment; starting it from the clock
      * (and a counter) keeps a remembered generation of an earlier format
@@ -56,12 +65,15 @@ void ptm_store_format(void *base, apr_size_t size)
     h->magic = MAGIC;
 }
 
-int ptm_store_is_formatted(const void *base, apr_size_t size)
+int ptm_store_is_formatted(const void *base, apr_size_t size,
+                           apr_size_t ring)
 {
     const hdr_t *h = base;
 
     return h->magic == MAGIC && h->version == LAYOUT_VERSION
-           && h->size == size;
+           && h->size == size
+           && (ring == PTM_STORE_RING_ANY
+               || h->ring_size == (ring & ~(apr_size_t)7));
 }
 
 void ptm_store_close_files(ptm_store_t *st)
@@ -178,6 +190,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     map_t *m = &h->map[ev->stream];
     char head[32];
     size_t head_len;
+    struct iovec iov[5];
     uint64_t n, payload_len = 0, freed = 0;
     uint32_t hash = 0;
     int slot = -1;
@@ -223,20 +236,19 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     /* From here a death leaves `writing` set, and the repair skips seq
      * `n`: it may already be in the file. */
     ptm_store_begin_locked(h, ev->stream, n);
+    iov[0].iov_base = head;
+    iov[0].iov_len = head_len;
+    iov[1].iov_base = (void *)ev->ts_part;
+    iov[1].iov_len = ev->ts_len;
+    iov[2].iov_base = (void *)stream_part[ev->stream];
+    iov[2].iov_len = strlen(stream_part[ev->stream]);
+    iov[3].iov_base = (void *)ev->body_part;
+    iov[3].iov_len = ev->body_len;
+    iov[4].iov_base = "\n";
+    iov[4].iov_len = 1;
     if (ev->fd >= 0 || ev->path) {
-        struct iovec iov[5];
         const char *step = "write";
 
-        iov[0].iov_base = head;
-        iov[0].iov_len = head_len;
-        iov[1].iov_base = (void *)ev->ts_part;
-        iov[1].iov_len = ev->ts_len;
-        iov[2].iov_base = (void *)stream_part[ev->stream];
-        iov[2].iov_len = strlen(stream_part[ev->stream]);
-        iov[3].iov_base = (void *)ev->body_part;
-        iov[3].iov_len = ev->body_len;
-        iov[4].iov_base = "\n";
-        iov[4].iov_len = 1;
         rv = ev->fd >= 0
              ? ptm_ndjson_append(ev->fd, iov, 5, ev->sync)
              : ptm_ndjson_file_append(&st->files[ev->stream], ev->path, iov,
@@ -282,6 +294,29 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         memcpy(b + head_len, ev->ts_part, ev->ts_len);
         memcpy(b + head_len + ev->ts_len, ev->body_part, ev->body_len);
         ptm_view_own_locked(st, ev->stream, (uint32_t)slot);
+    }
+    /* Its id, and the ring (which never fails: it drops the oldest). */
+    {
+        rec_t r;
+        uint64_t line_len;
+
+        memset(&r, 0, sizeof(r));
+        r.n = h->next_n;
+        r.accepted = ev->accepted;
+        r.ts = ev->ts_us;
+        r.seq = n;
+        r.tie = ev->stream == PTM_STREAM_RUN ? ev->tie : 0;
+        r.flags = (uint32_t)ev->stream | (ev->stored ? REC_STORED : 0);
+        r.type_len = (uint32_t)ev->key_len;
+        line_len = head_len + ev->ts_len + iov[2].iov_len + ev->body_len;
+        /* Beyond 32 bits: too big to hold (ptm_ring_append_locked). */
+        r.line_len = line_len < UINT32_MAX / 2 ? (uint32_t)line_len
+                                               : UINT32_MAX / 2;
+        __atomic_store_n(&h->next_n, r.n + 1, __ATOMIC_RELAXED);
+        ptm_ring_append_locked(st, &r, ev->key, iov, 4);
+        if (ev->id) {
+            *ev->id = r.n;
+        }
     }
     ptm_store_end_locked(h);
     *seq = n;
@@ -355,9 +390,15 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
     for (s = 0; s < PTM_STORE_NSTATUS; s++) {
         stats->answers[s] = __atomic_load_n(&h->answers[s], __ATOMIC_RELAXED);
     }
+    stats->epoch = h->epoch;
+    stats->next_n = __atomic_load_n(&h->next_n, __ATOMIC_RELAXED);
+    stats->recent_events = __atomic_load_n(&h->ring_count, __ATOMIC_RELAXED);
+    stats->recent_bytes = __atomic_load_n(&h->ring_bytes, __ATOMIC_RELAXED);
+    stats->recent_size = h->ring_size;
     if (stats->busy) {
         return APR_SUCCESS;
     }
+    stats->recent_oldest = ptm_ring_oldest_locked(st);
     /* The run's strings are copied under the lock, whole. */
     if (stats->run_active) {
         stats->run_obj = apr_pstrmemdup(p, arena(st) + h->run_blob,

@@ -35,13 +35,20 @@ enum { PTM_STREAM_SITE = 0, PTM_STREAM_RUN = 1 };
 #define PTM_STORE_MIN_SIZE (64 * 1024)
 
 /**
- * Lay out a fresh state in `base` (`size` bytes, zeroed or not).  Used on
- * a segment the first time only; later generations attach.
+ * Lay out a fresh state in `base` (`size` bytes, zeroed or not), the last
+ * `ring` of them (rounded down to 8) for the recent-events ring (0: off;
+ * too big for `size`: off).  Used on a segment the first time only; later
+ * generations attach.
  */
-void ptm_store_format(void *base, apr_size_t size);
+void ptm_store_format(void *base, apr_size_t size, apr_size_t ring);
 
-/** 1 if `base` holds a state of this layout version and `size`. */
-int ptm_store_is_formatted(const void *base, apr_size_t size);
+/* ptm_store_is_formatted, ptm_store_open_file: any ring size will do. */
+#define PTM_STORE_RING_ANY ((apr_size_t)-1)
+
+/** 1 if `base` holds a state of this layout version, `size` and `ring`
+ * (as given to ptm_store_format, or PTM_STORE_RING_ANY). */
+int ptm_store_is_formatted(const void *base, apr_size_t size,
+                           apr_size_t ring);
 
 /**
  * A process-local handle on a formatted segment.  `mutex` guards it
@@ -65,7 +72,7 @@ typedef enum {
 
 /**
  * Map the state file `path` (created 0600 if missing) as a shared segment
- * of `size` bytes, so the state outlives httpd itself: a stop and start or
+ * of `size` bytes, `ring` of them for the ring (ptm_store_format), so the state outlives httpd itself: a stop and start or
  * a crash finds it again.  Every block of the file is allocated first (no
  * SIGBUS on a full disk later).  The file must be a regular file of ours
  * (links are not followed); its directory, which only root should be able
@@ -84,7 +91,7 @@ typedef enum {
 apr_status_t ptm_store_open_file(void **base, int *fd, ptm_store_open_e *how,
                                  unsigned *dropped, const char *path,
                                  const char *legacy, apr_size_t size,
-                                 apr_pool_t *p);
+                                 apr_size_t ring, apr_pool_t *p);
 
 /**
  * Create the state directory `dir` if missing (0700) and check that it and
@@ -243,10 +250,13 @@ typedef struct {
  * event is wanted: must be quick and must not keep the pointers. */
 typedef int (*ptm_recent_want_fn)(void *ctx, const ptm_recent_t *ev);
 
+/* Seqs lo..hi of one stream (and, for run, one run by its tie) that the
+ * ring holds, every one. */
 typedef struct {
-    uint32_t tie;
-    uint64_t first_seq;     /* its oldest run event still in the ring */
-} ptm_recent_run_t;
+    int stream;
+    uint32_t tie;           /* 0 for site */
+    uint64_t lo, hi;
+} ptm_recent_span_t;
 
 typedef struct {
     uint64_t epoch;
@@ -256,12 +266,11 @@ typedef struct {
     uint64_t first_n;       /* n of the oldest held (when count) */
     uint64_t next_n;        /* n the next accepted event gets */
     apr_time_t oldest;      /* its acceptance time; 0 when empty */
-    /* What the files hold that the ring holds too: a site line with seq
-     * >= site_first_seq, a run line with seq >= the first_seq of its run
-     * (by tie) is in the ring.  has_site 0: no site event in the ring. */
-    int has_site;
-    uint64_t site_first_seq;
-    apr_array_header_t *runs;   /* ptm_recent_run_t */
+    /* What the files hold that the ring holds too: a stored line of
+     * stream s (run: of the run whose tie is t) with a seq inside one of
+     * the spans of s (and t) is in the ring, the same bytes; any other is
+     * not (seqs a crash left unused, or raised past, fall between spans). */
+    apr_array_header_t *spans;  /* ptm_recent_span_t, in ring order */
 } ptm_recent_info_t;
 
 /**
@@ -305,6 +314,13 @@ typedef struct {
     uint64_t write_errors;
     uint64_t answers[PTM_STORE_NSTATUS];
     int busy;                  /* the lock was held: no run strings */
+    uint64_t epoch;            /* of the event ids */
+    uint64_t next_n;
+    uint64_t recent_events;    /* the ring: events held, */
+    uint64_t recent_bytes;     /* bytes they take, */
+    uint64_t recent_size;      /* bytes it has (0: off), */
+    apr_time_t recent_oldest;  /* when its oldest was accepted (0: empty
+                                * or busy) */
 } ptm_store_stats_t;
 
 /**

@@ -9,9 +9,10 @@
  *   ptm_repair.c     rebuilding a torn state, or one of another size
  *   ptm_statefile.c  the state file: open, lock, size, map
  *   ptm_reconcile.c  seq counters raised to what the files hold
+ *   ptm_ring.c       event ids and the recent-events ring
  *
  * Segment layout (all offsets from the segment base, all 8-byte aligned):
- *   hdr_t | site slots | site index | run slots | run index | arena
+ *   hdr_t | site slots | site index | run slots | run index | arena | ring
  * A map keeps its types in insertion order in `slots` (what /current
  * prints) and finds them through `index`, an open-addressing table of
  * slot numbers.  Types are never removed one by one, only all at once when
@@ -23,11 +24,12 @@
 #define PTM_STORE_INT_H
 
 #include <stdint.h>
+#include <sys/uio.h>
 #include "ptm_ndjson.h"
 #include "ptm_store.h"
 
 #define MAGIC 0x314d5450u           /* "PTM1" */
-#define LAYOUT_VERSION 4u
+#define LAYOUT_VERSION 5u
 #define OWNER_FREE 0u
 #define OWNER_RUN 1u
 #define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
@@ -83,7 +85,33 @@ typedef struct {
     /* Layout 4.  New fields go after the old ones, so that a later
      * version can still read a state of this one (ptm_repair.c). */
     uint64_t epoch;                 /* when this state was first made (us) */
+    /* Layout 5: event ids <epoch>-<n> and the recent-events ring. */
+    uint64_t next_n;                /* n of the next accepted event */
+    uint64_t ring;                  /* offset of the ring region */
+    uint64_t ring_size;             /* its bytes (8-aligned); 0: off */
+    uint64_t ring_head;             /* ring offset of the oldest record */
+    uint64_t ring_tail;             /* ring offset of the next record */
+    uint64_t ring_count;            /* records held */
+    uint64_t ring_bytes;            /* bytes they take, headers too */
+    uint64_t ring_first_n;          /* n of the oldest held */
 } hdr_t;
+
+/* A record of the ring: [rec_t][type key][file line], 8-aligned.  `len`
+ * 0 marks the unused end of the region where the records wrap round. */
+typedef struct {
+    uint32_t len;                   /* bytes of the record, all of it */
+    uint32_t check;                 /* FNV-1a of the rest (torn writes) */
+    uint64_t n;
+    int64_t accepted;
+    int64_t ts;
+    uint64_t seq;
+    uint32_t tie;
+    uint32_t flags;                 /* stream | REC_STORED */
+    uint32_t type_len;
+    uint32_t line_len;
+} rec_t;
+
+#define REC_STORED 2u
 
 typedef struct {
     uint32_t len;                   /* payload bytes */
@@ -168,6 +196,26 @@ void ptm_view_clear_locked(ptm_store_t *st, int s);
 char *ptm_view_append_locked(ptm_store_t *st, int s, uint32_t hash,
                              uint64_t key_len, uint64_t env_len);
 void ptm_view_own_locked(ptm_store_t *st, int s, uint32_t slot);
+
+/* ---- ptm_ring.c ----------------------------------------------------------- */
+
+/* Hold a new event in the ring (inside the writing mark), dropping the
+ * oldest to make room; an event bigger than the whole ring empties it
+ * (the ring always holds every event from its oldest on).  The line is
+ * the `niov` pieces of `iov`, its newline excluded. */
+void ptm_ring_append_locked(ptm_store_t *st, const rec_t *r,
+                            const char *type, const struct iovec *iov,
+                            int niov);
+
+/* When the oldest event held was accepted; 0 when none is. */
+apr_time_t ptm_ring_oldest_locked(ptm_store_t *st);
+
+/* Copy into the fresh ring of `h` (at `base`) the newest records of the
+ * ring of `o` (of `size` bytes really there, header read up to
+ * `hdr_size`) that check out and fit, and the id counter.  Returns how
+ * many were dropped for not checking out (1 for a whole ring). */
+unsigned ptm_ring_copy(char *base, hdr_t *h, const char *obase,
+                       const hdr_t *o, uint64_t hdr_size, uint64_t size);
 
 /* ---- ptm_repair.c --------------------------------------------------------- */
 

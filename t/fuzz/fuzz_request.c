@@ -840,7 +840,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* A fresh state, site directory and set of open files for every
      * input. */
     ptm_store_close_files(g_st);
-    ptm_store_format(g_seg, seg_sizes[data[0] & 3]);
+    ptm_store_format(g_seg, seg_sizes[data[0] & 3], 0);
     g_roots->nelts = 0;
     if (data[0] & 4) {
         APR_ARRAY_PUSH(g_roots, const char *) = g_root;

@@ -423,7 +423,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     unsigned flags, mode;
     size_t flen;
-    apr_size_t open_size;
+    apr_size_t open_size, ring;
     apr_pool_t *p;
     ptm_store_open_e how, want = (ptm_store_open_e)-1;
     unsigned dropped;
@@ -449,9 +449,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(img != NULL);
     memcpy(img, data + 1, size - 1 < flen ? size - 1 : flen);
     fixed = mode != M_RAW && flen >= sizeof(hdr_t);
+    ring = 0;
     if (fixed) {
         hdr_t *h = (hdr_t *)img;
 
+        /* Opened in place, the file's ring size is the configured one
+         * (its region and records as crafted); else no ring. */
+        if (mode == M_SAME) {
+            ring = (apr_size_t)h->ring_size;
+        }
         h->magic = MAGIC;
         h->version = mode == M_LAYOUT3 ? 3 : LAYOUT_VERSION;
         h->size = flen;
@@ -467,9 +473,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     write_file(flags & F_LEGACY ? g_legacy : g_state, img, flen);
 
     CHECK(ptm_store_open_file(&base, &dfd, &how, &dropped, g_state,
-                              g_legacy, open_size, p) == APR_SUCCESS);
-    CHECK(want == (ptm_store_open_e)-1 || how == want);
-    CHECK(ptm_store_is_formatted(base, open_size));
+                              g_legacy, open_size, ring, p) == APR_SUCCESS);
+    CHECK(want == (ptm_store_open_e)-1 || how == want
+          || (ring % 8 && how == PTM_STORE_OPEN_RESIZED));
+    CHECK(ptm_store_is_formatted(base, open_size, PTM_STORE_RING_ANY));
     check_state_dir();
     if (flags & F_LEGACY) {
         /* Carried over and removed, or not touched at all. */
@@ -490,7 +497,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* What the checks let through reopens as it was: nothing dropped,
      * nothing changed. */
     CHECK(ptm_store_open_file(&base, &dfd, &how, &dropped, g_state,
-                              g_legacy, open_size, p) == APR_SUCCESS);
+                              g_legacy, open_size, PTM_STORE_RING_ANY, p)
+          == APR_SUCCESS);
     CHECK(how == PTM_STORE_OPEN_RECOVERED && dropped == 0);
     st = ptm_store_attach(base, NULL, p);
     check_view(&again, st, p);
@@ -556,7 +564,7 @@ static void make_state(int nsite, int run, int nrun, int writing,
     int dfd, i;
 
     unlink(g_state);
-    CHECK(ptm_store_open_file(&base, &dfd, &how, NULL, g_state, NULL, size,
+    CHECK(ptm_store_open_file(&base, &dfd, &how, NULL, g_state, NULL, size, 0,
                               p) == APR_SUCCESS);
     st = ptm_store_attach(base, NULL, p);
     for (i = 0; i < nsite; i++) {

@@ -98,7 +98,7 @@ static int setup(void **state)
         return -1;
     }
     f->site = strdup(tmpl);
-    ptm_store_format(f->base, STATE_SIZE);
+    ptm_store_format(f->base, STATE_SIZE, 0);
     f->conf.store = ptm_store_attach(f->base, NULL, gpool);
     f->conf.site_dir = f->site;
     f->conf.run_roots = apr_array_make(gpool, 1, sizeof(const char *));

@@ -75,7 +75,7 @@ static void fx_open(fx_t *fx)
     assert_int_equal(ptm_store_open_file(&fx->base, &fx->fd, &how, NULL,
                                          apr_pstrcat(fx->p, fx->dir,
                                                      "/state", NULL),
-                                         NULL, SIZE, fx->p), APR_SUCCESS);
+                                         NULL, SIZE, 0, fx->p), APR_SUCCESS);
     assert_int_equal(how, PTM_STORE_OPEN_NEW);
     fx->st = ptm_store_attach(fx->base, fx->mx, fx->p);
     fx->snap = apr_palloc(fx->p, SIZE);

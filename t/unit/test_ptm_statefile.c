@@ -144,14 +144,14 @@ static apr_status_t st_open(fx_t *fx, apr_size_t size, ptm_store_open_e *how,
     *how = (ptm_store_open_e)-1;
     *dropped = 12345;
     rv = ptm_store_open_file(&fx->map, &fx->fd, how, dropped, fx->state,
-                             fx->legacy, size, fx->p);
+                             fx->legacy, size, 0, fx->p);
     if (rv != APR_SUCCESS) {
         fx->map = NULL;
         fx->fd = -1;
         return rv;
     }
     assert_non_null(fx->map);
-    assert_true(ptm_store_is_formatted(fx->map, size));
+    assert_true(ptm_store_is_formatted(fx->map, size, 0));
     fx->size = size;
     fx->st = ptm_store_attach(fx->map, NULL, fx->p);
     return rv;
@@ -1509,52 +1509,61 @@ static void test_random_damage(void **state)
 
 /* ---- layouts ------------------------------------------------------------- */
 
-/* `img` (layout 4) as the code before layout 4 wrote it: the header
- * ended before `epoch`, so everything after it sat 8 bytes lower. */
-static void to_layout3(char *img, size_t len)
+/* `img` (this layout) as the code of layout `version` (3 or 4) wrote it:
+ * its header ended before `epoch` (3) or before `next_n` (4), so
+ * everything after it sat that much lower, and it had no ring. */
+static void to_layout(char *img, size_t len, unsigned version)
 {
-    const size_t h3 = offsetof(hdr_t, epoch);
+    const size_t hend = version == 3 ? offsetof(hdr_t, epoch)
+                                     : offsetof(hdr_t, next_n);
+    const size_t shift = sizeof(hdr_t) - hend;
     hdr_t *h = H(img);
     int s;
 
-    assert_int_equal(sizeof(hdr_t) - h3, 8);
+    assert_int_equal(h->ring_size, 0);
     for (s = 0; s < 2; s++) {
-        h->map[s].slots -= 8;
-        h->map[s].index -= 8;
+        h->map[s].slots -= shift;
+        h->map[s].index -= shift;
     }
-    h->arena -= 8;
-    h->arena_size += 8;
-    h->version = 3;
-    memmove(img + h3, img + sizeof(hdr_t), len - sizeof(hdr_t));
-    memset(img + len - 8, 0, 8);
+    h->arena -= shift;
+    h->arena_size += shift;
+    h->version = version;
+    memmove(img + hend, img + sizeof(hdr_t), len - sizeof(hdr_t));
+    memset(img + len - shift, 0, shift);
 }
 
-/* A layout-3 state with a run and values is carried over whole: the run
- * byte for byte, the values, the counters; the file becomes layout 4. */
+/* A state of layout 3 or 4 with a run and values is carried over whole:
+ * the run byte for byte, the values, the counters; the file becomes this
+ * layout, its ids starting at 1 (those layouts gave none out). */
 static void test_upgrade_layout3(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
     golden_t g;
     char *img;
     int real;
+    unsigned version;
     apr_time_t t0 = apr_time_now();
 
     fx_open(&fx);
     make_golden(&fx, &g);
     img = apr_palloc(fx.p, g.len);
-    /* real 0: version 3 on a layout-4 file (the fields where both have
-     * them); real 1: the layout the previous version wrote. */
+    /* real 0: an old version number on a file of this layout (the fields
+     * where both have them); real 1: the layout that version wrote. */
+    for (version = 3; version <= 4; version++) {
     for (real = 0; real < 2; real++) {
-        const char *what = real ? "layout 3" : "version 3";
+        const char *what = apr_psprintf(fx.p, "%s %u",
+                                        real ? "layout" : "version",
+                                        version);
+        uint64_t epoch = H(g.img)->epoch;
         size_t len;
         char *now;
 
         memcpy(img, g.img, g.len);
         if (real) {
-            to_layout3(img, g.len);
+            to_layout(img, g.len, version);
         }
         else {
-            H(img)->version = 3;
+            H(img)->version = version;
         }
         write_file(fx.state, img, g.len);
         open_clean(&fx, SIZE, PTM_STORE_OPEN_UPGRADED, what);
@@ -1563,8 +1572,14 @@ static void test_upgrade_layout3(void **state)
         st_close(&fx);
         now = read_file(fx.state, &len, fx.p);
         assert_int_equal(H(now)->version, LAYOUT_VERSION);
-        /* Layout 3 had no epoch: the state gets a fresh one. */
-        assert_true(H(now)->epoch >= (uint64_t)t0);
+        if (version == 3) {
+            /* Layout 3 had no epoch: the state gets a fresh one. */
+            assert_true(H(now)->epoch >= (uint64_t)t0);
+        }
+        else {
+            assert_int_equal(H(now)->epoch, epoch);
+        }
+        assert_int_equal(H(now)->next_n, 1);
         open_clean(&fx, SIZE, PTM_STORE_OPEN_RECOVERED, what);
         check_want(&fx, &g.w, what);
         check_usable(&fx, &g.w, what);
@@ -1578,11 +1593,12 @@ static void test_upgrade_layout3(void **state)
         check_usable(&fx, &g.w, what);
         assert_int_equal(unlink(fx.state), 0);
     }
-    /* A layout from the future, or from before 3: not ours to read. */
+    }
+/* A layout from the future, or from before 3: not ours to read. */
     memcpy(img, g.img, g.len);
     H(img)->version = LAYOUT_VERSION + 1;
     write_file(fx.state, img, g.len);
-    open_as(&fx, SIZE, PTM_STORE_OPEN_UNRECOGNISED, "version 5");
+    open_as(&fx, SIZE, PTM_STORE_OPEN_UNRECOGNISED, "version 6");
     assert_string_equal(current(&fx), "{\"current\":{}}");
     st_close(&fx);
     H(img)->version = 2;

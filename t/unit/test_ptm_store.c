@@ -97,9 +97,9 @@ static void fx_open(fx_t *fx, apr_size_t size)
                      APR_SUCCESS);
     /* Garbage first: format must not rely on a zeroed segment. */
     memset(fx->base, 0xa5, size);
-    assert_false(ptm_store_is_formatted(fx->base, size));
-    ptm_store_format(fx->base, size);
-    assert_true(ptm_store_is_formatted(fx->base, size));
+    assert_false(ptm_store_is_formatted(fx->base, size, 0));
+    ptm_store_format(fx->base, size, 0);
+    assert_true(ptm_store_is_formatted(fx->base, size, 0));
     fx->st = ptm_store_attach(fx->base, fx->mx, fx->p);
     assert_non_null(fx->st);
 }
@@ -130,7 +130,7 @@ static ptm_store_open_e fx_map(fx_t *fx, apr_size_t size)
 
     assert_null(fx->map);
     rv = ptm_store_open_file(&fx->map, &fx->state_fd, &how, NULL, fx->state_path, NULL,
-                             size, fx->p);
+                             size, 0, fx->p);
     if (rv != APR_SUCCESS) {
         fx->map = NULL;
         fail_msg("ptm_store_open_file: status %d (%s)", rv, strerror(rv));
@@ -140,7 +140,7 @@ static ptm_store_open_e fx_map(fx_t *fx, apr_size_t size)
     fx->map_size = size;
     fx->base = fx->map;
     fx->size = size;
-    assert_true(ptm_store_is_formatted(fx->base, size));
+    assert_true(ptm_store_is_formatted(fx->base, size, 0));
     fx->st = ptm_store_attach(fx->base, fx->mx, fx->p);
     return how;
 }
@@ -380,8 +380,8 @@ static void test_format_and_attach(void **state)
     ptm_buf_t b;
 
     fx_open(&fx, 1024 * 1024);
-    assert_false(ptm_store_is_formatted(fx.base, fx.size - 8));
-    assert_false(ptm_store_is_formatted(fx.base, fx.size + 8));
+    assert_false(ptm_store_is_formatted(fx.base, fx.size - 8, 0));
+    assert_false(ptm_store_is_formatted(fx.base, fx.size + 8, 0));
 
     s = stats(&fx);
     assert_int_equal(s.seq[0], 0);
@@ -410,7 +410,7 @@ static void test_format_and_attach(void **state)
     ptm_buf_init(&b, fx.p, 64);
     assert_int_equal(ptm_store_current_one(again, "\"a\"", 3, &b),
                      APR_SUCCESS);
-    assert_int_equal(ptm_store_is_formatted(fx.base, fx.size), 1);
+    assert_int_equal(ptm_store_is_formatted(fx.base, fx.size, 0), 1);
     fx_close(&fx);
 }
 
@@ -1486,7 +1486,7 @@ static ptm_store_t *child_map(fx_t *fx, apr_pool_t **pp, apr_size_t size,
 
     child_signals();
     CHILD_CHECK(apr_pool_create(pp, NULL) == APR_SUCCESS, 2);
-    CHILD_CHECK(ptm_store_open_file(&base, &fd, &how, NULL, fx->state_path, NULL, size,
+    CHILD_CHECK(ptm_store_open_file(&base, &fd, &how, NULL, fx->state_path, NULL, size, 0,
                                     *pp) == APR_SUCCESS, 3);
     CHILD_CHECK(how == want_how, 4);
     return ptm_store_attach(base, NULL, *pp);
@@ -1633,11 +1633,11 @@ static void test_state_file_new_recovered_busy(void **state)
      * held: EBUSY, and no descriptor left open. */
     fds = count_fds();
     assert_int_equal(ptm_store_open_file(&base, &fd, &how, NULL, fx.state_path, NULL,
-                                         1024 * 1024, fx.p),
+                                         1024 * 1024, 0, fx.p),
                      APR_FROM_OS_ERROR(EBUSY));
     assert_int_equal(count_fds(), fds);
     assert_int_equal(ptm_store_open_file(&base, &fd, &how, NULL, fx.state_path, NULL,
-                                         2 * 1024 * 1024, fx.p),
+                                         2 * 1024 * 1024, 0, fx.p),
                      APR_FROM_OS_ERROR(EBUSY));
     /* (and it did not resize the file under us) */
     assert_int_equal(stat(fx.state_path, &sb), 0);
@@ -1650,7 +1650,7 @@ static void test_state_file_new_recovered_busy(void **state)
         child_signals();
         CHILD_CHECK(apr_pool_create(&p, NULL) == APR_SUCCESS, 2);
         CHILD_CHECK(ptm_store_open_file(&base, &fd, &how, NULL, fx.state_path, NULL,
-                                        1024 * 1024, p)
+                                        1024 * 1024, 0, p)
                     == APR_FROM_OS_ERROR(EBUSY), 3);
         _exit(0);
     }
@@ -1668,7 +1668,7 @@ static void test_state_file_new_recovered_busy(void **state)
     assert_int_equal(ptm_store_open_file(&base, &fd, &how, NULL,
                                          apr_pstrcat(fx.p, fx.dir,
                                                      "/no/such/state", NULL), NULL,
-                                         1024 * 1024, fx.p),
+                                         1024 * 1024, 0, fx.p),
                      APR_ENOENT);
     fx_close(&fx);
 }

@@ -1,0 +1,467 @@
+/* Unit tests for the event ids and the recent-events ring (SPEC §12.1,
+ * src/ptm_ring.c): ids count up across both streams; the ring holds every
+ * accepted event, stored or not, oldest dropped first, wrapping round;
+ * an event bigger than the ring empties it; what GET /events needs to
+ * tell ring from file (first seqs per stream and run); a writer killed in
+ * the middle of an append (repair keeps the ring, skips an id, never
+ * repeats one); a damaged ring dropped whole; a ring carried into a state
+ * of another size keeps its newest events. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ptm_unit.h"
+#include <apr_global_mutex.h>
+#include <apr_shm.h>
+#include <apr_strings.h>
+#include "ptm_store.h"
+#include "ptm_store_int.h"
+#include "ptm_test_hook.h"
+
+#define SIZE (256 * 1024)
+
+typedef struct {
+    apr_pool_t *p;
+    apr_shm_t *shm;
+    apr_global_mutex_t *mx;
+    void *base;
+    ptm_store_t *st;
+    char *dir;
+} fx_t;
+
+static void fx_open(fx_t *fx, apr_size_t ring)
+{
+    memset(fx, 0, sizeof(*fx));
+    assert_int_equal(apr_pool_create(&fx->p, gpool), APR_SUCCESS);
+    fx->dir = ptm_unit_tmpdir(fx->p, "ptm_ring_test");
+    assert_int_equal(apr_shm_create(&fx->shm, SIZE, NULL, fx->p),
+                     APR_SUCCESS);
+    fx->base = apr_shm_baseaddr_get(fx->shm);
+    assert_int_equal(apr_global_mutex_create(
+                         &fx->mx, apr_pstrcat(fx->p, fx->dir, "/lock", NULL),
+                         APR_LOCK_DEFAULT, fx->p), APR_SUCCESS);
+    memset(fx->base, 0x5a, SIZE);
+    ptm_store_format(fx->base, SIZE, ring);
+    assert_true(ptm_store_is_formatted(fx->base, SIZE, ring));
+    assert_false(ptm_store_is_formatted(fx->base, SIZE, ring + 8));
+    fx->st = ptm_store_attach(fx->base, fx->mx, fx->p);
+}
+
+static void fx_close(fx_t *fx)
+{
+    rm_rf(fx->dir);
+    apr_pool_destroy(fx->p);
+}
+
+static hdr_t *H(fx_t *fx)
+{
+    return (hdr_t *)fx->base;
+}
+
+/* Post one event (not written anywhere: the ring holds it alone) whose
+ * data is `data`; returns its id's n. */
+static uint64_t post(fx_t *fx, int stream, const char *type,
+                     const char *data, apr_time_t ts, uint32_t tie,
+                     uint64_t *seq_out)
+{
+    ptm_store_event_t ev;
+    ptm_store_run_t run;
+    uint64_t seq = 0, id = 0;
+    const char *key = apr_psprintf(fx->p, "\"%s\"", type);
+
+    memset(&ev, 0, sizeof(ev));
+    assert_int_equal(ptm_store_run_peek(&run, fx->st, fx->p), APR_SUCCESS);
+    ev.run_gen = run.gen;
+    ev.stream = stream;
+    ev.key = key;
+    ev.key_len = strlen(key);
+    ev.ts_part = ",\"ts\":\"2026-12-04T00:00:00.000Z\"";
+    ev.ts_len = strlen(ev.ts_part);
+    ev.body_part = apr_psprintf(fx->p, ",\"type\":%s,\"data\":%s,"
+                                "\"meta\":{}}", key, data);
+    ev.body_len = strlen(ev.body_part);
+    ev.fd = -1;
+    ev.accepted = 1000000 + (apr_time_t)H(fx)->next_n;
+    ev.ts_us = ts;
+    ev.tie = tie;
+    ev.id = &id;
+    assert_int_equal(ptm_store_event(fx->st, &ev, &seq), APR_SUCCESS);
+    if (seq_out) {
+        *seq_out = seq;
+    }
+    return id;
+}
+
+static const char *line_of(fx_t *fx, uint64_t seq, int stream,
+                           const char *type, const char *data)
+{
+    return apr_psprintf(fx->p, "{\"seq\":%" PRIu64 ",\"ts\":\"2026-12-04T"
+                        "00:00:00.000Z\",\"stream\":\"%s\",\"type\":\"%s\","
+                        "\"data\":%s,\"meta\":{}}", seq,
+                        stream ? "run" : "site", type, data);
+}
+
+static apr_array_header_t *recent(fx_t *fx, ptm_recent_info_t *info,
+                                  uint64_t from_n)
+{
+    apr_array_header_t *out = apr_array_make(fx->p, 8, sizeof(ptm_recent_t));
+
+    assert_int_equal(ptm_store_recent(info, out, NULL, fx->st, from_n, 0,
+                                      NULL, NULL, fx->p), APR_SUCCESS);
+    return out;
+}
+
+/* Every event gets the next n, whichever its stream; the ring holds all,
+ * in order, each line the file form. */
+static void test_ids_and_lines(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    uint64_t seq[4], n;
+    int i;
+
+    fx_open(&fx, 64 * 1024);
+    n = post(&fx, PTM_STREAM_SITE, "weather", "{\"t\":1}", 5, 0, &seq[0]);
+    assert_int_equal(n, 1);
+    assert_int_equal(post(&fx, PTM_STREAM_SITE, "power", "2", 6, 0, &seq[1]),
+                     2);
+    assert_int_equal(post(&fx, PTM_STREAM_SITE, "weather", "3", 7, 0,
+                          &seq[2]), 3);
+    assert_int_equal(seq[2], 3);
+    out = recent(&fx, &info, 0);
+    assert_int_equal(out->nelts, 3);
+    assert_int_equal(info.count, 3);
+    assert_int_equal(info.first_n, 1);
+    assert_int_equal(info.next_n, 4);
+    assert_int_equal(info.epoch, ptm_store_epoch(fx.st));
+    assert_true(info.epoch > 0);
+    assert_int_equal(info.oldest, 1000001);
+    assert_int_equal(info.spans->nelts, 1);
+    assert_int_equal(APR_ARRAY_IDX(info.spans, 0, ptm_recent_span_t).lo, 1);
+    assert_int_equal(APR_ARRAY_IDX(info.spans, 0, ptm_recent_span_t).hi, 3);
+    for (i = 0; i < 3; i++) {
+        ptm_recent_t *e = &APR_ARRAY_IDX(out, i, ptm_recent_t);
+
+        assert_int_equal(e->n, (uint64_t)i + 1);
+        assert_int_equal(e->seq, seq[i]);
+        assert_int_equal(e->ts, 5 + i);
+        assert_int_equal(e->stored, 0);
+        assert_int_equal(e->stream, PTM_STREAM_SITE);
+    }
+    assert_string_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).line,
+                        line_of(&fx, 1, 0, "weather", "{\"t\":1}"));
+    assert_string_equal(APR_ARRAY_IDX(out, 1, ptm_recent_t).type,
+                        "\"power\"");
+    /* from_n skips the older ones; info still covers all. */
+    out = recent(&fx, &info, 3);
+    assert_int_equal(out->nelts, 1);
+    assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).n, 3);
+    assert_int_equal(info.count, 3);
+    fx_close(&fx);
+}
+
+/* A small ring wraps round many times: it holds the newest events, a
+ * run of consecutive ids ending with the last, and never more bytes than
+ * it has. */
+static void test_wrap_around(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    uint64_t n = 0, i, k;
+
+    fx_open(&fx, 4096);
+    for (i = 0; i < 500; i++) {
+        /* Sizes vary so that the end of the region is met unevenly. */
+        const char *data = apr_psprintf(fx.p, "\"%.*s\"", (int)(i * 37 % 300),
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+
+        n = post(&fx, (int)(i % 3 == 0), "t", data, (apr_time_t)i,
+                 i % 3 == 0 ? 77 : 0, NULL);
+        assert_int_equal(n, i + 1);
+        out = recent(&fx, &info, 0);
+        assert_true(info.count >= 1);
+        assert_true(info.bytes <= 4096);
+        assert_int_equal(info.count, (uint64_t)out->nelts);
+        assert_int_equal(info.first_n + info.count, n + 1);
+        for (k = 0; k < info.count; k++) {
+            ptm_recent_t *e = &APR_ARRAY_IDX(out, k, ptm_recent_t);
+
+            assert_int_equal(e->n, info.first_n + k);
+            assert_int_equal(e->ts, (apr_time_t)(e->n - 1));
+        }
+    }
+    /* Dropped from the oldest: the ring is full, not nearly empty. */
+    assert_true(info.bytes > 4096 / 2);
+    fx_close(&fx);
+}
+
+/* What tells a file line held by the ring: the spans of seqs it holds,
+ * per stream and run (by tie). */
+static void test_spans(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    uint64_t s1, s2, r1, r2, r3;
+    ptm_recent_span_t *sp;
+
+    fx_open(&fx, 64 * 1024);
+    recent(&fx, &info, 0);
+    assert_int_equal(info.spans->nelts, 0);
+    assert_int_equal(info.oldest, 0);
+    post(&fx, PTM_STREAM_RUN, "a", "1", 1, 11, &r1);
+    post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, &s1);
+    post(&fx, PTM_STREAM_RUN, "a", "1", 1, 11, &r2);
+    post(&fx, PTM_STREAM_RUN, "a", "1", 1, 22, &r3);
+    post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, &s2);
+    assert_int_equal(s2, s1 + 1);
+    recent(&fx, &info, 0);
+    assert_int_equal(info.spans->nelts, 3);
+    sp = &APR_ARRAY_IDX(info.spans, 0, ptm_recent_span_t);
+    assert_int_equal(sp->stream, PTM_STREAM_RUN);
+    assert_int_equal(sp->tie, 11);
+    assert_int_equal(sp->lo, r1);
+    assert_int_equal(sp->hi, r2);
+    sp = &APR_ARRAY_IDX(info.spans, 1, ptm_recent_span_t);
+    assert_int_equal(sp->stream, PTM_STREAM_SITE);
+    assert_int_equal(sp->tie, 0);
+    assert_int_equal(sp->lo, s1);
+    assert_int_equal(sp->hi, s2);
+    sp = &APR_ARRAY_IDX(info.spans, 2, ptm_recent_span_t);
+    assert_int_equal(sp->tie, 22);
+    assert_int_equal(sp->lo, r3);
+    assert_int_equal(sp->hi, r3);
+    fx_close(&fx);
+}
+
+/* An event too big for the ring empties it: the ring never holds newer
+ * events with an older one missing. */
+static void test_bigger_than_ring(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    char *big = apr_palloc(gpool, 3000);
+    uint64_t n;
+
+    fx_open(&fx, 1024);
+    post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+    post(&fx, PTM_STREAM_SITE, "a", "2", 1, 0, NULL);
+    memset(big, 'y', 2998);
+    big[0] = '"';
+    big[2997] = '"';
+    big[2998] = '\0';
+    n = post(&fx, PTM_STREAM_SITE, "a", big, 1, 0, NULL);
+    assert_int_equal(n, 3);
+    out = recent(&fx, &info, 0);
+    assert_int_equal(out->nelts, 0);
+    assert_int_equal(info.count, 0);
+    assert_int_equal(info.bytes, 0);
+    assert_int_equal(info.oldest, 0);
+    n = post(&fx, PTM_STREAM_SITE, "a", "4", 1, 0, NULL);
+    out = recent(&fx, &info, 0);
+    assert_int_equal(out->nelts, 1);
+    assert_int_equal(info.first_n, n);
+    fx_close(&fx);
+}
+
+/* A ring of size 0: ids still count, nothing is held. */
+static void test_ring_off(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+
+    fx_open(&fx, 0);
+    assert_int_equal(post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL), 1);
+    assert_int_equal(post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL), 2);
+    out = recent(&fx, &info, 0);
+    assert_int_equal(out->nelts, 0);
+    assert_int_equal(info.size, 0);
+    assert_int_equal(info.next_n, 3);
+    fx_close(&fx);
+}
+
+static void die_hook(const char *where, unsigned n)
+{
+    if (strcmp(where, "ring:written") == 0) {
+        _exit(0);
+    }
+}
+
+/* A writer killed after writing its record but before the ring counted
+ * it: the next locker repairs; the ring keeps what it held, the dead
+ * writer's id is never given out again, and the ring goes on. */
+static void test_crash_mid_append(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    uint64_t n, k;
+    pid_t pid;
+    int status, i;
+
+    fx_open(&fx, 2048);
+    for (i = 0; i < 30; i++) {
+        post(&fx, PTM_STREAM_SITE, "a", "12345678901234567890", 1, 0, NULL);
+    }
+    recent(&fx, &info, 0);
+    assert_int_equal(info.next_n, 31);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ptm_test_hook = die_hook;
+        post(&fx, PTM_STREAM_SITE, "a", "99", 1, 0, NULL);
+        _exit(9);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(H(&fx)->writing, 1);
+    n = post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+    assert_int_equal(ptm_store_repairs(fx.st), 1);
+    /* 31 may have reached a reader: skipped, never reused. */
+    assert_true(n >= 32);
+    out = recent(&fx, &info, 0);
+    assert_true(info.count >= 2);
+    assert_int_equal(APR_ARRAY_IDX(out, info.count - 1, ptm_recent_t).n, n);
+    /* The held ones run up to 30, one after the other, then the new one. */
+    for (k = 0; k + 1 < info.count; k++) {
+        assert_int_equal(APR_ARRAY_IDX(out, k, ptm_recent_t).n,
+                         info.first_n + k);
+    }
+    assert_int_equal(APR_ARRAY_IDX(out, info.count - 2, ptm_recent_t).n, 30);
+    /* The dead writer's seq (31) may be in the file, but not in the ring:
+     * it falls between the spans. */
+    assert_int_equal(info.spans->nelts, 2);
+    assert_int_equal(APR_ARRAY_IDX(info.spans, 0, ptm_recent_span_t).hi, 30);
+    assert_int_equal(APR_ARRAY_IDX(info.spans, 1, ptm_recent_span_t).lo, 32);
+    /* And a later repair keeps the ring with its gap in the ids. */
+    H(&fx)->writing = 1;
+    n = post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+    out = recent(&fx, &info, 0);
+    assert_true(info.count >= 3);
+    assert_int_equal(APR_ARRAY_IDX(out, info.count - 3, ptm_recent_t).n, 30);
+    fx_close(&fx);
+}
+
+/* A record damaged in the middle: the repair cannot tell where the ones
+ * after it are, so the whole ring goes (never a ring with a hole); the
+ * ids go on. */
+static void test_damaged_ring_dropped(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    rec_t *r;
+    uint64_t n;
+    int i;
+
+    fx_open(&fx, 8192);
+    for (i = 0; i < 10; i++) {
+        post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+    }
+    r = (rec_t *)((char *)fx.base + H(&fx)->ring + H(&fx)->ring_head);
+    r = (rec_t *)((char *)r + r->len);          /* the second */
+    ((char *)(r + 1))[3] ^= 1;
+    H(&fx)->writing = 1;                        /* as after a crash */
+    n = post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+    assert_true(n > 10);
+    recent(&fx, &info, 0);
+    assert_int_equal(info.count, 1);
+    assert_int_equal(info.first_n, n);
+    fx_close(&fx);
+}
+
+/* Carried into a state whose ring is smaller (PanoptesTelemetryRecent
+ * changed): the newest that fit, ids going on. */
+static void test_copy_to_smaller(void **state)
+{
+    fx_t fx, to;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    unsigned lost;
+    int i;
+
+    fx_open(&fx, 16384);
+    for (i = 0; i < 40; i++) {
+        post(&fx, PTM_STREAM_SITE, "a", apr_psprintf(fx.p, "%d", i), i, 0,
+             NULL);
+    }
+    fx_open(&to, 1024);
+    lost = ptm_ring_copy(to.base, H(&to), fx.base, H(&fx), sizeof(hdr_t),
+                         SIZE);
+    assert_int_equal(lost, 0);
+    out = recent(&to, &info, 0);
+    assert_true(info.count > 3 && info.count < 40);
+    assert_true(info.bytes <= 1024);
+    assert_int_equal(info.next_n, 41);
+    assert_int_equal(APR_ARRAY_IDX(out, out->nelts - 1, ptm_recent_t).n, 40);
+    assert_string_equal(APR_ARRAY_IDX(out, out->nelts - 1, ptm_recent_t).line,
+                        line_of(&to, 40, 0, "a", "39"));
+    assert_int_equal(post(&to, PTM_STREAM_SITE, "a", "1", 1, 0, NULL), 41);
+    fx_close(&to);
+    fx_close(&fx);
+}
+
+static int want_odd(void *ctx, const ptm_recent_t *ev)
+{
+    (*(int *)ctx)++;
+    return ev->ts % 2 == 1;
+}
+
+/* `want` decides; `max` caps the copies and says it did. */
+static void test_want_and_max(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    int i, calls = 0, truncated = 0;
+
+    fx_open(&fx, 64 * 1024);
+    for (i = 0; i < 10; i++) {
+        post(&fx, PTM_STREAM_SITE, "a", "1", i, 0, NULL);
+    }
+    out = apr_array_make(fx.p, 4, sizeof(ptm_recent_t));
+    assert_int_equal(ptm_store_recent(&info, out, &truncated, fx.st, 0, 3,
+                                      want_odd, &calls, fx.p), APR_SUCCESS);
+    assert_int_equal(calls, 10);
+    assert_int_equal(out->nelts, 3);
+    assert_true(truncated);
+    assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).ts, 1);
+    assert_int_equal(APR_ARRAY_IDX(out, 2, ptm_recent_t).ts, 5);
+    fx_close(&fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ids_and_lines),
+        cmocka_unit_test(test_wrap_around),
+        cmocka_unit_test(test_spans),
+        cmocka_unit_test(test_bigger_than_ring),
+        cmocka_unit_test(test_ring_off),
+        cmocka_unit_test(test_crash_mid_append),
+        cmocka_unit_test(test_damaged_ring_dropped),
+        cmocka_unit_test(test_copy_to_smaller),
+        cmocka_unit_test(test_want_and_max),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
