@@ -61,15 +61,19 @@ typedef struct {
 /**
  * Parse the query string `args` (raw, as in the URL; NULL or "" for none)
  * of GET /events at `now`.  `accept_ndjson` is 1 when the request's Accept
- * asks for application/x-ndjson (format=ndjson does the same).  `epoch` is
- * the store's epoch: cursors are bound to it.  Returns 0, or -1 with one
- * 422 item per bad parameter in `err`.
+ * asks for application/x-ndjson (format=ndjson does the same; format=json
+ * or format=ndjson, when given, wins over Accept).  `epoch` is the store's
+ * epoch: cursors are bound to it.  With a valid cursor, since and until
+ * are the window of the cursor's first page, not the text resolved at
+ * `now`.  Returns 0, or -1 with one 422 item per bad parameter in `err`
+ * (`q` is then unspecified).
  */
 int ptm_query_parse(ptm_query_t *q, ptm_err_t *err, const char *args,
                     int accept_ndjson, apr_time_t now, uint64_t epoch,
                     apr_pool_t *p);
 
-/** The cursor continuing `q` after `last` (URL-safe, no padding). */
+/** The cursor continuing `q` (as ptm_query_parse left it) after `last`:
+ * 72 characters of base64url, safe in a URL unescaped.  Cannot fail. */
 const char *ptm_query_cursor(const ptm_query_t *q, const ptm_key_t *last,
                              uint64_t epoch, apr_pool_t *p);
 

@@ -1,4 +1,6 @@
-/* UTC stamps and the noon-boundary day key; see ptm_time.h. */
+/* UTC stamps and the noon-boundary day key, and the two forms a client
+ * names a time in (RFC 3339 date-times and durations such as "15m"); see
+ * ptm_time.h. */
 #include "ptm_time.h"
 
 /* Write v as exactly `width` decimal digits (v < 10^width). */
@@ -89,4 +91,177 @@ apr_status_t ptm_time_day_key(char *out, apr_time_t now)
     put_digits(out + 6, d, 2);
     out[PTM_DAYKEY_LEN] = '\0';
     return APR_SUCCESS;
+}
+
+/* ---- parsing ----------------------------------------------------------- */
+
+static int is_digit(char c)
+{
+    /* Not isdigit(): that follows the locale. */
+    return c >= '0' && c <= '9';
+}
+
+/* Read exactly `width` digits at s[*i] into *v and move *i past them. */
+static int get_digits(unsigned *v, const char *s, size_t n, size_t *i,
+                      int width)
+{
+    unsigned r = 0;
+
+    if (n - *i < (size_t)width) {
+        return -1;
+    }
+    while (width-- > 0) {
+        if (!is_digit(s[*i])) {
+            return -1;
+        }
+        r = r * 10 + (unsigned)(s[(*i)++] - '0');
+    }
+    *v = r;
+    return 0;
+}
+
+static int get_char(const char *s, size_t n, size_t *i, char c)
+{
+    if (*i >= n || s[*i] != c) {
+        return -1;
+    }
+    (*i)++;
+    return 0;
+}
+
+static unsigned days_in_month(unsigned y, unsigned m)
+{
+    static const unsigned char days[12] = { 31, 28, 31, 30, 31, 30,
+                                            31, 31, 30, 31, 30, 31 };
+
+    if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) {
+        return 29;
+    }
+    return days[m - 1];
+}
+
+int ptm_time_parse_rfc3339(apr_time_t *out, const char *s, size_t n,
+                           int lenient)
+{
+    size_t i = 0;
+    unsigned y, mo, d, h, mi, sec, oh, om;
+    apr_int64_t usec = 0, scale = 100000, off = 0, secs;
+
+    if (get_digits(&y, s, n, &i, 4) || get_char(s, n, &i, '-')
+        || get_digits(&mo, s, n, &i, 2) || get_char(s, n, &i, '-')
+        || get_digits(&d, s, n, &i, 2)) {
+        return -1;
+    }
+    /* RFC 3339 §5.6 allows 't' and, by its note, one space. */
+    if (i >= n || (s[i] != 'T' && s[i] != 't' && s[i] != ' ')) {
+        return -1;
+    }
+    i++;
+    if (get_digits(&h, s, n, &i, 2) || get_char(s, n, &i, ':')
+        || get_digits(&mi, s, n, &i, 2) || get_char(s, n, &i, ':')
+        || get_digits(&sec, s, n, &i, 2)) {
+        return -1;
+    }
+    if (i < n && s[i] == '.') {
+        /* Any number of digits, at least one; what lies beyond the
+         * microsecond is dropped (truncated, like the stamps we write). */
+        if (++i >= n || !is_digit(s[i])) {
+            return -1;
+        }
+        for (; i < n && is_digit(s[i]); i++) {
+            usec += (s[i] - '0') * scale;
+            scale /= 10;
+        }
+    }
+    if (i == n) {
+        if (!lenient) {
+            return -1;
+        }
+    }
+    else if (s[i] == 'Z' || s[i] == 'z') {
+        i++;
+    }
+    else if (s[i] == '+' || s[i] == '-') {
+        int west = s[i++] == '-';
+
+        if (get_digits(&oh, s, n, &i, 2) || get_char(s, n, &i, ':')
+            || get_digits(&om, s, n, &i, 2) || oh > 23 || om > 59) {
+            return -1;
+        }
+        off = (apr_int64_t)oh * 3600 + om * 60;
+        if (west) {
+            off = -off;
+        }
+    }
+    else {
+        return -1;
+    }
+    /* Year 0000 is not a year of RFC 3339's grammar; a leap second (60)
+     * has no instant of its own on a POSIX clock, so it is refused rather
+     * than folded into the next second. */
+    if (i != n || y < 1 || mo < 1 || mo > 12 || d < 1
+        || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59) {
+        return -1;
+    }
+    secs = (apr_int64_t)days_from_civil((long)y, mo, d) * 86400
+           + (apr_int64_t)h * 3600 + mi * 60 + sec - off;
+    *out = secs * APR_USEC_PER_SEC + usec;
+    return 0;
+}
+
+/* 100 years of 365.25 days, in seconds. */
+#define PTM_DURATION_MAX_SEC (APR_INT64_C(36525) * 86400)
+
+int ptm_time_parse_duration(apr_interval_time_t *out, const char *s,
+                            size_t n)
+{
+    apr_int64_t total = 0, v, unit;
+    size_t i = 0, start;
+
+    if (n == 0) {
+        return -1;
+    }
+    while (i < n) {
+        v = 0;
+        for (start = i; i < n && is_digit(s[i]); i++) {
+            /* Past the maximum the exact count does not matter: v stops
+             * growing below 10 x the maximum + 10, so that neither v, nor
+             * v x a week, nor the sum below (at most the maximum before
+             * it) comes near 2^63 whatever the number of digits. */
+            if (v <= PTM_DURATION_MAX_SEC) {
+                v = v * 10 + (s[i] - '0');
+            }
+        }
+        if (i == start || i == n) {
+            return -1;
+        }
+        switch (s[i++]) {
+        case 's':
+            unit = 1;
+            break;
+        case 'm':
+            unit = 60;
+            break;
+        case 'h':
+            unit = 3600;
+            break;
+        case 'd':
+            unit = 86400;
+            break;
+        case 'w':
+            unit = 7 * 86400;
+            break;
+        default:
+            return -1;
+        }
+        total += v * unit;
+        if (total > PTM_DURATION_MAX_SEC) {
+            return -1;
+        }
+    }
+    if (total == 0) {
+        return -1;
+    }
+    *out = total * APR_USEC_PER_SEC;
+    return 0;
 }

@@ -26,7 +26,8 @@ apr_status_t ptm_time_day_key(char *out, apr_time_t now);
  * truncated), then 'Z', 'z' or +HH:MM / -HH:MM.  With `lenient`, a missing
  * offset means UTC (event ts of clients that leave it out).  `s` need not
  * be NUL-terminated.  Returns 0 with `*out` (microseconds since the epoch,
- * UTC), or -1.
+ * UTC), or -1, also for a field out of range: year 0000, month 13,
+ * February 30, 24:00, a leap second (:60), an offset of 24 hours or more.
  */
 int ptm_time_parse_rfc3339(apr_time_t *out, const char *s, size_t n,
                            int lenient);
@@ -34,7 +35,8 @@ int ptm_time_parse_rfc3339(apr_time_t *out, const char *s, size_t n,
 /**
  * Parse a duration: one or more <digits><unit> with unit s, m, h, d or w
  * ("90s", "15m", "24h", "7d", "1h30m"), greater than zero and at most
- * 100 years.  Returns 0 with `*out` (microseconds), or -1.
+ * 100 years of 365.25 days; no sign, no spaces, units in lower case.
+ * Returns 0 with `*out` (microseconds), or -1.
  */
 int ptm_time_parse_duration(apr_interval_time_t *out, const char *s,
                             size_t n);

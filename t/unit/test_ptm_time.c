@@ -1,7 +1,9 @@
-/* Unit tests for ptm_time (SPEC §4 day key, §6 timestamps): the UTC stamp
- * truncates to milliseconds, and the day key is the local date minus one day
- * before 12:00 local, in the process time zone, including DST change days
- * and month, year and leap-day boundaries.
+/* Unit tests for ptm_time (SPEC §4 day key, §6 timestamps, §12.2 times
+ * and durations): the UTC stamp truncates to milliseconds, and the day key
+ * is the local date minus one day before 12:00 local, in the process time
+ * zone, including DST change days and month, year and leap-day boundaries.
+ * RFC 3339 date-times and durations parse to the instants and widths below,
+ * and every malformed or out-of-range form is refused.
  *
  * Expected instants were computed independently with Python's zoneinfo
  * (datetime(..., tzinfo=ZoneInfo(tz), fold=...).timestamp()), so the tables
@@ -317,6 +319,266 @@ static void test_day_key_noon_edge_sweep(void **state)
     }
 }
 
+/* ---- ptm_time_parse_rfc3339 --------------------------------------------- */
+
+typedef struct {
+    const char *s;
+    int lenient;
+    int ok;
+    apr_time_t want;
+} rfc_case_t;
+
+static const rfc_case_t rfc_cases[] = {
+    /* Z, z, offsets east and west, -00:00. */
+    { "2026-12-03T18:00:00Z", 0, 1, U(1796320800000000) },
+    { "2026-12-03T18:00:00z", 0, 1, U(1796320800000000) },
+    { "2026-12-03T18:00:00+00:00", 0, 1, U(1796320800000000) },
+    { "2026-12-03T18:00:00-00:00", 0, 1, U(1796320800000000) },
+    { "2026-12-03T18:00:00+05:30", 0, 1, U(1796301000000000) },
+    { "2026-12-03T18:00:00-08:00", 0, 1, U(1796349600000000) },
+    /* Separators: 'T', 't' and one space. */
+    { "2026-12-03t18:00:00Z", 0, 1, U(1796320800000000) },
+    { "2026-12-03 18:00:00Z", 0, 1, U(1796320800000000) },
+    /* Fractions of 1 to 9 digits and beyond, truncated (never rounded). */
+    { "2026-12-03T18:00:00.1Z", 0, 1, U(1796320800100000) },
+    { "2026-12-03T18:00:00.12Z", 0, 1, U(1796320800120000) },
+    { "2026-12-03T18:00:00.123Z", 0, 1, U(1796320800123000) },
+    { "2026-12-03T18:00:00.1234Z", 0, 1, U(1796320800123400) },
+    { "2026-12-03T18:00:00.12345Z", 0, 1, U(1796320800123450) },
+    { "2026-12-03T18:00:00.123456Z", 0, 1, U(1796320800123456) },
+    { "2026-12-03T18:00:00.1234567Z", 0, 1, U(1796320800123456) },
+    { "2026-12-03T18:00:00.12345678Z", 0, 1, U(1796320800123456) },
+    { "2026-12-03T18:00:00.999999999Z", 0, 1, U(1796320800999999) },
+    { "2026-12-03T18:00:00.0000009999999999999Z", 0, 1,
+      U(1796320800000000) },
+    { "2026-12-03T18:00:00.5+05:30", 0, 1, U(1796301000500000) },
+    /* Before 1970, leap days, the ends of the range. */
+    { "1969-12-31T23:59:59.5Z", 0, 1, U(-500000) },
+    { "2028-02-29T23:59:59Z", 0, 1, U(1835481599000000) },
+    { "2000-02-29T00:00:00Z", 0, 1, U(951782400000000) },
+    { "0001-01-01T00:00:00Z", 0, 1, U(-62135596800000000) },
+    { "0001-01-01T00:00:00+23:59", 0, 1, U(-62135683140000000) },
+    { "9999-12-31T23:59:59.999999Z", 0, 1, U(253402300799999999) },
+    { "9999-12-31T23:59:59-23:59", 0, 1, U(253402387139000000) },
+    /* Lenient: a missing offset is UTC; the rest is as strict. */
+    { "2026-12-03T18:00:00", 1, 1, U(1796320800000000) },
+    { "2026-03-17T20:15:00.123", 1, 1, U(1773778500123000) },
+    { "2026-12-03T18:00:00-08:00", 1, 1, U(1796349600000000) },
+
+    /* Refused. */
+    { "2026-12-03T18:00:00", 0, 0, 0 },         /* strict: no offset */
+    { "2026-12-03T18:00:00.5", 0, 0, 0 },
+    { "", 0, 0, 0 },
+    { "", 1, 0, 0 },
+    { "2026-12-03", 1, 0, 0 },
+    { "2026-12-03T", 1, 0, 0 },
+    { "2026-12-03T18:00", 1, 0, 0 },
+    { "2026-12-03T18:00Z", 0, 0, 0 },
+    { "2026-12-03T24:00:00Z", 0, 0, 0 },
+    { "2026-12-03T23:60:00Z", 0, 0, 0 },
+    { "2026-12-31T23:59:60Z", 0, 0, 0 },        /* a leap second */
+    { "2026-13-03T18:00:00Z", 0, 0, 0 },
+    { "2026-00-03T18:00:00Z", 0, 0, 0 },
+    { "2026-12-00T18:00:00Z", 0, 0, 0 },
+    { "2026-12-32T18:00:00Z", 0, 0, 0 },
+    { "2026-04-31T18:00:00Z", 0, 0, 0 },
+    { "2026-02-29T18:00:00Z", 0, 0, 0 },        /* not a leap year */
+    { "1900-02-29T18:00:00Z", 0, 0, 0 },        /* century */
+    { "0000-01-01T00:00:00Z", 0, 0, 0 },
+    { "2026-12-03T18:00:00ZZ", 0, 0, 0 },       /* trailing junk */
+    { "2026-12-03T18:00:00Z ", 0, 0, 0 },
+    { " 2026-12-03T18:00:00Z", 0, 0, 0 },
+    { "2026-12-03T18:00:00+05:30x", 0, 0, 0 },
+    { "2026-12-03T18:00:00x", 1, 0, 0 },
+    { "2026-12-03T18:00:00.Z", 0, 0, 0 },       /* '.' needs a digit */
+    { "2026-12-03T18:00:00.", 1, 0, 0 },
+    { "2026-12-03T18:00:00+24:00", 0, 0, 0 },
+    { "2026-12-03T18:00:00+05:60", 0, 0, 0 },
+    { "2026-12-03T18:00:00+0530", 0, 0, 0 },
+    { "2026-12-03T18:00:00+05", 0, 0, 0 },
+    { "2026-12-03T18:00:00+5:30", 0, 0, 0 },
+    { "2026-12-03  18:00:00Z", 0, 0, 0 },       /* one space only */
+    { "2026-12-03_18:00:00Z", 0, 0, 0 },
+    { "2026-12-3T18:00:00Z", 0, 0, 0 },
+    { "26-12-03T18:00:00Z", 0, 0, 0 },
+    { "+2026-12-03T18:00:00Z", 0, 0, 0 },
+    { "2026/12/03T18:00:00Z", 0, 0, 0 },
+    { "2026-12-03T18:0a:00Z", 0, 0, 0 },
+    { "1h", 0, 0, 0 },
+};
+
+static void test_rfc3339_table(void **state)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(rfc_cases) / sizeof(rfc_cases[0]); i++) {
+        const rfc_case_t *c = &rfc_cases[i];
+        apr_time_t got = U(-4242);
+        int rc = ptm_time_parse_rfc3339(&got, c->s, strlen(c->s),
+                                        c->lenient);
+
+        if (c->ok && (rc != 0 || got != c->want)) {
+            fail_msg("\"%s\" lenient=%d: rc %d, got %lld, want %lld", c->s,
+                     c->lenient, rc, (long long)got, (long long)c->want);
+        }
+        if (!c->ok && rc != -1) {
+            fail_msg("\"%s\" lenient=%d: accepted as %lld", c->s,
+                     c->lenient, (long long)got);
+        }
+        /* What is refused in lenient mode is refused in strict mode. */
+        if (!c->ok && c->lenient
+            && ptm_time_parse_rfc3339(&got, c->s, strlen(c->s), 0) != -1) {
+            fail_msg("\"%s\": strict accepts what lenient refuses", c->s);
+        }
+    }
+}
+
+/* The text need not end with a NUL: only `n` bytes are looked at. */
+static void test_rfc3339_length_bounded(void **state)
+{
+    const char *s = "2026-12-03T18:00:00Z+05:30";
+    apr_time_t t;
+
+    assert_int_equal(ptm_time_parse_rfc3339(&t, s, 20, 0), 0);
+    assert_true(t == U(1796320800000000));
+    assert_int_equal(ptm_time_parse_rfc3339(&t, s, 19, 0), -1);
+    assert_int_equal(ptm_time_parse_rfc3339(&t, s, 19, 1), 0);
+    assert_int_equal(ptm_time_parse_rfc3339(&t, s, strlen(s), 0), -1);
+    /* A cut inside a field is refused, not read past. */
+    assert_int_equal(ptm_time_parse_rfc3339(&t, s, 3, 1), -1);
+    assert_int_equal(ptm_time_parse_rfc3339(&t, s, 12, 1), -1);
+}
+
+/* Every day of 1999-2001 (a century leap year between two common ones)
+ * parses to the day after the one before it, and the day after the last of
+ * each month is refused: the month lengths come out of the calendar. */
+static void test_rfc3339_every_day(void **state)
+{
+    static const int mdays[] = { 31, 28, 31, 30, 31, 30,
+                                 31, 31, 30, 31, 30, 31 };
+    apr_time_t prev = U(915148800000000) - U(86400000000); /* 1998-12-31 */
+    char buf[48];
+    int y, m, d, last, rc;
+    apr_time_t t;
+
+    for (y = 1999; y <= 2001; y++) {
+        for (m = 1; m <= 12; m++) {
+            last = mdays[m - 1] + (m == 2 && y == 2000);
+            for (d = 1; d <= last + 1; d++) {
+                snprintf(buf, sizeof(buf), "%04d-%02d-%02dT00:00:00Z", y, m,
+                         d);
+                rc = ptm_time_parse_rfc3339(&t, buf, strlen(buf), 0);
+                if (d > last) {
+                    if (rc != -1) {
+                        fail_msg("%s accepted", buf);
+                    }
+                    continue;
+                }
+                if (rc != 0) {
+                    fail_msg("%s refused", buf);
+                }
+                if (t != prev + U(86400000000)) {
+                    fail_msg("%s: %lld, want %lld", buf, (long long)t,
+                             (long long)(prev + U(86400000000)));
+                }
+                prev = t;
+            }
+        }
+    }
+    /* 2002-01-01T00:00:00Z, from Python. */
+    assert_true(prev + U(86400000000) == U(1009843200000000));
+}
+
+/* ---- ptm_time_parse_duration -------------------------------------------- */
+
+#define SEC U(1000000)
+
+typedef struct {
+    const char *s;
+    int ok;
+    apr_interval_time_t want;
+} dur_case_t;
+
+static const dur_case_t dur_cases[] = {
+    { "90s", 1, 90 * SEC },
+    { "15m", 1, 15 * 60 * SEC },
+    { "24h", 1, 24 * 3600 * SEC },
+    { "7d", 1, 7 * 86400 * SEC },
+    { "2w", 1, 14 * 86400 * SEC },
+    { "1s", 1, SEC },
+    { "1h30m", 1, 5400 * SEC },
+    { "1w1d1h1m1s", 1, (8 * 86400 + 3661) * SEC },
+    { "30m1h", 1, 5400 * SEC },
+    { "0s1m", 1, 60 * SEC },                    /* the total counts */
+    { "007m", 1, 7 * 60 * SEC },
+    { "0000000000000000000000001s", 1, SEC },
+    /* 100 years of 365.25 days is the most; one second more is not. */
+    { "36525d", 1, U(3155760000) * SEC },
+    { "3155760000s", 1, U(3155760000) * SEC },
+    { "36524d86400s", 1, U(3155760000) * SEC },
+    { "3155760001s", 0, 0 },
+    { "36525d1s", 0, 0 },
+    { "5218w", 0, 0 },
+    /* Overflow of the count, of count x unit and of the sum. */
+    { "99999999999999999999999999999999s", 0, 0 },
+    { "9223372036854775807s", 0, 0 },
+    { "9223372036854775807w", 0, 0 },
+    { "1537228672809129301w", 0, 0 },   /* x 604800 wraps to -201600 */
+    { "36525d36525d", 0, 0 },
+    { "30000d30000d", 0, 0 },
+    /* Zero, empty, junk. */
+    { "0s", 0, 0 },
+    { "0h0m", 0, 0 },
+    { "", 0, 0 },
+    { "1", 0, 0 },
+    { "s", 0, 0 },
+    { "h1", 0, 0 },
+    { "1x", 0, 0 },
+    { "1H", 0, 0 },
+    { "1y", 0, 0 },
+    { "1ms", 0, 0 },
+    { "-1h", 0, 0 },
+    { "+1h", 0, 0 },
+    { " 1h", 0, 0 },
+    { "1h ", 0, 0 },
+    { "1 h", 0, 0 },
+    { "1h 30m", 0, 0 },
+    { "1.5h", 0, 0 },
+    { "1h30", 0, 0 },
+    { "PT1H", 0, 0 },
+    { "2026-12-03T18:00:00Z", 0, 0 },
+};
+
+static void test_duration_table(void **state)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(dur_cases) / sizeof(dur_cases[0]); i++) {
+        const dur_case_t *c = &dur_cases[i];
+        apr_interval_time_t got = U(-4242);
+        int rc = ptm_time_parse_duration(&got, c->s, strlen(c->s));
+
+        if (c->ok && (rc != 0 || got != c->want)) {
+            fail_msg("\"%s\": rc %d, got %lld, want %lld", c->s, rc,
+                     (long long)got, (long long)c->want);
+        }
+        if (!c->ok && rc != -1) {
+            fail_msg("\"%s\": accepted as %lld", c->s, (long long)got);
+        }
+    }
+}
+
+static void test_duration_length_bounded(void **state)
+{
+    apr_interval_time_t d;
+
+    assert_int_equal(ptm_time_parse_duration(&d, "15mjunk", 3), 0);
+    assert_true(d == 15 * 60 * SEC);
+    assert_int_equal(ptm_time_parse_duration(&d, "15m", 2), -1);
+    assert_int_equal(ptm_time_parse_duration(&d, "15m", 0), -1);
+    assert_int_equal(ptm_time_parse_duration(&d, "1h\0" "1s", 5), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +591,11 @@ int main(void)
         cmocka_unit_test(test_day_key_berlin),
         cmocka_unit_test(test_day_key_same_instant_by_zone),
         cmocka_unit_test(test_day_key_noon_edge_sweep),
+        cmocka_unit_test(test_rfc3339_table),
+        cmocka_unit_test(test_rfc3339_length_bounded),
+        cmocka_unit_test(test_rfc3339_every_day),
+        cmocka_unit_test(test_duration_table),
+        cmocka_unit_test(test_duration_length_bounded),
     };
 
     return cmocka_run_group_tests_name("ptm_time", tests, group_setup,
