@@ -814,6 +814,58 @@ static int answered_by_httpd(request_rec *r)
     return AP_FILTER_ERROR;
 }
 
+/* A streamed answer (GET /events as NDJSON): the head when the first
+ * event is ready, then the lines through a brigade that passes them down
+ * as it fills, so memory stays bounded however long the answer. */
+typedef struct {
+    request_rec *r;
+    apr_bucket_brigade *bb;
+} ptm_stream_t;
+
+static apr_status_t stream_start(void *ctx, const char *content_type)
+{
+    ptm_stream_t *s = ctx;
+
+    s->r->status = HTTP_OK;
+    ap_set_content_type(s->r, content_type);
+    return APR_SUCCESS;
+}
+
+static apr_status_t stream_write(void *ctx, const char *data, size_t len)
+{
+    ptm_stream_t *s = ctx;
+    apr_status_t rv;
+
+    if (s->r->header_only) {
+        return APR_SUCCESS;
+    }
+    rv = ap_fwrite(s->r->output_filters, s->bb, data, (apr_size_t)len);
+    if (rv == APR_SUCCESS && s->r->connection->aborted) {
+        rv = APR_ECONNABORTED;
+    }
+    return rv;
+}
+
+/* The end of a streamed answer: what is left in the brigade goes; an
+ * answer that broke off closes the connection, the only way left to tell
+ * the client it is not whole. */
+static int end_stream(request_rec *r, ptm_stream_t *s,
+                      const ptm_api_resp_t *a)
+{
+    if (a->status >= 500) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", a->log);
+        r->connection->keepalive = AP_CONN_CLOSE;
+        r->connection->aborted = 1;
+        apr_brigade_cleanup(s->bb);
+        return OK;
+    }
+    if (a->log) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "%s", a->log);
+    }
+    ap_pass_brigade(r->output_filters, s->bb);
+    return OK;
+}
+
 static int send_answer(request_rec *r, const ptm_api_resp_t *a)
 {
     apr_bucket_brigade *bb;
@@ -829,7 +881,17 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
     if (a->allow) {
         apr_table_setn(r->headers_out, "Allow", a->allow);
     }
-    ap_set_content_type(r, "application/json");
+    if (a->next_cursor) {
+        apr_table_setn(r->headers_out, "Panoptes-Next-Cursor",
+                       a->next_cursor);
+    }
+    if (a->skipped) {
+        apr_table_setn(r->headers_out, "Panoptes-Skipped",
+                       apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
+                                    a->skipped));
+    }
+    ap_set_content_type(r, a->content_type ? a->content_type
+                                           : "application/json");
     ap_set_content_length(r, (apr_off_t)a->body_len);
     log_answer(r, a->status, a->body, a->body_len, a->log);
     if (a->debug) {
@@ -883,6 +945,8 @@ static int ptm_handler(request_rec *r)
 {
     ptm_api_req_t req;
     ptm_api_resp_t resp;
+    ptm_api_out_t out;
+    ptm_stream_t stream;
     const char *raw;
     apr_size_t limit;
     int rc;
@@ -908,6 +972,14 @@ static int ptm_handler(request_rec *r)
     raw = r->parsed_uri.path ? strrchr(r->parsed_uri.path, '/') : NULL;
     req.raw_last = raw ? raw + 1 : "";
     req.content_type = apr_table_get(r->headers_in, "Content-Type");
+    req.args = r->args;
+    req.accept = apr_table_get(r->headers_in, "Accept");
+    stream.r = r;
+    stream.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    out.start = stream_start;
+    out.write = stream_write;
+    out.ctx = &stream;
+    req.out = &out;
 
     limit = body_limit(r);
     if (has_body(r)) {
@@ -935,6 +1007,9 @@ static int ptm_handler(request_rec *r)
         return body_failed(r, rc, limit);
     }
     ptm_api_handle(&resp, &ptm_conf, &req, r->pool);
+    if (resp.streamed) {
+        return end_stream(r, &stream, &resp);
+    }
     return send_answer(r, &resp);
 }
 

@@ -1,4 +1,5 @@
-/* The router and the handlers of the nine routes; see ptm_api.h. */
+/* The router and the handlers of the routes (GET /events has a file of
+ * its own, ptm_events.c); see ptm_api.h. */
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,12 +10,14 @@
 #include "ptm_fs.h"
 #include "ptm_json.h"
 #include "ptm_ndjson.h"
+#include "ptm_query.h"
 #include "ptm_run.h"
+#include "ptm_runs.h"
 #include "ptm_time.h"
 
 enum {
     R_NONE, R_HEALTH, R_READY, R_RUN, R_RUN_START, R_RUN_STOP, R_EVENT,
-    R_CURRENT, R_CURRENT_ONE, R_SHUTDOWN
+    R_CURRENT, R_CURRENT_ONE, R_SHUTDOWN, R_EVENTS
 };
 
 static const struct {
@@ -30,6 +33,7 @@ static const struct {
     { "/event", R_EVENT, PTM_POST },
     { "/current", R_CURRENT, PTM_GET },
     { "/shutdown", R_SHUTDOWN, PTM_POST },
+    { "/events", R_EVENTS, PTM_GET },
 };
 
 static int route_of(const char *path, ptm_method_e *method)
@@ -92,7 +96,7 @@ void ptm_api_error(ptm_api_resp_t *resp, int status, const char *detail,
     ptm_err_clear(&e);
 }
 
-static void respond_err(ptm_api_resp_t *resp, ptm_err_t *e, apr_pool_t *p)
+void ptm_api_respond_err(ptm_api_resp_t *resp, ptm_err_t *e, apr_pool_t *p)
 {
     respond_detail(resp, e->status, e->detail, p);
     if (e->log) {
@@ -280,16 +284,32 @@ typedef struct {
     const apr_array_header_t *way;  /* place_t: way_of */
     const char *bad;         /* where it failed */
     int ran;
+    int noted;               /* the runs index failed, not the dir */
+    const char *site_dir;    /* for the runs index: */
+    const char *run_id;
+    size_t run_id_len;
+    const char *real;
+    apr_time_t now;
     apr_pool_t *pool;
 } mkdir_ctx_t;
 
-/* Under the store lock: what was looked at before may have changed. */
+/* Under the store lock: what was looked at before may have changed.
+ * The run goes into the runs index (ptm_runs.h) before it starts: a run
+ * GET /events could not find after a restart does not start. */
 static apr_status_t make_run_dir(void *ctx, uint64_t *seq_floor)
 {
     mkdir_ctx_t *m = ctx;
+    apr_status_t rv;
 
     m->ran = 1;
-    return walk_way(&m->bad, m->way, 1, seq_floor, m->pool);
+    if ((rv = walk_way(&m->bad, m->way, 1, seq_floor, m->pool))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    rv = ptm_runs_note_start(m->site_dir, m->run_id, m->run_id_len, m->real,
+                             m->now, m->pool);
+    m->noted = rv != APR_SUCCESS;
+    return rv;
 }
 
 static json_t *loc_of(const char *a, const char *b, const char *c)
@@ -477,6 +497,11 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     /* The store keeps the real directory: every file operation of the run
      * starts from it (the reported one is in the run object). */
     mk.pool = p;
+    mk.site_dir = conf->site_dir;
+    mk.run_id = run_id;
+    mk.run_id_len = rr.run_id_len;
+    mk.real = real;
+    mk.now = req->now;
     rv = ptm_store_run_start(conf->store, obj.data, obj.len, run_id,
                              rr.run_id_len, real, make_run_dir, &mk);
     if (rv == PTM_STORE_BUSY) {
@@ -492,6 +517,12 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         ptm_err_set(&err, 500, "Cannot lock the shared state");
         err.log = apr_pstrcat(p, "cannot lock the shared state: ",
                               errstr(rv, p), NULL);
+        goto fail;
+    }
+    if (mk.noted) {
+        ptm_err_set(&err, 500, apr_pstrcat(p, "Cannot write the runs index ",
+                    conf->site_dir, "/" PTM_RUNS_FILE ": ",
+                    ptm_fs_describe(rv, conf->site_dir, p), NULL));
         goto fail;
     }
     if (rv == PTM_FS_LINK && link_item(&err, &rr, mk.bad, p)) {
@@ -510,7 +541,50 @@ static void do_run_start(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
 
 fail:
     ptm_run_req_free(&rr);
-    respond_err(resp, &err, p);
+    ptm_api_respond_err(resp, &err, p);
+}
+
+/* ---- POST /run/stop ----------------------------------------------------- */
+
+typedef struct {
+    const char *site_dir;
+    apr_time_t now;
+    apr_status_t rv;
+    apr_pool_t *pool;
+} stop_note_t;
+
+static void note_stop(void *ctx, const char *run_dir)
+{
+    stop_note_t *n = ctx;
+
+    n->rv = ptm_runs_note_stop(n->site_dir, run_dir, n->now, n->pool);
+}
+
+/* The stop goes into the runs index under the store lock, in order with
+ * the starts.  Best effort: a run with no stop line ends where the next
+ * one starts (ptm_runs_read); a failure is logged, never a reason to
+ * keep a run going. */
+static void do_run_stop(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                        const ptm_api_req_t *req, ptm_buf_t *b,
+                        apr_pool_t *p)
+{
+    stop_note_t n;
+
+    n.site_dir = conf->site_dir;
+    n.now = req->now;
+    n.rv = APR_SUCCESS;
+    n.pool = p;
+    run_answer(resp, ptm_store_run_stop_noting(conf->store, b, note_stop,
+                                               &n), b, p);
+    if (resp->status != 200) {
+        return;
+    }
+    resp->log = "run stopped";
+    if (n.rv != APR_SUCCESS) {
+        resp->log = apr_pstrcat(p, "run stopped; cannot note it in the runs "
+                                "index ", conf->site_dir, "/" PTM_RUNS_FILE
+                                ": ", errstr(n.rv, p), NULL);
+    }
 }
 
 /* ---- POST /event -------------------------------------------------------- */
@@ -530,7 +604,8 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     json_t *body, *client_meta = NULL;
     char ts[PTM_TS_LEN + 1], day[PTM_DAYKEY_LEN + 1];
     const char *path = NULL, *step = "write", *bad = NULL;
-    uint64_t seq = 0;
+    uint64_t seq = 0, id = 0;
+    apr_time_t ts_us;
     int attempt;
     apr_status_t rv;
     ptm_buf_t out;
@@ -546,6 +621,14 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     if ((rv = ptm_time_day_key(day, req->now)) != APR_SUCCESS) {
         ptm_err_set(&err, 500, "Cannot compute the local date");
         goto fail;
+    }
+    /* Where the event sorts in GET /events: its ts as a time (a client's
+     * may be any string, SPEC §6: then it is in no window). */
+    if (!ev.ts) {
+        ts_us = req->now - req->now % 1000;     /* the stamp truncates */
+    }
+    else if (ptm_time_parse_rfc3339(&ts_us, ev.ts, ev.ts_len, 1) != 0) {
+        ts_us = PTM_TS_NONE;
     }
     /* Keep the client's meta: each attempt stamps a fresh copy. */
     client_meta = ev.meta;
@@ -588,6 +671,12 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         se.path = path = bad = NULL;
         se.pool = p;
         se.failed_step = &step;
+        se.accepted = req->now;
+        se.ts_us = ts_us;
+        se.tie = run.active ? ptm_query_tie(run.run_dir,
+                                            strlen(run.run_dir)) : 0;
+        se.stored = ev.store_permanently;
+        se.id = &id;
         if (ev.store_permanently && !run.active) {
             /* The site file stays open in this process from event to
              * event (ptm_ndjson_file_append checks each time that its
@@ -661,13 +750,15 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     if (req->debug) {
         /* Like upstream's --verbose line for each event. */
         resp->debug = apr_psprintf(p, "event type=%.*s stream=%s seq=%"
-                                   APR_UINT64_T_FMT "%s%s%s%s",
+                                   APR_UINT64_T_FMT "%s%s%s%s id=%"
+                                   APR_UINT64_T_FMT "-%" APR_UINT64_T_FMT,
                                    (int)env.key_len, env.key,
                                    run.active ? "run" : "site", seq,
                                    run.active ? " run_id=" : "",
                                    run.active ? run.run_id : "",
                                    ev.store_permanently ? "" : " ephemeral",
-                                   ev.make_current ? "" : " not-current");
+                                   ev.make_current ? "" : " not-current",
+                                   ptm_store_epoch(conf->store), id);
     }
     json_decref(client_meta);
     ptm_event_req_free(&ev);
@@ -676,7 +767,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
 fail:
     json_decref(client_meta);
     ptm_event_req_free(&ev);
-    respond_err(resp, &err, p);
+    ptm_api_respond_err(resp, &err, p);
 }
 
 /* ---- GET /current/{type} ------------------------------------------------ */
@@ -791,10 +882,7 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         do_run_start(resp, conf, req, p);
         break;
     case R_RUN_STOP:
-        run_answer(resp, ptm_store_run_stop(conf->store, &b), &b, p);
-        if (resp->status == 200) {
-            resp->log = "run stopped";
-        }
+        do_run_stop(resp, conf, req, &b, p);
         break;
     case R_EVENT:
         do_event(resp, conf, req, p);
@@ -808,6 +896,9 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         break;
     case R_CURRENT_ONE:
         do_current_one(resp, conf, type, type_len, p);
+        break;
+    case R_EVENTS:
+        ptm_events_handle(resp, conf, req, p);
         break;
     case R_SHUTDOWN:
         /* Stopping httpd is the admin's job (SPEC §11.3 F11). */

@@ -7,6 +7,7 @@
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <apr_time.h>
+#include "ptm_err.h"
 #include "ptm_store.h"
 
 typedef struct {
@@ -19,6 +20,15 @@ typedef struct {
 
 typedef enum { PTM_GET, PTM_HEAD, PTM_POST, PTM_OTHER } ptm_method_e;
 
+/* Where a streamed answer (GET /events as NDJSON without a limit) goes:
+ * `start` once, before the first `write`, with the content type of a 200;
+ * a status other than APR_SUCCESS (the client went away) stops it. */
+typedef struct {
+    apr_status_t (*start)(void *ctx, const char *content_type);
+    apr_status_t (*write)(void *ctx, const char *data, size_t len);
+    void *ctx;
+} ptm_api_out_t;
+
 typedef struct {
     ptm_method_e method;
     const char *path;        /* decoded, relative to the mount ("/event") */
@@ -28,6 +38,9 @@ typedef struct {
     size_t body_len;
     apr_time_t now;
     int debug;               /* fill resp->debug (costs a string) */
+    const char *args;        /* the raw query string, or NULL */
+    const char *accept;      /* the Accept header, or NULL */
+    const ptm_api_out_t *out;  /* for streamed answers, or NULL */
 } ptm_api_req_t;
 
 typedef struct {
@@ -37,6 +50,12 @@ typedef struct {
     const char *allow;       /* Allow header of a 405, else NULL */
     const char *log;         /* what to say in the error log, else NULL */
     const char *debug;       /* the per-event debug line, when asked */
+    const char *content_type;  /* NULL: application/json */
+    const char *next_cursor;   /* Panoptes-Next-Cursor header, or NULL */
+    uint64_t skipped;          /* damaged lines met: Panoptes-Skipped */
+    int streamed;            /* the answer went out through req->out
+                              * (status 200; a 500 here means it broke
+                              * off half way: close the connection) */
 } ptm_api_resp_t;
 
 /** 1 when the route reads a request body (POST /event, POST /run/start). */
@@ -45,6 +64,13 @@ int ptm_api_wants_body(ptm_method_e method, const char *path);
 /** Serve one request.  Never fails: errors are responses. */
 void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                     const ptm_api_req_t *req, apr_pool_t *p);
+
+/** Fill `resp` from a core error (its status and detail), releasing it. */
+void ptm_api_respond_err(ptm_api_resp_t *resp, ptm_err_t *e, apr_pool_t *p);
+
+/** GET /events (SPEC §12.2; ptm_events.c). */
+void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                       const ptm_api_req_t *req, apr_pool_t *p);
 
 /** Fill `resp` with {"detail": detail} and `status` (for the glue's own
  * errors: 413, 503, ...). */

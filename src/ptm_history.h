@@ -25,9 +25,9 @@ typedef struct {
     const apr_array_header_t *run_roots;  /* const char *, normalised */
 } ptm_history_conf_t;
 
-/** Takes one selected event: its line (the file form, no newline).
- * A status other than APR_SUCCESS (the client went away) stops the query
- * and is returned by it. */
+/** Takes one selected event: its line (the file form, no newline; valid
+ * during the call only).  A status other than APR_SUCCESS (the client
+ * went away) stops the query and is returned by it. */
 typedef apr_status_t (*ptm_history_emit_fn)(void *ctx, const char *line,
                                             size_t len);
 

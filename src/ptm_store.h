@@ -179,6 +179,14 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
 /** Stop the active run; `out` gets its object.  PTM_STORE_NORUN if none. */
 apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out);
 
+/* Told, under the lock, the directory of the run being stopped. */
+typedef void (*ptm_store_note_fn)(void *ctx, const char *run_dir);
+
+/** ptm_store_run_stop, calling `note` under the lock first (so that what
+ * it records is in the order of the starts and stops). */
+apr_status_t ptm_store_run_stop_noting(ptm_store_t *st, ptm_buf_t *out,
+                                       ptm_store_note_fn note, void *ctx);
+
 /** Copy the active run's object into `out`.  PTM_STORE_NORUN if none. */
 apr_status_t ptm_store_run_get(ptm_store_t *st, ptm_buf_t *out);
 

@@ -13,12 +13,14 @@
  *                    arena (507) and its compaction are otherwise out of
  *                    reach of libFuzzer-sized inputs.
  *          bit 2:    a PanoptesTelemetryRunRoot is configured
+ *          bit 3:    a quarter of the segment is the recent-events ring
  *   request: one selector byte, then the body.  Bits 0-3 pick the route
  *            (table `routes` below; in ASCII '@' is the JSON layer alone,
  *            'A' POST /event, 'B' POST /run/start, 'C' GET /current/{raw},
- *            'D' POST /run/stop, ...), bits 4-5 the Content-Type (0x4_
- *            application/json, 0x5_ text/plain, 0x6_ none, 0x7_ and 0x3_
- *            Application/Problem+JSON with a charset).
+ *            'D' POST /run/stop, 'N' GET /events?<body>, ...), bits 4-5
+ *            the Content-Type (0x4_ application/json, 0x5_ text/plain,
+ *            0x6_ none, 0x7_ and 0x3_ Application/Problem+JSON with a
+ *            charset; GET /events asks for NDJSON when there is one).
  * So "@A{\"type\":\"x\",\"data\":1}" is one event on a 64 KiB state.
  *
  * Every input starts from a freshly formatted state and an empty site
@@ -474,14 +476,14 @@ static void fuzz_json(const char *s, size_t n)
 typedef enum {
     F_JSON, F_EVENT, F_RUN_START, F_CURRENT_ONE, F_RUN_STOP, F_CURRENT,
     F_RUN, F_READY, F_HEALTH, F_SHUTDOWN, F_RAW_PATH, F_WRONG_METHOD,
-    F_HEAD_ONE
+    F_HEAD_ONE, F_EVENTS
 } froute_e;
 
 static const froute_e routes[16] = {
     F_JSON, F_EVENT, F_RUN_START, F_CURRENT_ONE,         /* @ A B C */
     F_RUN_STOP, F_EVENT, F_CURRENT, F_RUN,               /* D E F G */
     F_READY, F_HEALTH, F_SHUTDOWN, F_RAW_PATH,           /* H I J K */
-    F_WRONG_METHOD, F_HEAD_ONE, F_EVENT, F_RUN_START     /* L M N O */
+    F_WRONG_METHOD, F_HEAD_ONE, F_EVENTS, F_RUN_START    /* L M N O */
 };
 
 static const char *const ctypes[4] = {
@@ -703,6 +705,50 @@ static void fuzz_read(ptm_method_e m, const char *path, const char *raw,
     json_decref(v);
 }
 
+/* GET /events with the body as its query string (NDJSON when a
+ * Content-Type is chosen): 200 or 422, every line of an NDJSON answer an
+ * object, and no state changed. */
+static void fuzz_events(const char *ct, const char *body, size_t len,
+                        apr_time_t now)
+{
+    ptm_store_stats_t before, after;
+    ptm_api_resp_t resp;
+    ptm_api_req_t req;
+    const char *line, *end;
+
+    memset(&req, 0, sizeof(req));
+    req.method = PTM_GET;
+    req.path = "/events";
+    req.raw_last = "events";
+    req.args = apr_pstrmemdup(g_req_pool, body, len);
+    req.accept = ct ? "application/x-ndjson" : NULL;
+    req.now = now;
+    stats(&before);
+    ptm_api_handle(&resp, &g_conf, &req, g_req_pool);
+    stats(&after);
+    CHECK(stats_same(&before, &after));
+    if (g_trace) {
+        fprintf(stderr, "GET /events?%s -> %d %.*s\n", req.args, resp.status,
+                (int)(resp.body_len > 300 ? 300 : resp.body_len), resp.body);
+    }
+    if (!resp.content_type) {
+        json_decref(check_resp(&resp));
+        CHECK(resp.status == 200 || resp.status == 422);
+        return;
+    }
+    CHECK(resp.status == 200);
+    for (line = resp.body; line < resp.body + resp.body_len; line = end + 1) {
+        json_error_t je;
+        json_t *v;
+
+        end = memchr(line, '\n', resp.body_len - (size_t)(line - resp.body));
+        CHECK(end != NULL);
+        v = json_loadb(line, (size_t)(end - line), JSON_ALLOW_NUL, &je);
+        CHECK(v != NULL && json_is_object(v));
+        json_decref(v);
+    }
+}
+
 /* A raw last path segment: decoded (httpd refuses %00 and, by default,
  * %2F before we are asked) for the route, kept as is for raw_last. */
 static void fuzz_current_one(ptm_method_e m, const char *body, size_t len,
@@ -773,6 +819,9 @@ static void fuzz_one(iter_t *it, const uint8_t *d, size_t n, int idx)
     case F_CURRENT:
         fuzz_read(PTM_GET, "/current", "current", now);
         break;
+    case F_EVENTS:
+        fuzz_events(ct, body, n, now);
+        break;
     case F_RUN:
         fuzz_read(PTM_GET, "/run", "run", now);
         break;
@@ -840,7 +889,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* A fresh state, site directory and set of open files for every
      * input. */
     ptm_store_close_files(g_st);
-    ptm_store_format(g_seg, seg_sizes[data[0] & 3], 0);
+    /* Bit 3: a recent-events ring of a quarter of the segment. */
+    ptm_store_format(g_seg, seg_sizes[data[0] & 3],
+                     data[0] & 8 ? seg_sizes[data[0] & 3] / 4 : 0);
     g_roots->nelts = 0;
     if (data[0] & 4) {
         APR_ARRAY_PUSH(g_roots, const char *) = g_root;

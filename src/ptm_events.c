@@ -1,0 +1,206 @@
+/* GET /events (SPEC §12.2): the parameters checked (ptm_query), the events
+ * selected (ptm_history), the answer assembled.  The JSON form and an
+ * NDJSON answer with a limit hold at most `limit` events, so they are
+ * built whole (the cursor must be known before the head goes out); an
+ * NDJSON answer without a limit is streamed through the glue's writer as
+ * the events come, in bounded memory whatever the window. */
+#include <string.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include "ptm_api.h"
+#include "ptm_history.h"
+#include "ptm_json.h"
+#include "ptm_query.h"
+#include "ptm_time.h"
+
+#define NDJSON_TYPE "application/x-ndjson"
+
+/* 1 if the Accept header names application/x-ndjson with a quality above
+ * zero (media types are case-insensitive; parameters other than q are
+ * ignored). */
+static int accepts_ndjson(const char *accept)
+{
+    const char *s = accept;
+
+    while (s && *s) {
+        const char *end = strchr(s, ','), *semi, *q;
+        size_t n;
+
+        if (!end) {
+            end = s + strlen(s);
+        }
+        while (s < end && (*s == ' ' || *s == '\t')) {
+            s++;
+        }
+        semi = memchr(s, ';', (size_t)(end - s));
+        n = (size_t)((semi ? semi : end) - s);
+        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) {
+            n--;
+        }
+        if (n == sizeof(NDJSON_TYPE) - 1
+            && strncasecmp(s, NDJSON_TYPE, n) == 0) {
+            int zero = 0;
+
+            /* q=0, q=0.0, ...: "not acceptable". */
+            for (q = semi; q && q < end; q = memchr(q + 1, ';',
+                                                    (size_t)(end - q - 1))) {
+                const char *v = q + 1;
+
+                while (v < end && (*v == ' ' || *v == '\t')) {
+                    v++;
+                }
+                if (end - v >= 2 && (v[0] == 'q' || v[0] == 'Q')
+                    && v[1] == '=') {
+                    zero = 1;
+                    for (v += 2; v < end && *v != ';'; v++) {
+                        if (*v >= '1' && *v <= '9') {
+                            zero = 0;
+                        }
+                    }
+                }
+            }
+            if (!zero) {
+                return 1;
+            }
+        }
+        s = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+typedef struct {
+    ptm_buf_t *buf;             /* built whole: the answer's body */
+    int json;                   /* ... as the JSON form */
+    unsigned n;
+    const ptm_api_out_t *out;   /* else streamed here */
+    int started;
+} sink_t;
+
+static apr_status_t emit(void *ctx, const char *line, size_t len)
+{
+    sink_t *s = ctx;
+    apr_status_t rv;
+
+    if (s->buf) {
+        if (s->json && s->n) {
+            ptm_buf_putc(s->buf, ',');
+        }
+        ptm_buf_add(s->buf, line, len);
+        if (!s->json) {
+            ptm_buf_putc(s->buf, '\n');
+        }
+        s->n++;
+        return APR_SUCCESS;
+    }
+    if (!s->started) {
+        s->started = 1;
+        if ((rv = s->out->start(s->out->ctx, NDJSON_TYPE)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
+    s->n++;
+    if ((rv = s->out->write(s->out->ctx, line, len)) != APR_SUCCESS) {
+        return rv;
+    }
+    return s->out->write(s->out->ctx, "\n", 1);
+}
+
+void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                       const ptm_api_req_t *req, apr_pool_t *p)
+{
+    ptm_err_t err = { 0, NULL, NULL };
+    ptm_history_conf_t hc;
+    ptm_history_result_t res;
+    ptm_query_t q;
+    ptm_buf_t b;
+    sink_t sink;
+    uint64_t epoch = ptm_store_epoch(conf->store);
+    const char *next = NULL;
+    apr_status_t rv;
+
+    if (ptm_query_parse(&q, &err, req->args, accepts_ndjson(req->accept),
+                        req->now, epoch, p) != 0) {
+        ptm_api_respond_err(resp, &err, p);
+        return;
+    }
+    hc.store = conf->store;
+    hc.site_dir = conf->site_dir;
+    hc.run_roots = conf->run_roots;
+    memset(&sink, 0, sizeof(sink));
+    if (!q.ndjson || q.limit || !req->out) {
+        ptm_buf_init(&b, p, 4096);
+        sink.buf = &b;
+        sink.json = !q.ndjson;
+        if (sink.json) {
+            ptm_buf_puts(&b, "{\"events\":[");
+        }
+    }
+    else {
+        sink.out = req->out;
+    }
+    memset(&res, 0, sizeof(res));
+    rv = ptm_history_query(&res, &hc, &q, req->now, emit, &sink, p);
+    resp->skipped = res.skipped;
+    if (rv != APR_SUCCESS) {
+        char why[120];
+
+        if (sink.started) {
+            /* Half an answer is out: only the connection can say so. */
+            resp->streamed = 1;
+            resp->status = 500;
+            resp->log = apr_pstrcat(p, "GET /events broke off: ",
+                                    apr_strerror(rv, why, sizeof(why)),
+                                    NULL);
+            return;
+        }
+        ptm_err_set(&err, 500, "Cannot read the history");
+        err.log = apr_pstrcat(p, "cannot read the history: ",
+                              apr_strerror(rv, why, sizeof(why)), NULL);
+        ptm_api_respond_err(resp, &err, p);
+        return;
+    }
+    if (res.more) {
+        next = ptm_query_cursor(&q, &res.last, epoch, p);
+    }
+    if (sink.out) {
+        if (!sink.started) {
+            /* Nothing matched: an empty 200 all the same. */
+            if ((rv = req->out->start(req->out->ctx, NDJSON_TYPE))
+                != APR_SUCCESS) {
+                resp->log = "GET /events: the client went away";
+            }
+        }
+        resp->streamed = 1;
+        resp->status = 200;
+        return;
+    }
+    if (sink.json) {
+        ptm_buf_puts(&b, "],\"next\":");
+        if (next) {
+            ptm_json_dump_string(&b, next, strlen(next));
+        }
+        else {
+            ptm_buf_puts(&b, "null");
+        }
+        ptm_buf_puts(&b, ",\"recent_since\":");
+        if (res.recent_since) {
+            char ts[PTM_TS_LEN + 1];
+
+            ptm_time_utc_iso(ts, res.recent_since);
+            ptm_buf_putc(&b, '"');
+            ptm_buf_puts(&b, ts);
+            ptm_buf_putc(&b, '"');
+        }
+        else {
+            ptm_buf_puts(&b, "null");
+        }
+        ptm_buf_putc(&b, '}');
+    }
+    else {
+        resp->content_type = NDJSON_TYPE;
+        resp->next_cursor = next;
+    }
+    resp->status = 200;
+    resp->body = b.data;
+    resp->body_len = b.len;
+}

@@ -1,0 +1,1506 @@
+/* GET /events; see ptm_history.h.
+ *
+ * Where the events are.  The ring of the store holds the most recent ones,
+ * every one (ephemeral ones too), with their ts already parsed.  The site
+ * day files hold the stored site events by the server's local date of
+ * acceptance (noon boundary), so a client ts is normally in the file of
+ * its own day and at most a day off in a neighbour's; a run's file holds
+ * the events of the runs that used its directory.  A slice of time
+ * [t0, t1) therefore needs the ring, the day files day_key(t0 - 1 day) ..
+ * day_key(t1 + 1 day), and the run files of the runs active within a day
+ * of it: dates are iterated, the directory is never listed, so the cost
+ * follows the window and not the archive.
+ *
+ * Bounded memory.  The window is walked a slice at a time in the order of
+ * the answer (noon-local day slices, so each day file is mostly read by
+ * one slice).  A slice collects only the keys of its matching events
+ * (where each line is: the ring copy, or a file and an offset), at most
+ * SLICE_CAP of them; a slice that holds more is halved and done again.
+ * With `every` it keeps one key per type per bucket as it goes, so a long
+ * window costs its buckets, not its events.  The keys are sorted and the
+ * lines read back one by one as they are handed to `emit`.  Each file's
+ * ts range is remembered once it has been read to its end, so later
+ * slices skip the files that cannot hold their events.
+ *
+ * Each event once.  A stored event is appended to its file and put into
+ * the ring in one critical section, file first, and the ring drops its
+ * oldest events first, so what the ring holds of a file is known from
+ * seqs alone: the spans of ptm_recent_info_t (per stream, and per run by
+ * its tie; seqs a crash left unused fall between them).  A slice first
+ * copies the ring's events of the slice, with the spans as they were at
+ * that moment, then reads the files: a line whose seq is in a span was in
+ * the ring then and is skipped in favour of the copy (same bytes); any
+ * other was not, and is taken from the file (a line appended after that
+ * moment has a seq beyond every span: a new event, taken or not).  Every
+ * event of the slice is so taken once, from exactly one place.  A slice
+ * whose time the ring held nothing of when it was first asked is not
+ * asked again: all its stored events then come from the files, and the
+ * ring's later arrivals there (new events) may be missed, which the
+ * contract allows.
+ *
+ * Each event once across pages.  A page ends at the key of its last
+ * event, L, and the next continues strictly after L in the same order.
+ * Keys are the event's own (ts, stream, seq, tie), the same whether it is
+ * read from the ring or from its file, so each page takes each event of
+ * its window once (above) and consecutive pages take disjoint ranges of
+ * keys: an event that matched on the first page and is still stored (or
+ * still in the ring) is returned on exactly one page; events that arrive
+ * meanwhile fall wherever their key puts them, before L (never seen) or
+ * after (seen once).  An ephemeral event the ring dropped between pages
+ * is gone (recent_since says from when the ring is complete).  With
+ * `every`, the selection of a bucket (the greatest key per type) depends
+ * on the whole bucket: a slice never splits a bucket, and a page after a
+ * cursor reads the cursor's bucket whole again, selects as the first
+ * page did and emits only what lies after L.
+ *
+ * A line is trusted as little as the files are (they are the User's): it
+ * must start as the module writes it, {"seq":N,"ts":"..","stream":"site"
+ * or "run","type":"..","data":..,"meta":..}, in a file of its stream, and
+ * end in a newline; a line that is emitted must be well-formed JSON.  What
+ * fails is skipped and counted once per file per request.  A ts that is
+ * not an RFC 3339 time (clients may send any string) is a line that never
+ * matches a window, not damage. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include "ptm_buf.h"
+#include "ptm_fs.h"
+#include "ptm_history.h"
+#include "ptm_json.h"
+#include "ptm_run.h"
+#include "ptm_runs.h"
+#include "ptm_test_hook.h"
+#include "ptm_time.h"
+
+/* Keys held by one slice (about 70 bytes each).  The unit tests lower it
+ * to see slices split. */
+#ifndef PTM_HISTORY_SLICE_CAP
+#define PTM_HISTORY_SLICE_CAP 65536
+#endif
+#ifdef PTM_TEST_HOOKS
+unsigned ptm_history_slice_cap = PTM_HISTORY_SLICE_CAP;
+#define SLICE_CAP ((size_t)ptm_history_slice_cap)
+#else
+#define SLICE_CAP ((size_t)PTM_HISTORY_SLICE_CAP)
+#endif
+
+/* No event line is longer (PanoptesTelemetryMaxBody is far smaller): a
+ * longer one was not written by us and is skipped, not held. */
+#define LINE_MAX_LEN ((size_t)64 * 1024 * 1024)
+#define READ_CHUNK ((size_t)256 * 1024)
+/* With `every`, the types of the kept keys are copied when this short
+ * (nearly always), else read back from the file to be compared. */
+#define TYPE_COPY_MAX 256
+#define DAY ((apr_time_t)86400 * APR_USEC_PER_SEC)
+#define SLICE_MIN ((apr_time_t)1000)            /* 1 ms */
+/* Day files are named by the server clock: none before the epoch, none
+ * much after now.  Outside, a slice asks the ring and the run files only. */
+#define ERA_LO ((apr_time_t)0)
+
+#define RUN_FILE "telemetry.ndjson"
+#define OVERFLOW (APR_OS_START_USERERR + 90)    /* internal: split */
+
+/* ---- what a request keeps ------------------------------------------------*/
+
+typedef struct {
+    apr_time_t lo, hi;
+} span_t;
+
+/* A file that may hold events: a site day file or a run file. */
+typedef struct {
+    int run;                    /* PTM_STREAM_SITE or PTM_STREAM_RUN */
+    char day[PTM_DAYKEY_LEN + 1];
+    const char *root, *rel;     /* run: its directory, for ptm_fs */
+    uint32_t tie;               /* run: what its lines sort with */
+    apr_array_header_t *ties;   /* run: uint32_t, of each run that used it */
+    apr_array_header_t *spans;  /* run: span_t, when they were active */
+    int gone;                   /* missing or refused: not looked at again */
+    int known;                  /* read to its end once: min..max hold */
+    int counted;                /* its damaged lines are counted */
+    apr_time_t min, max;        /* ts range of its lines (min > max: none) */
+} src_t;
+
+/* Where one selected event is. */
+typedef struct {
+    ptm_key_t key;
+    uint64_t off;               /* file: offset of the line; ring: index */
+    uint64_t thash;             /* every: hash of the type */
+    const char *type;           /* every: the type's bytes, or NULL (long:
+                                 * read back from the file) */
+    uint32_t len;               /* of the line, without the newline */
+    uint32_t type_off, type_len;
+    int file;                   /* index in the slice's files; -1: ring */
+} ent_t;
+
+typedef struct {
+    int fd;
+    src_t *src;
+    dev_t dev;
+    ino_t ino;
+} sfile_t;
+
+typedef struct {
+    const ptm_history_conf_t *conf;
+    const ptm_query_t *q;
+    ptm_history_result_t *res;
+    ptm_history_emit_fn emit;
+    void *ctx;
+    apr_pool_t *p;
+    apr_time_t lo, hi;          /* the window, narrowed by the cursor */
+    apr_time_t era_hi;
+    int asc;
+    int looking;                /* limit reached: does one more match? */
+    int done;
+    int site_fd;
+    apr_hash_t *days;           /* day key -> src_t */
+    apr_array_header_t *runs;   /* src_t * */
+    /* The ring, as first seen by a complete look. */
+    int ring_asked;
+    int ring_on;
+    int ring_range;             /* ring_min..ring_max hold */
+    apr_time_t ring_min, ring_max;
+    /* run_id= as the files hold it. */
+    ptm_buf_t rid;
+    int rid_int;                /* it is also an integer's text */
+    /* Reused from slice to slice (malloc'd; freed by a cleanup). */
+    char *buf;
+    size_t buf_cap;
+    char *lbuf;
+    size_t lbuf_cap;
+    ent_t *ents;
+    size_t ents_cap;
+    uint32_t *slots;            /* every: index + 1 of ents, 0: free */
+    size_t nslots;
+} hist_t;
+
+typedef struct {
+    apr_time_t t0, t1;
+    apr_pool_t *p;
+    size_t cap;                 /* entries allowed (SIZE_MAX: any) */
+    size_t n;
+    int overflow;
+    int found;                  /* looking: one more matched */
+    apr_array_header_t *ring;   /* ptm_recent_t copies */
+    int have_info;
+    ptm_recent_info_t info;
+    apr_array_header_t *files;  /* sfile_t */
+} slice_t;
+
+/* A parsed line prefix. */
+typedef struct {
+    uint64_t seq;
+    apr_time_t ts;              /* PTM_TS_NONE when not a time */
+    int stream;
+    size_t type_off, type_len;  /* the type's JSON string, quotes included */
+    size_t rest;                /* just after it: ,"data":... */
+} line_t;
+
+/* ---- arithmetic ----------------------------------------------------------*/
+
+static apr_time_t sat_add(apr_time_t a, apr_time_t d)
+{
+    return a > APR_INT64_MAX - d ? APR_INT64_MAX : a + d;
+}
+
+static apr_time_t sat_sub(apr_time_t a, apr_time_t d)
+{
+    return a < APR_INT64_MIN + d ? APR_INT64_MIN : a - d;
+}
+
+static apr_time_t floor_div(apr_time_t a, apr_time_t b)
+{
+    apr_time_t q = a / b;
+
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* The bucket boundary at or below / above `t` (buckets of `every` from
+ * the epoch). */
+static apr_time_t align_down(apr_time_t t, apr_time_t every)
+{
+    apr_time_t q = floor_div(t, every);
+
+    return q < APR_INT64_MIN / every ? APR_INT64_MIN : q * every;
+}
+
+static apr_time_t align_up(apr_time_t t, apr_time_t every)
+{
+    apr_time_t d = align_down(t, every);
+
+    return d == t ? t : sat_add(d, every);
+}
+
+static int overlaps(apr_time_t lo, apr_time_t hi, apr_time_t t0,
+                    apr_time_t t1)
+{
+    return lo < t1 && hi > t0;
+}
+
+static uint64_t fnv64(const char *s, size_t n)
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    while (n--) {
+        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/* ---- lines ---------------------------------------------------------------*/
+
+/* Past the JSON string at s[i] (a '"'); n + 1 when it does not end. */
+static size_t skip_string(const char *s, size_t i, size_t n)
+{
+    for (i++; i < n; i++) {
+        if (s[i] == '\\') {
+            i++;
+        }
+        else if (s[i] == '"') {
+            return i + 1;
+        }
+    }
+    return n + 1;
+}
+
+/* Past the JSON value at s[i], roughly (brackets counted, strings
+ * skipped): only to find meta in a line, and only emitted lines are
+ * checked to be well-formed.  n + 1 when it does not end. */
+static size_t skip_value(const char *s, size_t i, size_t n)
+{
+    size_t depth = 0;
+
+    if (i >= n) {
+        return n + 1;
+    }
+    if (s[i] == '"') {
+        return skip_string(s, i, n);
+    }
+    if (s[i] != '{' && s[i] != '[') {
+        while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']') {
+            i++;
+        }
+        return i;
+    }
+    while (i < n) {
+        char c = s[i];
+
+        if (c == '"') {
+            i = skip_string(s, i, n);
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        }
+        else if ((c == '}' || c == ']') && --depth == 0) {
+            return i + 1;
+        }
+        i++;
+    }
+    return n + 1;
+}
+
+static int has_prefix(const char *s, size_t n, size_t i, const char *lit,
+                      size_t len)
+{
+    return i <= n && n - i >= len && memcmp(s + i, lit, len) == 0;
+}
+#define HAS(s, n, i, lit) has_prefix(s, n, i, lit, sizeof(lit) - 1)
+
+/**
+ * Read the prefix the module writes: {"seq":N,"ts":"..","stream":"site"
+ * (or "run"),"type":"..", then ,"data": and a closing brace at the end.
+ * Returns 0, or -1 for a line of another shape.
+ */
+static int parse_line(line_t *l, const char *s, size_t n)
+{
+    size_t i = 7, j;
+    uint64_t v = 0;
+
+    if (!HAS(s, n, 0, "{\"seq\":") || s[n - 1] != '}') {
+        return -1;
+    }
+    for (j = i; j < n && s[j] >= '0' && s[j] <= '9'; j++) {
+        uint64_t d = (uint64_t)(s[j] - '0');
+
+        if (v > ((uint64_t)INT64_MAX - d) / 10) {
+            return -1;
+        }
+        v = v * 10 + d;
+    }
+    if (j == i || !HAS(s, n, j, ",\"ts\":\"")) {
+        return -1;
+    }
+    l->seq = v;
+    i = j + 6;
+    j = skip_string(s, i, n);
+    if (j > n) {
+        return -1;
+    }
+    /* An escape is never part of a time, and the module's lines escape
+     * nothing a time holds: a ts with one is not a time here, nor in the
+     * ring (which parsed the decoded string). */
+    if (memchr(s + i + 1, '\\', j - i - 2)
+        || ptm_time_parse_rfc3339(&l->ts, s + i + 1, j - i - 2, 1) != 0) {
+        l->ts = PTM_TS_NONE;
+    }
+    if (HAS(s, n, j, ",\"stream\":\"site\",\"type\":")) {
+        l->stream = PTM_STREAM_SITE;
+        i = j + 24;
+    }
+    else if (HAS(s, n, j, ",\"stream\":\"run\",\"type\":")) {
+        l->stream = PTM_STREAM_RUN;
+        i = j + 23;
+    }
+    else {
+        return -1;
+    }
+    if (i >= n || s[i] != '"' || (j = skip_string(s, i, n)) > n
+        || !HAS(s, n, j, ",\"data\":")) {
+        return -1;
+    }
+    l->type_off = i;
+    l->type_len = j - i;
+    l->rest = j;
+    return 0;
+}
+
+/* 1 if meta.run_id of the line is run_id=: the same string, or an integer
+ * written as its text (meta.run_id may be either, SPEC §11.3 F15: 4242
+ * and "4242" name the same run). */
+static int run_id_matches(const hist_t *h, const char *s, size_t n,
+                          size_t i)
+{
+    i = skip_value(s, i + 8, n);                /* ,"data": */
+    if (i > n || !HAS(s, n, i, ",\"meta\":{")) {
+        return 0;
+    }
+    i += 9;
+    while (i < n && s[i] == '"') {
+        size_t k = i, v;
+
+        i = skip_string(s, i, n);
+        if (i >= n || s[i] != ':') {
+            return 0;
+        }
+        v = ++i;
+        i = skip_value(s, v, n);
+        if (i > n) {
+            return 0;
+        }
+        if (i - v > 0 && v - k == 9 && memcmp(s + k, "\"run_id\":", 9) == 0) {
+            return (i - v == h->rid.len
+                    && memcmp(s + v, h->rid.data, h->rid.len) == 0)
+                   || (h->rid_int && i - v == h->q->run_id_len
+                       && memcmp(s + v, h->q->run_id, i - v) == 0);
+        }
+        if (i < n && s[i] == ',') {
+            i++;
+        }
+    }
+    return 0;
+}
+
+static int type_wanted(const ptm_query_t *q, const char *t, size_t n)
+{
+    int i;
+
+    if (!q->types || q->types->nelts == 0) {
+        return 1;
+    }
+    for (i = 0; i < q->types->nelts; i++) {
+        const ptm_query_str_t *w = &APR_ARRAY_IDX(q->types, i,
+                                                  ptm_query_str_t);
+
+        if (w->len == n && memcmp(w->s, t, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Strictly after the cursor, in the answer's order. */
+static int after_cursor(const hist_t *h, const ptm_key_t *k)
+{
+    int c;
+
+    if (!h->q->has_after) {
+        return 1;
+    }
+    c = ptm_key_cmp(k, &h->q->after);
+    return h->asc ? c > 0 : c < 0;
+}
+
+/* ---- days ----------------------------------------------------------------*/
+
+static int key_date(const char *k, int *y, int *m, int *d)
+{
+    int i, v[8];
+
+    for (i = 0; i < 8; i++) {
+        if (k[i] < '0' || k[i] > '9') {
+            return -1;
+        }
+        v[i] = k[i] - '0';
+    }
+    *y = v[0] * 1000 + v[1] * 100 + v[2] * 10 + v[3];
+    *m = v[4] * 10 + v[5];
+    *d = v[6] * 10 + v[7];
+    return 0;
+}
+
+static void date_next(int *y, int *m, int *d)
+{
+    static const int mdays[12] = { 31, 28, 31, 30, 31, 30,
+                                   31, 31, 30, 31, 30, 31 };
+    int leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
+    int last = mdays[(*m - 1) % 12] + (*m == 2 && leap);
+
+    if (++*d > last) {
+        *d = 1;
+        if (++*m > 12) {
+            *m = 1;
+            ++*y;
+        }
+    }
+}
+
+static void key_fmt(char *out, int y, int m, int d)
+{
+    apr_snprintf(out, PTM_DAYKEY_LEN + 1, "%04d%02d%02d", y % 10000, m, d);
+}
+
+/* Local noon of the day `add` days after the day file of `t` (the time
+ * its file begins or ends); 0 when that cannot be worked out. */
+static apr_time_t day_noon(apr_time_t t, int add)
+{
+    char k[PTM_DAYKEY_LEN + 1];
+    struct tm tm;
+    time_t s;
+    int y, m, d;
+
+    if (ptm_time_day_key(k, t) != APR_SUCCESS || key_date(k, &y, &m, &d)) {
+        return 0;
+    }
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d + add;           /* mktime carries it over */
+    tm.tm_hour = 12;
+    tm.tm_isdst = -1;
+    s = mktime(&tm);
+    return s == (time_t)-1 ? 0 : apr_time_from_sec((apr_time_t)s);
+}
+
+/* ---- the window in slices ------------------------------------------------*/
+
+/* The end of the slice starting at `pos` (ascending): the next noon, or
+ * the window's or the era's edge; no wider than `width` when set. */
+static apr_time_t slice_end(const hist_t *h, apr_time_t pos,
+                            apr_time_t width)
+{
+    apr_time_t b;
+
+    if (pos < ERA_LO) {
+        b = ERA_LO;
+    }
+    else if (pos >= h->era_hi) {
+        b = h->hi;
+    }
+    else {
+        b = day_noon(pos, 1);
+        if (b <= pos) {
+            b = sat_add(pos, DAY);
+        }
+        if (b > h->era_hi) {
+            b = h->era_hi;
+        }
+    }
+    if (width && sat_add(pos, width) < b) {
+        b = sat_add(pos, width);
+    }
+    if (h->q->every) {
+        b = align_up(b, h->q->every);
+    }
+    return b > h->hi ? h->hi : b;
+}
+
+/* The start of the slice ending at `pos` (descending). */
+static apr_time_t slice_start(const hist_t *h, apr_time_t pos,
+                              apr_time_t width)
+{
+    apr_time_t a;
+
+    if (pos > h->era_hi) {
+        a = h->era_hi;
+    }
+    else if (pos <= ERA_LO) {
+        a = h->lo;
+    }
+    else {
+        a = day_noon(pos - 1, 0);
+        if (a >= pos || a == 0) {
+            a = sat_sub(pos, DAY);
+        }
+        if (a < ERA_LO) {
+            a = ERA_LO;
+        }
+    }
+    if (width && sat_sub(pos, width) > a) {
+        a = sat_sub(pos, width);
+    }
+    if (h->q->every) {
+        a = align_down(a, h->q->every);
+    }
+    return a < h->lo ? h->lo : a;
+}
+
+/* ---- collecting keys -----------------------------------------------------*/
+
+static int grow(void **mem, size_t *cap, size_t need, size_t size)
+{
+    size_t n = *cap ? *cap : 1024;
+    void *m;
+
+    while (n < need) {
+        n *= 2;
+    }
+    if (n == *cap) {
+        return 0;
+    }
+    if (!(m = realloc(*mem, n * size))) {
+        return -1;
+    }
+    *mem = m;
+    *cap = n;
+    return 0;
+}
+
+/* The bytes of the type of `e`, into h->lbuf when read back. */
+static const char *ent_type(hist_t *h, slice_t *sl, const ent_t *e)
+{
+    const sfile_t *f;
+
+    if (e->type) {
+        return e->type;
+    }
+    f = &APR_ARRAY_IDX(sl->files, e->file, sfile_t);
+    if (grow((void **)&h->lbuf, &h->lbuf_cap, e->type_len, 1) != 0
+        || pread(f->fd, h->lbuf, e->type_len, (off_t)(e->off + e->type_off))
+           != (ssize_t)e->type_len) {
+        return NULL;
+    }
+    return h->lbuf;
+}
+
+static size_t slot_of(const ent_t *e, apr_time_t every, size_t mask)
+{
+    uint64_t b = (uint64_t)floor_div(e->key.ts, every);
+
+    return (size_t)((e->thash ^ (b * 0x9e3779b97f4a7c15ULL)) & mask);
+}
+
+/* Make the table of `every` at least `want` slots and put the slots of
+ * ents[0..n) back in it. */
+static int slots_grow(hist_t *h, size_t want, size_t n)
+{
+    size_t i, j, mask, size = h->nslots ? h->nslots : 1024;
+    uint32_t *s;
+
+    while (size < want) {
+        size *= 2;
+    }
+    if (size != h->nslots) {
+        if (!(s = calloc(size, sizeof(*s)))) {
+            return -1;
+        }
+        free(h->slots);
+        h->slots = s;
+        h->nslots = size;
+    }
+    else {
+        memset(h->slots, 0, size * sizeof(*h->slots));
+    }
+    mask = size - 1;
+    for (i = 0; i < n; i++) {
+        j = slot_of(&h->ents[i], h->q->every, mask);
+        while (h->slots[j]) {
+            j = (j + 1) & mask;
+        }
+        h->slots[j] = (uint32_t)(i + 1);
+    }
+    return 0;
+}
+
+/**
+ * Keep the event `c` (its type's bytes at `type`, valid for now).  With
+ * `every`, only the greatest key per type per bucket stays.  Returns 0,
+ * or -1 when the slice is done collecting (it overflowed, or, looking for
+ * one more, found it).
+ */
+static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
+{
+    apr_time_t every = h->q->every;
+    size_t j = 0, mask;
+    ent_t *e;
+
+    if (h->looking) {
+        sl->found = 1;
+        return -1;
+    }
+    if (every) {
+        c->thash = fnv64(type, c->type_len);
+        if (sl->n + 1 > h->nslots / 2
+            && slots_grow(h, (sl->n + 1) * 2, sl->n) != 0) {
+            sl->overflow = 1;
+            return -1;
+        }
+        mask = h->nslots - 1;
+        for (j = slot_of(c, every, mask); h->slots[j]; j = (j + 1) & mask) {
+            const char *et;
+
+            e = &h->ents[h->slots[j] - 1];
+            if (e->thash != c->thash || e->type_len != c->type_len
+                || floor_div(e->key.ts, every) != floor_div(c->key.ts, every)) {
+                continue;
+            }
+            if (!(et = ent_type(h, sl, e))
+                || memcmp(et, type, c->type_len) != 0) {
+                continue;
+            }
+            /* The same type in the same bucket: the latest stays. */
+            if (ptm_key_cmp(&c->key, &e->key) > 0) {
+                e->key = c->key;
+                e->off = c->off;
+                e->len = c->len;
+                e->file = c->file;
+                e->type_off = c->type_off;
+                if (!e->type && c->file < 0) {
+                    e->type = type;             /* in a ring copy */
+                }
+            }
+            return 0;
+        }
+    }
+    if (sl->n >= sl->cap) {
+        sl->overflow = 1;
+        return -1;
+    }
+    if (grow((void **)&h->ents, &h->ents_cap, sl->n + 1, sizeof(ent_t))) {
+        sl->overflow = 1;
+        return -1;
+    }
+    if (every) {
+        if (c->file < 0) {
+            c->type = type;
+        }
+        else {
+            c->type = c->type_len <= TYPE_COPY_MAX
+                      ? apr_pmemdup(sl->p, type, c->type_len) : NULL;
+        }
+        h->slots[j] = (uint32_t)(sl->n + 1);
+    }
+    h->ents[sl->n++] = *c;
+    return 0;
+}
+
+/* ---- the ring ------------------------------------------------------------*/
+
+typedef struct {
+    hist_t *h;
+    slice_t *sl;
+    int track;                  /* note the ts range of what matches */
+    apr_time_t min, max;
+} want_t;
+
+/* Under the store lock: quick tests on copied-out numbers only. */
+static int ring_want(void *ctx, const ptm_recent_t *ev)
+{
+    want_t *w = ctx;
+    const hist_t *h = w->h;
+    const ptm_query_t *q = h->q;
+    ptm_key_t k;
+
+    if (ev->ts == PTM_TS_NONE || (q->stream != PTM_Q_ALL
+                                  && ev->stream != q->stream)
+        || !type_wanted(q, ev->type, ev->type_len)) {
+        return 0;
+    }
+    if (w->track) {
+        if (ev->ts < w->min) {
+            w->min = ev->ts;
+        }
+        if (ev->ts > w->max) {
+            w->max = ev->ts;
+        }
+    }
+    if (ev->ts < w->sl->t0 || ev->ts >= w->sl->t1) {
+        return 0;
+    }
+    k.ts = ev->ts;
+    k.stream = ev->stream;
+    k.seq = ev->seq;
+    k.tie = ev->tie;
+    return q->every || after_cursor(h, &k);
+}
+
+/* Copy the ring's events of the slice (and the spans of seqs it holds)
+ * first. */
+static apr_status_t take_ring(hist_t *h, slice_t *sl)
+{
+    want_t w;
+    int truncated = 0, i;
+    apr_status_t rv;
+
+    if (h->ring_asked && (!h->ring_on || (h->ring_range
+                                          && !overlaps(h->ring_min,
+                                                       sat_add(h->ring_max, 1),
+                                                       sl->t0, sl->t1)))) {
+        return APR_SUCCESS;             /* it held nothing of this slice */
+    }
+    w.h = h;
+    w.sl = sl;
+    w.track = !h->ring_range;
+    w.min = APR_INT64_MAX;
+    w.max = APR_INT64_MIN;
+    sl->ring = apr_array_make(sl->p, 16, sizeof(ptm_recent_t));
+    rv = ptm_store_recent(&sl->info, sl->ring, &truncated, h->conf->store, 0,
+                          sl->cap == SIZE_MAX ? 0 : (unsigned)sl->cap,
+                          ring_want, &w, sl->p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    sl->have_info = 1;
+    if (!h->ring_asked) {
+        h->ring_asked = 1;
+        h->ring_on = sl->info.size > 0;
+        h->res->recent_since = sl->info.count ? sl->info.oldest : 0;
+    }
+    if (truncated) {
+        /* More than a slice holds (and the range is not known). */
+        if (h->looking) {
+            sl->found = 1;
+        }
+        else {
+            sl->overflow = 1;
+        }
+        return APR_SUCCESS;
+    }
+    if (w.track) {
+        /* Every event was looked at: its matching range is known. */
+        h->ring_range = 1;
+        h->ring_min = w.min;
+        h->ring_max = w.max;
+    }
+    for (i = 0; i < sl->ring->nelts; i++) {
+        const ptm_recent_t *ev = &APR_ARRAY_IDX(sl->ring, i, ptm_recent_t);
+        line_t l;
+        ent_t c;
+
+        if (parse_line(&l, ev->line, ev->line_len) != 0) {
+            h->res->skipped++;
+            continue;
+        }
+        if (h->q->run_id
+            && !run_id_matches(h, ev->line, ev->line_len, l.rest)) {
+            continue;
+        }
+        memset(&c, 0, sizeof(c));
+        c.key.ts = ev->ts;
+        c.key.stream = ev->stream;
+        c.key.seq = ev->seq;
+        c.key.tie = ev->tie;
+        c.off = (uint64_t)i;
+        c.len = (uint32_t)ev->line_len;
+        c.file = -1;
+        c.type_off = (uint32_t)l.type_off;
+        c.type_len = (uint32_t)l.type_len;
+        if (add_key(h, sl, &c, ev->line + l.type_off) != 0) {
+            break;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* The spans of seqs of `src` the ring held when the slice asked it (its
+ * lines with those seqs were taken from there); NULL: none. */
+static apr_array_header_t *ring_spans(const slice_t *sl, const src_t *src)
+{
+    apr_array_header_t *out = NULL;
+    int i, j;
+
+    for (i = 0; sl->have_info && i < sl->info.spans->nelts; i++) {
+        const ptm_recent_span_t *r = &APR_ARRAY_IDX(sl->info.spans, i,
+                                                    ptm_recent_span_t);
+        int mine = r->stream == src->run && src->run == PTM_STREAM_SITE;
+
+        for (j = 0; !mine && r->stream == src->run && j < src->ties->nelts;
+             j++) {
+            mine = APR_ARRAY_IDX(src->ties, j, uint32_t) == r->tie;
+        }
+        if (mine) {
+            if (!out) {
+                out = apr_array_make(sl->p, 2, sizeof(ptm_recent_span_t));
+            }
+            *(ptm_recent_span_t *)apr_array_push(out) = *r;
+        }
+    }
+    return out;
+}
+
+static int in_spans(const apr_array_header_t *spans, uint64_t seq)
+{
+    int i;
+
+    for (i = 0; spans && i < spans->nelts; i++) {
+        const ptm_recent_span_t *r = &APR_ARRAY_IDX(spans, i,
+                                                    ptm_recent_span_t);
+
+        if (seq >= r->lo && seq <= r->hi) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- the files -----------------------------------------------------------*/
+
+/* Open `src` read-only, never through a link, never blocking on a FIFO;
+ * -1 with errno. */
+static int open_src(hist_t *h, const src_t *src, apr_pool_t *p)
+{
+    int fd, dfd, err;
+    const char *bad;
+    apr_status_t rv;
+
+    if (src->run == PTM_STREAM_SITE) {
+        char name[sizeof("site_.ndjson") + PTM_DAYKEY_LEN];
+
+        apr_snprintf(name, sizeof(name), "site_%s.ndjson", src->day);
+        PTM_TEST_HOOK("history:open-day", (unsigned)atoi(src->day));
+        return openat(h->site_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK
+                                        | O_CLOEXEC);
+    }
+    PTM_TEST_HOOK("history:open-run", 0);
+    rv = ptm_fs_open_dir(&dfd, &bad, src->root, src->rel, 0, p);
+    if (rv != APR_SUCCESS) {
+        errno = APR_STATUS_IS_ENOENT(rv) ? ENOENT : ELOOP;
+        return -1;
+    }
+    fd = openat(dfd, RUN_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    err = errno;
+    close(dfd);
+    errno = err;
+    return fd;
+}
+
+/* Read `src` and keep the keys of the slice's events in it. */
+static void read_src(hist_t *h, slice_t *sl, src_t *src)
+{
+    const ptm_query_t *q = h->q;
+    apr_array_header_t *spans = ring_spans(sl, src);
+    apr_time_t fmin = APR_INT64_MAX, fmax = APR_INT64_MIN;
+    size_t have = 0, scan = 0, dmg = 0, used = 0, want;
+    off_t base = 0, size;
+    int skip_long = 0, complete = 0, fd, idx, i;
+    struct stat st;
+    sfile_t *sf;
+    ssize_t got;
+
+    fd = open_src(h, src, sl->p);
+    if (fd < 0) {
+        /* Missing: nothing to read (and a day file made meanwhile holds
+         * only new events).  Anything else (a link, no permission) is a
+         * file we cannot read: skipped, counted once. */
+        if (errno != ENOENT) {
+            h->res->skipped++;
+        }
+        src->gone = 1;
+        return;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        h->res->skipped++;
+        src->gone = 1;
+        return;
+    }
+    for (i = 0; i < sl->files->nelts; i++) {
+        sf = &APR_ARRAY_IDX(sl->files, i, sfile_t);
+        if (sf->dev == st.st_dev && sf->ino == st.st_ino) {
+            close(fd);                  /* the same file by another name */
+            return;
+        }
+    }
+    PTM_TEST_HOOK(src->run ? "history:read-run" : "history:read-day",
+                  src->run ? 0 : (unsigned)atoi(src->day));
+    idx = sl->files->nelts;
+    sf = apr_array_push(sl->files);
+    sf->fd = fd;
+    sf->src = src;
+    sf->dev = st.st_dev;
+    sf->ino = st.st_ino;
+    /* What it held when opened: a line appended since is a new event. */
+    size = st.st_size;
+    for (;;) {
+        char *nl;
+
+        while (scan < have && (nl = memchr(h->buf + scan, '\n',
+                                           have - scan)) != NULL) {
+            const char *s = h->buf + scan;
+            size_t n = (size_t)(nl - s);
+            off_t at = base + (off_t)scan;
+            line_t l;
+            ent_t c;
+
+            scan += n + 1;
+            if (skip_long) {
+                skip_long = 0;          /* the end of the long line */
+                continue;
+            }
+            if (n == 0 || parse_line(&l, s, n) != 0 || l.stream != src->run) {
+                dmg++;
+                continue;
+            }
+            if (l.ts == PTM_TS_NONE) {
+                continue;
+            }
+            if (l.ts < fmin) {
+                fmin = l.ts;
+            }
+            if (l.ts > fmax) {
+                fmax = l.ts;
+            }
+            if (l.ts < sl->t0 || l.ts >= sl->t1) {
+                continue;
+            }
+            memset(&c, 0, sizeof(c));
+            c.key.ts = l.ts;
+            c.key.stream = l.stream;
+            c.key.seq = l.seq;
+            c.key.tie = src->run ? src->tie : 0;
+            if ((!q->every && !after_cursor(h, &c.key))
+                || !type_wanted(q, s + l.type_off, l.type_len)
+                || in_spans(spans, l.seq)
+                || (q->run_id && !run_id_matches(h, s, n, l.rest))) {
+                continue;
+            }
+            c.off = (uint64_t)at;
+            c.len = (uint32_t)n;
+            c.file = idx;
+            c.type_off = (uint32_t)l.type_off;
+            c.type_len = (uint32_t)l.type_len;
+            if (add_key(h, sl, &c, s + l.type_off) != 0) {
+                goto out;
+            }
+            used++;
+        }
+        if (base + (off_t)have >= size) {
+            if (scan < have && !skip_long) {
+                dmg++;                  /* no newline: torn */
+            }
+            complete = 1;
+            break;
+        }
+        /* Keep the partial line, at the front. */
+        if (scan > 0) {
+            memmove(h->buf, h->buf + scan, have - scan);
+            base += (off_t)scan;
+            have -= scan;
+            scan = 0;
+        }
+        if (have == h->buf_cap) {
+            if (h->buf_cap >= LINE_MAX_LEN) {
+                /* Longer than any line we write: dropped up to its
+                 * newline. */
+                if (!skip_long) {
+                    dmg++;
+                }
+                skip_long = 1;
+                base += (off_t)have;
+                have = 0;
+            }
+            else if (grow((void **)&h->buf, &h->buf_cap, h->buf_cap * 2, 1)) {
+                break;
+            }
+        }
+        want = h->buf_cap - have;
+        if ((off_t)want > size - base - (off_t)have) {
+            want = (size_t)(size - base - (off_t)have);
+        }
+        got = pread(fd, h->buf + have, want, base + (off_t)have);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            /* Cut short under us (truncated, or an I/O error): what was
+             * read stands; the range is not known. */
+            break;
+        }
+        have += (size_t)got;
+    }
+out:
+    if (complete) {
+        src->known = 1;
+        src->min = fmin;
+        src->max = fmax;
+        if (!src->counted) {
+            src->counted = 1;
+            h->res->skipped += dmg;
+        }
+    }
+    if (!used && sl->files->nelts == idx + 1) {
+        /* Nothing of it is kept: no need to hold it open. */
+        close(fd);
+        sl->files->nelts--;
+    }
+}
+
+/* Worth opening for [t0, t1): not refused before, and not read to its end
+ * already with a ts range that misses the slice. */
+static int src_wanted(const src_t *src, apr_time_t t0, apr_time_t t1)
+{
+    return !src->gone && (!src->known || (src->max >= t0 && src->min < t1));
+}
+
+static src_t *day_src(hist_t *h, const char *key)
+{
+    src_t *src = apr_hash_get(h->days, key, PTM_DAYKEY_LEN);
+
+    if (!src) {
+        src = apr_pcalloc(h->p, sizeof(*src));
+        src->run = PTM_STREAM_SITE;
+        memcpy(src->day, key, PTM_DAYKEY_LEN + 1);
+        apr_hash_set(h->days, src->day, PTM_DAYKEY_LEN, src);
+    }
+    return src;
+}
+
+static void read_files(hist_t *h, slice_t *sl)
+{
+    int i, j;
+
+    if (h->q->stream != PTM_STREAM_RUN && h->site_fd >= 0) {
+        apr_time_t a = sl->t0 > ERA_LO ? sl->t0 : ERA_LO;
+        apr_time_t b = sl->t1 < h->era_hi ? sl->t1 : h->era_hi;
+        char k[PTM_DAYKEY_LEN + 1], last[PTM_DAYKEY_LEN + 1];
+        int y, m, d;
+
+        /* A client's ts may be a day off its file's: the days of the
+         * slice and one more on each side. */
+        if (a < b && ptm_time_day_key(k, sat_sub(a, DAY)) == APR_SUCCESS
+            && ptm_time_day_key(last, sat_add(b - 1, DAY)) == APR_SUCCESS
+            && key_date(k, &y, &m, &d) == 0) {
+            while (strcmp(k, last) <= 0) {
+                src_t *src = day_src(h, k);
+
+                if (src_wanted(src, sl->t0, sl->t1)) {
+                    read_src(h, sl, src);
+                    if (sl->overflow || sl->found) {
+                        return;
+                    }
+                }
+                date_next(&y, &m, &d);
+                key_fmt(k, y, m, d);
+            }
+        }
+    }
+    if (h->q->stream == PTM_STREAM_SITE) {
+        return;
+    }
+    for (i = 0; i < h->runs->nelts; i++) {
+        src_t *src = APR_ARRAY_IDX(h->runs, i, src_t *);
+
+        if (!src_wanted(src, sl->t0, sl->t1)) {
+            continue;
+        }
+        for (j = 0; j < src->spans->nelts; j++) {
+            const span_t *s = &APR_ARRAY_IDX(src->spans, j, span_t);
+
+            if (overlaps(s->lo, s->hi, sl->t0, sl->t1)) {
+                read_src(h, sl, src);
+                if (sl->overflow || sl->found) {
+                    return;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/* ---- emitting ------------------------------------------------------------*/
+
+static int ent_cmp(const void *a, const void *b)
+{
+    const ent_t *x = a, *y = b;
+    int c = ptm_key_cmp(&x->key, &y->key);
+
+    if (c) {
+        return c;
+    }
+    if (x->file != y->file) {
+        return x->file < y->file ? -1 : 1;
+    }
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The line of `e`: the ring's copy, or read back from its file and found
+ * to be still the line that was selected. */
+static const char *ent_line(hist_t *h, slice_t *sl, const ent_t *e)
+{
+    const sfile_t *f;
+    line_t l;
+
+    if (e->file < 0) {
+        return APR_ARRAY_IDX(sl->ring, (int)e->off, ptm_recent_t).line;
+    }
+    f = &APR_ARRAY_IDX(sl->files, e->file, sfile_t);
+    if (grow((void **)&h->lbuf, &h->lbuf_cap, (size_t)e->len + 1, 1) != 0
+        || pread(f->fd, h->lbuf, (size_t)e->len + 1, (off_t)e->off)
+           != (ssize_t)e->len + 1
+        || h->lbuf[e->len] != '\n'
+        || parse_line(&l, h->lbuf, e->len) != 0 || l.seq != e->key.seq
+        || l.ts != e->key.ts) {
+        return NULL;
+    }
+    return h->lbuf;
+}
+
+static apr_status_t emit_slice(hist_t *h, slice_t *sl)
+{
+    const ptm_query_t *q = h->q;
+    size_t k;
+
+    if (sl->n > 1) {
+        qsort(h->ents, sl->n, sizeof(ent_t), ent_cmp);
+    }
+    for (k = 0; k < sl->n; k++) {
+        const ent_t *e = &h->ents[h->asc ? k : sl->n - 1 - k];
+        const char *line;
+        apr_status_t rv;
+
+        if (q->every && !after_cursor(h, &e->key)) {
+            continue;                   /* before the cursor, in its bucket */
+        }
+        if (!(line = ent_line(h, sl, e))
+            || !ptm_json_well_formed(line, e->len)) {
+            h->res->skipped++;
+            continue;
+        }
+        if (q->limit > 0 && h->res->events >= (unsigned)q->limit) {
+            h->res->more = 1;
+            h->done = 1;
+            return APR_SUCCESS;
+        }
+        if ((rv = h->emit(h->ctx, line, e->len)) != APR_SUCCESS) {
+            return rv;
+        }
+        h->res->events++;
+        h->res->last = e->key;
+    }
+    if (q->limit > 0 && h->res->events >= (unsigned)q->limit) {
+        h->looking = 1;
+    }
+    return APR_SUCCESS;
+}
+
+/* One slice: the ring, then the files, then the lines in order.  Returns
+ * APR_SUCCESS, OVERFLOW (split it), or the error of the store or emit. */
+static apr_status_t do_slice(hist_t *h, apr_time_t t0, apr_time_t t1,
+                             int uncapped)
+{
+    slice_t sl;
+    apr_status_t rv;
+    int i;
+
+    memset(&sl, 0, sizeof(sl));
+    if ((rv = apr_pool_create(&sl.p, h->p)) != APR_SUCCESS) {
+        return rv;
+    }
+    sl.t0 = t0;
+    sl.t1 = t1;
+    sl.cap = uncapped ? SIZE_MAX : SLICE_CAP;
+    sl.files = apr_array_make(sl.p, 8, sizeof(sfile_t));
+    if (h->q->every && slots_grow(h, 1024, 0) != 0) {
+        rv = APR_ENOMEM;
+        goto out;
+    }
+    PTM_TEST_HOOK("history:slice", 0);
+    if ((rv = take_ring(h, &sl)) != APR_SUCCESS) {
+        goto out;
+    }
+    PTM_TEST_HOOK("history:ring-taken", 0);
+    if (!sl.overflow && !sl.found) {
+        read_files(h, &sl);
+    }
+    if (sl.overflow) {
+        /* Uncapped, only memory can have run out. */
+        rv = uncapped ? APR_ENOMEM : OVERFLOW;
+    }
+    else if (sl.found) {
+        h->res->more = 1;
+        h->done = 1;
+    }
+    else if (!h->looking) {
+        rv = emit_slice(h, &sl);
+    }
+out:
+    for (i = 0; i < sl.files->nelts; i++) {
+        close(APR_ARRAY_IDX(sl.files, i, sfile_t).fd);
+    }
+    apr_pool_destroy(sl.p);
+    return rv;
+}
+
+/* ---- runs ----------------------------------------------------------------*/
+
+static void add_run(hist_t *h, apr_hash_t *by_dir, const ptm_runs_entry_t *e)
+{
+    const char *root, *rel, *k;
+    uint32_t tie;
+    span_t *s;
+    src_t *src;
+    int i;
+
+    /* Only beneath the site dir or a run root, as run start allows (the
+     * journal is the User's; the roots are the admin's, and may have
+     * changed since). */
+    if (ptm_run_split_dir(&root, &rel, e->run_dir, h->conf->site_dir,
+                          h->conf->run_roots, h->p) != APR_SUCCESS) {
+        h->res->skipped++;
+        return;
+    }
+    k = apr_pstrcat(h->p, root, "/", rel, NULL);
+    if (!(src = apr_hash_get(by_dir, k, APR_HASH_KEY_STRING))) {
+        src = apr_pcalloc(h->p, sizeof(*src));
+        src->run = PTM_STREAM_RUN;
+        src->root = root;
+        src->rel = rel;
+        src->ties = apr_array_make(h->p, 1, sizeof(uint32_t));
+        src->spans = apr_array_make(h->p, 1, sizeof(span_t));
+        apr_hash_set(by_dir, k, APR_HASH_KEY_STRING, src);
+        APR_ARRAY_PUSH(h->runs, src_t *) = src;
+    }
+    /* Its events were accepted while it ran; their ts, a day off at most. */
+    s = apr_array_push(src->spans);
+    s->lo = sat_sub(e->start, DAY);
+    s->hi = sat_add(e->stop, DAY);
+    /* Lines sort with the tie of the latest run that used the directory
+     * (the one the ring's copies are likeliest to belong to). */
+    tie = ptm_query_tie(e->run_dir, strlen(e->run_dir));
+    src->tie = tie;
+    for (i = 0; i < src->ties->nelts; i++) {
+        if (APR_ARRAY_IDX(src->ties, i, uint32_t) == tie) {
+            return;
+        }
+    }
+    APR_ARRAY_PUSH(src->ties, uint32_t) = tie;
+}
+
+/* The runs index and the active run (which may predate the journal, or
+ * have failed to be noted in it). */
+static apr_status_t load_runs(hist_t *h)
+{
+    apr_array_header_t *runs;
+    apr_hash_t *by_dir = apr_hash_make(h->p);
+    ptm_store_run_t run;
+    const ptm_runs_entry_t *last;
+    unsigned bad = 0;
+    apr_status_t rv;
+    int i;
+
+    h->runs = apr_array_make(h->p, 8, sizeof(src_t *));
+    if (h->q->stream == PTM_STREAM_SITE) {
+        return APR_SUCCESS;
+    }
+    if (ptm_runs_read(&runs, &bad, h->conf->site_dir, h->p) != APR_SUCCESS) {
+        bad++;                          /* a journal we cannot read */
+    }
+    h->res->skipped += bad;
+    if ((rv = ptm_store_run_peek(&run, h->conf->store, h->p)) != APR_SUCCESS) {
+        return rv;
+    }
+    last = runs->nelts ? &APR_ARRAY_IDX(runs, runs->nelts - 1,
+                                        ptm_runs_entry_t) : NULL;
+    if (run.active && !(last && last->stop == APR_INT64_MAX
+                        && strcmp(last->run_dir, run.run_dir) == 0)) {
+        ptm_runs_entry_t *e = apr_array_push(runs);
+
+        /* Its start is not known: any time. */
+        e->run_id = run.run_id;
+        e->run_dir = run.run_dir;
+        e->start = APR_INT64_MIN;
+        e->stop = APR_INT64_MAX;
+    }
+    for (i = 0; i < runs->nelts; i++) {
+        add_run(h, by_dir, &APR_ARRAY_IDX(runs, i, ptm_runs_entry_t));
+    }
+    return APR_SUCCESS;
+}
+
+/* ---- the query -----------------------------------------------------------*/
+
+static apr_status_t free_buffers(void *data)
+{
+    hist_t *h = data;
+
+    free(h->buf);
+    free(h->lbuf);
+    free(h->ents);
+    free(h->slots);
+    if (h->site_fd >= 0) {
+        close(h->site_fd);
+    }
+    return APR_SUCCESS;
+}
+
+/* 1 if `s` is an integer as JSON writes one (-?(0|[1-9][0-9]*)). */
+static int is_json_int(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    if (n && s[0] == '-') {
+        i++;
+    }
+    if (i == n || (s[i] == '0' && n - i > 1)) {
+        return 0;
+    }
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Walk the window slice by slice in the answer's order. */
+static apr_status_t walk(hist_t *h)
+{
+    apr_time_t pos = h->asc ? h->lo : h->hi, width = 0, a, b, mid;
+    apr_time_t every = h->q->every;
+    apr_status_t rv;
+    int uncapped;
+
+    while (!h->done && (h->asc ? pos < h->hi : pos > h->lo)) {
+        if (h->asc) {
+            a = pos;
+            b = slice_end(h, pos, width);
+        }
+        else {
+            b = pos;
+            a = slice_start(h, pos, width);
+        }
+        uncapped = 0;
+        while ((rv = do_slice(h, a, b, uncapped)) == OVERFLOW) {
+            /* Too many events: half of it (in the answer's order), again;
+             * never a bucket split; below a millisecond (events that share
+             * one ts), take it whole. */
+            PTM_TEST_HOOK("history:split", 0);
+            /* (Halves taken apart: b - a may not fit an int64.) */
+            mid = a / 2 + b / 2 + (a % 2 + b % 2) / 2;
+            if (every) {
+                mid = h->asc ? align_down(mid, every) : align_up(mid, every);
+            }
+            if ((uint64_t)b - (uint64_t)a <= (uint64_t)SLICE_MIN || mid <= a
+                || mid >= b) {
+                uncapped = 1;
+                continue;
+            }
+            if (h->asc) {
+                b = mid;
+            }
+            else {
+                a = mid;
+            }
+            width = (uint64_t)b - (uint64_t)a > (uint64_t)APR_INT64_MAX
+                    ? APR_INT64_MAX : b - a;
+        }
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        pos = h->asc ? b : a;
+        if (width) {
+            /* Grow back: the next stretch may be quieter. */
+            width = width > DAY ? 0 : width * 2;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t ptm_history_query(ptm_history_result_t *res,
+                               const ptm_history_conf_t *conf,
+                               const ptm_query_t *q, apr_time_t now,
+                               ptm_history_emit_fn emit, void *ctx,
+                               apr_pool_t *p)
+{
+    hist_t h;
+    apr_status_t rv;
+    apr_time_t every = q->every;
+
+    memset(res, 0, sizeof(*res));
+    memset(&h, 0, sizeof(h));
+    h.conf = conf;
+    h.q = q;
+    h.res = res;
+    h.emit = emit;
+    h.ctx = ctx;
+    h.site_fd = -1;
+    if ((rv = apr_pool_create(&h.p, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    apr_pool_cleanup_register(h.p, &h, free_buffers, apr_pool_cleanup_null);
+    h.asc = q->ndjson || !q->desc;
+    h.lo = q->since;
+    h.hi = q->until;
+    h.era_hi = sat_add(now, 2 * DAY);
+    h.days = apr_hash_make(h.p);
+    if (q->has_after) {
+        /* Only what lies after the cursor; with `every`, its bucket whole
+         * (its selection needs all of it). */
+        apr_time_t t = q->after.ts;
+
+        if (h.asc) {
+            t = every ? align_down(t, every) : t;
+            h.lo = t > h.lo ? t : h.lo;
+        }
+        else {
+            t = every ? sat_add(align_down(t, every), every) : sat_add(t, 1);
+            h.hi = t < h.hi ? t : h.hi;
+        }
+    }
+    if (q->run_id) {
+        ptm_buf_init(&h.rid, h.p, q->run_id_len + 8);
+        ptm_json_dump_string(&h.rid, q->run_id, q->run_id_len);
+        h.rid_int = is_json_int(q->run_id, q->run_id_len);
+    }
+    if ((rv = grow((void **)&h.buf, &h.buf_cap, READ_CHUNK, 1)) != 0) {
+        rv = APR_ENOMEM;
+        goto out;
+    }
+    if (q->stream != PTM_STREAM_RUN) {
+        h.site_fd = open(conf->site_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if ((rv = load_runs(&h)) != APR_SUCCESS) {
+        goto out;
+    }
+    if ((rv = walk(&h)) != APR_SUCCESS) {
+        goto out;
+    }
+    if (!h.ring_asked) {
+        /* An empty window: still say how far back the ring goes. */
+        slice_t sl;
+
+        memset(&sl, 0, sizeof(sl));
+        sl.p = h.p;
+        sl.t0 = sl.t1 = 0;
+        sl.cap = 1;
+        rv = take_ring(&h, &sl);
+    }
+out:
+    apr_pool_destroy(h.p);
+    return rv;
+}
