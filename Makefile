@@ -111,9 +111,11 @@ test-valgrind: $(UNIT_BIN)
 	@echo "test-valgrind: clean"
 
 # --- make bench: the module against Apache's own ceiling (not a test) -------
+# bench/history.py: GET /events over 2- and 365-day fixtures (mk/history.mk).
 bench: build
 	@sh mk/ensure-packages wrk apache2-utils
 	$(PYTHON) bench/bench.py
+	$(PYTHON) bench/history.py
 
 # make profile: instructions per request in the core (callgrind counts are
 # stable on a shared machine; wall-clock numbers come from make bench).
@@ -138,7 +140,7 @@ profile: $(PROFILE_BIN)
 	done
 
 # --- everything -------------------------------------------------------------
-test: build test-unit fuzz-replay test-httpd test-client
+test: build test-unit fuzz-replay history-fixture-check test-httpd test-client
 	@echo "make test: unit, Apache::Test and client suites passed"
 
 clean:

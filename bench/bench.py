@@ -77,7 +77,7 @@ DocumentRoot "{work}/htdocs"
     AllowOverride None
     Require all granted
 </Directory>
-PanoptesTelemetrySiteDir "{work}/site"
+PanoptesTelemetrySiteDir "{site}"
 PanoptesTelemetrySync {sync}
 <Location /api>
     SetHandler panoptes-telemetry
@@ -90,11 +90,13 @@ PanoptesTelemetrySync {sync}
 """
 
 
-def http(method, path, body=None):
+def http(method, path, body=None, base=BASE, headers=None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(BASE + path, data=data, method=method)
+    req = urllib.request.Request(base + path, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read()
@@ -103,31 +105,41 @@ def http(method, path, body=None):
 
 
 class Server:
-    def __init__(self, sync):
+    """One generated httpd in `work` (wiped at start) on `port`; its site
+    directory is work/site unless `site` names one (bench/history.py
+    serves prepared fixtures)."""
+
+    def __init__(self, sync, work=WORK, port=PORT, site=None):
         self.sync = sync
+        self.work = work
+        self.port = port
+        self.base = "http://127.0.0.1:%d" % port
+        self.site = site or os.path.join(work, "site")
         self.proc = None
 
     def start(self):
-        if os.path.isdir(WORK):
-            shutil.rmtree(WORK)
-        os.makedirs(os.path.join(WORK, "htdocs"))
+        if os.path.isdir(self.work):
+            shutil.rmtree(self.work)
+        os.makedirs(os.path.join(self.work, "htdocs"))
         user = ""
         if os.geteuid() == 0:
             user = "User www-data\nGroup www-data"
-        conf = os.path.join(WORK, "httpd.conf")
+        conf = os.path.join(self.work, "httpd.conf")
         with open(conf, "w") as f:
-            f.write(CONF.format(work=WORK, port=PORT, mods=MODULES, so=SO,
-                                user=user, sync="On" if self.sync else "Off"))
+            f.write(CONF.format(work=self.work, port=self.port,
+                                mods=MODULES, so=SO, user=user,
+                                site=self.site,
+                                sync="On" if self.sync else "Off"))
         self.proc = subprocess.Popen(["/usr/sbin/apache2", "-f", conf,
                                       "-DFOREGROUND"])
         for _ in range(100):
             try:
-                if http("GET", "/api/health")[0] == 200:
+                if http("GET", "/api/health", base=self.base)[0] == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.1)
-        sys.exit("bench: httpd did not start; see %s/error_log" % WORK)
+        sys.exit("bench: httpd did not start; see %s/error_log" % self.work)
 
     def stop(self):
         if self.proc:
@@ -175,12 +187,14 @@ def site_lines():
     return n
 
 
-def wrk(mode, path, conc, seconds):
+def wrk(mode, path, conc, seconds, base=BASE, accept=None):
     env = dict(os.environ, BENCH_MODE=mode, BENCH_PATH=path)
+    if accept:
+        env["BENCH_ACCEPT"] = accept
     threads = min(conc, 2)
     out = subprocess.run(["wrk", "--latency", "-t%d" % threads,
                           "-c%d" % conc, "-d%ds" % seconds, "-s", LUA,
-                          BASE + path], capture_output=True, text=True,
+                          base + path], capture_output=True, text=True,
                          env=env)
     m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
     if not m:

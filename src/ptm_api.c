@@ -546,30 +546,44 @@ fail:
 
 /* ---- POST /run/stop ----------------------------------------------------- */
 
-/* The stop goes into the runs index after the run stopped (best effort: a
- * run with no stop line ends where the next one starts, ptm_runs_read);
- * a failure is logged, never a reason to keep a run going. */
+typedef struct {
+    const char *site_dir;
+    apr_time_t now;
+    apr_status_t rv;
+    apr_pool_t *pool;
+} stop_note_t;
+
+static void note_stop(void *ctx, const char *run_dir)
+{
+    stop_note_t *n = ctx;
+
+    n->rv = ptm_runs_note_stop(n->site_dir, run_dir, n->now, n->pool);
+}
+
+/* The stop goes into the runs index under the store lock, in order with
+ * the starts.  Best effort: a run with no stop line ends where the next
+ * one starts (ptm_runs_read); a failure is logged, never a reason to
+ * keep a run going. */
 static void do_run_stop(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                         const ptm_api_req_t *req, ptm_buf_t *b,
                         apr_pool_t *p)
 {
-    ptm_store_run_t run;
-    apr_status_t rv;
+    stop_note_t n;
 
-    if (ptm_store_run_peek(&run, conf->store, p) != APR_SUCCESS) {
-        run.active = 0;
-    }
-    run_answer(resp, ptm_store_run_stop(conf->store, b), b, p);
+    n.site_dir = conf->site_dir;
+    n.now = req->now;
+    n.rv = APR_SUCCESS;
+    n.pool = p;
+    run_answer(resp, ptm_store_run_stop_noting(conf->store, b, note_stop,
+                                               &n), b, p);
     if (resp->status != 200) {
         return;
     }
     resp->log = "run stopped";
-    if (run.active
-        && (rv = ptm_runs_note_stop(conf->site_dir, run.run_dir, req->now,
-                                    p)) != APR_SUCCESS) {
+    if (n.rv != APR_SUCCESS) {
         resp->log = apr_pstrcat(p, "run stopped; cannot note it in the runs "
                                 "index ", conf->site_dir, "/" PTM_RUNS_FILE
-                                ": ", errstr(rv, p), NULL);
+                                ": ", errstr(n.rv, p), NULL);
     }
 }
 

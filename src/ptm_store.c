@@ -383,7 +383,7 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
     }
     stats->bytes_used = h->arena + __atomic_load_n(&h->live,
                                                    __ATOMIC_RELAXED);
-    stats->bytes_total = h->size;
+    stats->bytes_total = h->ring;       /* the ring is reported apart */
     stats->run_active = ptm_store_run_active(st);
     stats->repairs = __atomic_load_n(&h->repairs, __ATOMIC_RELAXED);
     stats->write_errors = __atomic_load_n(&h->write_errors, __ATOMIC_RELAXED);

@@ -179,6 +179,14 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
 /** Stop the active run; `out` gets its object.  PTM_STORE_NORUN if none. */
 apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out);
 
+/* Told, under the lock, the directory of the run being stopped. */
+typedef void (*ptm_store_note_fn)(void *ctx, const char *run_dir);
+
+/** ptm_store_run_stop, calling `note` under the lock first (so that what
+ * it records is in the order of the starts and stops). */
+apr_status_t ptm_store_run_stop_noting(ptm_store_t *st, ptm_buf_t *out,
+                                       ptm_store_note_fn note, void *ctx);
+
 /** Copy the active run's object into `out`.  PTM_STORE_NORUN if none. */
 apr_status_t ptm_store_run_get(ptm_store_t *st, ptm_buf_t *out);
 
@@ -306,7 +314,8 @@ typedef struct {
     uint64_t events[2];        /* accepted events per stream */
     uint32_t types[2];         /* current types per stream */
     uint64_t bytes_used;       /* tables and live values */
-    uint64_t bytes_total;
+    uint64_t bytes_total;      /* PanoptesTelemetryStateSize: the ring's
+                                * bytes are recent_size */
     int run_active;
     const char *run_id;        /* pool copies, when a run is active and */
     const char *run_obj;       /* the lock was free (NULL when busy) */

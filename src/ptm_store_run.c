@@ -1,10 +1,11 @@
 /* The active run in the store: what events need to know of it (read
  * under the lock, or remembered per thread while its generation holds),
  * and starting, stopping and reading it. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <apr_strings.h>
 #include <string.h>
+#include <apr_strings.h>
 #include "ptm_store_int.h"
 
 apr_status_t ptm_store_run_peek(ptm_store_run_t *run, ptm_store_t *st,
@@ -174,6 +175,12 @@ out:
 
 apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out)
 {
+    return ptm_store_run_stop_noting(st, out, NULL, NULL);
+}
+
+apr_status_t ptm_store_run_stop_noting(ptm_store_t *st, ptm_buf_t *out,
+                                       ptm_store_note_fn note, void *ctx)
+{
     hdr_t *h = st->hdr;
     apr_status_t rv;
 
@@ -183,6 +190,17 @@ apr_status_t ptm_store_run_stop(ptm_store_t *st, ptm_buf_t *out)
     if (!h->run_active) {
         ptm_store_unlock(st);
         return PTM_STORE_NORUN;
+    }
+    if (note) {
+        /* A copy: the callee may take its time, but not the segment. */
+        char dir[PATH_MAX];
+        size_t n = h->run_dir_len < sizeof(dir) - 1 ? h->run_dir_len
+                                                    : sizeof(dir) - 1;
+
+        memcpy(dir, arena(st) + h->run_blob + h->run_obj_len
+                    + h->run_id_len, n);
+        dir[n] = '\0';
+        note(ctx, dir);
     }
     ptm_buf_add(out, arena(st) + h->run_blob, h->run_obj_len);
     ptm_store_begin_locked(h, PTM_STREAM_RUN, 0);

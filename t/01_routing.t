@@ -11,7 +11,7 @@ use PTMTest;
 
 ensure_no_run();
 
-my @GET_ROUTES  = ('/health', '/ready', '/run', '/current', '/current/some-type');
+my @GET_ROUTES  = ('/health', '/ready', '/run', '/current', '/current/some-type', '/events');
 my @POST_ROUTES = ('/event', '/run/start', '/run/stop', '/shutdown');
 
 sub mount_prefix_of { return $_[0] eq 'root' ? '' : '/telemetry' }
@@ -66,7 +66,7 @@ for my $m (mounts()) {
                ['POST', '/run/restart'], ['GET', '/run/restart'], ['GET', '/healthz'],
                ['GET', '/health/x'], ['GET', '/run/start/x'], ['GET', '/current/a/b'],
                ['GET', '/current/a%2Fb'], ['GET', '/current/a%2fb'],
-               ['POST', '/current/a%2Fb'], ['GET', '/events'], ['GET', '/Health'],
+               ['POST', '/current/a%2Fb'], ['GET', '/events/x'], ['GET', '/Health'],
                ['POST', '/EVENT'], ['HEAD', '/nope'])
     {
         my ($meth, $path) = @$c;

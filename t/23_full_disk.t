@@ -35,6 +35,8 @@ use PTMTest qw(restore_server status_auto httpd_pid server_snapshot start_server
     crit_lines crash_lines mount_tmpfs fill_fs blocks_of);
 
 my $STATE_SIZE = 4194304;       # PanoptesTelemetryStateSize of the suite
+my $RING = 1048576;             # PanoptesTelemetryRecent of the suite
+my $FILE_SIZE = $STATE_SIZE + $RING;    # the state file holds both
 my $site  = site_dir();
 my $sdir  = state_dir();
 my $sfile = state_file();
@@ -71,7 +73,7 @@ END {
 # state's just large enough (one tmpfs when a configuration keeps the
 # state in the site directory, as earlier versions did).
 sub mount_small {
-    my %size = ($sdir => 4096 + 256, $site => 1024);
+    my %size = ($sdir => ($FILE_SIZE >> 10) + 256, $site => 1024);
     my %opt  = ($sdir => [mode => 0700], $site => [mode => 0755, uid => $uid, gid => $gid]);
     if ($sdir eq $site) {
         %size = ($sdir => $size{$sdir} + $size{$site});
@@ -103,10 +105,10 @@ SKIP: {
     my $pid = start_server($orig, 60);
     ok($pid, '(a) httpd starts with the state and site directories on small tmpfs')
         or skip 'httpd did not start', 1;
-    like(wait_for_log($off, qr/telemetry state \Q$sfile\E: /, 5) // '', qr/: new \(\Q$STATE_SIZE\E bytes\)/,
+    like(wait_for_log($off, qr/telemetry state \Q$sfile\E: /, 5) // '', qr/: new \(\Q$FILE_SIZE\E bytes\)/,
         '(a) a new state file was made');
-    cmp_ok(blocks_of($sfile) // 0, '>=', $STATE_SIZE,
-        "(a) every block of the new state file is allocated ($STATE_SIZE bytes)");
+    cmp_ok(blocks_of($sfile) // 0, '>=', $FILE_SIZE,
+        "(a) every block of the new state file is allocated ($FILE_SIZE bytes)");
     my $st0 = status_auto();
 
     # Some room used while there is room: a day file, a current value.
@@ -229,7 +231,7 @@ SKIP: {
     $off = error_log_size();
     ok(start_server($orig, 60), '(b) room again: httpd starts');
     like(wait_for_log($off, qr/telemetry state \Q$sfile\E: /, 5) // '', qr/: new /, '(b) ... with a new state');
-    cmp_ok(blocks_of($sfile) // 0, '>=', $STATE_SIZE, '(b) ... fully allocated');
+    cmp_ok(blocks_of($sfile) // 0, '>=', $FILE_SIZE, '(b) ... fully allocated');
     is(post_event(ev('disk-23-b'))->{code}, 200, '(b) ... and events are accepted');
 }
 
@@ -237,19 +239,19 @@ SKIP: {
 {
     ok(stop_server(60), '(c) httpd stopped');
     ok(umount_all(), '(c) tmpfs unmounted') if @mounted;
-    ok(-f $sfile && -s $sfile == $STATE_SIZE, "(c) the suite's own state file is there ($STATE_SIZE bytes)");
+    ok(-f $sfile && -s $sfile == $FILE_SIZE, "(c) the suite's own state file is there ($FILE_SIZE bytes)");
     # Copy it with holes where its blocks are zeros, as ftruncate left it.
     my $tmp = "$sfile.sparse-23";
     is(system('cp', '--sparse=always', $sfile, $tmp), 0, '(c) a sparse copy made');
     chmod 0600, $tmp;
     rename $tmp, $sfile or die "rename $tmp: $!";
     my $before = blocks_of($sfile);
-    cmp_ok($before, '<', $STATE_SIZE, "(c) the state file is sparse ($before bytes allocated)");
+    cmp_ok($before, '<', $FILE_SIZE, "(c) the state file is sparse ($before bytes allocated)");
     my $off = error_log_size();
     ok(start_server($orig, 60), '(c) httpd starts');
     like(wait_for_log($off, qr/telemetry state \Q$sfile\E: /, 5) // '', qr/: recovered /,
         '(c) the state was recovered in place');
-    cmp_ok(blocks_of($sfile) // 0, '>=', $STATE_SIZE, '(c) ... and every block of it is allocated now');
+    cmp_ok(blocks_of($sfile) // 0, '>=', $FILE_SIZE, '(c) ... and every block of it is allocated now');
     json_is(get('/current/keep-23')->{body}, $keep->{body}, '(c) the current value from before this file is back');
     ok(!crash_lines($off), '(c) no crash logged');
 }

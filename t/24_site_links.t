@@ -37,6 +37,8 @@ use PTMTest qw(restore_server httpd_pid server_snapshot start_server stop_server
     crit_lines crash_lines);
 
 my $STATE_SIZE = 4194304;       # PanoptesTelemetryStateSize of the suite
+my $RING = 1048576;             # PanoptesTelemetryRecent of the suite
+my $FILE_SIZE = $STATE_SIZE + $RING;    # the state file holds both
 my $site   = site_dir();
 my $sdir   = state_dir();
 my $sfile  = state_file();
@@ -134,7 +136,7 @@ my $off;
     diag sprintf '(a) started in %.1f s', Time::HiRes::time() - $t0;
     victims_intact('(a)');
     ok(-l $legacy && -l "$site/site_20200101.ndjson" && -p $fifo, '(a) the plants are as they were');
-    ok(-f $sfile && !-l $sfile && -s $sfile == $STATE_SIZE && (stat $sfile)[4] == 0
+    ok(-f $sfile && !-l $sfile && -s $sfile == $FILE_SIZE && (stat $sfile)[4] == 0
         && (stat $sfile)[3] == 1 && ((stat $sfile)[2] & 07777) == 0600,
         '(a) the state is a regular file of root (0600, one link) in the state directory');
     like(wait_for_log($off, qr/telemetry state \Q$sfile\E: /, 5) // '', qr/: new /,
@@ -184,7 +186,7 @@ my $off;
     like(wait_for_log($off, qr/telemetry state \Q$sfile\E: /, 5) // '', qr/: moved from /,
         '(b) the state in the site directory was carried over');
     ok(!-e $legacy, '(b) ... and removed from the site directory');
-    ok(-f $sfile && !-l $sfile && -s $sfile == $STATE_SIZE, '(b) ... into the state directory');
+    ok(-f $sfile && !-l $sfile && -s $sfile == $FILE_SIZE, '(b) ... into the state directory');
     json_is(get('/current/keep-24')->{body}, $keep->{body}, '(b) the current value from before this file is back');
     ok(!wait_for_log($off, qr/is not writable by the server user/, 0.5), '(b) no warning about the site directory');
     my $r = post_event('{"type":"links-24","data":{"n":1}}');

@@ -33,6 +33,8 @@ use PTMTest qw(restore_server status_auto httpd_pid server_snapshot start_server
     crit_lines crash_lines mount_tmpfs blocks_of);
 
 my $STATE_SIZE = 4194304;       # PanoptesTelemetryStateSize of the suite
+my $RING = 1048576;             # PanoptesTelemetryRecent of the suite
+my $FILE_SIZE = $STATE_SIZE + $RING;    # the state file holds both
 my $BIG        = 8388608;       # what this file asks for
 my $sdir  = state_dir();
 my $sfile = state_file();
@@ -108,7 +110,7 @@ is($before->{auto}{PanoptesStateBytesTotal}, $STATE_SIZE, "the usual state: Pano
 
 SKIP: {
     ok(stop_server(60), 'httpd stopped');
-    ok(-f $sfile && -s $sfile == $STATE_SIZE, "the state file is $STATE_SIZE bytes");
+    ok(-f $sfile && -s $sfile == $FILE_SIZE, "the state file is $FILE_SIZE bytes");
     my $copy = read_bytes($sfile);
     # Room for the 4 MiB state and 2 MiB more: not for a new 8 MiB file.
     skip 'cannot mount a tmpfs here: no full-disk test', 1
@@ -122,7 +124,7 @@ SKIP: {
         chmod 0600, $sfile;
     }
     undef $copy;
-    ok(-s $sfile == $STATE_SIZE && (blocks_of($sfile) // 0) >= $STATE_SIZE,
+    ok(-s $sfile == $FILE_SIZE && (blocks_of($sfile) // 0) >= $FILE_SIZE,
         '... holding the state as it was, fully allocated');
 
     # --- (a) 8 MiB asked for, no room for it ----------------------------------------------
@@ -133,14 +135,14 @@ SKIP: {
     my @crit = crit_lines($off);
     ok(!@crit, '(a) no CRIT line') or diag join "\n", @crit;
     my @warn = module_warnings($off);
-    ok(@warn == 1 && $warn[0] =~ /cannot resize the telemetry state \Q$sfile\E to $BIG bytes \(No space left on device\): it keeps its $STATE_SIZE bytes/,
-        "(a) exactly one warning: cannot resize the telemetry state <file> to $BIG bytes (No space left on device): it keeps its $STATE_SIZE bytes ...")
+    ok(@warn == 1 && $warn[0] =~ /cannot resize the telemetry state \Q$sfile\E to @{[$BIG + $RING]} bytes \(No space left on device\): it keeps its $FILE_SIZE bytes/,
+        "(a) exactly one warning: cannot resize the telemetry state <file> to @{[$BIG + $RING]} bytes (No space left on device): it keeps its $FILE_SIZE bytes ...")
         or diag "module warnings:\n" . join("\n", @warn) . "\nall lines:\n" . join("\n", error_log_since($off));
     diag "(a) $warn[0]" if @warn;
     my ($info) = grep { /telemetry state \Q$sfile\E: / } error_log_since($off);
     diag '(a) ' . ($info // 'no line about the state file');
-    is(-s $sfile, $STATE_SIZE, "(a) the state file is still $STATE_SIZE bytes");
-    cmp_ok(blocks_of($sfile) // 0, '>=', $STATE_SIZE, '(a) ... fully allocated');
+    is(-s $sfile, $FILE_SIZE, "(a) the state file is still $FILE_SIZE bytes");
+    cmp_ok(blocks_of($sfile) // 0, '>=', $FILE_SIZE, '(a) ... fully allocated');
     is(state_dir_entries(), 'state', '(a) no partial file left in the state directory');
     SKIP: {
         skip 'httpd did not start', 1 unless $pid;
@@ -168,8 +170,8 @@ SKIP: {
             '(b) the state was recovered and resized');
         ok(!grep({ /cannot resize/ } error_log_since($off)), '(b) no warning about the size');
         ok(!crit_lines($off), '(b) no CRIT line');
-        is(-s $sfile, $BIG, "(b) the state file is $BIG bytes");
-        cmp_ok(blocks_of($sfile) // 0, '>=', $BIG, '(b) ... fully allocated');
+        is(-s $sfile, $BIG + $RING, "(b) the state file is $BIG + $RING bytes");
+        cmp_ok(blocks_of($sfile) // 0, '>=', $BIG + $RING, '(b) ... fully allocated');
         is(state_dir_entries(), 'state', '(b) nothing else in the state directory');
         my $now = state_now();
         is($now->{auto}{PanoptesStateBytesTotal}, $BIG, "(b) ?auto PanoptesStateBytesTotal: $BIG");
@@ -186,8 +188,8 @@ SKIP: {
     $off = error_log_size();
     ok(start_server($orig, 60), '(c) httpd starts as the suite runs it');
     $unusual = 0;
-    like(wait_for_log($off, qr/telemetry state \Q$sfile\E: /, 5) // '', qr/: recovered \(\Q$STATE_SIZE\E bytes\)/,
-        "(c) with its usual state ($STATE_SIZE bytes)");
+    like(wait_for_log($off, qr/telemetry state \Q$sfile\E: /, 5) // '', qr/: recovered \(\Q$FILE_SIZE\E bytes\)/,
+        "(c) with its usual state ($FILE_SIZE bytes)");
     is(status_auto()->{PanoptesStateBytesTotal}, $STATE_SIZE, "(c) ?auto PanoptesStateBytesTotal: $STATE_SIZE");
     json_is(get('/current/keep-25')->{body}, $keep->{body},
         '(c) /current/keep-25 as the usual state holds it (not as the tmpfs had it)');

@@ -19,6 +19,7 @@
 
 #include "ptm_unit.h"
 
+#include <apr_file_info.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
 #include <jansson.h>
@@ -393,6 +394,126 @@ static void test_run_root_gone(void **state)
     json_decref(j);
 }
 
+/* ---- the runs index and GET /events ------------------------------------- */
+
+/* The one site_*.ndjson of the site dir. */
+static const char *first_day_file(const fixture_t *f)
+{
+    apr_dir_t *d;
+    apr_finfo_t fi;
+    const char *name = NULL;
+
+    assert_int_equal(apr_dir_open(&d, f->site, gpool), APR_SUCCESS);
+    while (apr_dir_read(&fi, APR_FINFO_NAME, d) == APR_SUCCESS) {
+        if (strncmp(fi.name, "site_", 5) == 0) {
+            name = apr_pstrdup(gpool, fi.name);
+        }
+    }
+    apr_dir_close(d);
+    assert_non_null(name);
+    return name;
+}
+
+/* A run start and stop each leave one line in the runs index, in order;
+ * an index that cannot be written refuses the start (a run /events could
+ * not find after a restart does not start) and changes nothing. */
+static void test_runs_index(void **state)
+{
+    fixture_t *f = *state;
+    ptm_api_resp_t resp;
+    const char *idx = at(f, ".runs.ndjson");
+    char *text;
+    size_t len;
+    json_t *j;
+
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"r1\"}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    j = call(&resp, f, "/run/stop", "{}");
+    assert_int_equal(resp.status, 200);
+    json_decref(j);
+    text = slurp(idx, &len, gpool);
+    assert_non_null(text);
+    assert_non_null(strstr(text, apr_pstrcat(gpool, "{\"run_id\":\"r1\","
+                                             "\"run_dir\":\"", at(f, "r1"),
+                                             "\",\"start\":\"", NULL)));
+    assert_non_null(strstr(text, apr_pstrcat(gpool, "\n{\"run_dir\":\"",
+                                             at(f, "r1"), "\",\"stop\":\"",
+                                             NULL)));
+    /* Two whole lines, nothing else. */
+    assert_int_equal(len, strlen(text));
+    assert_true(len > 2 && text[len - 1] == '\n');
+    assert_non_null(strchr(text, '\n'));
+    assert_ptr_equal(strchr(strchr(text, '\n') + 1, '\n'), text + len - 1);
+    /* A directory where the index should be: no start. */
+    assert_int_equal(unlink(idx), 0);
+    assert_int_equal(mkdir(idx, 0755), 0);
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"r2\"}");
+    assert_int_equal(resp.status, 500);
+    assert_detail(j, "runs index");
+    json_decref(j);
+    j = call(&resp, f, "/run", NULL);
+    assert_int_equal(resp.status, 404);
+    json_decref(j);
+    assert_int_equal(rmdir(idx), 0);
+}
+
+/* GET /events through the router: an ephemeral and a stored event, a run
+ * event, all found; a bad parameter is a 422 at ["query", name]. */
+static void test_events_route(void **state)
+{
+    fixture_t *f = *state;
+    ptm_api_resp_t resp;
+    ptm_api_req_t req;
+    json_t *j, *ev;
+
+    ptm_store_format(f->base, STATE_SIZE, 64 * 1024);
+    j = call(&resp, f, "/event", "{\"type\":\"w\",\"data\":1}");
+    json_decref(j);
+    j = call(&resp, f, "/event", "{\"type\":\"s\",\"data\":2,"
+             "\"store_permanently\":false}");
+    json_decref(j);
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"r\"}");
+    json_decref(j);
+    j = call(&resp, f, "/event", "{\"type\":\"w\",\"data\":3}");
+    json_decref(j);
+    j = call(&resp, f, "/events", NULL);
+    assert_int_equal(resp.status, 200);
+    ev = json_object_get(j, "events");
+    assert_int_equal(json_array_size(ev), 3);
+    /* Newest first: the run's, then the ephemeral one, then the first. */
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(ev, 0), "stream")), "run");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(ev, 1), "data")), 2);
+    assert_true(json_is_null(json_object_get(j, "next")));
+    assert_true(json_is_string(json_object_get(j, "recent_since")));
+    json_decref(j);
+
+    memset(&req, 0, sizeof(req));
+    req.method = PTM_GET;
+    req.path = "/events";
+    req.args = "type=w&format=ndjson&stream=site";
+    req.now = apr_time_now();
+    ptm_api_handle(&resp, &f->conf, &req, gpool);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(resp.content_type, "application/x-ndjson");
+    {
+        size_t n;
+        const char *file = slurp(apr_psprintf(gpool, "%s/%s", f->site,
+                                              first_day_file(f)), &n, gpool);
+
+        /* The one stored site event, byte for byte its line. */
+        assert_int_equal(resp.body_len, n);
+        assert_memory_equal(resp.body, file, n);
+    }
+
+    req.args = "limit=0";
+    ptm_api_handle(&resp, &f->conf, &req, gpool);
+    assert_int_equal(resp.status, 422);
+    assert_non_null(strstr(resp.body, "[\"query\",\"limit\"]"));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -404,6 +525,8 @@ int main(void)
         T(test_run_dir_real_and_reported),
         T(test_links_refused),
         T(test_run_root_gone),
+        T(test_runs_index),
+        T(test_events_route),
     };
 
     return cmocka_run_group_tests_name("ptm_api", tests, group_setup,
