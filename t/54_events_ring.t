@@ -1,14 +1,15 @@
 # The recent-events ring and event ids (SPEC §12.1, §12.2):
 #   * server-status ?auto shows PanoptesRecentEvents, PanoptesRecentBytes,
-#     PanoptesRecentSize (8 MiB by default), PanoptesRecentOldest and
+#     PanoptesRecentSize (1 MiB, as t/conf/extra.conf.in sets it),
+#     PanoptesRecentOldest and
 #     PanoptesEventIdNext (<epoch>-<n>); every accepted event, stored or
 #     not, site or run, takes the next n (a refused one none), and its
 #     debug log line ends with id=<epoch>-<n>;
 #   * ephemeral events (store_permanently=false, current or not, site or
 #     run) are found by GET /events while the ring holds them, with
 #     recent_since (= PanoptesRecentOldest) no later than their acceptance;
-#   * once the ring has dropped them (pushed out by big ephemeral events
-#     on the /big mount), they are gone from /events (still current in
+#   * once the ring has dropped them (pushed out by big ephemeral events,
+#     each a fifth of the ring), they are gone from /events (still current in
 #     /current), recent_since is later than their acceptance, and the
 #     stored events around them are still found, byte for byte, from the
 #     files, and a window across the ring's oldest has each event once.
@@ -30,7 +31,7 @@ my $s0 = status_auto();
 like($s0->{$_} // '', qr/^\d+$/, "?auto has $_") for qw(PanoptesRecentEvents PanoptesRecentBytes PanoptesRecentSize);
 ok(exists $s0->{PanoptesRecentOldest}, '?auto has PanoptesRecentOldest');
 like($s0->{PanoptesEventIdNext} // '', qr/^\d+-\d+$/, '?auto has PanoptesEventIdNext <epoch>-<n>');
-is($s0->{PanoptesRecentSize}, 8388608, 'PanoptesRecentSize: 8 MiB by default');
+is($s0->{PanoptesRecentSize}, 1048576, 'PanoptesRecentSize: 1 MiB, the PanoptesTelemetryRecent of the suite');
 cmp_ok($s0->{PanoptesRecentBytes} // 0, '<=', $s0->{PanoptesRecentSize} // 0, 'bytes held within the size');
 cmp_ok($s0->{PanoptesRecentEvents} // 0, '>', 0, 'the ring holds the suite\'s events');
 like($s0->{PanoptesRecentOldest} // '', $STAMP, 'PanoptesRecentOldest is a UTC stamp');
@@ -74,17 +75,18 @@ ok(($before->{recent_since} // 'z') le $ev[0]{ts}, 'recent_since is no later tha
 is($before->{recent_since}, status_auto()->{PanoptesRecentOldest}, 'recent_since = PanoptesRecentOldest');
 
 # --- pushed out of the ring ----------------------------------------------------------
-my $size = $s1->{PanoptesRecentSize} || 8388608;
-my $MiB = 1 << 20;
-my $k = int($size / $MiB) + 3;
+# Each a fifth of the ring (one bigger than the ring would just empty it),
+# eight of them: the ring ends up holding only some of them.
+my $size = $s1->{PanoptesRecentSize} || 1048576;
+my $k = 8;
 my @big;
-my $pad = 'x' x $MiB;
+my $pad = 'x' x int($size / 5);
 for my $i (1 .. $k) {
     my $r = post_event('{"type":"' . $T . '-big","data":{"n":' . $i . ',"pad":"' . $pad . '"},'
         . '"store_permanently":false,"make_current":false}', mount => 'big');
     push @big, $r;
 }
-is(scalar(grep { $_->{code} == 200 } @big), $k, "$k ephemeral events of 1 MiB (the ring is $size bytes)")
+is(scalar(grep { $_->{code} == 200 } @big), $k, "$k ephemeral events of " . length($pad) . " bytes (the ring is $size)")
     or diag join ' ', map { $_->{code} } @big;
 my $s2 = status_auto();
 cmp_ok($s2->{PanoptesRecentBytes}, '<=', $size, 'PanoptesRecentBytes still within the size');
