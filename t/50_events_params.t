@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use Test::More;
 use Apache::Test ();
+use Time::HiRes ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
 use PTMTest qw(:DEFAULT :events);
@@ -190,6 +191,29 @@ for my $b (@bad) {
         my $x = events_get([type => "$T-basic", @$p]);
         is($x->{code}, 200, "$p->[0]=$p->[1]: 200") or diag events_desc($x);
     }
+}
+
+# Never a 500: values that are not UTF-8 are a 422 at their parameter;
+# unknown parameters are ignored (as FastAPI does).
+for my $p (['type', "\xff"], ['since', "\xc3("], ['run_id', "a\xffb"], ['stream', "\xfe"]) {
+    my $x = events_get([ $p->[0] => $p->[1] ]);
+    my $items = q422_items($x) || [];
+    ok($x->{code} == 422 && @$items == 1 && $items->[0][1] eq $p->[0],
+        "$p->[0] not UTF-8: 422 at [\"query\",\"$p->[0]\"]") or diag events_desc($x);
+}
+{
+    my $x = events_get([type => "$T-basic", foo => 'bar', Type => 'x', limit_ => '0']);
+    is($x->{code} . ' ' . scalar(@{ $x->{evs} || [] }), '200 3', 'unknown parameters (foo, Type, limit_) are ignored');
+}
+
+# Cost follows the window: a window of centuries answers at once.
+for my $w ([since => '1900-01-01T00:00:00Z'], [since => '1900-01-01T00:00:00Z', until => '2100-01-01T00:00:00Z'],
+           [since => '9999-12-31T23:59:59Z'], [since => '0001-01-01T00:00:00Z', until => '0001-01-02T00:00:00Z']) {
+    my $t0 = Time::HiRes::time();
+    my $x = events_get([type => "$T-none", @$w]);
+    my $took = Time::HiRes::time() - $t0;
+    ok($x->{code} == 200 && $took < 5, sprintf('?%s: 200 in %.2f s (under 5 s)', $x->{query}, $took))
+        or diag events_desc($x);
 }
 
 # A cursor of one query given to another: the cursor belongs to other

@@ -256,6 +256,9 @@ sel([type => $TD, order => 'asc', since => '15m', until => iso_ms($now - 30_000)
     ok(!$f->{error}, 'every=30m with limit=2: pages') or diag $f->{error};
     lines_are($f->{lines}, [ map { $_->{line} } @v{qw(B15 A20 A30 B59 B60 A65 A100)} ],
         'every=30m, limit=2, following next: the same events');
+    my $fd = events_follow([@types, @w, every => '30m', limit => 3]);
+    lines_are($fd->{lines}, [ map { $_->{line} } reverse @v{qw(B15 A20 A30 B59 B60 A65 A100)} ],
+        'every=30m, desc, limit=3, following next: the same events, newest first');
 }
 
 all_answers_json();

@@ -209,6 +209,8 @@ my @stored = hist_sort(grep { $_->{sp} } @ev);
     my $r = events_get(\@Q);
     is($r->{code}, 200, 'ring off: 200') or diag events_desc($r);
     ok($r->{has_recent} && !defined $r->{recent_since}, 'ring off: recent_since null');
+    ok(!defined $r->{skipped}, 'ring off: no Panoptes-Skipped when nothing was skipped')
+        or diag "Panoptes-Skipped: $r->{skipped}";
     lines_are($r->{lines}, [ map { $_->{line} } @stored ], 'ring off: the stored events, from the files; no ephemeral one');
     my $n = events_get(\@Q, headers => $NDJ);
     is($n->{body}, join('', map { file_line($_) . "\n" } @stored), 'ring off: NDJSON: each stored event\'s file line');
