@@ -200,6 +200,22 @@ sel([type => $TD, order => 'asc', since => '15m', until => iso_ms($now - 30_000)
     sel([type => '', @W2], [$empty], 'type= (empty): the events of type ""');
     sel([@W2, order => 'asc'], [$amp, $cafe, $slash, $empty], 'all four without a type');
     sel([type => "$T-caf\xc3\xa9", @W2], [], 'a type is not matched by its prefix');
+
+    # Types and run ids that JSON escapes: the filter compares the value,
+    # not its spelling in the file (\", \\, \n, \u007f, surrogate pairs).
+    my @W3 = (since => iso_ms($B + 40 * 60_000), until => iso_ms($B + 41 * 60_000));
+    my $t1 = $B + 40 * 60_000;
+    my $odd = "$T-q\"uo\\te\n\t\x7f\xf0\x9d\x84\x9e/";
+    my $q = post_ok(type => $odd, id => 'odd', ts => iso_ms($t1 + 1000));
+    sel([type => $odd, @W3], [$q], 'a type with a quote, a backslash, control characters, DEL and U+1D11E');
+    my $rid = "R\xc3\xa9 \"51\"\\$$";
+    my $st = start_run('{"run_id":' . js($rid) . ',"run_dir":"ev51u-' . $$ . '"}');
+    is($st->{code}, 200, 'a run whose id has non-ASCII, quotes and a backslash') or diag $st->{body};
+    my $u = post_ok(type => "$T-u", id => 'u1', ts => iso_ms($t1 + 2000), run => $rid);
+    is(stop_run()->{code}, 200, '... stopped');
+    my $us = post_ok(type => "$T-u", id => 'u2', ts => iso_ms($t1 + 3000), meta => '{"run_id":' . js($rid) . '}');
+    sel([run_id => $rid, @W3, order => 'asc'], [$u, $us], 'run_id with non-ASCII, quotes and a backslash');
+    sel([run_id => "R\xc3\xa9", @W3], [], '... and not its prefix');
 }
 
 # --- limit and next --------------------------------------------------------------------
