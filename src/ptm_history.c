@@ -157,6 +157,7 @@ typedef struct {
     int asc;
     int looking;                /* limit reached: does one more match? */
     int done;
+    size_t bytes;               /* of the lines emitted */
     int site_fd;
     apr_hash_t *days;           /* day key -> src_t */
     apr_array_header_t *runs;   /* src_t * */
@@ -1191,7 +1192,9 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
             h->res->skipped++;
             continue;
         }
-        if (q->limit > 0 && h->res->events >= (unsigned)q->limit) {
+        if ((q->limit > 0 && h->res->events >= (unsigned)q->limit)
+            || (h->conf->page_bytes && h->res->events
+                && h->bytes + e->len > h->conf->page_bytes)) {
             h->res->more = 1;
             h->done = 1;
             return APR_SUCCESS;
@@ -1199,6 +1202,7 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
         if ((rv = h->emit(h->ctx, line, e->len)) != APR_SUCCESS) {
             return rv;
         }
+        h->bytes += e->len;
         h->res->events++;
         h->res->last = e->key;
     }
