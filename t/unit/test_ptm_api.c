@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -455,7 +456,35 @@ static void test_runs_index(void **state)
     j = call(&resp, f, "/run", NULL);
     assert_int_equal(resp.status, 404);
     json_decref(j);
+    /* Nothing made either: no directory, so no run id used up. */
+    assert_int_not_equal(access(at(f, "r2"), F_OK), 0);
+    j = call(&resp, f, "/run/start", "{}");
+    assert_int_equal(resp.status, 500);
+    json_decref(j);
     assert_int_equal(rmdir(idx), 0);
+    j = call(&resp, f, "/run/start", "{}");
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "run_id")),
+                        "001");
+    json_decref(j);
+    j = call(&resp, f, "/run/stop", "{}");
+    json_decref(j);
+    /* A directory that cannot be made once the run is noted: the note is
+     * taken back, the journal is as it was. */
+    text = slurp(idx, &len, gpool);
+    assert_int_equal(close(open(at(f, "file"), O_CREAT | O_WRONLY, 0644)),
+                     0);
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"r3\","
+             "\"run_dir\":\"file/r3\"}");
+    assert_int_equal(resp.status, 500);
+    json_decref(j);
+    {
+        size_t len2;
+        char *text2 = slurp(idx, &len2, gpool);
+
+        assert_int_equal(len2, len);
+        assert_memory_equal(text2, text, len);
+    }
 }
 
 /* GET /events through the router: an ephemeral and a stored event, a run
