@@ -68,6 +68,12 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
 /** Fill `resp` from a core error (its status and detail), releasing it. */
 void ptm_api_respond_err(ptm_api_resp_t *resp, ptm_err_t *e, apr_pool_t *p);
 
+/* An answer of GET /events that is built whole (JSON, or NDJSON with a
+ * limit: the cursor goes out first) ends, with a cursor, before the event
+ * that would take its lines past this many bytes (never before its first
+ * event): `limit` counts events, and events can be MiBs each. */
+#define PTM_EVENTS_PAGE_BYTES ((size_t)16 * 1024 * 1024)
+
 /** GET /events (SPEC §12.2; ptm_events.c). */
 void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                        const ptm_api_req_t *req, apr_pool_t *p);

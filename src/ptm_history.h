@@ -23,6 +23,10 @@ typedef struct {
     ptm_store_t *store;
     const char *site_dir;                 /* normalised absolute path */
     const apr_array_header_t *run_roots;  /* const char *, normalised */
+    size_t page_bytes;                    /* the answer ends (`more`) before
+                                           * the event that would take its
+                                           * lines past this; never before
+                                           * its first; 0: no such end */
 } ptm_history_conf_t;
 
 /** Takes one selected event: its line (the file form, no newline; valid

@@ -1358,6 +1358,60 @@ static void test_runs(void **state)
     fx_close(&fx);
 }
 
+/* A day file of the Python server (SPEC §5 F4): its seqs began again at 1
+ * on each of its restarts, so lines in the middle of a file can carry the
+ * seqs the module goes on to give out (it goes on from the last line of
+ * each file).  Such a line is another event than the ring's one with its
+ * seq: it is still taken from the file, not dropped as the ring's copy. */
+static void test_legacy_seqs(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), now = d + DAY;
+    apr_array_header_t *got;
+    ptm_history_result_t res;
+    ptm_query_t q;
+    int i, seen[8] = { 0 };
+
+    fx_open(&fx, 64 * 1024);
+    /* Upstream: 1..3, a restart, 1 (the last line: the module's site
+     * counter goes on from 1). */
+    for (i = 1; i <= 4; i++) {
+        append_raw(day_file(&fx, d),
+                   apr_psprintf(fx.p, "{\"seq\":%d,\"ts\":\"2026-03-17T09:0%d:"
+                                "00.000Z\",\"stream\":\"site\",\"type\":\"w\","
+                                "\"data\":{\"i\":%d},\"meta\":{}}\n",
+                                i < 4 ? i : 1, i, 100 + i));
+    }
+    /* The counter goes on from the last line: the module's events get
+     * 2 and 3, as two of upstream's did. */
+    assert_int_equal(ptm_store_reconcile(fx.st, fx.dir, fx.roots, fx.p),
+                     APR_SUCCESS);
+    assert_int_equal(post(&fx, d, "2026-03-17T10:00:00.000Z", "w", 1)->seq,
+                     2);
+    assert_int_equal(post(&fx, d, "2026-03-17T10:00:01.000Z", "w", 1)->seq,
+                     3);
+    q = query(&fx, d - DAY);
+    q.desc = 0;
+    got = run_q(&fx, &q, now, &res);
+    for (i = 0; i < got->nelts; i++) {
+        int k = id_of(APR_ARRAY_IDX(got, i, const char *));
+
+        if (k >= 101 && k <= 104) {
+            seen[k - 100]++;
+        }
+        else {
+            assert_true(k == 1 || k == 2);
+            seen[4 + k]++;
+        }
+    }
+    /* The four upstream lines and the module's two, each once. */
+    for (i = 1; i <= 6; i++) {
+        assert_int_equal(seen[i], 1);
+    }
+    assert_int_equal(got->nelts, 6);
+    fx_close(&fx);
+}
+
 static int history_group_setup(void **state)
 {
     /* UTC+3 all year: local noon is 09:00Z. */
@@ -1387,6 +1441,7 @@ int main(void)
         TEST(test_wide_window),
         TEST(test_slices_split),
         TEST(test_runs),
+        TEST(test_legacy_seqs),
     };
 
     return cmocka_run_group_tests_name("ptm_history", tests,
