@@ -127,6 +127,8 @@ void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     hc.store = conf->store;
     hc.site_dir = conf->site_dir;
     hc.run_roots = conf->run_roots;
+    hc.gone = req->out ? req->out->gone : NULL;
+    hc.gone_ctx = req->out ? req->out->ctx : NULL;
     hc.page_bytes = 0;
     memset(&sink, 0, sizeof(sink));
     if (!q.ndjson || q.limit || !req->out) {
@@ -148,6 +150,13 @@ void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     if (rv != APR_SUCCESS) {
         char why[120];
 
+        if (APR_STATUS_IS_ECONNABORTED(rv)) {
+            /* Nobody to answer: the glue writes nothing to a gone client. */
+            resp->status = 499;
+            resp->streamed = 1;
+            resp->log = "GET /events: the client went away";
+            return;
+        }
         if (sink.started) {
             /* Half an answer is out: only the connection can say so. */
             resp->streamed = 1;

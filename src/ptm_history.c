@@ -1317,6 +1317,14 @@ static void add_run(hist_t *h, apr_hash_t *by_dir, const ptm_runs_entry_t *e)
     src_t *src;
     int i;
 
+    /* Its events were accepted while it ran; their ts, a day off at most.
+     * A run that cannot hold events of the window is not looked at again
+     * (a journal planted with a million runs costs one pass, not one per
+     * slice). */
+    if (!overlaps(sat_sub(e->start, DAY), sat_add(e->stop, DAY), h->lo,
+                  h->hi)) {
+        return;
+    }
     /* Only beneath the site dir or a run root, as run start allows (the
      * journal is the User's; the roots are the admin's, and may have
      * changed since). */
@@ -1325,6 +1333,7 @@ static void add_run(hist_t *h, apr_hash_t *by_dir, const ptm_runs_entry_t *e)
         h->res->skipped++;
         return;
     }
+    PTM_TEST_HOOK("history:run", 0);
     k = apr_pstrcat(h->p, root, "/", rel, NULL);
     if (!(src = apr_hash_get(by_dir, k, APR_HASH_KEY_STRING))) {
         src = apr_pcalloc(h->p, sizeof(*src));
@@ -1437,6 +1446,9 @@ static apr_status_t walk(hist_t *h)
     int uncapped;
 
     while (!h->done && (h->asc ? pos < h->hi : pos > h->lo)) {
+        if (h->conf->gone && h->conf->gone(h->conf->gone_ctx)) {
+            return APR_ECONNABORTED;
+        }
         if (h->asc) {
             a = pos;
             b = slice_end(h, pos, width);

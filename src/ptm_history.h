@@ -27,6 +27,10 @@ typedef struct {
                                            * the event that would take its
                                            * lines past this; never before
                                            * its first; 0: no such end */
+    /* 1 when the client has gone away (may be NULL): a long query stops
+     * between slices rather than answer nobody. */
+    int (*gone)(void *ctx);
+    void *gone_ctx;
 } ptm_history_conf_t;
 
 /** Takes one selected event: its line (the file form, no newline; valid
