@@ -1301,23 +1301,34 @@ static void add_run(hist_t *h, apr_hash_t *by_dir, const ptm_runs_entry_t *e)
     APR_ARRAY_PUSH(src->ties, uint32_t) = tie;
 }
 
+/* 1 if the run `e` can hold events of [lo, hi): its events were accepted
+ * while it ran, their ts a day off at most (as add_run's span). */
+static int run_near(const ptm_runs_entry_t *e, apr_time_t lo, apr_time_t hi)
+{
+    return overlaps(sat_sub(e->start, DAY), sat_add(e->stop, DAY), lo, hi);
+}
+
 /* The runs index and the active run (which may predate the journal, or
- * have failed to be noted in it). */
+ * have failed to be noted in it).  Only the directories of the runs near
+ * the window are looked at (a year of runs is mostly far from it), with
+ * every run that used them (their ties say which ring events are theirs). */
 static apr_status_t load_runs(hist_t *h)
 {
-    apr_array_header_t *runs;
-    apr_hash_t *by_dir = apr_hash_make(h->p);
+    const apr_array_header_t *runs;
+    apr_hash_t *by_dir = apr_hash_make(h->p), *near;
     ptm_store_run_t run;
     const ptm_runs_entry_t *last;
+    ptm_runs_entry_t active;
     unsigned bad = 0;
     apr_status_t rv;
-    int i;
+    int i, n, has_active = 0;
 
     h->runs = apr_array_make(h->p, 8, sizeof(src_t *));
     if (h->q->stream == PTM_STREAM_SITE) {
         return APR_SUCCESS;
     }
-    if (ptm_runs_read(&runs, &bad, h->conf->site_dir, h->p) != APR_SUCCESS) {
+    if (ptm_runs_read_cached(&runs, &bad, h->conf->site_dir, h->p)
+        != APR_SUCCESS) {
         bad++;                          /* a journal we cannot read */
     }
     h->res->skipped += bad;
@@ -1328,16 +1339,32 @@ static apr_status_t load_runs(hist_t *h)
                                         ptm_runs_entry_t) : NULL;
     if (run.active && !(last && last->stop == APR_INT64_MAX
                         && strcmp(last->run_dir, run.run_dir) == 0)) {
-        ptm_runs_entry_t *e = apr_array_push(runs);
-
         /* Its start is not known: any time. */
-        e->run_id = run.run_id;
-        e->run_dir = run.run_dir;
-        e->start = APR_INT64_MIN;
-        e->stop = APR_INT64_MAX;
+        active.run_id = run.run_id;
+        active.run_dir = run.run_dir;
+        active.start = APR_INT64_MIN;
+        active.stop = APR_INT64_MAX;
+        has_active = 1;
     }
-    for (i = 0; i < runs->nelts; i++) {
-        add_run(h, by_dir, &APR_ARRAY_IDX(runs, i, ptm_runs_entry_t));
+    n = runs->nelts + has_active;
+    /* The directories of the runs near the window, by name as the
+     * journal has it (the module writes each one normalised). */
+    near = apr_hash_make(h->p);
+    for (i = 0; i < n; i++) {
+        const ptm_runs_entry_t *e = i < runs->nelts
+            ? &APR_ARRAY_IDX(runs, i, ptm_runs_entry_t) : &active;
+
+        if (run_near(e, h->lo, h->hi)) {
+            apr_hash_set(near, e->run_dir, APR_HASH_KEY_STRING, e);
+        }
+    }
+    for (i = 0; apr_hash_count(near) && i < n; i++) {
+        const ptm_runs_entry_t *e = i < runs->nelts
+            ? &APR_ARRAY_IDX(runs, i, ptm_runs_entry_t) : &active;
+
+        if (apr_hash_get(near, e->run_dir, APR_HASH_KEY_STRING)) {
+            add_run(h, by_dir, e);
+        }
     }
     return APR_SUCCESS;
 }
