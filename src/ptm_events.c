@@ -14,6 +14,9 @@
 #include "ptm_time.h"
 
 #define NDJSON_TYPE "application/x-ndjson"
+/* A streamed answer goes to the glue this much at a time: one write (one
+ * pass down the filters) per 64 KiB rather than two per line. */
+#define STREAM_CHUNK ((size_t)64 * 1024)
 
 /* 1 if the Accept header names application/x-ndjson with a quality above
  * zero (media types are case-insensitive; parameters other than q are
@@ -74,7 +77,22 @@ typedef struct {
     unsigned n;
     const ptm_api_out_t *out;   /* else streamed here */
     int started;
+    char *chunk;                /* streamed: lines not written yet */
+    size_t chunk_len;
 } sink_t;
+
+/* Write what the stream holds. */
+static apr_status_t flush_chunk(sink_t *s)
+{
+    apr_status_t rv;
+
+    if (!s->chunk_len) {
+        return APR_SUCCESS;
+    }
+    rv = s->out->write(s->out->ctx, s->chunk, s->chunk_len);
+    s->chunk_len = 0;
+    return rv;
+}
 
 static apr_status_t emit(void *ctx, const char *line, size_t len)
 {
@@ -99,10 +117,22 @@ static apr_status_t emit(void *ctx, const char *line, size_t len)
         }
     }
     s->n++;
-    if ((rv = s->out->write(s->out->ctx, line, len)) != APR_SUCCESS) {
-        return rv;
+    if (s->chunk_len + len + 1 > STREAM_CHUNK) {
+        if ((rv = flush_chunk(s)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (len + 1 > STREAM_CHUNK) {
+            /* A line longer than a chunk: as it is. */
+            if ((rv = s->out->write(s->out->ctx, line, len)) != APR_SUCCESS) {
+                return rv;
+            }
+            return s->out->write(s->out->ctx, "\n", 1);
+        }
     }
-    return s->out->write(s->out->ctx, "\n", 1);
+    memcpy(s->chunk + s->chunk_len, line, len);
+    s->chunk[s->chunk_len + len] = '\n';
+    s->chunk_len += len + 1;
+    return APR_SUCCESS;
 }
 
 void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
@@ -137,9 +167,13 @@ void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     }
     else {
         sink.out = req->out;
+        sink.chunk = apr_palloc(p, STREAM_CHUNK);
     }
     memset(&res, 0, sizeof(res));
     rv = ptm_history_query(&res, &hc, &q, req->now, emit, &sink, p);
+    if (rv == APR_SUCCESS && sink.out) {
+        rv = flush_chunk(&sink);
+    }
     resp->skipped = res.skipped;
     if (rv != APR_SUCCESS) {
         char why[120];
