@@ -56,7 +56,8 @@
  * A line is trusted as little as the files are (they are the User's): it
  * must start as the module writes it, {"seq":N,"ts":"..","stream":"site"
  * or "run","type":"..","data":..,"meta":..}, in a file of its stream, and
- * end in a newline; a line that is emitted must be well-formed JSON.  What
+ * end in a newline; a line that is emitted must be well-formed JSON (a
+ * ring line is: the module wrote it, or ptm_ring_copy checked it).  What
  * fails is skipped and counted once per file per request.  A ts that is
  * not an RFC 3339 time (clients may send any string) is a line that never
  * matches a window, not damage. */
@@ -1433,8 +1434,11 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
         if (q->every && !after_cursor(h, &e->key)) {
             continue;                   /* before the cursor, in its bucket */
         }
+        /* A line of a file is the User's: checked as it goes out.  The
+         * ring's are the module's own, well-formed when written, and
+         * checked when restored from an old state (ptm_ring_copy). */
         if (!(line = ent_line(h, sl, e))
-            || !ptm_json_well_formed(line, e->len)) {
+            || (e->file >= 0 && !ptm_json_well_formed(line, e->len))) {
             h->res->skipped++;
             continue;
         }
