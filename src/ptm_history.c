@@ -150,8 +150,8 @@ typedef struct {
     src_t *src;
     dev_t dev;
     ino_t ino;
-    char *data;                 /* read whole: its bytes (malloc'd) */
-    size_t len;
+    char *data;                 /* read whole: its bytes (stash_take) */
+    size_t len, cap;
 } sfile_t;
 
 typedef struct {
@@ -579,6 +579,130 @@ static apr_time_t slice_start(const hist_t *h, apr_time_t pos,
     return a < h->lo ? h->lo : a;
 }
 
+/* ---- buffers kept per thread --------------------------------------------
+ *
+ * A request mallocs a few big buffers (a day file read whole, the keys of
+ * a slice) and frees them; glibc gives such sizes back to the kernel, so
+ * the next request faults every page in again (a seventh of an export's
+ * time).  Each thread keeps up to STASH_N of them, STASH_MAX bytes in
+ * all, for its next request; bigger ones are freed as before.  Freed with
+ * the thread. */
+
+#define STASH_N 4
+#define STASH_MAX ((size_t)2 * 1024 * 1024)
+
+typedef struct {
+    void *p[STASH_N];
+    size_t cap[STASH_N];
+} stash_t;
+
+static pthread_key_t stash_key;
+static pthread_once_t stash_once = PTHREAD_ONCE_INIT;
+static int stash_ok;
+
+static void stash_free(void *data)
+{
+    stash_t *st = data;
+    int i;
+
+    for (i = 0; i < STASH_N; i++) {
+        free(st->p[i]);
+    }
+    free(st);
+}
+
+static void stash_init(void)
+{
+    stash_ok = pthread_key_create(&stash_key, stash_free) == 0;
+}
+
+static stash_t *stash_get(void)
+{
+    stash_t *st;
+
+    if (pthread_once(&stash_once, stash_init) != 0 || !stash_ok) {
+        return NULL;
+    }
+    if (!(st = pthread_getspecific(stash_key))) {
+        if (!(st = calloc(1, sizeof(*st)))
+            || pthread_setspecific(stash_key, st) != 0) {
+            free(st);
+            return NULL;
+        }
+    }
+    return st;
+}
+
+/* A buffer of at least `want` bytes (its size in *cap), or NULL. */
+static void *stash_take(size_t want, size_t *cap)
+{
+    stash_t *st = stash_get();
+    int i, best = -1;
+    void *p;
+
+    for (i = 0; st && i < STASH_N; i++) {
+        if (st->p[i] && st->cap[i] >= want
+            && (best < 0 || st->cap[i] < st->cap[best])) {
+            best = i;
+        }
+    }
+    if (best >= 0) {
+        p = st->p[best];
+        *cap = st->cap[best];
+        st->p[best] = NULL;
+        return p;
+    }
+    *cap = want;
+    return malloc(want ? want : 1);
+}
+
+/* Keep `p` (of `cap` bytes) for the next request, or free it. */
+static void stash_give(void *p, size_t cap)
+{
+    stash_t *st;
+    size_t held = 0;
+    int i, free_slot = -1, small = -1;
+
+    if (!p) {
+        return;
+    }
+    if (cap > STASH_MAX || !(st = stash_get())) {
+        free(p);
+        return;
+    }
+    for (i = 0; i < STASH_N; i++) {
+        if (!st->p[i]) {
+            free_slot = free_slot < 0 ? i : free_slot;
+            continue;
+        }
+        held += st->cap[i];
+        if (small < 0 || st->cap[i] < st->cap[small]) {
+            small = i;
+        }
+    }
+    /* Room made by dropping the smallest kept ones (a bigger one serves
+     * more requests). */
+    while ((free_slot < 0 || held + cap > STASH_MAX) && small >= 0
+           && st->cap[small] < cap) {
+        held -= st->cap[small];
+        free(st->p[small]);
+        st->p[small] = NULL;
+        free_slot = small;
+        small = -1;
+        for (i = 0; i < STASH_N; i++) {
+            if (st->p[i] && (small < 0 || st->cap[i] < st->cap[small])) {
+                small = i;
+            }
+        }
+    }
+    if (free_slot < 0 || held + cap > STASH_MAX) {
+        free(p);
+        return;
+    }
+    st->p[free_slot] = p;
+    st->cap[free_slot] = cap;
+}
+
 /* ---- collecting keys -----------------------------------------------------*/
 
 static int grow(void **mem, size_t *cap, size_t need, size_t size)
@@ -929,7 +1053,7 @@ static void sfile_close(hist_t *h, sfile_t *sf)
 {
     close(sf->fd);
     if (sf->data) {
-        free(sf->data);
+        stash_give(sf->data, sf->cap);
         h->held -= sf->len;
         sf->data = NULL;
     }
@@ -1100,13 +1224,14 @@ static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
 static int scan_whole(hist_t *h, slice_t *sl, scan_t *sc, sfile_t *sf,
                       int fd, off_t size)
 {
-    size_t have = 0, at = 0;
+    size_t have = 0, at = 0, cap;
     ssize_t got;
-    char *data = malloc((size_t)size + 1), *nl;
+    char *data = stash_take((size_t)size + 1, &cap), *nl;
 
     if (!data) {
         return 0;
     }
+    sf->cap = cap;
     while (have < (size_t)size) {
         got = pread(fd, data + have, (size_t)size - have, (off_t)have);
         if (got < 0 && errno == EINTR) {
@@ -1147,6 +1272,9 @@ static int scan_chunked(hist_t *h, slice_t *sl, scan_t *sc, int fd,
     int skip_long = 0;
     ssize_t got;
 
+    if (grow((void **)&h->buf, &h->buf_cap, READ_CHUNK, 1) != 0) {
+        return 0;
+    }
     for (;;) {
         char *nl;
 
@@ -1628,7 +1756,7 @@ static apr_status_t free_buffers(void *data)
 
     free(h->buf);
     free(h->lbuf);
-    free(h->ents);
+    stash_give(h->ents, h->ents_cap * sizeof(ent_t));
     free(h->slots);
     if (h->site_fd >= 0) {
         close(h->site_fd);
@@ -1755,10 +1883,11 @@ apr_status_t ptm_history_query(ptm_history_result_t *res,
         ptm_json_dump_string(&h.rid, q->run_id, q->run_id_len);
         h.rid_int = is_json_int(q->run_id, q->run_id_len);
     }
-    if ((rv = grow((void **)&h.buf, &h.buf_cap, READ_CHUNK, 1)) != 0) {
+    if ((h.ents = stash_take(1024 * sizeof(ent_t), &h.ents_cap)) == NULL) {
         rv = APR_ENOMEM;
         goto out;
     }
+    h.ents_cap /= sizeof(ent_t);
     if (q->stream != PTM_STREAM_RUN) {
         h.site_fd = open(conf->site_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
