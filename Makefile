@@ -140,7 +140,7 @@ profile: $(PROFILE_BIN)
 	done
 
 # --- everything -------------------------------------------------------------
-test: build test-unit fuzz-replay test-httpd test-client
+test: build test-unit fuzz-replay history-fixture-check test-httpd test-client
 	@echo "make test: unit, Apache::Test and client suites passed"
 
 clean:

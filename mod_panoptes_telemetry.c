@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -846,14 +847,41 @@ static apr_status_t stream_write(void *ctx, const char *data, size_t len)
     return rv;
 }
 
+/* 1 when the client has hung up: a long GET /events stops rather than
+ * work for nobody.  Nothing may have been written yet (a JSON answer is
+ * built whole), so httpd has not noticed: the socket is asked, without
+ * reading or waiting (a pipelined request is not a hang-up). */
+static int stream_gone(void *ctx)
+{
+    ptm_stream_t *s = ctx;
+    conn_rec *c = s->r->connection;
+    apr_socket_t *sock = ap_get_conn_socket(c);
+    apr_os_sock_t fd;
+    struct pollfd pfd;
+
+    if (c->aborted) {
+        return 1;
+    }
+    if (!sock || apr_os_sock_get(&fd, sock) != APR_SUCCESS) {
+        return 0;
+    }
+    pfd.fd = fd;
+    pfd.events = POLLIN | POLLRDHUP;
+    pfd.revents = 0;
+    return poll(&pfd, 1, 0) == 1
+           && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 /* The end of a streamed answer: what is left in the brigade goes; an
  * answer that broke off closes the connection, the only way left to tell
  * the client it is not whole. */
 static int end_stream(request_rec *r, ptm_stream_t *s,
                       const ptm_api_resp_t *a)
 {
-    if (a->status >= 500) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", a->log);
+    if (a->status >= 499) {
+        /* 499: the client hung up (nothing to tell it); 500: a fault. */
+        ap_log_rerror(APLOG_MARK, a->status == 499 ? APLOG_INFO : APLOG_ERR,
+                      0, r, "%s", a->log);
         r->connection->keepalive = AP_CONN_CLOSE;
         r->connection->aborted = 1;
         apr_brigade_cleanup(s->bb);
@@ -978,6 +1006,7 @@ static int ptm_handler(request_rec *r)
     stream.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     out.start = stream_start;
     out.write = stream_write;
+    out.gone = stream_gone;
     out.ctx = &stream;
     req.out = &out;
 

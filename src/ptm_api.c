@@ -295,20 +295,29 @@ typedef struct {
 
 /* Under the store lock: what was looked at before may have changed.
  * The run goes into the runs index (ptm_runs.h) before it starts: a run
- * GET /events could not find after a restart does not start. */
+ * GET /events could not find after a restart does not start.  Noted
+ * first, and taken back if its directory cannot be made: a refused start
+ * leaves nothing behind (a directory made for it would use up its run
+ * id: ids are derived from the numbered directories). */
 static apr_status_t make_run_dir(void *ctx, uint64_t *seq_floor)
 {
     mkdir_ctx_t *m = ctx;
+    apr_off_t size = ptm_runs_size(m->site_dir, m->pool);
     apr_status_t rv;
 
     m->ran = 1;
-    if ((rv = walk_way(&m->bad, m->way, 1, seq_floor, m->pool))
+    if ((rv = ptm_runs_note_start(m->site_dir, m->run_id, m->run_id_len,
+                                  m->real, m->now, m->pool))
         != APR_SUCCESS) {
+        m->noted = 1;
         return rv;
     }
-    rv = ptm_runs_note_start(m->site_dir, m->run_id, m->run_id_len, m->real,
-                             m->now, m->pool);
-    m->noted = rv != APR_SUCCESS;
+    if ((rv = walk_way(&m->bad, m->way, 1, seq_floor, m->pool))
+        != APR_SUCCESS) {
+        /* Best effort: a start nobody took back ends where the next one
+         * starts (ptm_runs_read), and its directory holds nothing. */
+        ptm_runs_cut(m->site_dir, size, m->pool);
+    }
     return rv;
 }
 

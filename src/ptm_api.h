@@ -22,10 +22,12 @@ typedef enum { PTM_GET, PTM_HEAD, PTM_POST, PTM_OTHER } ptm_method_e;
 
 /* Where a streamed answer (GET /events as NDJSON without a limit) goes:
  * `start` once, before the first `write`, with the content type of a 200;
- * a status other than APR_SUCCESS (the client went away) stops it. */
+ * a status other than APR_SUCCESS (the client went away) stops it.  Any
+ * long answer asks `gone` (may be NULL) from time to time. */
 typedef struct {
     apr_status_t (*start)(void *ctx, const char *content_type);
     apr_status_t (*write)(void *ctx, const char *data, size_t len);
+    int (*gone)(void *ctx);     /* 1 when the client has hung up */
     void *ctx;
 } ptm_api_out_t;
 
@@ -55,7 +57,8 @@ typedef struct {
     uint64_t skipped;          /* damaged lines met: Panoptes-Skipped */
     int streamed;            /* the answer went out through req->out
                               * (status 200; a 500 here means it broke
-                              * off half way: close the connection) */
+                              * off half way, 499 that the client went
+                              * away: close the connection) */
 } ptm_api_resp_t;
 
 /** 1 when the route reads a request body (POST /event, POST /run/start). */
@@ -67,6 +70,12 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
 
 /** Fill `resp` from a core error (its status and detail), releasing it. */
 void ptm_api_respond_err(ptm_api_resp_t *resp, ptm_err_t *e, apr_pool_t *p);
+
+/* An answer of GET /events that is built whole (JSON, or NDJSON with a
+ * limit: the cursor goes out first) ends, with a cursor, before the event
+ * that would take its lines past this many bytes (never before its first
+ * event): `limit` counts events, and events can be MiBs each. */
+#define PTM_EVENTS_PAGE_BYTES ((size_t)16 * 1024 * 1024)
 
 /** GET /events (SPEC §12.2; ptm_events.c). */
 void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,

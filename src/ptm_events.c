@@ -1,7 +1,8 @@
 /* GET /events (SPEC §12.2): the parameters checked (ptm_query), the events
  * selected (ptm_history), the answer assembled.  The JSON form and an
- * NDJSON answer with a limit hold at most `limit` events, so they are
- * built whole (the cursor must be known before the head goes out); an
+ * NDJSON answer with a limit hold at most `limit` events and about
+ * PTM_EVENTS_PAGE_BYTES of them, so they are built whole (the cursor must
+ * be known before the head goes out); an
  * NDJSON answer without a limit is streamed through the glue's writer as
  * the events come, in bounded memory whatever the window. */
 #include <string.h>
@@ -156,8 +157,13 @@ void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     hc.store = conf->store;
     hc.site_dir = conf->site_dir;
     hc.run_roots = conf->run_roots;
+    hc.gone = req->out ? req->out->gone : NULL;
+    hc.gone_ctx = req->out ? req->out->ctx : NULL;
+    hc.page_bytes = 0;
     memset(&sink, 0, sizeof(sink));
     if (!q.ndjson || q.limit || !req->out) {
+        /* Held whole: `limit` bounds the events, this their bytes. */
+        hc.page_bytes = PTM_EVENTS_PAGE_BYTES;
         ptm_buf_init(&b, p, 4096);
         sink.buf = &b;
         sink.json = !q.ndjson;
@@ -178,6 +184,13 @@ void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     if (rv != APR_SUCCESS) {
         char why[120];
 
+        if (APR_STATUS_IS_ECONNABORTED(rv)) {
+            /* Nobody to answer: the glue writes nothing to a gone client. */
+            resp->status = 499;
+            resp->streamed = 1;
+            resp->log = "GET /events: the client went away";
+            return;
+        }
         if (sink.started) {
             /* Half an answer is out: only the connection can say so. */
             resp->streamed = 1;

@@ -166,6 +166,7 @@ typedef struct {
     int asc;
     int looking;                /* limit reached: does one more match? */
     int done;
+    size_t bytes;               /* of the lines emitted */
     int site_fd;
     apr_hash_t *days;           /* day key -> src_t */
     apr_array_header_t *runs;   /* src_t * */
@@ -197,10 +198,19 @@ typedef struct {
     int overflow;
     int found;                  /* looking: one more matched */
     apr_array_header_t *ring;   /* ptm_recent_t copies */
+    apr_hash_t *ring_keys;      /* rkey_t of each copy */
     int have_info;
     ptm_recent_info_t info;
     apr_array_header_t *files;  /* sfile_t */
 } slice_t;
+
+/* An event of the ring, as a line of a file tells it. */
+typedef struct {
+    uint64_t seq;
+    int64_t ts;
+    uint32_t tie;
+    uint32_t stream;
+} rkey_t;
 
 /* A parsed line prefix. */
 typedef struct {
@@ -940,11 +950,18 @@ static apr_status_t take_ring(hist_t *h, slice_t *sl)
         h->ring_min = w.min;
         h->ring_max = w.max;
     }
+    sl->ring_keys = apr_hash_make(sl->p);
     for (i = 0; i < sl->ring->nelts; i++) {
         const ptm_recent_t *ev = &APR_ARRAY_IDX(sl->ring, i, ptm_recent_t);
+        rkey_t *rk = apr_pcalloc(sl->p, sizeof(*rk));
         line_t l;
         ent_t c;
 
+        rk->seq = ev->seq;
+        rk->ts = ev->ts;
+        rk->tie = ev->tie;
+        rk->stream = (uint32_t)ev->stream;
+        apr_hash_set(sl->ring_keys, rk, sizeof(*rk), rk);
         if (parse_line(&l, ev->line, ev->line_len) != 0) {
             h->res->skipped++;
             continue;
@@ -1005,6 +1022,37 @@ static int in_spans(const apr_array_header_t *spans, uint64_t seq)
                                                     ptm_recent_span_t);
 
         if (seq >= r->lo && seq <= r->hi) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 if the line `l` of `src`, whose seq is in a span the ring held, is
+ * the event of a copy of this slice: the same seq and ts.  Seqs alone do
+ * not tell: a day file of the Python server began again at 1 on each of
+ * its restarts (SPEC §5 F4), and the module goes on from its last line,
+ * so a line in its middle can carry a seq the ring holds for another
+ * event.  (The copies are every ring event that passed the tests the line
+ * did, so its own copy, if any, is among them.) */
+static int ring_has(const slice_t *sl, const src_t *src, const line_t *l)
+{
+    rkey_t k;
+    int j;
+
+    if (!sl->ring_keys) {
+        return 0;
+    }
+    memset(&k, 0, sizeof(k));
+    k.seq = l->seq;
+    k.ts = l->ts;
+    k.stream = (uint32_t)src->run;
+    if (src->run == PTM_STREAM_SITE) {
+        return apr_hash_get(sl->ring_keys, &k, sizeof(k)) != NULL;
+    }
+    for (j = 0; j < src->ties->nelts; j++) {
+        k.tie = APR_ARRAY_IDX(src->ties, j, uint32_t);
+        if (apr_hash_get(sl->ring_keys, &k, sizeof(k))) {
             return 1;
         }
     }
@@ -1200,7 +1248,7 @@ static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
     c.key.tie = sc->src->run ? sc->src->tie : 0;
     if ((!q->every && !after_cursor(h, &c.key))
         || !type_wanted(q, s + l.type_off, l.type_len)
-        || in_spans(sc->spans, l.seq)
+        || (in_spans(sc->spans, l.seq) && ring_has(sl, sc->src, &l))
         || (q->run_id && !run_id_matches(h, s, n, l.rest))) {
         return 0;
     }
@@ -1570,7 +1618,9 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
             h->res->skipped++;
             continue;
         }
-        if (q->limit > 0 && h->res->events >= (unsigned)q->limit) {
+        if ((q->limit > 0 && h->res->events >= (unsigned)q->limit)
+            || (h->conf->page_bytes && h->res->events
+                && h->bytes + e->len > h->conf->page_bytes)) {
             h->res->more = 1;
             h->done = 1;
             return APR_SUCCESS;
@@ -1578,6 +1628,7 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
         if ((rv = h->emit(h->ctx, line, e->len)) != APR_SUCCESS) {
             return rv;
         }
+        h->bytes += e->len;
         h->res->events++;
         h->res->last = e->key;
     }
@@ -1645,6 +1696,14 @@ static void add_run(hist_t *h, apr_hash_t *by_dir, const ptm_runs_entry_t *e)
     src_t *src;
     int i;
 
+    /* Its events were accepted while it ran; their ts, a day off at most.
+     * A run that cannot hold events of the window is not looked at again
+     * (a journal planted with a million runs costs one pass, not one per
+     * slice). */
+    if (!overlaps(sat_sub(e->start, DAY), sat_add(e->stop, DAY), h->lo,
+                  h->hi)) {
+        return;
+    }
     /* Only beneath the site dir or a run root, as run start allows (the
      * journal is the User's; the roots are the admin's, and may have
      * changed since). */
@@ -1653,6 +1712,7 @@ static void add_run(hist_t *h, apr_hash_t *by_dir, const ptm_runs_entry_t *e)
         h->res->skipped++;
         return;
     }
+    PTM_TEST_HOOK("history:run", 0);
     k = apr_pstrcat(h->p, root, "/", rel, NULL);
     if (!(src = apr_hash_get(by_dir, k, APR_HASH_KEY_STRING))) {
         src = apr_pcalloc(h->p, sizeof(*src));
@@ -1792,6 +1852,9 @@ static apr_status_t walk(hist_t *h)
     int uncapped;
 
     while (!h->done && (h->asc ? pos < h->hi : pos > h->lo)) {
+        if (h->conf->gone && h->conf->gone(h->conf->gone_ctx)) {
+            return APR_ECONNABORTED;
+        }
         if (h->asc) {
             a = pos;
             b = slice_end(h, pos, width);

@@ -23,6 +23,14 @@ typedef struct {
     ptm_store_t *store;
     const char *site_dir;                 /* normalised absolute path */
     const apr_array_header_t *run_roots;  /* const char *, normalised */
+    size_t page_bytes;                    /* the answer ends (`more`) before
+                                           * the event that would take its
+                                           * lines past this; never before
+                                           * its first; 0: no such end */
+    /* 1 when the client has gone away (may be NULL): a long query stops
+     * between slices rather than answer nobody. */
+    int (*gone)(void *ctx);
+    void *gone_ctx;
 } ptm_history_conf_t;
 
 /** Takes one selected event: its line (the file form, no newline; valid

@@ -216,8 +216,11 @@ unsigned ptm_ring_copy(char *base, hdr_t *h, const char *obase,
     if (!o->ring_count) {
         return 0;
     }
+    /* Records start 8-aligned: a head or tail that is not was not ours,
+     * and the walk must not read a record's length at it (wrap). */
     if (o->ring < hdr_size || o->ring % 8 || o->ring > size
-        || osize > size - o->ring || o->ring_count > osize / sizeof(rec_t)) {
+        || osize > size - o->ring || o->ring_count > osize / sizeof(rec_t)
+        || o->ring_head % 8 || o->ring_tail % 8) {
         return 1;
     }
     oring = obase + o->ring;

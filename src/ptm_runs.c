@@ -66,6 +66,45 @@ static apr_status_t append_line(const char *site_dir, ptm_buf_t *line,
     return rv;
 }
 
+apr_off_t ptm_runs_size(const char *site_dir, apr_pool_t *p)
+{
+    const char *path = apr_pstrcat(p, site_dir, "/", PTM_RUNS_FILE, NULL);
+    struct stat st;
+
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        return -1;
+    }
+    return (apr_off_t)st.st_size;
+}
+
+apr_status_t ptm_runs_cut(const char *site_dir, apr_off_t size,
+                          apr_pool_t *p)
+{
+    const char *path = apr_pstrcat(p, site_dir, "/", PTM_RUNS_FILE, NULL);
+    apr_status_t rv = APR_SUCCESS;
+    struct stat st;
+    int fd;
+
+    fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    /* Only shorter, and only a regular file: what it was before. */
+    if (fstat(fd, &st) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    else if (S_ISREG(st.st_mode) && st.st_size > (size < 0 ? 0 : size)
+             && ftruncate(fd, (off_t)(size < 0 ? 0 : size)) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    close(fd);
+    if (rv == APR_SUCCESS && size < 0 && S_ISREG(st.st_mode)
+        && unlink(path) != 0) {
+        rv = APR_FROM_OS_ERROR(errno);
+    }
+    return rv;
+}
+
 static void put_time(ptm_buf_t *b, apr_time_t t)
 {
     char ts[PTM_TS_LEN + 1];

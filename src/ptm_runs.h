@@ -34,6 +34,21 @@ apr_status_t ptm_runs_note_start(const char *site_dir, const char *run_id,
                                  size_t run_id_len, const char *run_dir,
                                  apr_time_t start, apr_pool_t *p);
 
+/**
+ * The journal's size now, for ptm_runs_cut: -1 when it is missing (or is
+ * not a regular file reached without a link).
+ */
+apr_off_t ptm_runs_size(const char *site_dir, apr_pool_t *p);
+
+/**
+ * Take back what was appended since the journal had `size` bytes (-1: it
+ * was missing, and goes again): a start noted for a run that then could
+ * not start.  Only under the store lock, which every module writer of the
+ * journal holds.  Returns APR_SUCCESS or the error of truncate/unlink.
+ */
+apr_status_t ptm_runs_cut(const char *site_dir, apr_off_t size,
+                          apr_pool_t *p);
+
 /** Append the stop line of the run in `run_dir`.  As ptm_runs_note_start. */
 apr_status_t ptm_runs_note_stop(const char *site_dir, const char *run_dir,
                                 apr_time_t stop, apr_pool_t *p);

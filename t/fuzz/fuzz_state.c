@@ -353,7 +353,13 @@ static void check_view(view_t *v, ptm_store_t *st, apr_pool_t *p)
     if (v->run_active) {
         json_t *o = load(v->run.data, v->run.len, 0);
 
-        CHECK(json_is_object(o));
+        /* jansson refuses a NUL in an object key even with
+         * JSON_ALLOW_NUL; run start takes one in a meta key ("k\u0000"),
+         * and it is JSON all the same. */
+        CHECK(json_is_object(o)
+              || (v->run.data[0] == '{'
+                  && ptm_json_well_formed(v->run.data, v->run.len)
+                  && memmem(v->run.data, v->run.len, "\\u0000", 6)));
         json_decref(o);
         /* As run start takes them: an id of UTF-8 without control
          * characters (a log and status item), any length with a run_dir;

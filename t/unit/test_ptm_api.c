@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -455,7 +456,35 @@ static void test_runs_index(void **state)
     j = call(&resp, f, "/run", NULL);
     assert_int_equal(resp.status, 404);
     json_decref(j);
+    /* Nothing made either: no directory, so no run id used up. */
+    assert_int_not_equal(access(at(f, "r2"), F_OK), 0);
+    j = call(&resp, f, "/run/start", "{}");
+    assert_int_equal(resp.status, 500);
+    json_decref(j);
     assert_int_equal(rmdir(idx), 0);
+    j = call(&resp, f, "/run/start", "{}");
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "run_id")),
+                        "001");
+    json_decref(j);
+    j = call(&resp, f, "/run/stop", "{}");
+    json_decref(j);
+    /* A directory that cannot be made once the run is noted: the note is
+     * taken back, the journal is as it was. */
+    text = slurp(idx, &len, gpool);
+    assert_int_equal(close(open(at(f, "file"), O_CREAT | O_WRONLY, 0644)),
+                     0);
+    j = call(&resp, f, "/run/start", "{\"run_id\":\"r3\","
+             "\"run_dir\":\"file/r3\"}");
+    assert_int_equal(resp.status, 500);
+    json_decref(j);
+    {
+        size_t len2;
+        char *text2 = slurp(idx, &len2, gpool);
+
+        assert_int_equal(len2, len);
+        assert_memory_equal(text2, text, len);
+    }
 }
 
 /* GET /events through the router: an ephemeral and a stored event, a run
@@ -514,6 +543,92 @@ static void test_events_route(void **state)
     assert_non_null(strstr(resp.body, "[\"query\",\"limit\"]"));
 }
 
+/* GET /events holds a JSON answer (and an NDJSON one with a limit) whole,
+ * so a page ends, with a `next`, once its events reach
+ * PTM_EVENTS_PAGE_BYTES: limit=10000 over events of a MiB each used to
+ * hold them all (10000 of PanoptesTelemetryMaxBody's worth, several GiB
+ * once escaped).  Following `next` still gives every event once. */
+static void test_events_page_bytes(void **state)
+{
+    fixture_t *f = *state;
+    ptm_api_resp_t resp;
+    ptm_api_req_t req;
+    size_t big = 1024 * 1024;
+    char *body = malloc(big + 64), *seen = calloc(64, 1);
+    const char *next = NULL, *fmt[2] = { "", "&format=ndjson" };
+    int i, k, pages, total;
+    json_t *j;
+
+    assert_non_null(body);
+    assert_non_null(seen);
+    /* Not current: the state of the fixture is far too small. */
+    memcpy(body, "{\"type\":\"big\",\"data\":\"", 22);
+    memset(body + 22, 'x', big);
+    strcpy(body + 22 + big, "\",\"make_current\":false}");
+    for (i = 0; i < 40; i++) {
+        j = call(&resp, f, "/event", body);
+        assert_int_equal(resp.status, 200);
+        json_decref(j);
+    }
+    for (k = 0; k < 2; k++) {
+        memset(seen, 0, 64);
+        total = pages = 0;
+        next = NULL;
+        memset(&req, 0, sizeof(req));
+        req.method = PTM_GET;
+        req.path = "/events";
+        req.now = apr_time_now();
+        do {
+            req.args = apr_pstrcat(gpool, "limit=10000", fmt[k],
+                                   next ? "&cursor=" : "", next, NULL);
+            ptm_api_handle(&resp, &f->conf, &req, gpool);
+            assert_int_equal(resp.status, 200);
+            assert_true(resp.body_len <= PTM_EVENTS_PAGE_BYTES + big + 4096);
+            if (k == 0) {
+                json_t *ev, *e;
+                size_t x;
+
+                j = json_loadb(resp.body, resp.body_len, 0, NULL);
+                assert_non_null(j);
+                ev = json_object_get(j, "events");
+                assert_true(json_array_size(ev) > 0);
+                json_array_foreach(ev, x, e) {
+                    json_int_t seq = json_integer_value(
+                        json_object_get(e, "seq"));
+
+                    assert_true(seq >= 1 && seq <= 40);
+                    assert_int_equal(seen[seq], 0);
+                    seen[seq] = 1;
+                    total++;
+                }
+                next = json_is_string(json_object_get(j, "next"))
+                       ? apr_pstrdup(gpool, json_string_value(
+                                         json_object_get(j, "next")))
+                       : NULL;
+                json_decref(j);
+            }
+            else {
+                const char *s = resp.body, *e = s + resp.body_len;
+
+                for (; s < e; s = strchr(s, '\n') + 1) {
+                    long seq = strtol(s + 7, NULL, 10);
+
+                    assert_true(seq >= 1 && seq <= 40);
+                    assert_int_equal(seen[seq], 0);
+                    seen[seq] = 1;
+                    total++;
+                }
+                next = resp.next_cursor;
+            }
+            assert_true(++pages < 100);
+        } while (next);
+        assert_int_equal(total, 40);
+        assert_true(pages > 1);
+    }
+    free(seen);
+    free(body);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -527,6 +642,7 @@ int main(void)
         T(test_run_root_gone),
         T(test_runs_index),
         T(test_events_route),
+        T(test_events_page_bytes),
     };
 
     return cmocka_run_group_tests_name("ptm_api", tests, group_setup,

@@ -515,7 +515,7 @@ static apr_array_header_t *paged(fx_t *fx, ptm_query_t q, int limit,
 /* ---- hooks ---------------------------------------------------------------*/
 
 static apr_hash_t *opened_days;
-static unsigned run_opens, splits, slices;
+static unsigned run_opens, splits, slices, runs_kept;
 
 static void count_hook(const char *where, unsigned n)
 {
@@ -531,6 +531,9 @@ static void count_hook(const char *where, unsigned n)
     else if (strcmp(where, "history:split") == 0) {
         splits++;
     }
+    else if (strcmp(where, "history:run") == 0) {
+        runs_kept++;
+    }
     else if (strcmp(where, "history:slice") == 0) {
         slices++;
     }
@@ -539,7 +542,7 @@ static void count_hook(const char *where, unsigned n)
 static void hook_on(void)
 {
     opened_days = apr_hash_make(gpool);
-    run_opens = splits = slices = 0;
+    run_opens = splits = slices = runs_kept = 0;
     ptm_test_hook = count_hook;
 }
 
@@ -1358,6 +1361,134 @@ static void test_runs(void **state)
     fx_close(&fx);
 }
 
+/* A runs index planted with thousands of runs (the User can write the
+ * site dir): those that cannot hold events of the window are not looked
+ * at, and the rest once per request, not once per slice. */
+static void test_planted_runs(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), now = d + 40 * DAY;
+    const char *idx;
+    ptm_buf_t b;
+    ptm_query_t q;
+    int i;
+
+    fx_open(&fx, 0);
+    post_now(&fx, d + 30 * DAY, "w", 1);
+    idx = apr_pstrcat(fx.p, fx.dir, "/.runs.ndjson", NULL);
+    ptm_buf_init(&b, fx.p, 1 << 20);
+    for (i = 0; i < 5000; i++) {
+        ptm_buf_puts(&b, apr_psprintf(fx.p, "{\"run_id\":\"p%d\",\"run_dir\""
+                                      ":\"%s/p%d\",\"start\":\"%s\"}\n", i,
+                                      fx.dir, i, iso(fx.p, d - 10 * DAY
+                                                     + i * APR_USEC_PER_SEC)));
+    }
+    /* And one that may hold the window's events (it does not exist). */
+    ptm_buf_puts(&b, apr_psprintf(fx.p, "{\"run_id\":\"q\",\"run_dir\":"
+                                  "\"%s/q\",\"start\":\"%s\"}\n", fx.dir,
+                                  iso(fx.p, d + 29 * DAY)));
+    ptm_buf_putc(&b, '\0');
+    append_raw(idx, b.data);
+    q = query(&fx, d + 28 * DAY);
+    q.until = d + 33 * DAY;
+    check_both(&fx, q, now);
+    hook_on();
+    assert_int_equal(run_q(&fx, &q, now, NULL)->nelts, 1);
+    /* Only q and the last planted one (a run without a stop lasts until
+     * the next start) are kept, each opened once, though the window takes
+     * several slices. */
+    assert_true(slices > 1);
+    assert_int_equal(runs_kept, 2);
+    assert_int_equal(run_opens, 2);
+    ptm_test_hook = NULL;
+    fx_close(&fx);
+}
+
+static unsigned gone_calls;
+
+static int gone_after_two(void *ctx)
+{
+    return ++gone_calls > 2;
+}
+
+/* A client that hung up: a long query stops between slices. */
+static void test_client_gone(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), now = d + 40 * DAY;
+    apr_array_header_t *out = apr_array_make(gpool, 4, sizeof(const char *));
+    ptm_history_result_t res;
+    ptm_query_t q;
+
+    fx_open(&fx, 0);
+    post_now(&fx, d, "w", 1);
+    hook_on();
+    fx.conf.gone = gone_after_two;
+    gone_calls = 0;
+    q = query(&fx, d - 30 * DAY);
+    assert_int_equal(ptm_history_query(&res, &fx.conf, &q, now, sink, out,
+                                       fx.p), APR_ECONNABORTED);
+    assert_int_equal(gone_calls, 3);
+    assert_int_equal(slices, 2);
+    fx.conf.gone = NULL;
+    ptm_test_hook = NULL;
+    fx_close(&fx);
+}
+
+/* A day file of the Python server (SPEC §5 F4): its seqs began again at 1
+ * on each of its restarts, so lines in the middle of a file can carry the
+ * seqs the module goes on to give out (it goes on from the last line of
+ * each file).  Such a line is another event than the ring's one with its
+ * seq: it is still taken from the file, not dropped as the ring's copy. */
+static void test_legacy_seqs(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), now = d + DAY;
+    apr_array_header_t *got;
+    ptm_history_result_t res;
+    ptm_query_t q;
+    int i, seen[8] = { 0 };
+
+    fx_open(&fx, 64 * 1024);
+    /* Upstream: 1..3, a restart, 1 (the last line: the module's site
+     * counter goes on from 1). */
+    for (i = 1; i <= 4; i++) {
+        append_raw(day_file(&fx, d),
+                   apr_psprintf(fx.p, "{\"seq\":%d,\"ts\":\"2026-03-17T09:0%d:"
+                                "00.000Z\",\"stream\":\"site\",\"type\":\"w\","
+                                "\"data\":{\"i\":%d},\"meta\":{}}\n",
+                                i < 4 ? i : 1, i, 100 + i));
+    }
+    /* The counter goes on from the last line: the module's events get
+     * 2 and 3, as two of upstream's did. */
+    assert_int_equal(ptm_store_reconcile(fx.st, fx.dir, fx.roots, fx.p),
+                     APR_SUCCESS);
+    assert_int_equal(post(&fx, d, "2026-03-17T10:00:00.000Z", "w", 1)->seq,
+                     2);
+    assert_int_equal(post(&fx, d, "2026-03-17T10:00:01.000Z", "w", 1)->seq,
+                     3);
+    q = query(&fx, d - DAY);
+    q.desc = 0;
+    got = run_q(&fx, &q, now, &res);
+    for (i = 0; i < got->nelts; i++) {
+        int k = id_of(APR_ARRAY_IDX(got, i, const char *));
+
+        if (k >= 101 && k <= 104) {
+            seen[k - 100]++;
+        }
+        else {
+            assert_true(k == 1 || k == 2);
+            seen[4 + k]++;
+        }
+    }
+    /* The four upstream lines and the module's two, each once. */
+    for (i = 1; i <= 6; i++) {
+        assert_int_equal(seen[i], 1);
+    }
+    assert_int_equal(got->nelts, 6);
+    fx_close(&fx);
+}
+
 static int history_group_setup(void **state)
 {
     /* UTC+3 all year: local noon is 09:00Z. */
@@ -1480,6 +1611,9 @@ int main(void)
         TEST(test_wide_window),
         TEST(test_slices_split),
         TEST(test_runs),
+        TEST(test_legacy_seqs),
+        TEST(test_planted_runs),
+        TEST(test_client_gone),
         TEST(test_day_facts),
     };
 
