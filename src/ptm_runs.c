@@ -561,6 +561,18 @@ static struct ptm_runs_snap *snap_update_locked(struct ptm_runs_snap *old,
     return s;
 }
 
+void ptm_runs_cache_clear(void)
+{
+    int i;
+
+    pthread_mutex_lock(&cache_lock);
+    for (i = 0; i < CACHE_SLOTS; i++) {
+        snap_release_locked(cache[i]);  /* requests may still hold it */
+        cache[i] = NULL;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
 apr_status_t ptm_runs_read_cached(const apr_array_header_t **runs,
                                   unsigned *skipped, const char *site_dir,
                                   apr_pool_t *p)

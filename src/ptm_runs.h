@@ -73,4 +73,8 @@ apr_status_t ptm_runs_read_cached(const apr_array_header_t **runs,
                                   unsigned *skipped, const char *site_dir,
                                   apr_pool_t *p);
 
+/** Drop what the cache of ptm_runs_read_cached holds (at child exit; a
+ * snapshot a request still holds goes with its pool). */
+void ptm_runs_cache_clear(void);
+
 #endif
