@@ -77,6 +77,7 @@
 #include "ptm_json.h"
 #include "ptm_run.h"
 #include "ptm_runs.h"
+#include "ptm_stash.h"
 #include "ptm_test_hook.h"
 #include "ptm_time.h"
 
@@ -150,7 +151,7 @@ typedef struct {
     src_t *src;
     dev_t dev;
     ino_t ino;
-    char *data;                 /* read whole: its bytes (stash_take) */
+    char *data;                 /* read whole: its bytes (ptm_stash_take) */
     size_t len, cap;
 } sfile_t;
 
@@ -275,15 +276,23 @@ static uint64_t fnv64(const char *s, size_t n)
 
 /* ---- lines ---------------------------------------------------------------*/
 
-/* Past the JSON string at s[i] (a '"'); n + 1 when it does not end. */
+/* Past the JSON string at s[i] (a '"'); n + 1 when it does not end.  The
+ * next quote that an even number of backslashes precedes ends it (memchr
+ * finds quotes faster than a loop over every byte). */
 static size_t skip_string(const char *s, size_t i, size_t n)
 {
-    for (i++; i < n; i++) {
-        if (s[i] == '\\') {
-            i++;
+    const char *q;
+    size_t j, k;
+
+    for (i++; i < n; i = j + 1) {
+        if (!(q = memchr(s + i, '"', n - i))) {
+            break;
         }
-        else if (s[i] == '"') {
-            return i + 1;
+        j = (size_t)(q - s);
+        for (k = j; k > i && s[k - 1] == '\\'; k--) {
+        }
+        if ((j - k) % 2 == 0) {
+            return j + 1;
         }
     }
     return n + 1;
@@ -587,130 +596,6 @@ static apr_time_t slice_start(const hist_t *h, apr_time_t pos,
         a = align_down(a, h->q->every);
     }
     return a < h->lo ? h->lo : a;
-}
-
-/* ---- buffers kept per thread --------------------------------------------
- *
- * A request mallocs a few big buffers (a day file read whole, the keys of
- * a slice) and frees them; glibc gives such sizes back to the kernel, so
- * the next request faults every page in again (a seventh of an export's
- * time).  Each thread keeps up to STASH_N of them, STASH_MAX bytes in
- * all, for its next request; bigger ones are freed as before.  Freed with
- * the thread. */
-
-#define STASH_N 4
-#define STASH_MAX ((size_t)2 * 1024 * 1024)
-
-typedef struct {
-    void *p[STASH_N];
-    size_t cap[STASH_N];
-} stash_t;
-
-static pthread_key_t stash_key;
-static pthread_once_t stash_once = PTHREAD_ONCE_INIT;
-static int stash_ok;
-
-static void stash_free(void *data)
-{
-    stash_t *st = data;
-    int i;
-
-    for (i = 0; i < STASH_N; i++) {
-        free(st->p[i]);
-    }
-    free(st);
-}
-
-static void stash_init(void)
-{
-    stash_ok = pthread_key_create(&stash_key, stash_free) == 0;
-}
-
-static stash_t *stash_get(void)
-{
-    stash_t *st;
-
-    if (pthread_once(&stash_once, stash_init) != 0 || !stash_ok) {
-        return NULL;
-    }
-    if (!(st = pthread_getspecific(stash_key))) {
-        if (!(st = calloc(1, sizeof(*st)))
-            || pthread_setspecific(stash_key, st) != 0) {
-            free(st);
-            return NULL;
-        }
-    }
-    return st;
-}
-
-/* A buffer of at least `want` bytes (its size in *cap), or NULL. */
-static void *stash_take(size_t want, size_t *cap)
-{
-    stash_t *st = stash_get();
-    int i, best = -1;
-    void *p;
-
-    for (i = 0; st && i < STASH_N; i++) {
-        if (st->p[i] && st->cap[i] >= want
-            && (best < 0 || st->cap[i] < st->cap[best])) {
-            best = i;
-        }
-    }
-    if (best >= 0) {
-        p = st->p[best];
-        *cap = st->cap[best];
-        st->p[best] = NULL;
-        return p;
-    }
-    *cap = want;
-    return malloc(want ? want : 1);
-}
-
-/* Keep `p` (of `cap` bytes) for the next request, or free it. */
-static void stash_give(void *p, size_t cap)
-{
-    stash_t *st;
-    size_t held = 0;
-    int i, free_slot = -1, small = -1;
-
-    if (!p) {
-        return;
-    }
-    if (cap > STASH_MAX || !(st = stash_get())) {
-        free(p);
-        return;
-    }
-    for (i = 0; i < STASH_N; i++) {
-        if (!st->p[i]) {
-            free_slot = free_slot < 0 ? i : free_slot;
-            continue;
-        }
-        held += st->cap[i];
-        if (small < 0 || st->cap[i] < st->cap[small]) {
-            small = i;
-        }
-    }
-    /* Room made by dropping the smallest kept ones (a bigger one serves
-     * more requests). */
-    while ((free_slot < 0 || held + cap > STASH_MAX) && small >= 0
-           && st->cap[small] < cap) {
-        held -= st->cap[small];
-        free(st->p[small]);
-        st->p[small] = NULL;
-        free_slot = small;
-        small = -1;
-        for (i = 0; i < STASH_N; i++) {
-            if (st->p[i] && (small < 0 || st->cap[i] < st->cap[small])) {
-                small = i;
-            }
-        }
-    }
-    if (free_slot < 0 || held + cap > STASH_MAX) {
-        free(p);
-        return;
-    }
-    st->p[free_slot] = p;
-    st->cap[free_slot] = cap;
 }
 
 /* ---- collecting keys -----------------------------------------------------*/
@@ -1101,7 +986,7 @@ static void sfile_close(hist_t *h, sfile_t *sf)
 {
     close(sf->fd);
     if (sf->data) {
-        stash_give(sf->data, sf->cap);
+        ptm_stash_give(sf->data, sf->cap);
         h->held -= sf->len;
         sf->data = NULL;
     }
@@ -1274,7 +1159,7 @@ static int scan_whole(hist_t *h, slice_t *sl, scan_t *sc, sfile_t *sf,
 {
     size_t have = 0, at = 0, cap;
     ssize_t got;
-    char *data = stash_take((size_t)size + 1, &cap), *nl;
+    char *data = ptm_stash_take((size_t)size + 1, &cap), *nl;
 
     if (!data) {
         return 0;
@@ -1816,7 +1701,7 @@ static apr_status_t free_buffers(void *data)
 
     free(h->buf);
     free(h->lbuf);
-    stash_give(h->ents, h->ents_cap * sizeof(ent_t));
+    ptm_stash_give(h->ents, h->ents_cap * sizeof(ent_t));
     free(h->slots);
     if (h->site_fd >= 0) {
         close(h->site_fd);
@@ -1946,7 +1831,7 @@ apr_status_t ptm_history_query(ptm_history_result_t *res,
         ptm_json_dump_string(&h.rid, q->run_id, q->run_id_len);
         h.rid_int = is_json_int(q->run_id, q->run_id_len);
     }
-    if ((h.ents = stash_take(1024 * sizeof(ent_t), &h.ents_cap)) == NULL) {
+    if ((h.ents = ptm_stash_take(1024 * sizeof(ent_t), &h.ents_cap)) == NULL) {
         rv = APR_ENOMEM;
         goto out;
     }
