@@ -838,15 +838,19 @@ static apr_status_t take_ring(hist_t *h, slice_t *sl)
     sl->ring_keys = apr_hash_make(sl->p);
     for (i = 0; i < sl->ring->nelts; i++) {
         const ptm_recent_t *ev = &APR_ARRAY_IDX(sl->ring, i, ptm_recent_t);
-        rkey_t *rk = apr_pcalloc(sl->p, sizeof(*rk));
         line_t l;
         ent_t c;
 
-        rk->seq = ev->seq;
-        rk->ts = ev->ts;
-        rk->tie = ev->tie;
-        rk->stream = (uint32_t)ev->stream;
-        apr_hash_set(sl->ring_keys, rk, sizeof(*rk), rk);
+        /* Only a stored event is a file line's copy (ring_has). */
+        if (ev->stored) {
+            rkey_t *rk = apr_pcalloc(sl->p, sizeof(*rk));
+
+            rk->seq = ev->seq;
+            rk->ts = ev->ts;
+            rk->tie = ev->tie;
+            rk->stream = (uint32_t)ev->stream;
+            apr_hash_set(sl->ring_keys, rk, sizeof(*rk), rk);
+        }
         if (parse_line(&l, ev->line, ev->line_len) != 0) {
             h->res->skipped++;
             continue;
