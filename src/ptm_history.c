@@ -186,6 +186,8 @@ typedef struct {
     size_t lbuf_cap;
     ent_t *ents;
     size_t ents_cap;
+    ent_t **order;              /* the slice's ents, sorted */
+    size_t order_cap;
     size_t held;                /* bytes of files read whole, held now */
     uint32_t *slots;            /* every: index + 1 of ents, 0: free */
     size_t nslots;
@@ -1446,7 +1448,7 @@ static void read_files(hist_t *h, slice_t *sl)
 
 static int ent_cmp(const void *a, const void *b)
 {
-    const ent_t *x = a, *y = b;
+    const ent_t *x = *(const ent_t *const *)a, *y = *(const ent_t *const *)b;
     int c = ptm_key_cmp(&x->key, &y->key);
 
     if (c) {
@@ -1488,11 +1490,19 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
     const ptm_query_t *q = h->q;
     size_t k;
 
-    if (sl->n > 1) {
-        qsort(h->ents, sl->n, sizeof(ent_t), ent_cmp);
+    /* Sorted by pointer: qsort moves (and its merge buffer holds) 8 bytes
+     * an entry rather than a whole ent_t. */
+    if (grow((void **)&h->order, &h->order_cap, sl->n, sizeof(ent_t *))) {
+        return APR_ENOMEM;
     }
     for (k = 0; k < sl->n; k++) {
-        const ent_t *e = &h->ents[h->asc ? k : sl->n - 1 - k];
+        h->order[k] = &h->ents[k];
+    }
+    if (sl->n > 1) {
+        qsort(h->order, sl->n, sizeof(ent_t *), ent_cmp);
+    }
+    for (k = 0; k < sl->n; k++) {
+        const ent_t *e = h->order[h->asc ? k : sl->n - 1 - k];
         const char *line;
         apr_status_t rv;
 
@@ -1706,6 +1716,7 @@ static apr_status_t free_buffers(void *data)
     free(h->buf);
     free(h->lbuf);
     ptm_stash_give(h->ents, h->ents_cap * sizeof(ent_t));
+    free(h->order);
     free(h->slots);
     if (h->site_fd >= 0) {
         close(h->site_fd);
