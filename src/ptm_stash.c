@@ -124,3 +124,20 @@ void ptm_stash_give(void *p, size_t cap)
     st->cap[free_slot] = cap;
 }
 
+
+#ifdef PTM_TEST_HOOKS
+size_t ptm_stash_kept(void);
+
+/* Bytes this thread keeps (for the unit tests). */
+size_t ptm_stash_kept(void)
+{
+    stash_t *st = stash_get();
+    size_t n = 0;
+    int i;
+
+    for (i = 0; st && i < STASH_N; i++) {
+        n += st->p[i] ? st->cap[i] : 0;
+    }
+    return n;
+}
+#endif
