@@ -33,6 +33,7 @@
 #include "ptm_buf.h"
 #include "ptm_conf.h"
 #include "ptm_run.h"
+#include "ptm_runs.h"
 #include "ptm_store.h"
 #include "ptm_time.h"
 
@@ -550,6 +551,13 @@ static apr_status_t close_files(void *store)
     return APR_SUCCESS;
 }
 
+static apr_status_t clear_runs_cache(void *data)
+{
+    (void)data;
+    ptm_runs_cache_clear();
+    return APR_SUCCESS;
+}
+
 static void ptm_child_init(apr_pool_t *p, server_rec *s)
 {
     ptm_retained_t *ret = ap_retained_data_get(PTM_RETAINED);
@@ -577,6 +585,9 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     /* Only here, on the child's pool: a cleanup on a pool that outlives
      * this module's DSO (the parent's) would call unloaded code at exit. */
     apr_pool_cleanup_register(p, ptm_store, close_files,
+                              apr_pool_cleanup_null);
+    /* The runs journal this child has parsed (ptm_runs_read_cached). */
+    apr_pool_cleanup_register(p, NULL, clear_runs_cache,
                               apr_pool_cleanup_null);
     ptm_conf.store = ptm_store;
     ptm_conf.site_dir = ret->site_dir;

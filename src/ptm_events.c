@@ -12,9 +12,15 @@
 #include "ptm_history.h"
 #include "ptm_json.h"
 #include "ptm_query.h"
+#include "ptm_stash.h"
 #include "ptm_time.h"
 
 #define NDJSON_TYPE "application/x-ndjson"
+/* A streamed answer goes to the glue this much at a time: one write (one
+ * pass down the filters) per 64 KiB rather than two per line. */
+#define STREAM_CHUNK ((size_t)64 * 1024)
+/* An answer held whole starts in a buffer this big (kept per thread). */
+#define HELD_START ((size_t)512 * 1024)
 
 /* 1 if the Accept header names application/x-ndjson with a quality above
  * zero (media types are case-insensitive; parameters other than q are
@@ -75,7 +81,22 @@ typedef struct {
     unsigned n;
     const ptm_api_out_t *out;   /* else streamed here */
     int started;
+    char *chunk;                /* streamed: lines not written yet */
+    size_t chunk_len;
 } sink_t;
+
+/* Write what the stream holds. */
+static apr_status_t flush_chunk(sink_t *s)
+{
+    apr_status_t rv;
+
+    if (!s->chunk_len) {
+        return APR_SUCCESS;
+    }
+    rv = s->out->write(s->out->ctx, s->chunk, s->chunk_len);
+    s->chunk_len = 0;
+    return rv;
+}
 
 static apr_status_t emit(void *ctx, const char *line, size_t len)
 {
@@ -100,10 +121,57 @@ static apr_status_t emit(void *ctx, const char *line, size_t len)
         }
     }
     s->n++;
-    if ((rv = s->out->write(s->out->ctx, line, len)) != APR_SUCCESS) {
-        return rv;
+    if (s->chunk_len + len + 1 > STREAM_CHUNK) {
+        if ((rv = flush_chunk(s)) != APR_SUCCESS) {
+            return rv;
+        }
+        if (len + 1 > STREAM_CHUNK) {
+            /* A line longer than a chunk: as it is. */
+            if ((rv = s->out->write(s->out->ctx, line, len)) != APR_SUCCESS) {
+                return rv;
+            }
+            return s->out->write(s->out->ctx, "\n", 1);
+        }
     }
-    return s->out->write(s->out->ctx, "\n", 1);
+    memcpy(s->chunk + s->chunk_len, line, len);
+    s->chunk[s->chunk_len + len] = '\n';
+    s->chunk_len += len + 1;
+    return APR_SUCCESS;
+}
+
+/* The body of an answer held whole goes to the client after this returns
+ * (the glue sends it; httpd copies what it cannot write at once): its
+ * buffer goes back to the thread's stash with the request's pool. */
+typedef struct {
+    void *mem;
+    size_t cap;
+} held_t;
+
+static apr_status_t held_give(void *data)
+{
+    held_t *hd = data;
+
+    ptm_stash_give(hd->mem, hd->cap);
+    return APR_SUCCESS;
+}
+
+/* Start `b` in a buffer kept from an earlier request of this thread: a
+ * large answer then costs no fresh pages (nor copies as it grows, up to
+ * HELD_START; beyond, ptm_buf grows in the pool as before). */
+static void held_init(ptm_buf_t *b, apr_pool_t *p)
+{
+    held_t *hd = apr_palloc(p, sizeof(*hd));
+
+    hd->mem = ptm_stash_take(HELD_START, &hd->cap);
+    if (!hd->mem) {
+        ptm_buf_init(b, p, 4096);
+        return;
+    }
+    apr_pool_cleanup_register(p, hd, held_give, apr_pool_cleanup_null);
+    b->pool = p;
+    b->data = hd->mem;
+    b->cap = hd->cap;
+    b->len = 0;
 }
 
 void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
@@ -134,7 +202,7 @@ void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     if (!q.ndjson || q.limit || !req->out) {
         /* Held whole: `limit` bounds the events, this their bytes. */
         hc.page_bytes = PTM_EVENTS_PAGE_BYTES;
-        ptm_buf_init(&b, p, 4096);
+        held_init(&b, p);
         sink.buf = &b;
         sink.json = !q.ndjson;
         if (sink.json) {
@@ -143,9 +211,13 @@ void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     }
     else {
         sink.out = req->out;
+        sink.chunk = apr_palloc(p, STREAM_CHUNK);
     }
     memset(&res, 0, sizeof(res));
     rv = ptm_history_query(&res, &hc, &q, req->now, emit, &sink, p);
+    if (rv == APR_SUCCESS && sink.out) {
+        rv = flush_chunk(&sink);
+    }
     resp->skipped = res.skipped;
     if (rv != APR_SUCCESS) {
         char why[120];

@@ -56,12 +56,14 @@
  * A line is trusted as little as the files are (they are the User's): it
  * must start as the module writes it, {"seq":N,"ts":"..","stream":"site"
  * or "run","type":"..","data":..,"meta":..}, in a file of its stream, and
- * end in a newline; a line that is emitted must be well-formed JSON.  What
+ * end in a newline; a line that is emitted must be well-formed JSON (a
+ * ring line is: the module wrote it, or ptm_ring_copy checked it).  What
  * fails is skipped and counted once per file per request.  A ts that is
  * not an RFC 3339 time (clients may send any string) is a line that never
  * matches a window, not damage. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -75,6 +77,7 @@
 #include "ptm_json.h"
 #include "ptm_run.h"
 #include "ptm_runs.h"
+#include "ptm_stash.h"
 #include "ptm_test_hook.h"
 #include "ptm_time.h"
 
@@ -94,6 +97,11 @@ unsigned ptm_history_slice_cap = PTM_HISTORY_SLICE_CAP;
  * longer one was not written by us and is skipped, not held. */
 #define LINE_MAX_LEN ((size_t)64 * 1024 * 1024)
 #define READ_CHUNK ((size_t)256 * 1024)
+/* A file up to WHOLE_MAX is read whole and its lines emitted from memory,
+ * while a request holds at most HOLD_MAX so (a day file is well under a
+ * MiB at POCS's rate); beyond, lines are read back one by one. */
+#define WHOLE_MAX ((size_t)8 * 1024 * 1024)
+#define HOLD_MAX ((size_t)16 * 1024 * 1024)
 /* With `every`, the types of the kept keys are copied when this short
  * (nearly always), else read back from the file to be compared. */
 #define TYPE_COPY_MAX 256
@@ -143,6 +151,8 @@ typedef struct {
     src_t *src;
     dev_t dev;
     ino_t ino;
+    char *data;                 /* read whole: its bytes (ptm_stash_take) */
+    size_t len, cap;
 } sfile_t;
 
 typedef struct {
@@ -176,6 +186,9 @@ typedef struct {
     size_t lbuf_cap;
     ent_t *ents;
     size_t ents_cap;
+    ent_t **order;              /* the slice's ents, sorted */
+    size_t order_cap;
+    size_t held;                /* bytes of files read whole, held now */
     uint32_t *slots;            /* every: index + 1 of ents, 0: free */
     size_t nslots;
 } hist_t;
@@ -207,6 +220,7 @@ typedef struct {
     uint64_t seq;
     apr_time_t ts;              /* PTM_TS_NONE when not a time */
     int stream;
+    size_t ts_off, ts_len;      /* the ts string, without its quotes */
     size_t type_off, type_len;  /* the type's JSON string, quotes included */
     size_t rest;                /* just after it: ,"data":... */
 } line_t;
@@ -264,15 +278,23 @@ static uint64_t fnv64(const char *s, size_t n)
 
 /* ---- lines ---------------------------------------------------------------*/
 
-/* Past the JSON string at s[i] (a '"'); n + 1 when it does not end. */
+/* Past the JSON string at s[i] (a '"'); n + 1 when it does not end.  The
+ * next quote that an even number of backslashes precedes ends it (memchr
+ * finds quotes faster than a loop over every byte). */
 static size_t skip_string(const char *s, size_t i, size_t n)
 {
-    for (i++; i < n; i++) {
-        if (s[i] == '\\') {
-            i++;
+    const char *q;
+    size_t j, k;
+
+    for (i++; i < n; i = j + 1) {
+        if (!(q = memchr(s + i, '"', n - i))) {
+            break;
         }
-        else if (s[i] == '"') {
-            return i + 1;
+        j = (size_t)(q - s);
+        for (k = j; k > i && s[k - 1] == '\\'; k--) {
+        }
+        if ((j - k) % 2 == 0) {
+            return j + 1;
         }
     }
     return n + 1;
@@ -352,13 +374,8 @@ static int parse_line(line_t *l, const char *s, size_t n)
     if (j > n) {
         return -1;
     }
-    /* An escape is never part of a time, and the module's lines escape
-     * nothing a time holds: a ts with one is not a time here, nor in the
-     * ring (which parsed the decoded string). */
-    if (memchr(s + i + 1, '\\', j - i - 2)
-        || ptm_time_parse_rfc3339(&l->ts, s + i + 1, j - i - 2, 1) != 0) {
-        l->ts = PTM_TS_NONE;
-    }
+    l->ts_off = i + 1;
+    l->ts_len = j - i - 2;
     if (HAS(s, n, j, ",\"stream\":\"site\",\"type\":")) {
         l->stream = PTM_STREAM_SITE;
         i = j + 24;
@@ -378,6 +395,19 @@ static int parse_line(line_t *l, const char *s, size_t n)
     l->type_len = j - i;
     l->rest = j;
     return 0;
+}
+
+/* The ts of a parsed line (apart: a line of a type not asked for needs
+ * none).  An escape is never part of a time, and the module's lines
+ * escape nothing a time holds: a ts with one is not a time here, nor in
+ * the ring (which parsed the decoded string). */
+static apr_time_t line_ts(line_t *l, const char *s)
+{
+    if (memchr(s + l->ts_off, '\\', l->ts_len)
+        || ptm_time_parse_rfc3339(&l->ts, s + l->ts_off, l->ts_len, 1) != 0) {
+        l->ts = PTM_TS_NONE;
+    }
+    return l->ts;
 }
 
 /* 1 if meta.run_id of the line is run_id=: the same string, or an integer
@@ -810,15 +840,19 @@ static apr_status_t take_ring(hist_t *h, slice_t *sl)
     sl->ring_keys = apr_hash_make(sl->p);
     for (i = 0; i < sl->ring->nelts; i++) {
         const ptm_recent_t *ev = &APR_ARRAY_IDX(sl->ring, i, ptm_recent_t);
-        rkey_t *rk = apr_pcalloc(sl->p, sizeof(*rk));
         line_t l;
         ent_t c;
 
-        rk->seq = ev->seq;
-        rk->ts = ev->ts;
-        rk->tie = ev->tie;
-        rk->stream = (uint32_t)ev->stream;
-        apr_hash_set(sl->ring_keys, rk, sizeof(*rk), rk);
+        /* Only a stored event is a file line's copy (ring_has). */
+        if (ev->stored) {
+            rkey_t *rk = apr_pcalloc(sl->p, sizeof(*rk));
+
+            rk->seq = ev->seq;
+            rk->ts = ev->ts;
+            rk->tie = ev->tie;
+            rk->stream = (uint32_t)ev->stream;
+            apr_hash_set(sl->ring_keys, rk, sizeof(*rk), rk);
+        }
         if (parse_line(&l, ev->line, ev->line_len) != 0) {
             h->res->skipped++;
             continue;
@@ -947,18 +981,311 @@ static int open_src(hist_t *h, const src_t *src, apr_pool_t *p)
     return fd;
 }
 
+/* Worth opening for [t0, t1): not refused before, and not read to its end
+ * already with a ts range that misses the slice. */
+static int src_wanted(const src_t *src, apr_time_t t0, apr_time_t t1)
+{
+    return !src->gone && (!src->known || (src->max >= t0 && src->min < t1));
+}
+
+static void sfile_close(hist_t *h, sfile_t *sf)
+{
+    close(sf->fd);
+    if (sf->data) {
+        ptm_stash_give(sf->data, sf->cap);
+        h->held -= sf->len;
+        sf->data = NULL;
+    }
+}
+
+/* ---- what is known of the files (per process) ----------------------------
+ *
+ * A finished day file is read by every GET /events whose window is near
+ * its day, and mostly to learn that its events are not in the window (its
+ * neighbours are read because a client's ts may be a day off).  Each child
+ * remembers, per file (device and inode) as it was (size, mtime and
+ * ctime), the ts range of its lines and how many are damaged, as found by
+ * reading it to its end: a file whose range cannot meet a slice is then
+ * neither opened nor read (its damaged lines are counted all the same),
+ * and one that can is read without parsing the ts of the lines of other
+ * types.  Any change to the file (an append, a rewrite, a chmod) changes
+ * its size or times and misses; the lookup is a stat that does not follow
+ * a link (what is not a regular file is left to open_src, which refuses
+ * it as before).  FACTS_SLOTS entries, direct-mapped by inode; one mutex
+ * held for a copy in or out. */
+
+#define FACTS_SLOTS 1024
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    apr_time_t min, max;
+    uint64_t dmg;
+} facts_t;
+
+static pthread_mutex_t facts_lock = PTHREAD_MUTEX_INITIALIZER;
+static facts_t facts[FACTS_SLOTS];
+#ifdef PTM_TEST_HOOKS
+unsigned ptm_history_facts_slots = FACTS_SLOTS;
+#define FACTS_N ((size_t)ptm_history_facts_slots)
+#else
+#define FACTS_N ((size_t)FACTS_SLOTS)
+#endif
+
+static size_t facts_slot(const struct stat *st)
+{
+    uint64_t k = (uint64_t)st->st_ino * 0x9e3779b97f4a7c15ULL
+                 ^ (uint64_t)st->st_dev;
+
+    return (size_t)(k % FACTS_N);
+}
+
+static int ts_eq(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* 1 and *f when the file as `st` (a regular file) is known. */
+static int facts_get(facts_t *f, const struct stat *st)
+{
+    facts_t *e = &facts[facts_slot(st)];
+    int hit;
+
+    pthread_mutex_lock(&facts_lock);
+    hit = e->ino == st->st_ino && e->dev == st->st_dev && e->ino != 0
+          && e->size == st->st_size && ts_eq(&e->mtime, &st->st_mtim)
+          && ts_eq(&e->ctime, &st->st_ctim);
+    if (hit) {
+        *f = *e;
+    }
+    pthread_mutex_unlock(&facts_lock);
+    return hit;
+}
+
+static void facts_put(const struct stat *st, apr_time_t min, apr_time_t max,
+                      uint64_t dmg)
+{
+    facts_t *e = &facts[facts_slot(st)];
+
+    pthread_mutex_lock(&facts_lock);
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->size = st->st_size;
+    e->mtime = st->st_mtim;
+    e->ctime = st->st_ctim;
+    e->min = min;
+    e->max = max;
+    e->dmg = dmg;
+    pthread_mutex_unlock(&facts_lock);
+}
+
+/* The facts of `src` were found (or stood) for this request. */
+static void src_learn(hist_t *h, src_t *src, apr_time_t min, apr_time_t max,
+                      uint64_t dmg)
+{
+    src->known = 1;
+    src->min = min;
+    src->max = max;
+    if (!src->counted) {
+        src->counted = 1;
+        h->res->skipped += dmg;
+    }
+}
+
+/* What a scan of one file keeps track of. */
+typedef struct {
+    src_t *src;
+    apr_array_header_t *spans;
+    int idx;                    /* its index in sl->files */
+    int known;                  /* its facts stand: ts only where needed */
+    apr_time_t fmin, fmax;
+    size_t dmg, used;
+} scan_t;
+
+/* One line s[0..n) (its newline after it) at offset `at`.  Returns 0, or
+ * -1 when the slice is done collecting. */
+static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
+                     size_t n, off_t at)
+{
+    const ptm_query_t *q = h->q;
+    line_t l;
+    ent_t c;
+
+    if (n == 0 || parse_line(&l, s, n) != 0 || l.stream != sc->src->run) {
+        sc->dmg++;
+        return 0;
+    }
+    if (sc->known && !type_wanted(q, s + l.type_off, l.type_len)) {
+        return 0;
+    }
+    if (line_ts(&l, s) == PTM_TS_NONE) {
+        return 0;
+    }
+    if (l.ts < sc->fmin) {
+        sc->fmin = l.ts;
+    }
+    if (l.ts > sc->fmax) {
+        sc->fmax = l.ts;
+    }
+    if (l.ts < sl->t0 || l.ts >= sl->t1) {
+        return 0;
+    }
+    memset(&c, 0, sizeof(c));
+    c.key.ts = l.ts;
+    c.key.stream = l.stream;
+    c.key.seq = l.seq;
+    c.key.tie = sc->src->run ? sc->src->tie : 0;
+    if ((!q->every && !after_cursor(h, &c.key))
+        || !type_wanted(q, s + l.type_off, l.type_len)
+        || (in_spans(sc->spans, l.seq) && ring_has(sl, sc->src, &l))
+        || (q->run_id && !run_id_matches(h, s, n, l.rest))) {
+        return 0;
+    }
+    c.off = (uint64_t)at;
+    c.len = (uint32_t)n;
+    c.file = sc->idx;
+    c.type_off = (uint32_t)l.type_off;
+    c.type_len = (uint32_t)l.type_len;
+    if (add_key(h, sl, &c, s + l.type_off) != 0) {
+        return -1;
+    }
+    sc->used++;
+    return 0;
+}
+
+/* Read a file of `size` bytes whole into memory (bounded: WHOLE_MAX per
+ * file, HOLD_MAX held by a request at once) and scan it.  Its lines are
+ * then emitted from that copy: no read per line, and the bytes emitted
+ * are the bytes scanned.  Returns 1 when read to its end, 0 when cut
+ * short meanwhile, -1 when the slice is done collecting. */
+static int scan_whole(hist_t *h, slice_t *sl, scan_t *sc, sfile_t *sf,
+                      int fd, off_t size)
+{
+    size_t have = 0, at = 0, cap;
+    ssize_t got;
+    char *data = ptm_stash_take((size_t)size + 1, &cap), *nl;
+
+    if (!data) {
+        return 0;
+    }
+    sf->cap = cap;
+    while (have < (size_t)size) {
+        got = pread(fd, data + have, (size_t)size - have, (off_t)have);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            break;                      /* cut short under us */
+        }
+        have += (size_t)got;
+    }
+    sf->data = data;
+    sf->len = have;
+    h->held += have;
+    while (at < have && (nl = memchr(data + at, '\n', have - at)) != NULL) {
+        size_t n = (size_t)(nl - (data + at));
+
+        if (scan_line(h, sl, sc, data + at, n, (off_t)at) != 0) {
+            return -1;
+        }
+        at += n + 1;
+    }
+    if (have < (size_t)size) {
+        return 0;
+    }
+    if (at < have) {
+        sc->dmg++;                      /* no newline: torn */
+    }
+    return 1;
+}
+
+/* The same, a READ_CHUNK at a time (a file too big to hold): lines are
+ * read back one by one when emitted. */
+static int scan_chunked(hist_t *h, slice_t *sl, scan_t *sc, int fd,
+                        off_t size)
+{
+    size_t have = 0, scan = 0, want;
+    off_t base = 0;
+    int skip_long = 0;
+    ssize_t got;
+
+    if (grow((void **)&h->buf, &h->buf_cap, READ_CHUNK, 1) != 0) {
+        return 0;
+    }
+    for (;;) {
+        char *nl;
+
+        while (scan < have && (nl = memchr(h->buf + scan, '\n',
+                                           have - scan)) != NULL) {
+            const char *s = h->buf + scan;
+            size_t n = (size_t)(nl - s);
+            off_t at = base + (off_t)scan;
+
+            scan += n + 1;
+            if (skip_long) {
+                skip_long = 0;          /* the end of the long line */
+                continue;
+            }
+            if (scan_line(h, sl, sc, s, n, at) != 0) {
+                return -1;
+            }
+        }
+        if (base + (off_t)have >= size) {
+            if (scan < have && !skip_long) {
+                sc->dmg++;              /* no newline: torn */
+            }
+            return 1;
+        }
+        /* Keep the partial line, at the front. */
+        if (scan > 0) {
+            memmove(h->buf, h->buf + scan, have - scan);
+            base += (off_t)scan;
+            have -= scan;
+            scan = 0;
+        }
+        if (have == h->buf_cap) {
+            if (h->buf_cap >= LINE_MAX_LEN) {
+                /* Longer than any line we write: dropped up to its
+                 * newline. */
+                if (!skip_long) {
+                    sc->dmg++;
+                }
+                skip_long = 1;
+                base += (off_t)have;
+                have = 0;
+            }
+            else if (grow((void **)&h->buf, &h->buf_cap, h->buf_cap * 2, 1)) {
+                return 0;
+            }
+        }
+        want = h->buf_cap - have;
+        if ((off_t)want > size - base - (off_t)have) {
+            want = (size_t)(size - base - (off_t)have);
+        }
+        got = pread(fd, h->buf + have, want, base + (off_t)have);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            /* Cut short under us (truncated, or an I/O error): what was
+             * read stands; the range is not known. */
+            return 0;
+        }
+        have += (size_t)got;
+    }
+}
+
 /* Read `src` and keep the keys of the slice's events in it. */
 static void read_src(hist_t *h, slice_t *sl, src_t *src)
 {
-    const ptm_query_t *q = h->q;
-    apr_array_header_t *spans = ring_spans(sl, src);
-    apr_time_t fmin = APR_INT64_MAX, fmax = APR_INT64_MIN;
-    size_t have = 0, scan = 0, dmg = 0, used = 0, want;
-    off_t base = 0, size;
-    int skip_long = 0, complete = 0, fd, idx, i;
+    facts_t f;
+    scan_t sc;
+    off_t size;
+    int fd, i, rc;
     struct stat st;
     sfile_t *sf;
-    ssize_t got;
 
     fd = open_src(h, src, sl->p);
     if (fd < 0) {
@@ -984,135 +1311,71 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
             return;
         }
     }
+    memset(&sc, 0, sizeof(sc));
+    if (facts_get(&f, &st)) {
+        src_learn(h, src, f.min, f.max, f.dmg);
+        if (!src_wanted(src, sl->t0, sl->t1)) {
+            close(fd);
+            return;
+        }
+        sc.known = 1;
+    }
     PTM_TEST_HOOK(src->run ? "history:read-run" : "history:read-day",
                   src->run ? 0 : (unsigned)atoi(src->day));
-    idx = sl->files->nelts;
+    sc.src = src;
+    sc.spans = ring_spans(sl, src);
+    sc.idx = sl->files->nelts;
+    sc.fmin = APR_INT64_MAX;
+    sc.fmax = APR_INT64_MIN;
     sf = apr_array_push(sl->files);
+    memset(sf, 0, sizeof(*sf));
     sf->fd = fd;
     sf->src = src;
     sf->dev = st.st_dev;
     sf->ino = st.st_ino;
     /* What it held when opened: a line appended since is a new event. */
     size = st.st_size;
-    for (;;) {
-        char *nl;
-
-        while (scan < have && (nl = memchr(h->buf + scan, '\n',
-                                           have - scan)) != NULL) {
-            const char *s = h->buf + scan;
-            size_t n = (size_t)(nl - s);
-            off_t at = base + (off_t)scan;
-            line_t l;
-            ent_t c;
-
-            scan += n + 1;
-            if (skip_long) {
-                skip_long = 0;          /* the end of the long line */
-                continue;
-            }
-            if (n == 0 || parse_line(&l, s, n) != 0 || l.stream != src->run) {
-                dmg++;
-                continue;
-            }
-            if (l.ts == PTM_TS_NONE) {
-                continue;
-            }
-            if (l.ts < fmin) {
-                fmin = l.ts;
-            }
-            if (l.ts > fmax) {
-                fmax = l.ts;
-            }
-            if (l.ts < sl->t0 || l.ts >= sl->t1) {
-                continue;
-            }
-            memset(&c, 0, sizeof(c));
-            c.key.ts = l.ts;
-            c.key.stream = l.stream;
-            c.key.seq = l.seq;
-            c.key.tie = src->run ? src->tie : 0;
-            if ((!q->every && !after_cursor(h, &c.key))
-                || !type_wanted(q, s + l.type_off, l.type_len)
-                || (in_spans(spans, l.seq) && ring_has(sl, src, &l))
-                || (q->run_id && !run_id_matches(h, s, n, l.rest))) {
-                continue;
-            }
-            c.off = (uint64_t)at;
-            c.len = (uint32_t)n;
-            c.file = idx;
-            c.type_off = (uint32_t)l.type_off;
-            c.type_len = (uint32_t)l.type_len;
-            if (add_key(h, sl, &c, s + l.type_off) != 0) {
-                goto out;
-            }
-            used++;
-        }
-        if (base + (off_t)have >= size) {
-            if (scan < have && !skip_long) {
-                dmg++;                  /* no newline: torn */
-            }
-            complete = 1;
-            break;
-        }
-        /* Keep the partial line, at the front. */
-        if (scan > 0) {
-            memmove(h->buf, h->buf + scan, have - scan);
-            base += (off_t)scan;
-            have -= scan;
-            scan = 0;
-        }
-        if (have == h->buf_cap) {
-            if (h->buf_cap >= LINE_MAX_LEN) {
-                /* Longer than any line we write: dropped up to its
-                 * newline. */
-                if (!skip_long) {
-                    dmg++;
-                }
-                skip_long = 1;
-                base += (off_t)have;
-                have = 0;
-            }
-            else if (grow((void **)&h->buf, &h->buf_cap, h->buf_cap * 2, 1)) {
-                break;
-            }
-        }
-        want = h->buf_cap - have;
-        if ((off_t)want > size - base - (off_t)have) {
-            want = (size_t)(size - base - (off_t)have);
-        }
-        got = pread(fd, h->buf + have, want, base + (off_t)have);
-        if (got < 0 && errno == EINTR) {
-            continue;
-        }
-        if (got <= 0) {
-            /* Cut short under us (truncated, or an I/O error): what was
-             * read stands; the range is not known. */
-            break;
-        }
-        have += (size_t)got;
+    if ((size_t)size <= WHOLE_MAX && h->held + (size_t)size <= HOLD_MAX) {
+        rc = scan_whole(h, sl, &sc, sf, fd, size);
     }
-out:
-    if (complete) {
-        src->known = 1;
-        src->min = fmin;
-        src->max = fmax;
-        if (!src->counted) {
-            src->counted = 1;
-            h->res->skipped += dmg;
-        }
+    else {
+        rc = scan_chunked(h, sl, &sc, fd, size);
     }
-    if (!used && sl->files->nelts == idx + 1) {
+    if (rc == 1 && !sc.known) {
+        src_learn(h, src, sc.fmin, sc.fmax, sc.dmg);
+        facts_put(&st, sc.fmin, sc.fmax, sc.dmg);
+    }
+    if (!sc.used && sl->files->nelts == sc.idx + 1) {
         /* Nothing of it is kept: no need to hold it open. */
-        close(fd);
+        sfile_close(h, sf);
         sl->files->nelts--;
     }
 }
 
-/* Worth opening for [t0, t1): not refused before, and not read to its end
- * already with a ts range that misses the slice. */
-static int src_wanted(const src_t *src, apr_time_t t0, apr_time_t t1)
+/* A day file as its facts say, without opening it, when they stand and
+ * its range misses [t0, t1): 1 (nothing to read), else 0. */
+static int day_skip(hist_t *h, src_t *src, apr_time_t t0, apr_time_t t1)
 {
-    return !src->gone && (!src->known || (src->max >= t0 && src->min < t1));
+    char name[sizeof("site_.ndjson") + PTM_DAYKEY_LEN];
+    struct stat st;
+    facts_t f;
+
+    if (src->known) {
+        return 0;                       /* src_wanted said it may meet */
+    }
+    apr_snprintf(name, sizeof(name), "site_%s.ndjson", src->day);
+    if (fstatat(h->site_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) {
+            src->gone = 1;              /* as open_src would find it */
+            return 1;
+        }
+        return 0;
+    }
+    if (!S_ISREG(st.st_mode) || !facts_get(&f, &st)) {
+        return 0;
+    }
+    src_learn(h, src, f.min, f.max, f.dmg);
+    return !src_wanted(src, t0, t1);
 }
 
 static src_t *day_src(hist_t *h, const char *key)
@@ -1146,7 +1409,8 @@ static void read_files(hist_t *h, slice_t *sl)
             while (strcmp(k, last) <= 0) {
                 src_t *src = day_src(h, k);
 
-                if (src_wanted(src, sl->t0, sl->t1)) {
+                if (src_wanted(src, sl->t0, sl->t1)
+                    && !day_skip(h, src, sl->t0, sl->t1)) {
                     read_src(h, sl, src);
                     if (sl->overflow || sl->found) {
                         return;
@@ -1184,7 +1448,7 @@ static void read_files(hist_t *h, slice_t *sl)
 
 static int ent_cmp(const void *a, const void *b)
 {
-    const ent_t *x = a, *y = b;
+    const ent_t *x = *(const ent_t *const *)a, *y = *(const ent_t *const *)b;
     int c = ptm_key_cmp(&x->key, &y->key);
 
     if (c) {
@@ -1207,12 +1471,15 @@ static const char *ent_line(hist_t *h, slice_t *sl, const ent_t *e)
         return APR_ARRAY_IDX(sl->ring, (int)e->off, ptm_recent_t).line;
     }
     f = &APR_ARRAY_IDX(sl->files, e->file, sfile_t);
+    if (f->data) {
+        return f->data + e->off;        /* the bytes that were scanned */
+    }
     if (grow((void **)&h->lbuf, &h->lbuf_cap, (size_t)e->len + 1, 1) != 0
         || pread(f->fd, h->lbuf, (size_t)e->len + 1, (off_t)e->off)
            != (ssize_t)e->len + 1
         || h->lbuf[e->len] != '\n'
         || parse_line(&l, h->lbuf, e->len) != 0 || l.seq != e->key.seq
-        || l.ts != e->key.ts) {
+        || line_ts(&l, h->lbuf) != e->key.ts) {
         return NULL;
     }
     return h->lbuf;
@@ -1223,19 +1490,30 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
     const ptm_query_t *q = h->q;
     size_t k;
 
-    if (sl->n > 1) {
-        qsort(h->ents, sl->n, sizeof(ent_t), ent_cmp);
+    /* Sorted by pointer: qsort moves (and its merge buffer holds) 8 bytes
+     * an entry rather than a whole ent_t. */
+    if (grow((void **)&h->order, &h->order_cap, sl->n, sizeof(ent_t *))) {
+        return APR_ENOMEM;
     }
     for (k = 0; k < sl->n; k++) {
-        const ent_t *e = &h->ents[h->asc ? k : sl->n - 1 - k];
+        h->order[k] = &h->ents[k];
+    }
+    if (sl->n > 1) {
+        qsort(h->order, sl->n, sizeof(ent_t *), ent_cmp);
+    }
+    for (k = 0; k < sl->n; k++) {
+        const ent_t *e = h->order[h->asc ? k : sl->n - 1 - k];
         const char *line;
         apr_status_t rv;
 
         if (q->every && !after_cursor(h, &e->key)) {
             continue;                   /* before the cursor, in its bucket */
         }
+        /* A line of a file is the User's: checked as it goes out.  The
+         * ring's are the module's own, well-formed when written, and
+         * checked when restored from an old state (ptm_ring_copy). */
         if (!(line = ent_line(h, sl, e))
-            || !ptm_json_well_formed(line, e->len)) {
+            || (e->file >= 0 && !ptm_json_well_formed(line, e->len))) {
             h->res->skipped++;
             continue;
         }
@@ -1301,7 +1579,7 @@ static apr_status_t do_slice(hist_t *h, apr_time_t t0, apr_time_t t1,
     }
 out:
     for (i = 0; i < sl.files->nelts; i++) {
-        close(APR_ARRAY_IDX(sl.files, i, sfile_t).fd);
+        sfile_close(h, &APR_ARRAY_IDX(sl.files, i, sfile_t));
     }
     apr_pool_destroy(sl.p);
     return rv;
@@ -1361,23 +1639,34 @@ static void add_run(hist_t *h, apr_hash_t *by_dir, const ptm_runs_entry_t *e)
     APR_ARRAY_PUSH(src->ties, uint32_t) = tie;
 }
 
+/* 1 if the run `e` can hold events of [lo, hi): its events were accepted
+ * while it ran, their ts a day off at most (as add_run's span). */
+static int run_near(const ptm_runs_entry_t *e, apr_time_t lo, apr_time_t hi)
+{
+    return overlaps(sat_sub(e->start, DAY), sat_add(e->stop, DAY), lo, hi);
+}
+
 /* The runs index and the active run (which may predate the journal, or
- * have failed to be noted in it). */
+ * have failed to be noted in it).  Only the directories of the runs near
+ * the window are looked at (a year of runs is mostly far from it), with
+ * every run that used them (their ties say which ring events are theirs). */
 static apr_status_t load_runs(hist_t *h)
 {
-    apr_array_header_t *runs;
-    apr_hash_t *by_dir = apr_hash_make(h->p);
+    const apr_array_header_t *runs;
+    apr_hash_t *by_dir = apr_hash_make(h->p), *near;
     ptm_store_run_t run;
     const ptm_runs_entry_t *last;
+    ptm_runs_entry_t active;
     unsigned bad = 0;
     apr_status_t rv;
-    int i;
+    int i, n, has_active = 0;
 
     h->runs = apr_array_make(h->p, 8, sizeof(src_t *));
     if (h->q->stream == PTM_STREAM_SITE) {
         return APR_SUCCESS;
     }
-    if (ptm_runs_read(&runs, &bad, h->conf->site_dir, h->p) != APR_SUCCESS) {
+    if (ptm_runs_read_cached(&runs, &bad, h->conf->site_dir, h->p)
+        != APR_SUCCESS) {
         bad++;                          /* a journal we cannot read */
     }
     h->res->skipped += bad;
@@ -1388,16 +1677,32 @@ static apr_status_t load_runs(hist_t *h)
                                         ptm_runs_entry_t) : NULL;
     if (run.active && !(last && last->stop == APR_INT64_MAX
                         && strcmp(last->run_dir, run.run_dir) == 0)) {
-        ptm_runs_entry_t *e = apr_array_push(runs);
-
         /* Its start is not known: any time. */
-        e->run_id = run.run_id;
-        e->run_dir = run.run_dir;
-        e->start = APR_INT64_MIN;
-        e->stop = APR_INT64_MAX;
+        active.run_id = run.run_id;
+        active.run_dir = run.run_dir;
+        active.start = APR_INT64_MIN;
+        active.stop = APR_INT64_MAX;
+        has_active = 1;
     }
-    for (i = 0; i < runs->nelts; i++) {
-        add_run(h, by_dir, &APR_ARRAY_IDX(runs, i, ptm_runs_entry_t));
+    n = runs->nelts + has_active;
+    /* The directories of the runs near the window, by name as the
+     * journal has it (the module writes each one normalised). */
+    near = apr_hash_make(h->p);
+    for (i = 0; i < n; i++) {
+        const ptm_runs_entry_t *e = i < runs->nelts
+            ? &APR_ARRAY_IDX(runs, i, ptm_runs_entry_t) : &active;
+
+        if (run_near(e, h->lo, h->hi)) {
+            apr_hash_set(near, e->run_dir, APR_HASH_KEY_STRING, e);
+        }
+    }
+    for (i = 0; apr_hash_count(near) && i < n; i++) {
+        const ptm_runs_entry_t *e = i < runs->nelts
+            ? &APR_ARRAY_IDX(runs, i, ptm_runs_entry_t) : &active;
+
+        if (apr_hash_get(near, e->run_dir, APR_HASH_KEY_STRING)) {
+            add_run(h, by_dir, e);
+        }
     }
     return APR_SUCCESS;
 }
@@ -1410,7 +1715,8 @@ static apr_status_t free_buffers(void *data)
 
     free(h->buf);
     free(h->lbuf);
-    free(h->ents);
+    ptm_stash_give(h->ents, h->ents_cap * sizeof(ent_t));
+    free(h->order);
     free(h->slots);
     if (h->site_fd >= 0) {
         close(h->site_fd);
@@ -1540,10 +1846,11 @@ apr_status_t ptm_history_query(ptm_history_result_t *res,
         ptm_json_dump_string(&h.rid, q->run_id, q->run_id_len);
         h.rid_int = is_json_int(q->run_id, q->run_id_len);
     }
-    if ((rv = grow((void **)&h.buf, &h.buf_cap, READ_CHUNK, 1)) != 0) {
+    if ((h.ents = ptm_stash_take(1024 * sizeof(ent_t), &h.ents_cap)) == NULL) {
         rv = APR_ENOMEM;
         goto out;
     }
+    h.ents_cap /= sizeof(ent_t);
     if (q->stream != PTM_STREAM_RUN) {
         h.site_fd = open(conf->site_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <apr_strings.h>
+#include "ptm_json.h"
 #include "ptm_store_int.h"
 #include "ptm_test_hook.h"
 
@@ -170,7 +171,10 @@ uint64_t ptm_store_epoch(ptm_store_t *st)
 }
 
 /* A record at `off` of a ring of `size` bytes at `ring` that checks out:
- * within the region, its lengths adding up, its check right. */
+ * within the region, its lengths adding up, its check right, its line
+ * well-formed JSON (a line in the ring is served by GET /events as it is:
+ * the module writes only well-formed ones, and one that comes from an old
+ * state is checked here, once). */
 static const rec_t *valid_at(const char *ring, uint64_t size, uint64_t off)
 {
     const rec_t *r;
@@ -183,7 +187,9 @@ static const rec_t *valid_at(const char *ring, uint64_t size, uint64_t off)
         || (uint64_t)r->type_len + r->line_len > r->len - sizeof(rec_t)
         || REC_TOTAL(r->type_len, r->line_len) != r->len
         || (r->flags & ~(REC_STORED | 1u)) || r->type_len < 2
-        || r->line_len < 8 || rec_check(r) != r->check) {
+        || r->line_len < 8 || rec_check(r) != r->check
+        || !ptm_json_well_formed((const char *)(r + 1) + r->type_len,
+                                 r->line_len)) {
         return NULL;
     }
     return r;

@@ -9,6 +9,7 @@
  * trusted beyond being a run that GET /events may look for, and the paths
  * it names are only ever opened beneath a configured root (ptm_history). */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -248,71 +249,367 @@ static unsigned take_glued(apr_array_header_t *runs, const char *s,
     return 1;
 }
 
-apr_status_t ptm_runs_read(apr_array_header_t **runs, unsigned *skipped,
-                           const char *site_dir, apr_pool_t *p)
+/* Take the whole lines of buf[0..have) into `runs`, counting in `*bad`
+ * those that do not parse.  Returns the length of what was taken (up to
+ * and with the last newline); what follows is a torn line. */
+static size_t take_lines(apr_array_header_t *runs, unsigned *bad,
+                         const char *buf, size_t have, apr_pool_t *p)
+{
+    size_t at, end;
+
+    for (at = 0; at < have; at = end + 1) {
+        const char *nl = memchr(buf + at, '\n', have - at);
+
+        if (!nl) {
+            break;
+        }
+        end = (size_t)(nl - buf);
+        if (end > at && take_line(runs, buf + at, end - at, p) != 0) {
+            *bad += take_glued(runs, buf + at, end - at, p);
+        }
+    }
+    return at;
+}
+
+/* Open the journal of `site_dir` read only, never through a link, never
+ * blocking on a FIFO, and check it is a regular file not too big to be
+ * ours.  Returns the descriptor (-1 and *err = 0: there is none; -1 and
+ * *err: it cannot be read). */
+static int open_journal(struct stat *st, int *err, const char *site_dir,
+                        apr_pool_t *p)
 {
     const char *path = apr_pstrcat(p, site_dir, "/", PTM_RUNS_FILE, NULL);
-    unsigned bad = 0;
-    struct stat st;
-    size_t have = 0, at, end;
-    char *buf;
-    ssize_t n;
-    int fd, err = 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 
-    *runs = apr_array_make(p, 8, sizeof(ptm_runs_entry_t));
-    if (skipped) {
-        *skipped = 0;
-    }
-    /* Read only, never through a link, never blocking on a FIFO. */
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    *err = 0;
     if (fd < 0) {
-        return errno == ENOENT ? APR_SUCCESS : APR_FROM_OS_ERROR(errno);
+        *err = errno == ENOENT ? 0 : errno;
+        return -1;
     }
-    if (fstat(fd, &st) != 0) {
-        err = errno;
-        goto out;
+    if (fstat(fd, st) != 0) {
+        *err = errno;
     }
-    if (!S_ISREG(st.st_mode)) {
-        err = EINVAL;
-        goto out;
+    else if (!S_ISREG(st->st_mode)) {
+        *err = EINVAL;
     }
-    if (st.st_size > PTM_RUNS_MAX) {
-        err = EFBIG;
-        goto out;
+    else if (st->st_size > PTM_RUNS_MAX) {
+        *err = EFBIG;
     }
-    /* What it held when looked at: a line appended meanwhile is a run
-     * that started after this request did. */
-    buf = apr_palloc(p, (apr_size_t)st.st_size + 1);
-    while (have < (size_t)st.st_size) {
-        n = pread(fd, buf + have, (size_t)st.st_size - have, (off_t)have);
+    if (*err) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Read buf[0..want) at `from`; returns what was read (less: the file was
+ * cut meanwhile), -1 with errno on an error. */
+static ssize_t read_at(int fd, char *buf, size_t want, off_t from)
+{
+    size_t have = 0;
+    ssize_t n;
+
+    while (have < want) {
+        n = pread(fd, buf + have, want - have, from + (off_t)have);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0) {
-            err = errno;
-            goto out;
+            return -1;
         }
         if (n == 0) {
             break;                      /* truncated meanwhile */
         }
         have += (size_t)n;
     }
-    for (at = 0; at < have; at = end + 1) {
-        const char *nl = memchr(buf + at, '\n', have - at);
+    return (ssize_t)have;
+}
 
-        if (!nl) {
+apr_status_t ptm_runs_read(apr_array_header_t **runs, unsigned *skipped,
+                           const char *site_dir, apr_pool_t *p)
+{
+    unsigned bad = 0;
+    struct stat st;
+    size_t taken;
+    ssize_t have;
+    char *buf;
+    int fd, err = 0;
+
+    *runs = apr_array_make(p, 8, sizeof(ptm_runs_entry_t));
+    if (skipped) {
+        *skipped = 0;
+    }
+    if ((fd = open_journal(&st, &err, site_dir, p)) < 0) {
+        return err ? APR_FROM_OS_ERROR(err) : APR_SUCCESS;
+    }
+    /* What it held when looked at: a line appended meanwhile is a run
+     * that started after this request did. */
+    buf = apr_palloc(p, (apr_size_t)st.st_size + 1);
+    have = read_at(fd, buf, (size_t)st.st_size, 0);
+    if (have < 0) {
+        err = errno;
+    }
+    else {
+        taken = take_lines(*runs, &bad, buf, (size_t)have, p);
+        if (taken < (size_t)have) {
             bad++;                      /* torn: a writer died mid-line */
-            break;
-        }
-        end = (size_t)(nl - buf);
-        if (end > at && take_line(*runs, buf + at, end - at, p) != 0) {
-            bad += take_glued(*runs, buf + at, end - at, p);
         }
     }
-out:
     close(fd);
     if (skipped) {
         *skipped = bad;
     }
     return err ? APR_FROM_OS_ERROR(err) : APR_SUCCESS;
+}
+
+/* ---- the per-process cache ------------------------------------------------
+ *
+ * Parsing a year's journal (two lines a run) costs more than the rest of
+ * a GET /events of a day, and it hardly ever changes: each child keeps
+ * what it parsed, per site dir, as an immutable snapshot that requests
+ * share by reference count (threads of a worker/event child share it; the
+ * one mutex is held only to look up, take or swap a snapshot, and while
+ * parsing what is new, which is rare).
+ *
+ * A snapshot stands for the journal while its inode, size and mtime are
+ * the same.  A journal that grew on the same inode is the old one plus
+ * what was appended (the module only ever appends) when the bytes just
+ * before the old end are still the same: only the new lines are parsed,
+ * into a new snapshot.  Anything else (a new inode, a smaller file, other
+ * bytes) is parsed whole again.  The journal is the User's, who could
+ * rewrite it in place keeping its size and mtime: the runs it names are
+ * then stale until it changes again, which opens nothing more than before
+ * (a run directory is still only opened beneath a configured root, never
+ * through a link).  Memory: at most CACHE_SLOTS snapshots in use, each
+ * of a journal of at most PTM_RUNS_MAX. */
+
+#define CACHE_SLOTS 4
+#define CHECK_LEN 256       /* bytes before the old end compared on growth */
+
+struct ptm_runs_snap {
+    apr_pool_t *pool;           /* everything of the snapshot */
+    unsigned refs;              /* the cache's own, and each request's */
+    char *site_dir;
+    apr_array_header_t *runs;   /* ptm_runs_entry_t */
+    unsigned bad;               /* lines of `taken` that do not parse */
+    dev_t dev;
+    ino_t ino;
+    off_t size;                 /* as last seen */
+    struct timespec mtime;
+    size_t taken;               /* whole lines parsed */
+    size_t check_len;
+    char check[CHECK_LEN];      /* the bytes before `taken` */
+    unsigned torn;              /* a torn line after `taken` */
+};
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ptm_runs_snap *cache[CACHE_SLOTS];
+static unsigned cache_next;
+#ifdef PTM_TEST_HOOKS
+unsigned ptm_runs_cache_parses;   /* full parses, for the unit tests */
+unsigned ptm_runs_cache_slots_used(void);
+
+unsigned ptm_runs_cache_slots_used(void)
+{
+    unsigned i, n = 0;
+
+    pthread_mutex_lock(&cache_lock);
+    for (i = 0; i < CACHE_SLOTS; i++) {
+        n += cache[i] != NULL;
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return n;
+}
+#endif
+
+/* Under cache_lock. */
+static void snap_release_locked(struct ptm_runs_snap *s)
+{
+    if (s && --s->refs == 0) {
+        apr_pool_destroy(s->pool);
+    }
+}
+
+static apr_status_t snap_release(void *data)
+{
+    pthread_mutex_lock(&cache_lock);
+    snap_release_locked(data);
+    pthread_mutex_unlock(&cache_lock);
+    return APR_SUCCESS;
+}
+
+static struct ptm_runs_snap *snap_new(const char *site_dir)
+{
+    struct ptm_runs_snap *s;
+    apr_pool_t *pool;
+
+    /* Unmanaged: its own allocator, no parent shared between threads. */
+    if (apr_pool_create_unmanaged_ex(&pool, NULL, NULL) != APR_SUCCESS) {
+        return NULL;
+    }
+    s = apr_pcalloc(pool, sizeof(*s));
+    s->pool = pool;
+    s->refs = 1;
+    s->site_dir = apr_pstrdup(pool, site_dir);
+    s->runs = apr_array_make(pool, 16, sizeof(ptm_runs_entry_t));
+    return s;
+}
+
+/* A copy of `old`'s runs in `s` (the strings too: `old` may go first). */
+static void snap_copy_runs(struct ptm_runs_snap *s,
+                           const struct ptm_runs_snap *old)
+{
+    int i;
+
+    for (i = 0; i < old->runs->nelts; i++) {
+        const ptm_runs_entry_t *o = &APR_ARRAY_IDX(old->runs, i,
+                                                   ptm_runs_entry_t);
+        ptm_runs_entry_t *e = apr_array_push(s->runs);
+
+        e->run_id = apr_pstrdup(s->pool, o->run_id);
+        e->run_dir = apr_pstrdup(s->pool, o->run_dir);
+        e->start = o->start;
+        e->stop = o->stop;
+    }
+}
+
+static int same_time(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* Under cache_lock: a snapshot of the journal open at `fd` (as `st`),
+ * from `old` (of the same site dir, or NULL) when it is still that, or
+ * grew from it; NULL when memory or reading failed (*err). */
+static struct ptm_runs_snap *snap_update_locked(struct ptm_runs_snap *old,
+                                                int fd, const struct stat *st,
+                                                const char *site_dir,
+                                                int *err)
+{
+    struct ptm_runs_snap *s;
+    size_t from = 0, want;
+    ssize_t got;
+    char *buf;
+
+    *err = 0;
+    if (old && old->dev == st->st_dev && old->ino == st->st_ino) {
+        if (old->size == st->st_size && same_time(&old->mtime, &st->st_mtim)) {
+            old->refs++;
+            return old;
+        }
+        if ((off_t)old->taken <= st->st_size && old->taken > 0) {
+            char now[CHECK_LEN];
+
+            got = read_at(fd, now, old->check_len,
+                          (off_t)(old->taken - old->check_len));
+            if (got == (ssize_t)old->check_len
+                && memcmp(now, old->check, old->check_len) == 0) {
+                from = old->taken;
+            }
+        }
+    }
+    if (!(s = snap_new(site_dir))) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    if (from) {
+        snap_copy_runs(s, old);
+        s->bad = old->bad;
+    }
+#ifdef PTM_TEST_HOOKS
+    else {
+        ptm_runs_cache_parses++;
+    }
+#endif
+    want = (size_t)st->st_size - from;
+    buf = apr_palloc(s->pool, want + 1);
+    got = read_at(fd, buf, want, (off_t)from);
+    if (got < 0) {
+        *err = errno;
+        apr_pool_destroy(s->pool);
+        return NULL;
+    }
+    s->taken = from + take_lines(s->runs, &s->bad, buf, (size_t)got, s->pool);
+    s->torn = s->taken < from + (size_t)got;
+    s->dev = st->st_dev;
+    s->ino = st->st_ino;
+    /* Cut short meanwhile: what was read is what is known; the size that
+     * was seen makes the next look read again. */
+    s->size = from + (size_t)got == (size_t)st->st_size ? st->st_size : -1;
+    s->mtime = st->st_mtim;
+    s->check_len = s->taken < CHECK_LEN ? s->taken : CHECK_LEN;
+    if (s->taken > from) {
+        /* The bytes before the end of what was taken: in buf, or partly
+         * in the old snapshot's check. */
+        size_t k = s->check_len, inbuf = s->taken - from;
+
+        if (inbuf >= k) {
+            memcpy(s->check, buf + inbuf - k, k);
+        }
+        else {
+            size_t oldpart = k - inbuf;
+
+            memcpy(s->check, old->check + old->check_len - oldpart, oldpart);
+            memcpy(s->check + oldpart, buf, inbuf);
+        }
+    }
+    else if (from) {
+        memcpy(s->check, old->check, old->check_len);
+        s->check_len = old->check_len;
+    }
+    s->refs = 2;                        /* the cache's and the caller's */
+    return s;
+}
+
+void ptm_runs_cache_clear(void)
+{
+    int i;
+
+    pthread_mutex_lock(&cache_lock);
+    for (i = 0; i < CACHE_SLOTS; i++) {
+        snap_release_locked(cache[i]);  /* requests may still hold it */
+        cache[i] = NULL;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
+apr_status_t ptm_runs_read_cached(const apr_array_header_t **runs,
+                                  unsigned *skipped, const char *site_dir,
+                                  apr_pool_t *p)
+{
+    struct ptm_runs_snap *s = NULL, *old = NULL;
+    struct stat st;
+    int fd, err = 0, slot = -1, i;
+
+    *skipped = 0;
+    *runs = apr_array_make(p, 1, sizeof(ptm_runs_entry_t));
+    if ((fd = open_journal(&st, &err, site_dir, p)) < 0) {
+        return err ? APR_FROM_OS_ERROR(err) : APR_SUCCESS;
+    }
+    pthread_mutex_lock(&cache_lock);
+    for (i = 0; i < CACHE_SLOTS; i++) {
+        if (cache[i] && strcmp(cache[i]->site_dir, site_dir) == 0) {
+            slot = i;
+            old = cache[i];
+            break;
+        }
+    }
+    s = snap_update_locked(old, fd, &st, site_dir, &err);
+    if (s && s != old) {
+        if (slot < 0) {
+            slot = (int)(cache_next++ % CACHE_SLOTS);
+            old = cache[slot];
+        }
+        cache[slot] = s;
+        snap_release_locked(old);       /* requests may still hold it */
+    }
+    pthread_mutex_unlock(&cache_lock);
+    close(fd);
+    if (!s) {
+        return APR_FROM_OS_ERROR(err);
+    }
+    apr_pool_cleanup_register(p, s, snap_release, apr_pool_cleanup_null);
+    *runs = s->runs;
+    *skipped = s->bad + s->torn;
+    return APR_SUCCESS;
 }

@@ -63,4 +63,18 @@ apr_status_t ptm_runs_note_stop(const char *site_dir, const char *run_dir,
 apr_status_t ptm_runs_read(apr_array_header_t **runs, unsigned *skipped,
                            const char *site_dir, apr_pool_t *p);
 
+/**
+ * As ptm_runs_read, from a per-process cache (see ptm_runs.c) that parses
+ * only what was appended since the journal was last read by this process.
+ * `*runs` is shared: read only, valid as long as `p`.  Safe from any
+ * thread.  Returns APR_SUCCESS or the error of reading (or ENOMEM).
+ */
+apr_status_t ptm_runs_read_cached(const apr_array_header_t **runs,
+                                  unsigned *skipped, const char *site_dir,
+                                  apr_pool_t *p);
+
+/** Drop what the cache of ptm_runs_read_cached holds (at child exit; a
+ * snapshot a request still holds goes with its pool). */
+void ptm_runs_cache_clear(void);
+
 #endif

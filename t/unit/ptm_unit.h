@@ -14,6 +14,8 @@
 #include <apr_strings.h>
 
 /* The group's pool, alive from group_setup to group_teardown. */
+#include "ptm_runs.h"
+
 static apr_pool_t *gpool;
 
 static int group_setup(void **state)
@@ -28,6 +30,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
+    ptm_runs_cache_clear();             /* a process's cache, freed */
     apr_pool_destroy(gpool);
     apr_terminate();
     return 0;

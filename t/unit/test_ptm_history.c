@@ -1497,6 +1497,99 @@ static int history_group_setup(void **state)
     return group_setup(state);
 }
 
+
+/* ---- the per-process facts of day files -----------------------------------*/
+
+extern unsigned ptm_history_facts_slots;
+static unsigned reads_of_day, reads_key;
+
+static void read_hook(const char *where, unsigned n)
+{
+    if (strcmp(where, "history:read-day") == 0 && n == reads_key) {
+        reads_of_day++;
+    }
+}
+
+static const char *day_line(fx_t *fx, int seq, apr_time_t ts)
+{
+    return apr_psprintf(fx->p, "{\"seq\":%d,\"ts\":\"%s\",\"stream\":\"site\","
+                        "\"type\":\"w\",\"data\":{\"i\":%d},\"meta\":{}}\n",
+                        seq, iso(fx->p, ts), seq);
+}
+
+/* A neighbour day file whose ts range misses the window is read once,
+ * then known (its damaged lines still counted every time); any change to
+ * it (an append, a replacement) is seen at once; a link put in its place
+ * is refused, never followed; a table of one slot (every file evicting
+ * the other) answers the same. */
+static void test_day_facts(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), now = d + 3 * DAY;
+    const char *prev, *next, *copy;
+    char k[PTM_DAYKEY_LEN + 1];
+    ptm_history_result_t res;
+    apr_array_header_t *got;
+    ptm_query_t q;
+    int slots;
+
+    fx_open(&fx, 0);
+    prev = day_file(&fx, d - DAY);
+    next = day_file(&fx, d + DAY);
+    append_raw(prev, day_line(&fx, 1, d - DAY));
+    append_raw(prev, "hello\n");
+    append_raw(day_file(&fx, d), day_line(&fx, 2, d));
+    append_raw(next, day_line(&fx, 3, d + DAY));
+    assert_int_equal(ptm_time_day_key(k, d - DAY), APR_SUCCESS);
+    reads_key = (unsigned)atoi(k);
+    for (slots = 0; slots < 2; slots++) {
+        ptm_history_facts_slots = slots ? 1 : 1024;
+        q = query(&fx, d - HOUR);
+        q.until = d + HOUR;
+        q.desc = 0;
+        reads_of_day = 0;
+        ptm_test_hook = read_hook;
+        got = run_q(&fx, &q, now, &res);
+        assert_int_equal(got->nelts, 1);
+        assert_int_equal(res.skipped, 1);
+        assert_int_equal(reads_of_day, 1);
+        reads_of_day = 0;
+        got = run_q(&fx, &q, now, &res);
+        ptm_test_hook = NULL;
+        assert_int_equal(got->nelts, 1);
+        assert_int_equal(res.skipped, 1);               /* still counted */
+        if (!slots) {
+            assert_int_equal(reads_of_day, 0);          /* known: not read */
+        }
+    }
+    ptm_history_facts_slots = 1024;
+    /* Appended to: a ts a day off, in the window. */
+    append_raw(prev, day_line(&fx, 4, d));
+    got = run_q(&fx, &q, now, &res);
+    assert_int_equal(got->nelts, 2);
+    assert_int_equal(res.skipped, 1);
+    /* Replaced by a file of the same size, another event in the window. */
+    copy = apr_pstrcat(fx.p, fx.dir, "/copy", NULL);
+    append_raw(copy, day_line(&fx, 5, d - DAY));
+    append_raw(copy, "hello\n");
+    append_raw(copy, day_line(&fx, 6, d + 1));
+    assert_int_equal(rename(copy, prev), 0);
+    got = run_q(&fx, &q, now, &res);
+    assert_int_equal(got->nelts, 2);
+    assert_int_equal(id_of(APR_ARRAY_IDX(got, 1, const char *)), 6);
+    /* A link in its place: refused (one file skipped), not followed. */
+    copy = apr_pstrcat(fx.p, fx.dir, "/copy2", NULL);
+    append_raw(copy, day_line(&fx, 7, d - DAY));
+    append_raw(copy, "hello\n");
+    append_raw(copy, day_line(&fx, 8, d + 1));
+    assert_int_equal(unlink(prev), 0);
+    assert_int_equal(symlink(copy, prev), 0);
+    got = run_q(&fx, &q, now, &res);
+    assert_int_equal(got->nelts, 1);
+    assert_int_equal(res.skipped, 1);
+    fx_close(&fx);
+}
+
 #define TEST(f) cmocka_unit_test_teardown(f, test_teardown)
 
 int main(void)
@@ -1521,6 +1614,7 @@ int main(void)
         TEST(test_legacy_seqs),
         TEST(test_planted_runs),
         TEST(test_client_gone),
+        TEST(test_day_facts),
     };
 
     return cmocka_run_group_tests_name("ptm_history", tests,

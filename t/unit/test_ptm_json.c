@@ -1280,6 +1280,49 @@ static void test_well_formed(void **state)
     assert_false(ptm_json_well_formed(deep, 2 * PTM_JSON_MAX_DEPTH + 2));
 }
 
+/* The same on long strings: each special byte at every offset around the
+ * eight-byte steps of the fast paths, against jansson. */
+static void test_well_formed_long(void **state)
+{
+    static const char *const mid[] = {
+        "\"", "\\", "\\n", "\\x", "\x01", "\x1f", "\x7f", " ", "\xff",
+        "\xc3\xa9", "\xc3", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\\u00e9",
+        "\x80", "\xed\xa0\x80",
+    };
+    char doc[128];
+    size_t i, pre, post;
+
+    (void)state;
+    for (i = 0; i < sizeof(mid) / sizeof(mid[0]); i++) {
+        for (pre = 0; pre < 20; pre++) {
+            for (post = 0; post < 12; post += 5) {
+                size_t n = 0, m = strlen(mid[i]);
+                json_error_t e;
+                json_t *v;
+                int want;
+
+                doc[n++] = '[';
+                doc[n++] = '"';
+                memset(doc + n, 'a', pre);
+                n += pre;
+                memcpy(doc + n, mid[i], m);
+                n += m;
+                memset(doc + n, 'b', post);
+                n += post;
+                doc[n++] = '"';
+                doc[n++] = ']';
+                v = json_loadb(doc, n, JSON_DECODE_ANY, &e);
+                want = v != NULL;
+                json_decref(v);
+                if (ptm_json_well_formed(doc, n) != want) {
+                    fail_msg("%s: %.*s", want ? "refused" : "accepted",
+                             (int)n, doc);
+                }
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1309,6 +1352,7 @@ int main(void)
         cmocka_unit_test_teardown(test_py_repr, test_teardown),
         cmocka_unit_test_teardown(test_truthy, test_teardown),
         cmocka_unit_test_teardown(test_well_formed, test_teardown),
+        cmocka_unit_test_teardown(test_well_formed_long, test_teardown),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

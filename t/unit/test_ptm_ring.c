@@ -321,7 +321,7 @@ static void test_crash_mid_append(void **state)
 
     fx_open(&fx, 2048);
     for (i = 0; i < 30; i++) {
-        post(&fx, PTM_STREAM_SITE, "a", "12345678901234567890", 1, 0, NULL);
+        post(&fx, PTM_STREAM_SITE, "a", "[12345678,123456789]", 1, 0, NULL);
     }
     recent(&fx, &info, 0);
     assert_int_equal(info.next_n, 31);
@@ -449,6 +449,32 @@ static void test_want_and_max(void **state)
     fx_close(&fx);
 }
 
+
+/* A repair keeps no record whose line is not well-formed JSON (GET
+ * /events serves ring lines as they are): a ring holding one is dropped,
+ * as one with any other bad record. */
+static void test_repair_checks_lines(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    uint64_t n;
+
+    fx_open(&fx, 4096);
+    post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+    post(&fx, PTM_STREAM_SITE, "a", "{\"x\":[1,}", 1, 0, NULL);
+    post(&fx, PTM_STREAM_SITE, "a", "2", 1, 0, NULL);
+    out = recent(&fx, &info, 0);
+    assert_int_equal(info.count, 3);
+    H(&fx)->writing = 1;                /* as if a writer died */
+    n = post(&fx, PTM_STREAM_SITE, "a", "3", 1, 0, NULL);
+    assert_int_equal(ptm_store_repairs(fx.st), 1);
+    out = recent(&fx, &info, 0);
+    assert_int_equal(info.count, 1);
+    assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).n, n);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +484,7 @@ int main(void)
         cmocka_unit_test(test_bigger_than_ring),
         cmocka_unit_test(test_ring_off),
         cmocka_unit_test(test_crash_mid_append),
+        cmocka_unit_test(test_repair_checks_lines),
         cmocka_unit_test(test_damaged_ring_dropped),
         cmocka_unit_test(test_copy_to_smaller),
         cmocka_unit_test(test_want_and_max),

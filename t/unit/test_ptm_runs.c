@@ -421,6 +421,179 @@ static void test_read_too_big(void **state)
     fx_close(&fx);
 }
 
+
+/* ---- the per-process cache ------------------------------------------------*/
+
+#define LINE1 "{\"run_id\":\"1\",\"run_dir\":\"/a/1\"," \
+              "\"start\":\"2026-01-01T00:00:00.000Z\"}\n"
+#define STOP1 "{\"run_dir\":\"/a/1\",\"stop\":\"2026-01-01T05:00:00.000Z\"}\n"
+#define LINE2 "{\"run_id\":\"2\",\"run_dir\":\"/a/2\"," \
+              "\"start\":\"2026-01-02T00:00:00.000Z\"}\n"
+#define LINEX "{\"run_id\":\"9\",\"run_dir\":\"/b/9\"," \
+              "\"start\":\"2026-01-03T00:00:00.000Z\"}\n"
+
+extern unsigned ptm_runs_cache_parses;
+unsigned ptm_runs_cache_slots_used(void);
+
+static const apr_array_header_t *cached_runs(const char *dir, apr_pool_t *p)
+{
+    const apr_array_header_t *c;
+    unsigned bad;
+
+    assert_int_equal(ptm_runs_read_cached(&c, &bad, dir, p), APR_SUCCESS);
+    return c;
+}
+
+static void append_file(const char *path, const char *data)
+{
+    int fd = open(path, O_WRONLY | O_APPEND);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+    close(fd);
+}
+
+/* The same as ptm_runs_read says, whatever the cache holds. */
+static void same_as_read(fx_t *fx, int want_n, unsigned want_bad)
+{
+    const apr_array_header_t *c;
+    apr_array_header_t *r;
+    unsigned cb = 99, rb = 99;
+    int i;
+
+    assert_int_equal(ptm_runs_read_cached(&c, &cb, fx->dir, fx->p),
+                     APR_SUCCESS);
+    assert_int_equal(ptm_runs_read(&r, &rb, fx->dir, fx->p), APR_SUCCESS);
+    assert_int_equal(c->nelts, want_n);
+    assert_int_equal(r->nelts, want_n);
+    assert_int_equal(cb, want_bad);
+    assert_int_equal(rb, want_bad);
+    for (i = 0; i < want_n; i++) {
+        assert_string_equal(entry(c, i)->run_id, entry(r, i)->run_id);
+        assert_string_equal(entry(c, i)->run_dir, entry(r, i)->run_dir);
+        assert_true(entry(c, i)->start == entry(r, i)->start);
+        assert_true(entry(c, i)->stop == entry(r, i)->stop);
+    }
+}
+
+/* Appends are parsed alone; a torn tail is counted and read again once
+ * whole; a rewrite (same inode, other bytes, larger) and a replacement
+ * (new inode) miss; a shrink misses. */
+static void test_cache_follows_changes(void **state)
+{
+    static fx_t fx;
+    unsigned parses;
+
+    fx_open(&fx);
+    same_as_read(&fx, 0, 0);                    /* no journal */
+    put_file(fx.journal, LINE1);
+    parses = ptm_runs_cache_parses;
+    same_as_read(&fx, 1, 0);
+    assert_int_equal(ptm_runs_cache_parses, parses + 1);
+    same_as_read(&fx, 1, 0);                    /* a hit */
+    assert_int_equal(ptm_runs_cache_parses, parses + 1);
+    append_file(fx.journal, STOP1 "{\"run_id\":\"2\",\"ru");
+    same_as_read(&fx, 1, 1);                    /* appended, torn tail */
+    assert_int_equal(ptm_runs_cache_parses, parses + 1);
+    assert_true(entry(cached_runs(fx.dir, fx.p), 0)->stop
+                == T("2026-01-01T05:00:00Z"));
+    append_file(fx.journal, LINE2);             /* glued to the fragment */
+    same_as_read(&fx, 2, 1);
+    assert_int_equal(ptm_runs_cache_parses, parses + 1);
+
+    /* Rewritten in place, larger, with other bytes before the old end. */
+    {
+        int fd = open(fx.journal, O_WRONLY);
+        const char *all = LINEX LINEX LINEX LINEX;
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, all, strlen(all)), (ssize_t)strlen(all));
+        close(fd);
+    }
+    same_as_read(&fx, 4, 0);
+    assert_int_equal(ptm_runs_cache_parses, parses + 2);
+    assert_string_equal(entry(cached_runs(fx.dir, fx.p), 0)->run_dir,
+                        "/b/9");
+    /* Cut shorter. */
+    assert_int_equal(truncate(fx.journal, (off_t)strlen(LINEX)), 0);
+    same_as_read(&fx, 1, 0);
+    assert_int_equal(ptm_runs_cache_parses, parses + 3);
+    /* Replaced by another file (a new inode), of the same size. */
+    {
+        char *tmp = apr_pstrcat(fx.p, fx.dir, "/new", NULL);
+
+        put_file(tmp, LINE1);
+        assert_int_equal(strlen(LINE1), strlen(LINEX));
+        assert_int_equal(rename(tmp, fx.journal), 0);
+    }
+    same_as_read(&fx, 1, 0);
+    assert_string_equal(entry(cached_runs(fx.dir, fx.p), 0)->run_dir,
+                        "/a/1");
+    assert_int_equal(ptm_runs_cache_parses, parses + 4);
+    fx_close(&fx);
+}
+
+/* A link planted at the name is not followed, cached or not; neither is a
+ * FIFO opened blocking. */
+static void test_cache_no_link(void **state)
+{
+    static fx_t fx;
+    const apr_array_header_t *c;
+    unsigned bad;
+    char *target;
+
+    fx_open(&fx);
+    put_file(fx.journal, LINE1);
+    assert_int_equal(ptm_runs_read_cached(&c, &bad, fx.dir, fx.p),
+                     APR_SUCCESS);
+    assert_int_equal(c->nelts, 1);
+    target = apr_pstrcat(fx.p, fx.dir, "/elsewhere", NULL);
+    put_file(target, LINE1 LINE2);
+    assert_int_equal(unlink(fx.journal), 0);
+    assert_int_equal(symlink(target, fx.journal), 0);
+    assert_int_equal(ptm_runs_read_cached(&c, &bad, fx.dir, fx.p),
+                     APR_FROM_OS_ERROR(ELOOP));
+    assert_int_equal(c->nelts, 0);
+    assert_int_equal(unlink(fx.journal), 0);
+    assert_int_equal(mkfifo(fx.journal, 0666), 0);
+    alarm(10);
+    assert_int_equal(ptm_runs_read_cached(&c, &bad, fx.dir, fx.p),
+                     APR_FROM_OS_ERROR(EINVAL));
+    alarm(0);
+    fx_close(&fx);
+}
+
+/* Bounded: many site dirs keep at most a few snapshots; one a request
+ * still holds outlives its eviction (ASan sees any use after free). */
+static void test_cache_bounded(void **state)
+{
+    static fx_t fx;
+    const apr_array_header_t *held, *c;
+    apr_pool_t *req;
+    unsigned bad;
+    int i;
+
+    fx_open(&fx);
+    put_file(fx.journal, LINE1 LINE2);
+    assert_int_equal(apr_pool_create(&req, fx.p), APR_SUCCESS);
+    assert_int_equal(ptm_runs_read_cached(&held, &bad, fx.dir, req),
+                     APR_SUCCESS);
+    for (i = 0; i < 40; i++) {
+        char *d = apr_psprintf(fx.p, "%s/s%d", fx.dir, i);
+
+        assert_int_equal(mkdir(d, 0755), 0);
+        put_file(apr_pstrcat(fx.p, d, "/" PTM_RUNS_FILE, NULL), LINEX);
+        assert_int_equal(ptm_runs_read_cached(&c, &bad, d, fx.p),
+                         APR_SUCCESS);
+        assert_int_equal(c->nelts, 1);
+    }
+    assert_true(ptm_runs_cache_slots_used() <= 4);
+    assert_int_equal(held->nelts, 2);
+    assert_string_equal(entry(held, 1)->run_dir, "/a/2");
+    apr_pool_destroy(req);
+    fx_close(&fx);
+}
+
 static int runs_group_setup(void **state)
 {
     signal(SIGXFSZ, SIG_IGN);
@@ -441,6 +614,9 @@ int main(void)
         TEST(test_read_matching),
         TEST(test_read_skips_damage),
         TEST(test_read_too_big),
+        TEST(test_cache_follows_changes),
+        TEST(test_cache_no_link),
+        TEST(test_cache_bounded),
     };
 
     return cmocka_run_group_tests_name("ptm_runs", tests, runs_group_setup,
