@@ -1335,7 +1335,9 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     sf->ino = st.st_ino;
     /* What it held when opened: a line appended since is a new event. */
     size = st.st_size;
-    if ((size_t)size <= WHOLE_MAX && h->held + (size_t)size <= HOLD_MAX) {
+    /* Compared as off_t: a size_t of 32 bits would wrap a bigger file. */
+    if (size >= 0 && size <= (off_t)WHOLE_MAX
+        && h->held + (size_t)size <= HOLD_MAX) {
         rc = scan_whole(h, sl, &sc, sf, fd, size);
     }
     else {

@@ -373,18 +373,20 @@ apr_status_t ptm_runs_read(apr_array_header_t **runs, unsigned *skipped,
  *
  * A snapshot stands for the journal while its inode, size and mtime are
  * the same.  A journal that grew on the same inode is the old one plus
- * what was appended (the module only ever appends) when the bytes just
- * before the old end are still the same: only the new lines are parsed,
- * into a new snapshot.  Anything else (a new inode, a smaller file, other
- * bytes) is parsed whole again.  The journal is the User's, who could
- * rewrite it in place keeping its size and mtime: the runs it names are
- * then stale until it changes again, which opens nothing more than before
- * (a run directory is still only opened beneath a configured root, never
- * through a link).  Memory: at most CACHE_SLOTS snapshots in use, each
- * of a journal of at most PTM_RUNS_MAX. */
+ * what was appended (the module only ever appends) when every byte of
+ * what was parsed is still the same (a hash of it is compared: reading is
+ * cheap next to parsing, and an operator's edit in place, e.g. by an
+ * editor that rewrites the file, must not leave a child with the old runs
+ * for good): only the new lines are parsed, into a new snapshot.  Anything
+ * else (a new inode, a smaller file, other bytes) is parsed whole again.
+ * The journal is the User's, who could rewrite it in place keeping its
+ * size and mtime: the runs it names are then stale until it changes again,
+ * which opens nothing more than before (a run directory is still only
+ * opened beneath a configured root, never through a link).  Memory: at
+ * most CACHE_SLOTS snapshots in use, each of a journal of at most
+ * PTM_RUNS_MAX. */
 
 #define CACHE_SLOTS 4
-#define CHECK_LEN 256       /* bytes before the old end compared on growth */
 
 struct ptm_runs_snap {
     apr_pool_t *pool;           /* everything of the snapshot */
@@ -397,8 +399,7 @@ struct ptm_runs_snap {
     off_t size;                 /* as last seen */
     struct timespec mtime;
     size_t taken;               /* whole lines parsed */
-    size_t check_len;
-    char check[CHECK_LEN];      /* the bytes before `taken` */
+    uint64_t sum;               /* FNV-1a of those bytes */
     unsigned torn;              /* a torn line after `taken` */
 };
 
@@ -473,6 +474,36 @@ static void snap_copy_runs(struct ptm_runs_snap *s,
     }
 }
 
+static uint64_t fnv_more(uint64_t h, const char *p, size_t n)
+{
+    while (n--) {
+        h = (h ^ (unsigned char)*p++) * 1099511628211ULL;
+    }
+    return h;
+}
+
+#define FNV_START 14695981039346656037ULL
+
+/* 1 if the first `n` bytes of `fd` still hash to `sum`. */
+static int prefix_same(int fd, size_t n, uint64_t sum)
+{
+    char chunk[16384];
+    uint64_t h = FNV_START;
+    size_t at = 0;
+
+    while (at < n) {
+        size_t want = n - at < sizeof(chunk) ? n - at : sizeof(chunk);
+        ssize_t got = read_at(fd, chunk, want, (off_t)at);
+
+        if (got != (ssize_t)want) {
+            return 0;
+        }
+        h = fnv_more(h, chunk, want);
+        at += want;
+    }
+    return h == sum;
+}
+
 static int same_time(const struct timespec *a, const struct timespec *b)
 {
     return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
@@ -497,15 +528,9 @@ static struct ptm_runs_snap *snap_update_locked(struct ptm_runs_snap *old,
             old->refs++;
             return old;
         }
-        if ((off_t)old->taken <= st->st_size && old->taken > 0) {
-            char now[CHECK_LEN];
-
-            got = read_at(fd, now, old->check_len,
-                          (off_t)(old->taken - old->check_len));
-            if (got == (ssize_t)old->check_len
-                && memcmp(now, old->check, old->check_len) == 0) {
-                from = old->taken;
-            }
+        if ((off_t)old->taken <= st->st_size && old->taken > 0
+            && prefix_same(fd, old->taken, old->sum)) {
+            from = old->taken;
         }
     }
     if (!(s = snap_new(site_dir))) {
@@ -537,26 +562,7 @@ static struct ptm_runs_snap *snap_update_locked(struct ptm_runs_snap *old,
      * was seen makes the next look read again. */
     s->size = from + (size_t)got == (size_t)st->st_size ? st->st_size : -1;
     s->mtime = st->st_mtim;
-    s->check_len = s->taken < CHECK_LEN ? s->taken : CHECK_LEN;
-    if (s->taken > from) {
-        /* The bytes before the end of what was taken: in buf, or partly
-         * in the old snapshot's check. */
-        size_t k = s->check_len, inbuf = s->taken - from;
-
-        if (inbuf >= k) {
-            memcpy(s->check, buf + inbuf - k, k);
-        }
-        else {
-            size_t oldpart = k - inbuf;
-
-            memcpy(s->check, old->check + old->check_len - oldpart, oldpart);
-            memcpy(s->check + oldpart, buf, inbuf);
-        }
-    }
-    else if (from) {
-        memcpy(s->check, old->check, old->check_len);
-        s->check_len = old->check_len;
-    }
+    s->sum = fnv_more(from ? old->sum : FNV_START, buf, s->taken - from);
     s->refs = 2;                        /* the cache's and the caller's */
     return s;
 }

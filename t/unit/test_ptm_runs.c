@@ -533,6 +533,31 @@ static void test_cache_follows_changes(void **state)
     fx_close(&fx);
 }
 
+/* An operator's edit in place of an early line, the length kept (an
+ * editor that rewrites the file), then a run start: the cache reads the
+ * edited journal, not the old runs plus the new line. */
+static void test_cache_edit_in_place(void **state)
+{
+    static fx_t fx;
+    char *text;
+    int fd;
+
+    fx_open(&fx);
+    put_file(fx.journal, LINE1 STOP1 LINE2 LINE2 LINE2 LINE2);
+    same_as_read(&fx, 5, 0);
+    text = apr_pstrdup(fx.p, LINE1 STOP1 LINE2 LINE2 LINE2 LINE2);
+    text[strstr(text, "/a/1") - text + 3] = '7';    /* /a/1 -> /a/7 */
+    fd = open(fx.journal, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    append_file(fx.journal, LINEX);
+    same_as_read(&fx, 6, 0);
+    assert_string_equal(entry(cached_runs(fx.dir, fx.p), 0)->run_dir,
+                        "/a/7");
+    fx_close(&fx);
+}
+
 /* A link planted at the name is not followed, cached or not; neither is a
  * FIFO opened blocking. */
 static void test_cache_no_link(void **state)
@@ -615,6 +640,7 @@ int main(void)
         TEST(test_read_skips_damage),
         TEST(test_read_too_big),
         TEST(test_cache_follows_changes),
+        TEST(test_cache_edit_in_place),
         TEST(test_cache_no_link),
         TEST(test_cache_bounded),
     };
