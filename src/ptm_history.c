@@ -63,7 +63,6 @@
  * matches a window, not damage. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -72,6 +71,7 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include "ptm_buf.h"
+#include "ptm_facts.h"
 #include "ptm_fs.h"
 #include "ptm_history.h"
 #include "ptm_json.h"
@@ -998,88 +998,7 @@ static void sfile_close(hist_t *h, sfile_t *sf)
     }
 }
 
-/* ---- what is known of the files (per process) ----------------------------
- *
- * A finished day file is read by every GET /events whose window is near
- * its day, and mostly to learn that its events are not in the window (its
- * neighbours are read because a client's ts may be a day off).  Each child
- * remembers, per file (device and inode) as it was (size, mtime and
- * ctime), the ts range of its lines and how many are damaged, as found by
- * reading it to its end: a file whose range cannot meet a slice is then
- * neither opened nor read (its damaged lines are counted all the same),
- * and one that can is read without parsing the ts of the lines of other
- * types.  Any change to the file (an append, a rewrite, a chmod) changes
- * its size or times and misses; the lookup is a stat that does not follow
- * a link (what is not a regular file is left to open_src, which refuses
- * it as before).  FACTS_SLOTS entries, direct-mapped by inode; one mutex
- * held for a copy in or out. */
-
-#define FACTS_SLOTS 1024
-
-typedef struct {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime, ctime;
-    apr_time_t min, max;
-    uint64_t dmg;
-} facts_t;
-
-static pthread_mutex_t facts_lock = PTHREAD_MUTEX_INITIALIZER;
-static facts_t facts[FACTS_SLOTS];
-#ifdef PTM_TEST_HOOKS
-unsigned ptm_history_facts_slots = FACTS_SLOTS;
-#define FACTS_N ((size_t)ptm_history_facts_slots)
-#else
-#define FACTS_N ((size_t)FACTS_SLOTS)
-#endif
-
-static size_t facts_slot(const struct stat *st)
-{
-    uint64_t k = (uint64_t)st->st_ino * 0x9e3779b97f4a7c15ULL
-                 ^ (uint64_t)st->st_dev;
-
-    return (size_t)(k % FACTS_N);
-}
-
-static int ts_eq(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
-}
-
-/* 1 and *f when the file as `st` (a regular file) is known. */
-static int facts_get(facts_t *f, const struct stat *st)
-{
-    facts_t *e = &facts[facts_slot(st)];
-    int hit;
-
-    pthread_mutex_lock(&facts_lock);
-    hit = e->ino == st->st_ino && e->dev == st->st_dev && e->ino != 0
-          && e->size == st->st_size && ts_eq(&e->mtime, &st->st_mtim)
-          && ts_eq(&e->ctime, &st->st_ctim);
-    if (hit) {
-        *f = *e;
-    }
-    pthread_mutex_unlock(&facts_lock);
-    return hit;
-}
-
-static void facts_put(const struct stat *st, apr_time_t min, apr_time_t max,
-                      uint64_t dmg)
-{
-    facts_t *e = &facts[facts_slot(st)];
-
-    pthread_mutex_lock(&facts_lock);
-    e->dev = st->st_dev;
-    e->ino = st->st_ino;
-    e->size = st->st_size;
-    e->mtime = st->st_mtim;
-    e->ctime = st->st_ctim;
-    e->min = min;
-    e->max = max;
-    e->dmg = dmg;
-    pthread_mutex_unlock(&facts_lock);
-}
+/* ---- what is known of the files (ptm_facts.c) ----------------------------*/
 
 /* The facts of `src` were found (or stood) for this request. */
 static void src_learn(hist_t *h, src_t *src, apr_time_t min, apr_time_t max,
@@ -1280,7 +1199,7 @@ static int scan_chunked(hist_t *h, slice_t *sl, scan_t *sc, int fd,
 /* Read `src` and keep the keys of the slice's events in it. */
 static void read_src(hist_t *h, slice_t *sl, src_t *src)
 {
-    facts_t f;
+    ptm_facts_t f;
     scan_t sc;
     off_t size;
     int fd, i, rc;
@@ -1312,7 +1231,7 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
         }
     }
     memset(&sc, 0, sizeof(sc));
-    if (facts_get(&f, &st)) {
+    if (ptm_facts_get(&f, &st)) {
         src_learn(h, src, f.min, f.max, f.dmg);
         if (!src_wanted(src, sl->t0, sl->t1)) {
             close(fd);
@@ -1345,7 +1264,7 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     }
     if (rc == 1 && !sc.known) {
         src_learn(h, src, sc.fmin, sc.fmax, sc.dmg);
-        facts_put(&st, sc.fmin, sc.fmax, sc.dmg);
+        ptm_facts_put(&st, sc.fmin, sc.fmax, sc.dmg);
     }
     if (!sc.used && sl->files->nelts == sc.idx + 1) {
         /* Nothing of it is kept: no need to hold it open. */
@@ -1360,7 +1279,7 @@ static int day_skip(hist_t *h, src_t *src, apr_time_t t0, apr_time_t t1)
 {
     char name[sizeof("site_.ndjson") + PTM_DAYKEY_LEN];
     struct stat st;
-    facts_t f;
+    ptm_facts_t f;
 
     if (src->known) {
         return 0;                       /* src_wanted said it may meet */
@@ -1373,7 +1292,7 @@ static int day_skip(hist_t *h, src_t *src, apr_time_t t0, apr_time_t t1)
         }
         return 0;
     }
-    if (!S_ISREG(st.st_mode) || !facts_get(&f, &st)) {
+    if (!S_ISREG(st.st_mode) || !ptm_facts_get(&f, &st)) {
         return 0;
     }
     src_learn(h, src, f.min, f.max, f.dmg);
