@@ -781,41 +781,6 @@ fail:
 
 /* ---- GET /current/{type} ------------------------------------------------ */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Percent-decode; a '%' that starts no escape stays as it is. */
-static char *pct_decode(const char *s, size_t *len, apr_pool_t *p)
-{
-    char *out = apr_palloc(p, strlen(s) + 1), *o = out;
-
-    for (; *s; s++) {
-        int hi, lo;
-
-        if (*s == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
-            *o++ = (char)(hi * 16 + lo);
-            s += 2;
-        }
-        else {
-            *o++ = *s;
-        }
-    }
-    *o = '\0';
-    *len = (size_t)(o - out);
-    return out;
-}
-
 static void do_current_one(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                            const char *type, size_t len, apr_pool_t *p)
 {
@@ -862,7 +827,9 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         /* The type is the raw last segment, decoded here: an encoded slash
          * (kept by AllowEncodedSlashes NoDecode) makes it two segments,
          * a route miss whatever the method (SPEC §3.8). */
-        type = pct_decode(req->raw_last ? req->raw_last : "", &type_len, p);
+        const char *raw = req->raw_last ? req->raw_last : "";
+
+        type = ptm_query_unescape(&type_len, raw, strlen(raw), 0, p);
         if (type_len == 0 || memchr(type, '/', type_len)) {
             route = R_NONE;
         }

@@ -72,6 +72,7 @@
 #include <apr_strings.h>
 #include "ptm_buf.h"
 #include "ptm_facts.h"
+#include "ptm_hash.h"
 #include "ptm_fs.h"
 #include "ptm_history.h"
 #include "ptm_json.h"
@@ -264,16 +265,6 @@ static int overlaps(apr_time_t lo, apr_time_t hi, apr_time_t t0,
                     apr_time_t t1)
 {
     return lo < t1 && hi > t0;
-}
-
-static uint64_t fnv64(const char *s, size_t n)
-{
-    uint64_t h = 14695981039346656037ULL;
-
-    while (n--) {
-        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
-    }
-    return h;
 }
 
 /* ---- lines ---------------------------------------------------------------*/
@@ -694,7 +685,7 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
         return -1;
     }
     if (every) {
-        c->thash = fnv64(type, c->type_len);
+        c->thash = ptm_fnv64(PTM_FNV64_START, type, c->type_len);
         if (sl->n + 1 > h->nslots / 2
             && slots_grow(h, (sl->n + 1) * 2, sl->n) != 0) {
             sl->overflow = 1;

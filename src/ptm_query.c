@@ -14,6 +14,7 @@
 #include <string.h>
 #include <apr_strings.h>
 #include "ptm_buf.h"
+#include "ptm_hash.h"
 #include "ptm_json.h"
 #include "ptm_query.h"
 #include "ptm_time.h"
@@ -38,14 +39,8 @@ int ptm_key_cmp(const ptm_key_t *a, const ptm_key_t *b)
 
 uint32_t ptm_query_tie(const char *run_dir, size_t len)
 {
-    const unsigned char *s = (const unsigned char *)run_dir;
-    uint32_t h = 2166136261u;
-    size_t i;
+    uint32_t h = ptm_fnv32(PTM_FNV32_START, run_dir, len);
 
-    for (i = 0; i < len; i++) {
-        h ^= s[i];
-        h *= 16777619u;
-    }
     /* 0 is the site's tie: a run must never sort as one. */
     return h ? h : 1;
 }
@@ -77,20 +72,15 @@ static int hex_value(char c)
     return -1;
 }
 
-/* Python's unquote_plus: '+' is a space, %XX a byte, and a '%' that does
- * not start two hex digits stays as it is.  Bytes that were sent raw stay
- * raw (Starlette would read them as Latin-1: a UTF-8 name sent unescaped
- * means itself here, which is what the client meant).  NUL-terminated,
- * but the length is what counts: %00 decodes to a NUL. */
-static ptm_query_str_t url_decode(const char *s, size_t n, apr_pool_t *p)
+char *ptm_query_unescape(size_t *len, const char *s, size_t n, int plus,
+                         apr_pool_t *p)
 {
-    ptm_query_str_t v;
     char *d = apr_palloc(p, n + 1);
     size_t i, o = 0;
     int hi, lo;
 
     for (i = 0; i < n; i++) {
-        if (s[i] == '+') {
+        if (plus && s[i] == '+') {
             d[o++] = ' ';
         }
         else if (s[i] == '%' && i + 2 < n
@@ -104,8 +94,19 @@ static ptm_query_str_t url_decode(const char *s, size_t n, apr_pool_t *p)
         }
     }
     d[o] = '\0';
-    v.s = d;
-    v.len = o;
+    *len = o;
+    return d;
+}
+
+/* A query string's name or value, as Python's unquote_plus reads it.
+ * Bytes that were sent raw stay raw (Starlette would read them as
+ * Latin-1: a UTF-8 name sent unescaped means itself here, which is what
+ * the client meant). */
+static ptm_query_str_t url_decode(const char *s, size_t n, apr_pool_t *p)
+{
+    ptm_query_str_t v;
+
+    v.s = ptm_query_unescape(&v.len, s, n, 1, p);
     return v;
 }
 
@@ -435,13 +436,7 @@ static uint64_t mix64(uint64_t x)
  * weak high bits. */
 static void fnv64(uint64_t *h, const void *s, size_t n)
 {
-    const unsigned char *u = s;
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        *h ^= u[i];
-        *h *= APR_UINT64_C(0x100000001b3);
-    }
+    *h = ptm_fnv64(*h, s, n);
 }
 
 static void fnv64_u64(uint64_t *h, uint64_t v)
@@ -477,7 +472,7 @@ static uint64_t params_hash(const apr_array_header_t *types,
                             const ptm_query_t *q)
 {
     const ptm_query_str_t *t = (const ptm_query_str_t *)types->elts;
-    uint64_t h = APR_UINT64_C(0xcbf29ce484222325);
+    uint64_t h = PTM_FNV64_START;
     ptm_query_str_t run_id;
     int i;
 

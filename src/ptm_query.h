@@ -72,6 +72,16 @@ int ptm_query_parse(ptm_query_t *q, ptm_err_t *err, const char *args,
                     int accept_ndjson, apr_time_t now, uint64_t epoch,
                     apr_pool_t *p);
 
+/**
+ * Percent-decode s[0..n): %XX is a byte, a '%' that does not start two
+ * hex digits stays as it is, and with `plus` a '+' is a space (a query
+ * string, as Python's unquote_plus; a path segment keeps its '+').
+ * Returns a NUL-terminated copy from `p` with its length in `*len` (%00
+ * decodes to a NUL inside it).  Cannot fail.
+ */
+char *ptm_query_unescape(size_t *len, const char *s, size_t n, int plus,
+                         apr_pool_t *p);
+
 /** The cursor continuing `q` (as ptm_query_parse left it) after `last`:
  * 72 characters of base64url, safe in a URL unescaped.  Cannot fail. */
 const char *ptm_query_cursor(const ptm_query_t *q, const ptm_key_t *last,

@@ -24,24 +24,14 @@
 #define REC_TOTAL(type_len, line_len) \
     ALIGN8(sizeof(rec_t) + (uint64_t)(type_len) + (line_len))
 
-static uint32_t fnv_add(uint32_t h, const void *p, size_t n)
-{
-    const unsigned char *c = p;
-
-    while (n--) {
-        h = (h ^ *c++) * 16777619u;
-    }
-    return h;
-}
-
 /* The check of a record: everything after the field itself. */
 static uint32_t rec_check(const rec_t *r)
 {
     const char *after = (const char *)&r->check + sizeof(r->check);
 
-    return fnv_add(2166136261u, after,
-                   sizeof(rec_t) - (size_t)(after - (const char *)r)
-                   + r->type_len + r->line_len);
+    return ptm_fnv32(PTM_FNV32_START, after,
+                     sizeof(rec_t) - (size_t)(after - (const char *)r)
+                     + r->type_len + r->line_len);
 }
 
 static rec_t *rec_at(char *ring, uint64_t off)

@@ -18,6 +18,7 @@
 #include <apr_strings.h>
 #include <jansson.h>
 #include "ptm_buf.h"
+#include "ptm_hash.h"
 #include "ptm_json.h"
 #include "ptm_ndjson.h"
 #include "ptm_runs.h"
@@ -474,21 +475,11 @@ static void snap_copy_runs(struct ptm_runs_snap *s,
     }
 }
 
-static uint64_t fnv_more(uint64_t h, const char *p, size_t n)
-{
-    while (n--) {
-        h = (h ^ (unsigned char)*p++) * 1099511628211ULL;
-    }
-    return h;
-}
-
-#define FNV_START 14695981039346656037ULL
-
 /* 1 if the first `n` bytes of `fd` still hash to `sum`. */
 static int prefix_same(int fd, size_t n, uint64_t sum)
 {
     char chunk[16384];
-    uint64_t h = FNV_START;
+    uint64_t h = PTM_FNV64_START;
     size_t at = 0;
 
     while (at < n) {
@@ -498,7 +489,7 @@ static int prefix_same(int fd, size_t n, uint64_t sum)
         if (got != (ssize_t)want) {
             return 0;
         }
-        h = fnv_more(h, chunk, want);
+        h = ptm_fnv64(h, chunk, want);
         at += want;
     }
     return h == sum;
@@ -562,7 +553,7 @@ static struct ptm_runs_snap *snap_update_locked(struct ptm_runs_snap *old,
      * was seen makes the next look read again. */
     s->size = from + (size_t)got == (size_t)st->st_size ? st->st_size : -1;
     s->mtime = st->st_mtim;
-    s->sum = fnv_more(from ? old->sum : FNV_START, buf, s->taken - from);
+    s->sum = ptm_fnv64(from ? old->sum : PTM_FNV64_START, buf, s->taken - from);
     s->refs = 2;                        /* the cache's and the caller's */
     return s;
 }

@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 #include <sys/uio.h>
+#include "ptm_hash.h"
 #include "ptm_ndjson.h"
 #include "ptm_store.h"
 
@@ -151,12 +152,7 @@ static inline blob_t *blob_hdr(ptm_store_t *st, uint64_t payload)
 
 static inline uint32_t ptm_view_hash(const char *k, size_t n)
 {
-    uint32_t h = 2166136261u;       /* FNV-1a */
-
-    while (n--) {
-        h = (h ^ (unsigned char)*k++) * 16777619u;
-    }
-    return h;
+    return ptm_fnv32(PTM_FNV32_START, k, n);
 }
 
 /* ---- layout ------------------------------------------------------------- */
