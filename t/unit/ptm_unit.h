@@ -1,21 +1,24 @@
 /* What the cmocka test files share: APR and a pool for the whole group,
- * removing a directory tree, reading a whole file.  Included once, by the
+ * removing a directory tree, reading and writing a whole file, lifting a
+ * file size limit a test set.  Included once, by the
  * test file, after cmocka.h. */
 #ifndef PTM_UNIT_H
 #define PTM_UNIT_H
 
 #include <ftw.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <apr_general.h>
 #include <apr_pools.h>
 #include <apr_strings.h>
-
-/* The group's pool, alive from group_setup to group_teardown. */
 #include "ptm_runs.h"
 
+/* The group's pool, alive from group_setup to group_teardown. */
 static apr_pool_t *gpool;
 
 static int group_setup(void **state)
@@ -86,6 +89,32 @@ static inline char *slurp(const char *path, size_t *len, apr_pool_t *p)
     fclose(f);
     *len = (size_t)n;
     return s;
+}
+
+/* Make `path` (0644) hold exactly data[0..len). */
+static inline void ptm_unit_put_file(const char *path, const char *data,
+                                     size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+    if (fd < 0) {
+        fail_msg("open %s: %s", path, strerror(errno));
+    }
+    if (len && write(fd, data, len) != (ssize_t)len) {
+        fail_msg("write %s: %s", path, strerror(errno));
+    }
+    close(fd);
+}
+
+/* A failed RLIMIT_FSIZE test must not leave its limit behind. */
+static inline void ptm_unit_reset_fsize(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_FSIZE, &rl);
+    }
 }
 
 #endif

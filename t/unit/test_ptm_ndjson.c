@@ -67,13 +67,7 @@ static void fx_close(fx_t *fx)
 
 static int test_teardown(void **state)
 {
-    struct rlimit rl;
-
-    /* A failed RLIMIT_FSIZE test must not leave the limit behind. */
-    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_FSIZE, &rl);
-    }
+    ptm_unit_reset_fsize();
     if (open_fx) {
         fx_close(open_fx);
     }
@@ -83,20 +77,6 @@ static int test_teardown(void **state)
 static const char *path_in(fx_t *fx, const char *rel)
 {
     return apr_pstrcat(fx->p, fx->dir, "/", rel, NULL);
-}
-
-/* The whole file, NUL-terminated; NULL when it does not exist. */
-static void put_file(const char *path, const char *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-    if (fd < 0) {
-        fail_msg("open %s: %s", path, strerror(errno));
-    }
-    if (len && write(fd, data, len) != (ssize_t)len) {
-        fail_msg("write %s: %s", path, strerror(errno));
-    }
-    close(fd);
 }
 
 static void check_file(fx_t *fx, const char *path, const char *want,
@@ -163,7 +143,7 @@ static void test_mkdirs(void **state)
                                                fx.p), APR_SUCCESS);
         }
         if (cases[i].pre_file) {
-            put_file(path_in(&fx, cases[i].pre_file), "x", 1);
+            ptm_unit_put_file(path_in(&fx, cases[i].pre_file), "x", 1);
         }
         rv = ptm_fs_mkdirs(dir, fx.p);
         if (rv != cases[i].want) {
@@ -257,7 +237,7 @@ static void test_open(void **state)
                                                fx.p), APR_SUCCESS);
         }
         if (cases[i].pre_file) {
-            put_file(path_in(&fx, cases[i].pre_file), "old\n", 4);
+            ptm_unit_put_file(path_in(&fx, cases[i].pre_file), "old\n", 4);
         }
         rv = ptm_ndjson_open(&fd, path, fx.p);
         if (rv != cases[i].want) {
@@ -656,7 +636,7 @@ static void test_append_cuts_partial_line(void **state)
         if (cut == 0) {
             cut = strlen(big) - 1;
         }
-        put_file(path, apr_pstrcat(fx.p, before,
+        ptm_unit_put_file(path, apr_pstrcat(fx.p, before,
                                    apr_pstrndup(fx.p, big, cut), NULL),
                  strlen(before) + cut);
         assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
@@ -677,7 +657,7 @@ static void test_append_cuts_partial_line(void **state)
         struct iovec iov[1];
         int fd;
 
-        put_file(path, "{\"seq\":1,", 9);
+        ptm_unit_put_file(path, "{\"seq\":1,", 9);
         fd = open(path, O_WRONLY | O_APPEND);
         assert_true(fd >= 0);
         iov[0].iov_base = (void *)l1;
@@ -703,7 +683,7 @@ static void test_open_write_only_file(void **state)
     }
     fx_open(&fx);
     path = path_in(&fx, "w.ndjson");
-    put_file(path, "", 0);
+    ptm_unit_put_file(path, "", 0);
     assert_int_equal(chmod(path, 0200), 0);
     assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
     assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_WRONLY);
@@ -860,7 +840,7 @@ static void test_last_seq(void **state)
         apr_status_t rv;
 
         if (cases[i].content) {
-            put_file(path, cases[i].content, cases[i].len);
+            ptm_unit_put_file(path, cases[i].content, cases[i].len);
         }
         rv = ptm_ndjson_last_seq(&seq, path);
         if (rv != APR_SUCCESS) {
@@ -894,7 +874,7 @@ static void test_last_seq(void **state)
         assert_int_equal(seq, 0);
         /* A link is not followed (root must not read through one a User
          * planted), a FIFO is not waited on. */
-        put_file(path_in(&fx, "target"), "{\"seq\":9}\n", 10);
+        ptm_unit_put_file(path_in(&fx, "target"), "{\"seq\":9}\n", 10);
         assert_int_equal(symlink(path_in(&fx, "target"),
                                  path_in(&fx, "link")), 0);
         seq = 5;
@@ -906,7 +886,7 @@ static void test_last_seq(void **state)
         assert_int_equal(ptm_ndjson_last_seq(&seq, path_in(&fx, "fifo")),
                          APR_EINVAL);
         assert_int_equal(seq, 0);
-        put_file(path_in(&fx, "plain"), "x", 1);
+        ptm_unit_put_file(path_in(&fx, "plain"), "x", 1);
         seq = 5;
         assert_int_equal(ptm_ndjson_last_seq(&seq, path_in(&fx, "plain/f")),
                          APR_ENOTDIR);
@@ -928,7 +908,7 @@ static void test_last_seq_then_append(void **state)
     path = path_in(&fx, "f.ndjson");
     l1 = mkline(fx.p, 7, 10);
     l2 = mkline(fx.p, 8, 10);
-    put_file(path, apr_pstrcat(fx.p, l1, "{\"seq\":8,\"da", NULL),
+    ptm_unit_put_file(path, apr_pstrcat(fx.p, l1, "{\"seq\":8,\"da", NULL),
              strlen(l1) + 12);
     assert_int_equal(ptm_ndjson_last_seq(&seq, path), APR_SUCCESS);
     assert_int_equal(seq, 7);
@@ -1109,7 +1089,7 @@ static void test_file_append_failures(void **state)
     assert_int_equal(errno, ENOENT);
 
     /* The open fails: a file where the directory should be. */
-    put_file(path_in(&fx, "notadir"), "x", 1);
+    ptm_unit_put_file(path_in(&fx, "notadir"), "x", 1);
     step = NULL;
     assert_int_equal(file_line(&fx, &f, path_in(&fx, "notadir/c.ndjson"),
                                l1, &step), APR_FROM_OS_ERROR(ENOTDIR));
@@ -1210,7 +1190,7 @@ static void test_discard_if_empty(void **state)
     close(fd);
 
     /* Not empty: kept. */
-    put_file(path, "{\"seq\":1}\n", 10);
+    ptm_unit_put_file(path, "{\"seq\":1}\n", 10);
     assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
     ptm_ndjson_discard_if_empty(fd, path);
     assert_int_equal(stat(path, &sb), 0);
@@ -1220,7 +1200,7 @@ static void test_discard_if_empty(void **state)
     other = path_in(&fx, "other.ndjson");
     assert_int_equal(ptm_ndjson_open(&fd, other, fx.p), APR_SUCCESS);
     assert_int_equal(unlink(path), 0);
-    put_file(path, "", 0);
+    ptm_unit_put_file(path, "", 0);
     ptm_ndjson_discard_if_empty(fd, path);
     assert_int_equal(stat(path, &sb), 0);
     close(fd);
@@ -1247,7 +1227,7 @@ static void test_links_not_followed(void **state)
 
     fx_open(&fx);
     victim = path_in(&fx, "victim");
-    put_file(victim, victim_text, sizeof(victim_text) - 1);
+    ptm_unit_put_file(victim, victim_text, sizeof(victim_text) - 1);
 
     path = path_in(&fx, "site_20260317.ndjson");
     assert_int_equal(symlink(victim, path), 0);
@@ -1330,7 +1310,7 @@ static void test_sparse_tail_refused(void **state)
 
     fx_open(&fx);
     path = path_in(&fx, "sparse.ndjson");
-    put_file(path, line, strlen(line));
+    ptm_unit_put_file(path, line, strlen(line));
     assert_int_equal(truncate(path, (off_t)64 << 30), 0);  /* 64 GiB hole */
     t0 = apr_time_now();
     assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);

@@ -55,13 +55,8 @@ static void fx_close(fx_t *fx)
 
 static int test_teardown(void **state)
 {
-    struct rlimit rl;
-
     (void)state;
-    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_FSIZE, &rl);
-    }
+    ptm_unit_reset_fsize();
     if (open_fx) {
         fx_close(open_fx);
     }
@@ -70,16 +65,7 @@ static int test_teardown(void **state)
 
 static void put_file(const char *path, const char *data)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    size_t len = strlen(data);
-
-    if (fd < 0) {
-        fail_msg("open %s: %s", path, strerror(errno));
-    }
-    if (len && write(fd, data, len) != (ssize_t)len) {
-        fail_msg("write %s: %s", path, strerror(errno));
-    }
-    close(fd);
+    ptm_unit_put_file(path, data, strlen(data));
 }
 
 static apr_time_t T(const char *s)
