@@ -8,6 +8,7 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 #include "ptm_err.h"
+#include "ptm_live.h"
 #include "ptm_store.h"
 
 typedef struct {
@@ -16,18 +17,30 @@ typedef struct {
     const apr_array_header_t *run_roots; /* const char *, normalised */
     int sync;                           /* fdatasync each stored event */
     const char *version;
+    /* GET /stream (SPEC §12.3; ptm_stream.c): */
+    ptm_live_t *live;                   /* NULL: no live feed (503) */
+    unsigned stream_max;                /* PanoptesTelemetryStreamMax */
+    apr_interval_time_t stream_timeout; /* ...StreamTimeout; 0: none */
+    apr_interval_time_t stream_ping;    /* `: ping` interval (15 s) */
+    apr_interval_time_t stream_tick;    /* how often a waiting stream
+                                         * looks at `stopping` and `gone`
+                                         * (500 ms; SPEC: end within 2 s) */
 } ptm_api_conf_t;
 
 typedef enum { PTM_GET, PTM_HEAD, PTM_POST, PTM_OTHER } ptm_method_e;
 
-/* Where a streamed answer (GET /events as NDJSON without a limit) goes:
- * `start` once, before the first `write`, with the content type of a 200;
- * a status other than APR_SUCCESS (the client went away) stops it.  Any
- * long answer asks `gone` (may be NULL) from time to time. */
+/* Where a streamed answer (GET /events as NDJSON without a limit, GET
+ * /stream) goes: `start` once, before the first `write`, with the content
+ * type of a 200; a status other than APR_SUCCESS (the client went away)
+ * stops it.  Any long answer asks `gone` (may be NULL) from time to time.
+ * The live feed also needs `flush` (send what was written now) and
+ * `stopping` (1 once httpd is stopping or restarting: end the stream). */
 typedef struct {
     apr_status_t (*start)(void *ctx, const char *content_type);
     apr_status_t (*write)(void *ctx, const char *data, size_t len);
     int (*gone)(void *ctx);     /* 1 when the client has hung up */
+    apr_status_t (*flush)(void *ctx);
+    int (*stopping)(void *ctx);
     void *ctx;
 } ptm_api_out_t;
 
@@ -42,6 +55,7 @@ typedef struct {
     int debug;               /* fill resp->debug (costs a string) */
     const char *args;        /* the raw query string, or NULL */
     const char *accept;      /* the Accept header, or NULL */
+    const char *last_event_id; /* the Last-Event-ID header, or NULL */
     const ptm_api_out_t *out;  /* for streamed answers, or NULL */
 } ptm_api_req_t;
 
@@ -54,6 +68,7 @@ typedef struct {
     const char *debug;       /* the per-event debug line, when asked */
     const char *content_type;  /* NULL: application/json */
     const char *next_cursor;   /* Panoptes-Next-Cursor header, or NULL */
+    const char *retry_after;   /* Retry-After header, or NULL */
     uint64_t skipped;          /* damaged lines met: Panoptes-Skipped */
     int streamed;            /* the answer went out through req->out
                               * (status 200; a 500 here means it broke
@@ -79,6 +94,13 @@ void ptm_api_respond_err(ptm_api_resp_t *resp, ptm_err_t *e, apr_pool_t *p);
 
 /** GET /events (SPEC §12.2; ptm_events.c). */
 void ptm_events_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
+                       const ptm_api_req_t *req, apr_pool_t *p);
+
+/** GET /stream (SPEC §12.3; ptm_stream.c): holds the caller until the
+ * stream ends (client gone, StreamTimeout, httpd stopping).  A refusal
+ * (503 over the cap, 422) is an ordinary answer in `resp`; a stream sets
+ * resp->streamed (status 200; 499 when the client went away). */
+void ptm_stream_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                        const ptm_api_req_t *req, apr_pool_t *p);
 
 /** Fill `resp` with {"detail": detail} and `status` (for the glue's own

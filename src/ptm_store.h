@@ -300,6 +300,12 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
  * types after). */
 apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out);
 
+/** ptm_store_current, and in the same hold of the lock the n the next
+ * accepted event will get: the snapshot holds every event before it and
+ * none from it on (GET /stream's first event, SPEC §12.3). */
+apr_status_t ptm_store_current_at(ptm_store_t *st, ptm_buf_t *out,
+                                  uint64_t *next_n);
+
 /** Append the public envelope of `key` (run first, then site), or return
  * PTM_STORE_NOTFOUND. */
 apr_status_t ptm_store_current_one(ptm_store_t *st, const char *key,

@@ -105,6 +105,12 @@ static size_t current_size(const hdr_t *h)
 
 apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out)
 {
+    return ptm_store_current_at(st, out, NULL);
+}
+
+apr_status_t ptm_store_current_at(ptm_store_t *st, ptm_buf_t *out,
+                                  uint64_t *next_n)
+{
     hdr_t *h = st->hdr;
     slot_t *site, *run;
     uint32_t i;
@@ -137,6 +143,9 @@ apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out)
         }
     }
     ptm_buf_puts(out, "}}");
+    if (next_n) {
+        *next_n = h->next_n;
+    }
     ptm_store_unlock(st);
     return APR_SUCCESS;
 }
