@@ -11,7 +11,7 @@ struct ptm_live_t {
     volatile uint32_t word;         /* bumped per accepted event */
     volatile uint32_t subscribers;  /* slots held */
     volatile uint32_t high;
-    uint32_t pad;
+    volatile uint32_t watchers;     /* waiters that hold no slot */
     volatile apr_uint64_t busy;
     volatile apr_uint64_t sent;
     volatile uint32_t pid[PTM_LIVE_SLOTS_MAX];  /* 0: free */
@@ -144,8 +144,19 @@ void ptm_live_notify(ptm_live_t *l)
      * cannot move before it (a subscriber counted after that read reads
      * the ring after the record was committed). */
     apr_atomic_inc32(&l->word);
-    if (apr_atomic_read32(&l->subscribers) > 0) {
+    if (apr_atomic_read32(&l->subscribers) > 0
+        || apr_atomic_read32(&l->watchers) > 0) {
         ptm_wake_all(&l->word);
+    }
+}
+
+void ptm_live_watch(ptm_live_t *l, int on)
+{
+    if (on) {
+        apr_atomic_inc32(&l->watchers);
+    }
+    else {
+        apr_atomic_dec32(&l->watchers);
     }
 }
 
@@ -164,6 +175,7 @@ void ptm_live_stats(ptm_live_t *l, ptm_live_stats_t *out)
 {
     out->subscribers = apr_atomic_read32(&l->subscribers);
     out->high = apr_atomic_read32(&l->high);
+    out->watchers = apr_atomic_read32(&l->watchers);
     out->busy = apr_atomic_read64(&l->busy);
     out->sent = apr_atomic_read64(&l->sent);
     out->wake = ptm_wake_method();

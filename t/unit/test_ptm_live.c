@@ -210,8 +210,13 @@ static void test_wake_across_processes(void **state)
         pids[i] = fork();
         assert_true(pids[i] >= 0);
         if (pids[i] == 0) {
-            int slot = ptm_live_claim(l, WAITERS, getpid());
+            /* Half subscribe, half only watch (the forwarder). */
+            int slot = i % 2 ? ptm_live_claim(l, WAITERS, getpid()) : 0;
             uint32_t seen;
+
+            if (i % 2 == 0) {
+                ptm_live_watch(l, 1);
+            }
 
             /* Notifies come every 20 ms until ROUNDS: a 5 s sleep means
              * one was slept through. */
@@ -221,7 +226,12 @@ static void test_wake_across_processes(void **state)
                     _exit(2);
                 }
             }
-            ptm_live_release(l, slot);
+            if (i % 2) {
+                ptm_live_release(l, slot);
+            }
+            else {
+                ptm_live_watch(l, 0);
+            }
             _exit(slot >= 0 ? 0 : 1);
         }
     }
@@ -230,7 +240,7 @@ static void test_wake_across_processes(void **state)
         ptm_live_stats_t s;
 
         ptm_live_stats(l, &s);
-        if (s.subscribers == WAITERS) {
+        if (s.subscribers == WAITERS / 2 && s.watchers == WAITERS / 2) {
             break;
         }
         usleep(1000);
