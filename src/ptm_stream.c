@@ -171,6 +171,7 @@ typedef struct {
     apr_array_header_t *types;  /* NULL: every type */
     uint64_t epoch;             /* of the ids this stream sends */
     uint64_t from;              /* the n of the next event to look for */
+    ptm_ring_pos_t pos;         /* where the ring's walk goes on */
     uint64_t sent;              /* events written */
     apr_time_t last_write;
     ptm_buf_t b;                /* what goes out next */
@@ -275,8 +276,13 @@ static apr_status_t catch_up(stream_t *s, const char **resume,
         uint64_t batch = 0;
 
         evs = apr_array_make(s->round, 16, sizeof(ptm_recent_t));
-        rv = ptm_store_recent(&info, evs, &truncated, s->conf->store,
-                              s->from, COPY_MAX,
+        if (s->pos.n != s->from) {
+            /* A new start (a snapshot, a resume): no hint. */
+            s->pos.n = s->from;
+            s->pos.off = PTM_RING_NOWHERE;
+        }
+        rv = ptm_store_follow(&info, evs, &truncated, s->conf->store,
+                              &s->pos, COPY_MAX,
                               s->types ? want_type : NULL, s->types,
                               s->round);
         if (rv != APR_SUCCESS) {
@@ -318,13 +324,10 @@ static apr_status_t catch_up(stream_t *s, const char **resume,
 
             ptm_sse_event(&s->b, 1, s->epoch, ev->n, "telemetry", ev->line,
                           ev->line_len);
-            s->from = ev->n + 1;
             batch++;
         }
-        if (!truncated && info.next_n > s->from) {
-            /* What the filter left out is passed too. */
-            s->from = info.next_n;
-        }
+        /* Past what was sent and what the filter left out. */
+        s->from = s->pos.n;
         if ((rv = put(s, now)) != APR_SUCCESS) {
             return rv;
         }
@@ -401,6 +404,7 @@ void ptm_stream_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     apr_pool_cleanup_register(p, hold, hold_release, apr_pool_cleanup_null);
 
     memset(&s, 0, sizeof(s));
+    s.pos.off = PTM_RING_NOWHERE;
     s.conf = conf;
     s.out = out;
     s.types = pa.types->nelts ? pa.types : NULL;
