@@ -31,6 +31,12 @@
 #define RETRY_AFTER_BUSY "30"
 #define DEFAULT_PING apr_time_from_sec(15)
 #define DEFAULT_TICK apr_time_from_msec(500)
+/* At most one look at the ring per this long per subscriber: in a burst
+ * of POSTs one look carries many events, instead of every subscriber
+ * taking the store lock again for each one (which would slow the POSTs,
+ * SPEC §12.3 wants them answered as fast with subscribers as without).
+ * Well inside the 50 ms an event may take to arrive. */
+#define LOOK_EVERY apr_time_from_msec(1)
 
 /* The slot held, given back once: by the end of the stream, or by the
  * request pool's cleanup when the stream never reaches its end (the
@@ -351,7 +357,7 @@ void ptm_stream_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     const char *resume = NULL, *id;
     size_t id_len;
     apr_interval_time_t tick, ping, wait;
-    apr_time_t now, deadline = 0;
+    apr_time_t now, deadline = 0, last_look = 0;
     uint64_t e, n;
     uint32_t seen;
     apr_status_t rv;
@@ -465,6 +471,11 @@ void ptm_stream_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
 
     for (;;) {
         now = apr_time_now();
+        if (now - last_look < LOOK_EVERY) {
+            apr_sleep(LOOK_EVERY - (now - last_look));
+            now = apr_time_now();
+        }
+        last_look = now;
         /* Read before the look: an event accepted after the look bumps
          * the word, and the wait below returns at once. */
         seen = ptm_live_seen(conf->live);
