@@ -140,8 +140,8 @@ profile: $(PROFILE_BIN)
 	done
 
 # --- everything -------------------------------------------------------------
-test: build test-unit fuzz-replay history-fixture-check test-httpd test-client
-	@echo "make test: unit, Apache::Test and client suites passed"
+test: build test-unit fuzz-replay history-fixture-check test-httpd test-client test-browser
+	@echo "make test: unit, Apache::Test, client and browser suites passed"
 
 clean:
 	rm -rf build .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs
