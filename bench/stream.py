@@ -3,7 +3,9 @@
 
 One generated httpd (bench.py's Server: event MPM, 2 x 64 threads,
 keep-alive), 8 subscribers on /api/stream (the default
-PanoptesTelemetryStreamMax), and two measures:
+PanoptesTelemetryStreamMax), its recent-events ring first filled as on a
+unit that has run for a while (BENCH_STREAM_RING=0 leaves it as it is),
+and two measures:
 
   latency: 100 events/s POSTed round-robin over 8 keep-alive connections
       for BENCH_STREAM_SECONDS; for every event and every subscriber, the
@@ -26,7 +28,7 @@ The exit status is 1 when a MUST bound or a correctness check fails.
 
 Environment: BENCH_SECONDS and BENCH_REPS as bench.py (each wrk run),
 BENCH_STREAM_SECONDS (latency run, default 10), BENCH_STREAM_RATE (events
-per second, default 100), BENCH_PORT (the server listens on BENCH_PORT+3).
+per second, default 100), BENCH_PORT (the server listens there, after bench.py is done with it).
 """
 
 import json
@@ -44,11 +46,12 @@ import uuid
 import bench
 
 WORK = os.path.join(bench.TOP, "build", "bench-stream")
-PORT = bench.PORT + 3
+PORT = bench.PORT
 SUBSCRIBERS = 8
 POSTERS = 8
 RATE = float(os.environ.get("BENCH_STREAM_RATE", "100"))
 LAT_SECONDS = float(os.environ.get("BENCH_STREAM_SECONDS", "10"))
+FILL = os.environ.get("BENCH_STREAM_RING", "1") != "0"
 TYPE = "bench_stream"
 GOAL_P99_MS, MUST_P99_MS, MUST_RATIO = 5.0, 50.0, 0.8
 TELEMETRY = b"event: telemetry\n"
@@ -193,6 +196,33 @@ def percentile(sorted_values, q):
     if not sorted_values:
         return float("nan")
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def status_values(server):
+    code, body = bench.http("GET", "/server-status?auto", base=server.base)
+    if code != 200:
+        return {}
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in
+                                          body.decode().splitlines())}
+
+
+def fill_ring(server, problems):
+    """As on a unit that has run for a while: the recent-events ring full
+    (every catch-up of a subscriber looks into it)."""
+    st = status_values(server)
+    if "PanoptesRecentSize" not in st:
+        problems.append("server-status reports no PanoptesRecentSize")
+        return st
+    size = int(st["PanoptesRecentSize"])
+    for _ in range(30):
+        if int(st.get("PanoptesRecentBytes", 0)) >= 0.9 * size:
+            break
+        bench.wrk("event", "/api/event", 8, 1, base=server.base)
+        st = status_values(server)
+    else:
+        problems.append("the ring did not fill: %s of %d bytes"
+                        % (st.get("PanoptesRecentBytes"), size))
+    return st
 
 
 def wait_subscribers(server, want, timeout=15):
@@ -440,6 +470,7 @@ def main():
         if bench.http("HEAD", "/api/stream", base=server.base)[0] == 404:
             sys.exit("bench stream: GET /stream answers 404 (no live feed "
                      "in this build)")
+        ring = fill_ring(server, problems) if FILL else {}
         lat = latency_run(server, problems)
         if wait_subscribers(server, 0) not in (0, None):
             problems.append("subscribers still counted after they left")
@@ -476,6 +507,11 @@ def main():
           "%d repetitions x %d s, wrk c=8" % (
               SUBSCRIBERS, lat["events"], RATE, POSTERS, bench.REPS,
               bench.SECONDS))
+    if ring:
+        print("recent-events ring before the latency run: %s events, %.1f "
+              "of %.1f MiB" % (ring.get("PanoptesRecentEvents"),
+                               int(ring["PanoptesRecentBytes"]) / 2**20,
+                               int(ring["PanoptesRecentSize"]) / 2**20))
     print("%-44s %12s %10s %10s" % ("measure", "value", "goal", "must"))
     print("%-44s %12s" % ("latency POST answer -> subscriber, p50",
                           fmt_ms(p50)))
