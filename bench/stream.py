@@ -28,7 +28,10 @@ The exit status is 1 when a MUST bound or a correctness check fails.
 
 Environment: BENCH_SECONDS and BENCH_REPS as bench.py (each wrk run),
 BENCH_STREAM_SECONDS (latency run, default 10), BENCH_STREAM_RATE (events
-per second, default 100), BENCH_PORT (the server listens there, after bench.py is done with it).
+per second, default 100), BENCH_STREAM_RING (0: the ring is not filled
+first), BENCH_STREAM_RECENT (PanoptesTelemetryRecent, default the
+module's), BENCH_PORT (the server listens there, after bench.py is done
+with it).
 """
 
 import json
@@ -52,6 +55,7 @@ POSTERS = 8
 RATE = float(os.environ.get("BENCH_STREAM_RATE", "100"))
 LAT_SECONDS = float(os.environ.get("BENCH_STREAM_SECONDS", "10"))
 FILL = os.environ.get("BENCH_STREAM_RING", "1") != "0"
+RECENT = os.environ.get("BENCH_STREAM_RECENT")   # PanoptesTelemetryRecent
 TYPE = "bench_stream"
 GOAL_P99_MS, MUST_P99_MS, MUST_RATIO = 5.0, 50.0, 0.8
 TELEMETRY = b"event: telemetry\n"
@@ -468,7 +472,8 @@ def main():
     if not os.path.exists(bench.SO):
         sys.exit("bench stream: build the module first (make build)")
     problems = []
-    server = bench.Server(sync=False, work=WORK, port=PORT)
+    server = bench.Server(sync=False, work=WORK, port=PORT, extra=(
+        "PanoptesTelemetryRecent %s\n" % RECENT if RECENT else ""))
     server.start()
     runs = []
     try:
