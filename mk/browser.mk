@@ -6,7 +6,8 @@
 #
 #   make test-browser     GET /stream in a real browser's EventSource:
 #                         snapshot, live events, resume after the server
-#                         ends the stream (t/browser/test_stream.py)
+#                         ends the stream, at its StreamTimeout and in a
+#                         graceful restart (t/browser/test_stream.py)
 #
 # One page alone, its verdict printed (window.ptmVerdict, see browser.py):
 #   python3 t/browser/browser.py URL [--timeout S] [--screenshot FILE]

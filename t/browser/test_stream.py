@@ -9,7 +9,8 @@ The page's EventSource must get the snapshot holding the event this test
 posted first, then the events the page posts, in order; when the server
 ends the stream, the browser reconnects by itself with Last-Event-ID, and
 the events posted in the gap arrive exactly once (the page's checks are in
-stream.js).  Here: the page's verdict, no console error or failed request,
+stream.js).  Twice: the server ends the stream at its StreamTimeout, and
+httpd restarts gracefully (SIGUSR1) while the page listens.  Here: the page's verdict, no console error or failed request,
 the reconnect's Last-Event-ID as the server saw it, no crash in the log.
 
     python3 t/browser/test_stream.py        (make test-browser)
@@ -20,6 +21,7 @@ The output ends with "test-browser: N passed, M failed".
 """
 
 import os
+import signal
 import sys
 import time
 import unittest
@@ -37,10 +39,19 @@ TIMEOUT = 40
 
 
 class StreamInBrowser(unittest.TestCase):
+    """The server ends the stream itself: PanoptesTelemetryStreamTimeout."""
+
+    name = "stream"
+    extra = ["PanoptesTelemetryStreamTimeout 2"]
+
+    @classmethod
+    def end_stream(cls, browser):
+        """Make the server end the page's stream (here: it does by itself)."""
+
     @classmethod
     def setUpClass(cls):
-        cls.server = Server("stream", pages={"/browser/": "t/browser/pages"},
-                            extra=["PanoptesTelemetryStreamTimeout 2"])
+        cls.server = Server(cls.name, pages={"/browser/": "t/browser/pages"},
+                            extra=cls.extra)
         cls.server.start()
         try:
             cls.token = uuid.uuid4().hex
@@ -53,15 +64,17 @@ class StreamInBrowser(unittest.TestCase):
             t0 = time.monotonic()
             with Browser() as b:
                 b.navigate(url)
+                cls.end_stream(b)
                 cls.verdict = b.verdict(TIMEOUT)
                 cls.seconds = time.monotonic() - t0
-                b.screenshot(os.path.join(SHOTS, "stream.png"))
+                b.screenshot(os.path.join(SHOTS, cls.name + ".png"))
                 cls.problems = b.problems()
                 cls.console = b.console
         finally:
             # Stopping ends the streams, so their log lines are written.
             cls.status = cls.server.stop()
-        print("page verdict after %.1f s: %s" % (cls.seconds, cls.verdict))
+        print("%s: page verdict after %.1f s: %s" % (cls.name, cls.seconds,
+                                                     cls.verdict))
 
     def test_1_the_page_saw_snapshot_live_and_resumed_events(self):
         self.assertIsNotNone(self.verdict, "no verdict within %d s; "
@@ -87,6 +100,25 @@ class StreamInBrowser(unittest.TestCase):
     def test_4_httpd_stopped_cleanly(self):
         self.assertEqual(self.server.crash_lines(), [])
         self.assertEqual(self.status, 0, self.server.output()[-2000:])
+
+
+class StreamAcrossGracefulRestart(StreamInBrowser):
+    """httpd restarts gracefully under the page: the old generation's
+    stream ends within 2 s, the browser resumes on the new one."""
+
+    name = "stream-graceful"
+    extra = []
+
+    @classmethod
+    def end_stream(cls, browser):
+        browser.wait_for("window.ptmPhase === 'live-done'", timeout=15)
+        cls.restarted_at = time.monotonic()
+        os.kill(cls.server.proc.pid, signal.SIGUSR1)
+
+    def test_5_the_restart_happened(self):
+        self.assertEqual(self.server.output().count("resuming normal "
+                                                    "operations"), 2,
+                         self.server.output()[-2000:])
 
 
 def main():

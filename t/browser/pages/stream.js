@@ -13,10 +13,11 @@
 //
 // It checks: the first event is `current` and holds the test's event; the
 // live events arrive in order, each once; when the server ends the stream
-// (PanoptesTelemetryStreamTimeout, `retry: 1000`), the browser reconnects
-// by itself, sending Last-Event-ID, and gets the events posted in the gap
-// exactly once, in order, with no `reset` and no second snapshot.  The
-// result is window.ptmVerdict: {ok, failures, ...}.
+// (PanoptesTelemetryStreamTimeout or a graceful restart, `retry: 1000`;
+// window.ptmPhase is "live-done" from when it waits for that), the browser
+// reconnects by itself, sending Last-Event-ID, and gets the events posted
+// in the gap exactly once, in order, with no `reset` and no second
+// snapshot.  The result is window.ptmVerdict: {ok, failures, ...}.
 
 const q = new URLSearchParams(location.search);
 const api = q.get("api") || "/";
@@ -30,7 +31,7 @@ const SETTLE_MS = 700;          // after the last event: is anything doubled?
 const seen = [];                // every SSE message, in arrival order
 const failures = [];
 let opens = 0;
-let phase = "snapshot";
+let phase = "snapshot";         // mirrored in window.ptmPhase
 let gapPostsDoneAt = null;      // performance.now() of the last gap POST
 let reopenedAt = null;          // ... of the first open after the gap
 let idAtGap = null;             // lastEventId when the server ended it
@@ -40,7 +41,10 @@ const show = (s) => {
     document.getElementById("state").textContent = s;
     document.getElementById("log").textContent += s + "\n";
 };
-const poke = () => { if (wakeUp) { const w = wakeUp; wakeUp = null; w(); } };
+const poke = () => {
+    window.ptmPhase = phase;
+    if (wakeUp) { const w = wakeUp; wakeUp = null; w(); }
+};
 const until = (cond, ms, what) => new Promise((resolve, reject) => {
     const t0 = performance.now();
     const check = () => {
@@ -161,6 +165,7 @@ async function main() {
         for (let i = 0; i < nLive; i++) await post(i);
         await until(() => mine().length >= nLive, 5000, "the live events");
         phase = "live-done";
+        window.ptmPhase = phase;
         show("live events received; waiting for the server to end the "
              + "stream");
         await until(() => phase === "gap", 15000,
