@@ -77,6 +77,8 @@ class Browser:
                "--disable-extensions", "--disable-background-networking",
                "--disable-sync", "--disable-component-update",
                "--metrics-recording-only", "--mute-audio",
+               # Containers often have a tiny /dev/shm.
+               "--disable-dev-shm-usage",
                "--window-size=%d,%d" % (width, height)]
         if os.geteuid() == 0:
             # chromium's sandbox refuses to run as root.
