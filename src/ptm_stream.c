@@ -36,7 +36,7 @@
  * taking the store lock again for each one (which would slow the POSTs,
  * SPEC §12.3 wants them answered as fast with subscribers as without).
  * Well inside the 50 ms an event may take to arrive. */
-#define LOOK_EVERY apr_time_from_msec(1)
+#define LOOK_EVERY apr_time_from_msec(5)
 
 /* The slot held, given back once: by the end of the stream, or by the
  * request pool's cleanup when the stream never reaches its end (the
