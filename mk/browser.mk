@@ -1,0 +1,20 @@
+# Browser tests: Debian's chromium, headless, driven over the DevTools
+# protocol on a pipe by t/browser/browser.py (standard library only), loads
+# pages from an httpd of the test's own (t/browser/server.py: the
+# standalone config of `make run`, in build/browser/).  Included by the
+# Makefile (PYTHON, SO come from there); part of `make test`.
+#
+#   make test-browser     GET /stream in a real browser's EventSource:
+#                         snapshot, live events, resume after the server
+#                         ends the stream (t/browser/test_stream.py)
+#
+# One page alone, its verdict printed (window.ptmVerdict, see browser.py):
+#   python3 t/browser/browser.py URL [--timeout S] [--screenshot FILE]
+
+BROWSER_DEB_PKGS := chromium
+
+.PHONY: test-browser
+
+test-browser: build
+	@sh mk/ensure-packages $(BROWSER_DEB_PKGS)
+	PTM_MODULE=$(CURDIR)/$(SO) $(PYTHON) t/browser/test_stream.py
