@@ -33,16 +33,25 @@ const DEFAULT_TYPES = ["weather", "power"];
 const STALE_MS = 10 * 60e3;     // POCS posts each type at least every 5 min
 const RECONCILE_MS = 1500;      // GET ../current after a burst of events
 const POLL_MS = 30e3;           // ../ready and ../run; ../current when offline
-const KEEP_IDS = 2000;          // ids of received events, for the tests
+const KEEP_IDS = 2000;          // received events remembered, for the tests
 
 const $ = (sel, el = document) => el.querySelector(sel);
+
+// dygraphs' legend plugin measures with a style attribute and writes HTML
+// with style attributes, both refused by the page's Content-Security-Policy
+// (default-src 'self'): the plots go without it and show the values under
+// the pointer themselves (showValues).
+if (window.Dygraph && Dygraph.PLUGINS && Dygraph.Plugins) {
+    Dygraph.PLUGINS = Dygraph.PLUGINS.filter((p) => p !== Dygraph.Plugins.Legend);
+}
 
 const state = {
     current: {},                // type -> public envelope
     run: null,                  // GET ../run answer, or null
     conn: "offline",
     lastId: null,
-    received: [],               // ids of `telemetry` events, in order
+    received: [],               // [id, type, stream, seq] of `telemetry` events
+    connLog: [],                // [time, state] of every change, for the tests
     clockOffset: 0,             // server clock - this clock, ms
     window: "24h",
     types: DEFAULT_TYPES.slice(),
@@ -163,9 +172,11 @@ function el(tag, attrs = {}, ...children) {
 // badge is coloured the other way round.
 const TRUE_IS_BAD = /(^|_|\.)(low|error|errors|fail|failed|failure|fault|alarm|wet|rain|raining|unsafe|warning|stale)($|_)/i;
 
+const OK_NAME = /(^|_|\.)(safe|ok)$/i;     // rain_safe, ac_ok: true is good
+
 function valueNode(key, v) {
     if (typeof v === "boolean") {
-        const good = TRUE_IS_BAD.test(key) ? !v : v;
+        const good = !OK_NAME.test(key) && TRUE_IS_BAD.test(key) ? !v : v;
         return el("span", { class: `badge ${good ? "good" : "bad"}`, text: v ? "yes" : "no" });
     }
     if (typeof v === "number") {
@@ -459,7 +470,10 @@ function drawPlot(plot, rebuild) {
             g.el.append(el("h3", {}, title, g.unit ? el("span", { class: "unit", text: `(${g.unit})` }) : null));
             g.graphEl = el("div", { class: "graph" });
             g.legendEl = el("div", { class: "legend" });
-            g.el.append(g.graphEl, g.legendEl);
+            const keys = el("div", { class: "keys" });
+            g.fields.forEach((f, i) => keys.append(
+                el("span", { class: `key s${(i % 6) + 1}`, text: readable(unitOf(f).name) })));
+            g.el.append(g.graphEl, el("div", { class: "under" }, keys, g.legendEl));
             box.append(g.el);
             g.graph = null;
         }
@@ -480,9 +494,8 @@ function drawPlot(plot, rebuild) {
             g.graph = new Dygraph(g.graphEl, opts.file, {
                 labels: ["time", ...g.fields.map((f) => readable(unitOf(f).name))],
                 dateWindow: opts.dateWindow,
-                labelsDiv: g.legendEl,
-                labelsSeparateLines: false,
-                legend: "always",
+                highlightCallback: (e, x, points) => showValues(g, x, points),
+                unhighlightCallback: () => g.legendEl.replaceChildren(),
                 connectSeparatedPoints: true,
                 drawPoints: false,
                 strokeWidth: 1.5,
@@ -495,6 +508,18 @@ function drawPlot(plot, rebuild) {
         }
         else if (data.length) {
             g.graph.updateOptions(opts);
+        }
+    }
+}
+
+// The values under the pointer, coloured by class like the keys.
+function showValues(g, x, points) {
+    const box = g.legendEl;
+    box.replaceChildren(el("span", { class: "at", text: formatTime(x) }));
+    for (const p of points) {
+        const i = g.fields.findIndex((f) => readable(unitOf(f).name) === p.name);
+        if (p.yval !== null && !Number.isNaN(p.yval)) {
+            box.append(" ", el("span", { class: `key s${(i % 6) + 1}`, text: `${p.name} ${formatNumber(p.yval)}` }));
         }
     }
 }
@@ -688,6 +713,12 @@ let retryDelay = 2000;
 let resetting = false;
 
 function setConn(s, why = "") {
+    if (s !== state.conn) {
+        state.connLog.push([Date.now(), s]);
+        if (state.connLog.length > 200) {
+            state.connLog.shift();
+        }
+    }
     state.conn = s;
     const c = $("#conn");
     c.dataset.state = s;
@@ -712,7 +743,7 @@ function onTelemetry(e) {
         return;
     }
     setLastId(e.lastEventId);
-    state.received.push(e.lastEventId);
+    state.received.push([e.lastEventId, ev.type, ev.stream, ev.seq]);
     if (state.received.length > KEEP_IDS) {
         state.received.splice(0, state.received.length - KEEP_IDS);
     }
