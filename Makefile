@@ -167,11 +167,12 @@ run: build
 	@mkdir -p $(RUN_ROOT)
 	@host='$(PANOPTES_TELEMETRY_HOST)'; case "$$host" in *:*) host="[$$host]";; esac; \
 	site='$(PANOPTES_TELEMETRY_SITE_DIR)'; case "$$site" in /*) ;; ~*) site="$$HOME$${site#\~}";; *) site="$(CURDIR)/$$site";; esac; \
-	echo "Serving the PANOPTES telemetry API on http://$$host:$(PANOPTES_TELEMETRY_PORT)/ (site dir $$site); Ctrl-C stops it."; \
+	echo "Serving the PANOPTES telemetry API on http://$$host:$(PANOPTES_TELEMETRY_PORT)/ (site dir $$site),"; \
+	echo "the dashboard on http://$$host:$(PANOPTES_TELEMETRY_PORT)/ui/; Ctrl-C stops it."; \
 	PTM_SERVER_ROOT='$(RUN_ROOT)' PTM_MODULE='$(CURDIR)/$(SO)' \
 	PTM_LISTEN="$$host:$(PANOPTES_TELEMETRY_PORT)" \
 	PTM_USER='$(RUN_USER)' PTM_GROUP='$(RUN_GROUP)' PTM_LOGLEVEL='$(LOGLEVEL)' \
-	PANOPTES_TELEMETRY_SITE_DIR="$$site" \
+	PTM_UI_DIR='$(CURDIR)/$(UI_STAGE)' PANOPTES_TELEMETRY_SITE_DIR="$$site" \
 	exec $(APACHE2) -f $(CURDIR)/conf/httpd-standalone.conf -DFOREGROUND
 
 # === fuzzing (t/fuzz) =======================================================

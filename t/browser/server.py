@@ -6,7 +6,15 @@ build/browser/<name>/ (wiped at start), with
     mod_mime for the types an ES module needs),
   * any further directives the test passes (`extra`, one per line),
   * a log of every request with its Last-Event-ID header
-    (build/browser/<name>/requests_log, read by `requests()`).
+    (build/browser/<name>/requests_log, read by `requests()`),
+  * the dashboard (SPEC 12.4) at /ui/ as `make run` serves it: the staged
+    files of build/ui (`make ui`), Debian's libjs-dygraphs at /javascript/,
+  * optionally, a site directory filled before httpd starts
+    (`prepare(site_dir)`, e.g. the history fixture), and
+  * optionally (`mount="/telemetry"`), not the standalone config but the
+    shipped one of the system Apache (conf/panoptes_telemetry.conf, its
+    paths moved into build/browser/<name>/) with javascript-common's, in a
+    minimal httpd: the API at /telemetry, the dashboard at /telemetry/ui/.
 
     with Server("stream", pages={"/browser/": "t/browser/pages"},
                 extra=["PanoptesTelemetryStreamTimeout 2"]) as s:
@@ -14,7 +22,7 @@ build/browser/<name>/ (wiped at start), with
 
 Environment: PTM_MODULE (default .libs/mod_panoptes_telemetry.so),
 APACHE2 (default /usr/sbin/apache2), PTM_BROWSER_PORT (default: a free
-port).
+port), PTM_UI_DIR (default build/ui).
 """
 
 import grp
@@ -42,7 +50,8 @@ def free_port():
 
 
 class Server:
-    def __init__(self, name, pages=None, extra=(), port=None):
+    def __init__(self, name, pages=None, extra=(), port=None, prepare=None,
+                 mount="/"):
         self.work = os.path.join(TOP, "build", "browser", name)
         self.site = os.path.join(self.work, "site")
         self.pages = dict(pages or {})
@@ -52,13 +61,15 @@ class Server:
         self.url = "http://127.0.0.1:%d" % self.port
         self.log = os.path.join(self.work, "httpd.log")
         self.requests_log = os.path.join(self.work, "requests_log")
+        self.prepare = prepare
+        self.mount = mount.rstrip("/")
+        self.ui_dir = os.environ.get("PTM_UI_DIR",
+                                     os.path.join(TOP, "build", "ui"))
         self.proc = None
 
     def _directives(self):
-        d = ["LoadModule alias_module %s/mod_alias.so" % MODULES,
-             "LoadModule mime_module %s/mod_mime.so" % MODULES,
-             "TypesConfig /etc/mime.types",
-             'LogFormat "%m %U%q %>s \\"%{Last-Event-ID}i\\"" ptm_lei',
+        # mod_alias and mod_mime come with the standalone config.
+        d = ['LogFormat "%m %U%q %>s \\"%{Last-Event-ID}i\\"" ptm_lei',
              'CustomLog "%s" ptm_lei' % self.requests_log]
         for prefix, path in self.pages.items():
             path = os.path.join(TOP, path)
@@ -69,6 +80,43 @@ class Server:
                   '<Location "%s">' % prefix, "SetHandler none",
                   "</Location>"]
         return d + self.extra
+
+    def _mounted_config(self, user, group):
+        """A minimal httpd with the shipped conf/panoptes_telemetry.conf
+        (its paths moved here) and javascript-common's alias."""
+        with open(os.path.join(TOP, "conf", "panoptes_telemetry.conf")) as f:
+            shipped = f.read()
+        state = os.path.join(self.work, "state")
+        os.makedirs(state, mode=0o700)
+        for old, new in (("/var/lib/panoptes-telemetry", self.site),
+                         ("/var/lib/apache2/panoptes-telemetry", state),
+                         ("/usr/share/panoptes-telemetry/ui", self.ui_dir),
+                         ("/telemetry", self.mount)):
+            shipped = shipped.replace(old, new)
+        conf = os.path.join(self.work, "panoptes_telemetry.conf")
+        with open(conf, "w") as f:
+            f.write(shipped)
+        main = os.path.join(self.work, "httpd.conf")
+        mods = ["mpm_event", "authz_core", "authz_host", "alias", "dir",
+                "mime", "headers"]
+        with open(main, "w") as f:
+            f.write("\n".join(
+                ['ServerRoot "%s"' % self.work, "ServerName localhost",
+                 'DefaultRuntimeDir "%s"' % self.work,
+                 'PidFile "%s/httpd.pid"' % self.work,
+                 "Listen 127.0.0.1:%d" % self.port]
+                + ["LoadModule %s_module %s/mod_%s.so" % (m, MODULES, m)
+                   for m in mods]
+                + ['LoadModule panoptes_telemetry_module "${PTM_MODULE}"',
+                   "User %s" % user, "Group %s" % group,
+                   "ErrorLog /dev/stderr", "LogLevel warn",
+                   "TypesConfig /etc/mime.types",
+                   # As Debian's apache2.conf: /usr/share is readable.
+                   "<Directory /usr/share>", "Require all granted",
+                   "</Directory>",
+                   "Include /etc/apache2/conf-available/javascript-common.conf",
+                   'Include "%s"' % conf]) + "\n")
+        return main
 
     def start(self, timeout=10):
         module = os.environ.get("PTM_MODULE", os.path.join(
@@ -84,12 +132,27 @@ class Server:
         else:
             user = pwd.getpwuid(os.getuid()).pw_name
             group = grp.getgrgid(os.getgid()).gr_name
+        if self.prepare:
+            os.makedirs(self.site)
+            self.prepare(self.site)
+            if os.geteuid() == 0:
+                # httpd's children write there as www-data.
+                uid = pwd.getpwnam(user).pw_uid
+                gid = grp.getgrnam(group).gr_gid
+                for root, dirs, files in os.walk(self.site):
+                    for n in [root] + [os.path.join(root, x)
+                                       for x in dirs + files]:
+                        os.lchown(n, uid, gid)
         env = dict(os.environ, PTM_SERVER_ROOT=self.work, PTM_MODULE=module,
                    PTM_LISTEN="127.0.0.1:%d" % self.port, PTM_USER=user,
                    PTM_GROUP=group, PTM_LOGLEVEL="info",
+                   PTM_UI_DIR=self.ui_dir,
                    PANOPTES_TELEMETRY_SITE_DIR=self.site)
-        cmd = [os.environ.get("APACHE2", "/usr/sbin/apache2"), "-f",
-               os.path.join(TOP, "conf", "httpd-standalone.conf"),
+        if self.mount:
+            conf = self._mounted_config(user, group)
+        else:
+            conf = os.path.join(TOP, "conf", "httpd-standalone.conf")
+        cmd = [os.environ.get("APACHE2", "/usr/sbin/apache2"), "-f", conf,
                "-DFOREGROUND"]
         for line in self._directives():
             cmd += ["-c", line]
@@ -113,9 +176,9 @@ class Server:
                            % (self.url, timeout, self.output()))
 
     def http(self, method, path, body=None, headers=None):
-        """(status, parsed JSON or raw bytes)."""
+        """(status, parsed JSON or raw bytes); `path` is under the mount."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data,
+        req = urllib.request.Request(self.url + self.mount + path, data=data,
                                      method=method, headers=headers or {})
         if data is not None:
             req.add_header("Content-Type", "application/json")
