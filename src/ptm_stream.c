@@ -427,7 +427,10 @@ void ptm_stream_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
 
     resp->streamed = 1;
     resp->status = 200;
-    if (out->start(out->ctx, SSE_TYPE) != APR_SUCCESS) {
+    /* The head goes at once: a client resuming with nothing to replay
+     * must know its stream is open before the next event. */
+    if (out->start(out->ctx, SSE_TYPE) != APR_SUCCESS
+        || (out->flush && out->flush(out->ctx) != APR_SUCCESS)) {
         resp->status = 499;
         resp->log = "GET /stream: the client went away";
         goto end;
