@@ -29,6 +29,7 @@
 #include "apr_global_mutex.h"
 
 #include "ptm_api.h"
+#include "mod_panoptes_telemetry_forward.h"
 #include "ptm_fs.h"
 #include "ptm_buf.h"
 #include "ptm_conf.h"
@@ -66,6 +67,8 @@ typedef struct {
     apr_size_t state_size;
     apr_size_t recent;                 /* bytes of the ring */
     int sync;
+    /* PanoptesTelemetryForward (mod_panoptes_telemetry_forward.c) */
+    const ptm_fwd_conf_t *forward;     /* NULL: not forwarding */
 } ptm_srv_conf_t;
 
 typedef struct {
@@ -245,6 +248,12 @@ static const char *set_sync(cmd_parms *cmd, void *d, int on)
     return err;
 }
 
+/* PanoptesTelemetryForward: mod_panoptes_telemetry_forward.c */
+static const char *set_forward(cmd_parms *cmd, void *d, const char *arg)
+{
+    return ptm_fwd_set_program(cmd, &srv_conf(cmd->server)->forward, arg);
+}
+
 static const command_rec ptm_cmds[] = {
     AP_INIT_TAKE1("PanoptesTelemetrySiteDir", set_site_dir, NULL, RSRC_CONF,
                   "Directory of the site day files and run directories "
@@ -268,6 +277,10 @@ static const command_rec ptm_cmds[] = {
     AP_INIT_FLAG("PanoptesTelemetrySync", set_sync, NULL, RSRC_CONF,
                  "fdatasync each stored event before answering (default "
                  "Off)"),
+    AP_INIT_TAKE1("PanoptesTelemetryForward", set_forward, NULL, RSRC_CONF,
+                  "\"|program args\": write every accepted event to the "
+                  "program's standard input, one line each (default: "
+                  "none)"),
     { NULL }
 };
 
@@ -542,6 +555,11 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     ptm_store = ptm_store_attach(ret->base, ret->mutex, pconf);
+    /* Forwarding (SPEC §12.5): the program, the pipe, the thread. */
+    if (ptm_fwd_post_config(s, sc->forward, ret->recent, NULL, pconf,
+                            ptemp) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     return OK;
 }
 
@@ -594,6 +612,15 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     ptm_conf.run_roots = sc->run_roots;
     ptm_conf.sync = sc->sync;
     ptm_conf.version = PTM_VERSION;
+    /* Forwarding: its thread's store handle; the live board it waits on
+     * is notified by every accepted event. */
+    {
+        ptm_live_t *live = ptm_fwd_child_init(p, s, ptm_store);
+
+        if (live && !ptm_conf.live) {
+            ptm_conf.live = live;
+        }
+    }
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -1122,6 +1149,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                    APR_UINT64_T_FMT "\n", st.busy, st.recent_events,
                    st.recent_bytes, st.recent_size, oldest, st.epoch,
                    st.next_n);
+        ptm_fwd_status(r, flags, ptm_store);
         return OK;
     }
     ap_rputs("<hr />\n<h2>PANOPTES telemetry</h2>\n<table border=\"0\">\n",
@@ -1165,6 +1193,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                APR_UINT64_T_FMT " bytes%s%s</td></tr>\n</table>\n",
                st.recent_events, st.recent_bytes, st.recent_size,
                *oldest ? ", oldest accepted " : "", oldest);
+    ptm_fwd_status(r, flags, ptm_store);
     return OK;
 }
 

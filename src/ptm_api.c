@@ -734,6 +734,12 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
             break;
         }
     }
+    if (rv == APR_SUCCESS && conf->live) {
+        /* The ring holds it now: wake the live feed's subscribers (GET
+         * /stream) before the answer goes, so that an event reaches them
+         * about when its POST is answered. */
+        ptm_live_notify(conf->live);
+    }
     if (rv == PTM_STORE_FULL) {
         ptm_err_set(&err, 507, "The shared state is full; raise "
                     "PanoptesTelemetryStateSize");
