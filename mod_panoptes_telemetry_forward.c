@@ -17,6 +17,7 @@
  * children of two generations overlap, the board's lease keeps the
  * forwarder single. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -530,6 +531,20 @@ int ptm_fwd_post_config(server_rec *s, const ptm_fwd_conf_t *c,
                          "board or the pipe");
             ret->board = NULL;
             return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        /* Close-on-exec: the children (forked) keep both ends, but no
+         * program httpd runs may hold them: the forwarding program with
+         * the write end would never see the end of its input when httpd
+         * stops, and would keep lines from the next one. */
+        {
+            apr_os_file_t fds[2];
+            int i;
+
+            apr_os_file_get(&fds[0], ret->rd);
+            apr_os_file_get(&fds[1], ret->wr);
+            for (i = 0; i < 2; i++) {
+                fcntl(fds[i], F_SETFD, fcntl(fds[i], F_GETFD) | FD_CLOEXEC);
+            }
         }
     }
     if (!ret->live) {

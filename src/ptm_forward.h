@@ -34,8 +34,9 @@
 
 /* How far before the point a dead program had read up to the forwarder
  * goes back: what a consumer may have read but not yet published (a stdio
- * buffer, a batch). */
-#define PTM_FWD_REWIND_BYTES (64 * 1024)
+ * buffer, a batch, the queue of mosquitto_pub -l, which reads ahead of
+ * what the broker has acknowledged: 64 KiB was seen to lose lines). */
+#define PTM_FWD_REWIND_BYTES (1024 * 1024)
 /* Events taken from the ring per round. */
 #define PTM_FWD_BATCH 512
 /* Lines whose end in the pipe is remembered for rewinds. */
