@@ -74,7 +74,9 @@ test-unit: $(UNIT_BIN)
 # --- Apache::Test, once per MPM (several children each) ---------------------
 MPMS ?= prefork worker event
 
+# t/70_forward.t drives a real MQTT broker (SPEC §12.5).
 test-httpd: build
+	@sh mk/ensure-packages mosquitto mosquitto-clients
 	@rc=0; for m in $(MPMS); do sh t/run-httpd-tests.sh $$m || rc=1; done; \
 	if [ $$rc -ne 0 ]; then echo "FAIL: Apache::Test suite" >&2; fi; exit $$rc
 
