@@ -154,6 +154,8 @@ typedef struct {
     ino_t ino;
     char *data;                 /* read whole: its bytes (ptm_stash_take) */
     size_t len, cap;
+    int verified;               /* its lines that can be sent are known to
+                                 * be well-formed, in exactly these bytes */
 } sfile_t;
 
 typedef struct {
@@ -1187,13 +1189,36 @@ static int scan_chunked(hist_t *h, slice_t *sl, scan_t *sc, int fd,
     }
 }
 
+/* 1 if every line of the file `s` (`n` bytes, read whole) that could be
+ * sent (one of its stream, the prefix the module writes) is well-formed:
+ * then none needs checking as it goes out while the file's bytes are
+ * these (ptm_facts.c).  A damaged line is never sent, so it does not
+ * count; one that starts right but is not JSON does. */
+static int lines_well_formed(const char *s, size_t n, int run)
+{
+    size_t at = 0, len;
+    const char *nl;
+    line_t l;
+
+    while (at < n && (nl = memchr(s + at, '\n', n - at)) != NULL) {
+        len = (size_t)(nl - (s + at));
+        if (len && parse_line(&l, s + at, len) == 0 && l.stream == run
+            && !ptm_json_well_formed(s + at, len)) {
+            return 0;
+        }
+        at += len + 1;
+    }
+    return 1;
+}
+
 /* Read `src` and keep the keys of the slice's events in it. */
 static void read_src(hist_t *h, slice_t *sl, src_t *src)
 {
     ptm_facts_t f;
     scan_t sc;
     off_t size;
-    int fd, i, rc;
+    int fd, i, rc, have_digest;
+    uint64_t digest = 0;
     struct stat st;
     sfile_t *sf;
 
@@ -1222,6 +1247,7 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
         }
     }
     memset(&sc, 0, sizeof(sc));
+    memset(&f, 0, sizeof(f));
     if (ptm_facts_get(&f, &st)) {
         src_learn(h, src, f.min, f.max, f.dmg);
         if (!src_wanted(src, sl->t0, sl->t1)) {
@@ -1253,9 +1279,18 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     else {
         rc = scan_chunked(h, sl, &sc, fd, size);
     }
+    /* Read whole, to its end: its lines need no check as they go out if
+     * these very bytes were checked (ptm_facts.c says why a digest). */
+    have_digest = rc == 1 && sf->data
+                  && ptm_facts_digest(&digest, sf->data, sf->len) == 0;
     if (rc == 1 && !sc.known) {
+        sf->verified = have_digest
+                       && lines_well_formed(sf->data, sf->len, src->run);
         src_learn(h, src, sc.fmin, sc.fmax, sc.dmg);
-        ptm_facts_put(&st, sc.fmin, sc.fmax, sc.dmg);
+        ptm_facts_put(&st, sc.fmin, sc.fmax, sc.dmg, sf->verified, digest);
+    }
+    else if (have_digest) {
+        sf->verified = f.verified && f.digest == digest;
     }
     if (!sc.used && sl->files->nelts == sc.idx + 1) {
         /* Nothing of it is kept: no need to hold it open. */
@@ -1421,11 +1456,14 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
         if (q->every && !after_cursor(h, &e->key)) {
             continue;                   /* before the cursor, in its bucket */
         }
-        /* A line of a file is the User's: checked as it goes out.  The
+        /* A line of a file is the User's: checked as it goes out, unless
+         * the bytes it is sent from were checked whole already.  The
          * ring's are the module's own, well-formed when written, and
          * checked when restored from an old state (ptm_ring_copy). */
         if (!(line = ent_line(h, sl, e))
-            || (e->file >= 0 && !ptm_json_well_formed(line, e->len))) {
+            || (e->file >= 0
+                && !APR_ARRAY_IDX(sl->files, e->file, sfile_t).verified
+                && !ptm_json_well_formed(line, e->len))) {
             h->res->skipped++;
             continue;
         }

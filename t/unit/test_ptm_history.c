@@ -35,6 +35,7 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 #include "ptm_buf.h"
+#include "ptm_facts.h"
 #include "ptm_fs.h"
 #include "ptm_history.h"
 #include "ptm_query.h"
@@ -1590,6 +1591,90 @@ static void test_day_facts(void **state)
     fx_close(&fx);
 }
 
+/* ---- lines checked once per file (ptm_facts.c) --------------------------*/
+
+extern int ptm_facts_ignore_times;
+
+/* The digest: the same bytes the same digest, one byte changed or one
+ * more byte another (at every place in a block and in the last one). */
+static void test_facts_digest(void **state)
+{
+    char a[3000], b[3000];
+    uint64_t da, db;
+    size_t i, n;
+
+    for (i = 0; i < sizeof(a); i++) {
+        a[i] = (char)('a' + i % 23);
+    }
+    for (n = 0; n <= sizeof(a); n += n < 40 ? 1 : 997) {
+        memcpy(b, a, sizeof(a));
+        assert_int_equal(ptm_facts_digest(&da, a, n), 0);
+        assert_int_equal(ptm_facts_digest(&db, b, n), 0);
+        assert_true(da == db);
+        for (i = 0; i < n; i += (i < 16 ? 1 : 61)) {
+            b[i] ^= 0x20;
+            assert_int_equal(ptm_facts_digest(&db, b, n), 0);
+            assert_true(da != db);
+            b[i] ^= 0x20;
+        }
+        if (n < sizeof(a)) {
+            assert_int_equal(ptm_facts_digest(&db, a, n + 1), 0);
+            assert_true(da != db);
+        }
+    }
+}
+
+/* A file whose lines were all found well-formed is not checked again
+ * while its bytes are the same; rewritten in place with the same size
+ * and, as far as a stat can tell, the same times (a neighbour within a
+ * tick of the clock, or writing through a mapping), a line made not JSON
+ * is still skipped and counted, never sent. */
+static void test_facts_rewritten_in_place(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), now = d + DAY;
+    const char *f, *l2;
+    ptm_history_result_t res;
+    apr_array_header_t *got;
+    ptm_query_t q;
+    char *at;
+    int fd, k;
+
+    fx_open(&fx, 0);
+    f = day_file(&fx, d);
+    append_raw(f, day_line(&fx, 1, d));
+    append_raw(f, l2 = day_line(&fx, 2, d + 1));
+    append_raw(f, day_line(&fx, 3, d + 2));
+    q = query(&fx, d - HOUR);
+    q.desc = 0;
+    for (k = 0; k < 2; k++) {           /* checked, then known checked */
+        got = run_q(&fx, &q, now, &res);
+        assert_int_equal(got->nelts, 3);
+        assert_int_equal(res.skipped, 0);
+    }
+    /* {"i":2} becomes {"i"!2}: the same size, the right start. */
+    at = strstr(strstr(l2, "\"data\""), "\"i\":");
+    assert_non_null(at);
+    fd = open(f, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "!", 1,
+                            (off_t)strlen(day_line(&fx, 1, d))
+                            + (at + 3 - l2)), 1);
+    close(fd);
+    ptm_facts_ignore_times = 1;
+    got = run_q(&fx, &q, now, &res);
+    ptm_facts_ignore_times = 0;
+    assert_int_equal(got->nelts, 2);
+    assert_int_equal(id_of(APR_ARRAY_IDX(got, 0, const char *)), 1);
+    assert_int_equal(id_of(APR_ARRAY_IDX(got, 1, const char *)), 3);
+    assert_int_equal(res.skipped, 1);
+    /* As a stat sees it too. */
+    got = run_q(&fx, &q, now, &res);
+    assert_int_equal(got->nelts, 2);
+    assert_int_equal(res.skipped, 1);
+    fx_close(&fx);
+}
+
 #define TEST(f) cmocka_unit_test_teardown(f, test_teardown)
 
 int main(void)
@@ -1615,6 +1700,8 @@ int main(void)
         TEST(test_planted_runs),
         TEST(test_client_gone),
         TEST(test_day_facts),
+        TEST(test_facts_digest),
+        TEST(test_facts_rewritten_in_place),
     };
 
     return cmocka_run_group_tests_name("ptm_history", tests,
