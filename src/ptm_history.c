@@ -191,6 +191,8 @@ typedef struct {
     size_t ents_cap;
     ent_t **order;              /* the slice's ents, sorted */
     size_t order_cap;
+    ent_t **merge;              /* room for sorting them */
+    size_t merge_cap;
     size_t held;                /* bytes of files read whole, held now */
     uint32_t *slots;            /* every: index + 1 of ents, 0: free */
     size_t nslots;
@@ -1393,18 +1395,68 @@ static void read_files(hist_t *h, slice_t *sl)
 
 /* ---- emitting ------------------------------------------------------------*/
 
-static int ent_cmp(const void *a, const void *b)
+/* The order of the answer (ascending): by key, then where (two lines of
+ * a file may carry one key; no two entries are in the same place). */
+static int ent_cmp(const ent_t *x, const ent_t *y)
 {
-    const ent_t *x = *(const ent_t *const *)a, *y = *(const ent_t *const *)b;
-    int c = ptm_key_cmp(&x->key, &y->key);
+    int c;
 
-    if (c) {
+    if (x->key.ts != y->key.ts) {
+        return x->key.ts < y->key.ts ? -1 : 1;
+    }
+    if ((c = ptm_key_cmp(&x->key, &y->key)) != 0) {
         return c;
     }
     if (x->file != y->file) {
         return x->file < y->file ? -1 : 1;
     }
     return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The end of the run in order that starts at a[i]. */
+static size_t run_end(ent_t *const *a, size_t i, size_t n)
+{
+    for (i++; i < n && ent_cmp(a[i - 1], a[i]) < 0; i++) {
+    }
+    return i;
+}
+
+/* Sort a[0..n) by ent_cmp, with room for n more at t.  The keys come as a
+ * few runs already in order (the ring's events in the order they were
+ * accepted, each file's lines in its order, both mostly by ts), so runs
+ * are merged, two by two, until one is left: about linear here, and
+ * never worse than a merge sort. */
+static void sort_ents(ent_t **a, ent_t **t, size_t n)
+{
+    ent_t **src = a, **dst = t, **sw;
+    size_t i, j, k, x, y, o, runs;
+
+    if (n < 2 || run_end(a, 0, n) == n) {
+        return;
+    }
+    do {
+        runs = 0;
+        for (i = 0; i < n; i = k) {
+            j = run_end(src, i, n);
+            k = j < n ? run_end(src, j, n) : n;
+            for (x = i, y = j, o = i; x < j && y < k; o++) {
+                dst[o] = ent_cmp(src[y], src[x]) < 0 ? src[y++] : src[x++];
+            }
+            while (x < j) {
+                dst[o++] = src[x++];
+            }
+            while (y < k) {
+                dst[o++] = src[y++];
+            }
+            runs++;
+        }
+        sw = src;
+        src = dst;
+        dst = sw;
+    } while (runs > 1);
+    if (src != a) {
+        memcpy(a, src, n * sizeof(*a));
+    }
 }
 
 /* The line of `e`: the ring's copy, or read back from its file and found
@@ -1437,17 +1489,16 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
     const ptm_query_t *q = h->q;
     size_t k;
 
-    /* Sorted by pointer: qsort moves (and its merge buffer holds) 8 bytes
-     * an entry rather than a whole ent_t. */
-    if (grow((void **)&h->order, &h->order_cap, sl->n, sizeof(ent_t *))) {
+    /* Sorted by pointer: a merge moves 8 bytes an entry rather than a
+     * whole ent_t. */
+    if (grow((void **)&h->order, &h->order_cap, sl->n, sizeof(ent_t *))
+        || grow((void **)&h->merge, &h->merge_cap, sl->n, sizeof(ent_t *))) {
         return APR_ENOMEM;
     }
     for (k = 0; k < sl->n; k++) {
         h->order[k] = &h->ents[k];
     }
-    if (sl->n > 1) {
-        qsort(h->order, sl->n, sizeof(ent_t *), ent_cmp);
-    }
+    sort_ents(h->order, h->merge, sl->n);
     for (k = 0; k < sl->n; k++) {
         const ent_t *e = h->order[h->asc ? k : sl->n - 1 - k];
         const char *line;
@@ -1667,6 +1718,7 @@ static apr_status_t free_buffers(void *data)
     free(h->lbuf);
     ptm_stash_give(h->ents, h->ents_cap * sizeof(ent_t));
     free(h->order);
+    free(h->merge);
     free(h->slots);
     if (h->site_fd >= 0) {
         close(h->site_fd);

@@ -616,6 +616,37 @@ static void test_order(void **state)
     }
 }
 
+/* Many events, accepted in an order far from their ts's (runs in order
+ * of every length, some ts shared), stored or only in the ring: the
+ * answer is in key order all the same (the merge of ordered runs). */
+static void test_order_many(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), ts;
+    unsigned x = 12345;
+    int i, r;
+
+    for (r = 0; r < 2; r++) {
+        fx_open(&fx, r ? 1024 * 1024 : 0);
+        for (i = 0; i < 600; i++) {
+            x = x * 1103515245u + 12345u;
+            if (i % 100 < 40) {
+                ts = d + (apr_time_t)i * APR_USEC_PER_SEC;      /* a run */
+            }
+            else if (i % 100 < 50) {
+                ts = d + (apr_time_t)(600 - i) * APR_USEC_PER_SEC;
+            }
+            else {
+                ts = d + (apr_time_t)((x >> 8) % 500) * APR_USEC_PER_SEC;
+            }
+            post(&fx, d + i, iso(fx.p, ts), i % 3 ? "weather" : "power",
+                 r ? (int)(x >> 20) % 2 : 1);
+        }
+        check_both(&fx, query(&fx, d - DAY), d + DAY);
+        fx_close(&fx);
+    }
+}
+
 /* since is inclusive, until exclusive, to the microsecond. */
 static void test_window_bounds(void **state)
 {
@@ -1681,6 +1712,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_order),
+        TEST(test_order_many),
         TEST(test_window_bounds),
         TEST(test_filters),
         TEST(test_ring_and_files),
