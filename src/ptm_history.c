@@ -179,6 +179,10 @@ typedef struct {
     int ring_on;
     int ring_range;             /* ring_min..ring_max hold */
     apr_time_t ring_min, ring_max;
+    /* The first look copied the ring's events of the whole window (they
+     * were few enough): the slices take theirs from this copy. */
+    apr_array_header_t *ring_all;   /* ptm_recent_t, or NULL */
+    ptm_recent_info_t ring_all_info;
     /* run_id= as the files hold it. */
     ptm_buf_t rid;
     int rid_int;                /* it is also an integer's text */
@@ -748,7 +752,7 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
 
 typedef struct {
     hist_t *h;
-    slice_t *sl;
+    apr_time_t t0, t1;          /* what to copy */
     int track;                  /* note the ts range of what matches */
     apr_time_t min, max;
 } want_t;
@@ -774,7 +778,7 @@ static int ring_want(void *ctx, const ptm_recent_t *ev)
             w->max = ev->ts;
         }
     }
-    if (ev->ts < w->sl->t0 || ev->ts >= w->sl->t1) {
+    if (ev->ts < w->t0 || ev->ts >= w->t1) {
         return 0;
     }
     k.ts = ev->ts;
@@ -784,60 +788,20 @@ static int ring_want(void *ctx, const ptm_recent_t *ev)
     return q->every || after_cursor(h, &k);
 }
 
-/* Copy the ring's events of the slice (and the spans of seqs it holds)
- * first. */
-static apr_status_t take_ring(hist_t *h, slice_t *sl)
+/* Keep the keys of the copies of the slice's events (sl->ring). */
+static apr_status_t take_copies(hist_t *h, slice_t *sl)
 {
-    want_t w;
-    int truncated = 0, i;
-    apr_status_t rv;
+    int i;
 
-    if (h->ring_asked && (!h->ring_on || (h->ring_range
-                                          && !overlaps(h->ring_min,
-                                                       sat_add(h->ring_max, 1),
-                                                       sl->t0, sl->t1)))) {
-        return APR_SUCCESS;             /* it held nothing of this slice */
-    }
-    w.h = h;
-    w.sl = sl;
-    w.track = !h->ring_range;
-    w.min = APR_INT64_MAX;
-    w.max = APR_INT64_MIN;
-    sl->ring = apr_array_make(sl->p, 16, sizeof(ptm_recent_t));
-    rv = ptm_store_recent(&sl->info, sl->ring, &truncated, h->conf->store, 0,
-                          sl->cap == SIZE_MAX ? 0 : (unsigned)sl->cap,
-                          ring_want, &w, sl->p);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    sl->have_info = 1;
-    if (!h->ring_asked) {
-        h->ring_asked = 1;
-        h->ring_on = sl->info.size > 0;
-        h->res->recent_since = sl->info.count ? sl->info.oldest : 0;
-    }
-    if (truncated) {
-        /* More than a slice holds (and the range is not known). */
-        if (h->looking) {
-            sl->found = 1;
-        }
-        else {
-            sl->overflow = 1;
-        }
-        return APR_SUCCESS;
-    }
-    if (w.track) {
-        /* Every event was looked at: its matching range is known. */
-        h->ring_range = 1;
-        h->ring_min = w.min;
-        h->ring_max = w.max;
-    }
     sl->ring_keys = apr_hash_make(sl->p);
     for (i = 0; i < sl->ring->nelts; i++) {
         const ptm_recent_t *ev = &APR_ARRAY_IDX(sl->ring, i, ptm_recent_t);
         line_t l;
         ent_t c;
 
+        if (ev->ts < sl->t0 || ev->ts >= sl->t1) {
+            continue;                   /* another slice's (ring_all) */
+        }
         /* Only a stored event is a file line's copy (ring_has). */
         if (ev->stored) {
             rkey_t *rk = apr_pcalloc(sl->p, sizeof(*rk));
@@ -871,6 +835,100 @@ static apr_status_t take_ring(hist_t *h, slice_t *sl)
         }
     }
     return APR_SUCCESS;
+}
+
+/* The first look at the ring: the copies of the events of the whole
+ * window, when there are at most SLICE_CAP of them, for every slice to
+ * take its own from (one walk of the ring under the lock per request,
+ * rather than one per slice); else, as for a slice, only the range. */
+static apr_status_t look_ring(hist_t *h)
+{
+    want_t w;
+    int truncated = 0;
+    apr_array_header_t *all;
+    apr_status_t rv;
+
+    w.h = h;
+    w.t0 = h->lo;
+    w.t1 = h->hi;
+    w.track = 1;
+    w.min = APR_INT64_MAX;
+    w.max = APR_INT64_MIN;
+    all = apr_array_make(h->p, 64, sizeof(ptm_recent_t));
+    rv = ptm_store_recent(&h->ring_all_info, all, &truncated,
+                          h->conf->store, 0, (unsigned)SLICE_CAP, ring_want,
+                          &w, h->p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    h->ring_asked = 1;
+    h->ring_on = h->ring_all_info.size > 0;
+    h->res->recent_since = h->ring_all_info.count
+                           ? h->ring_all_info.oldest : 0;
+    if (!truncated) {
+        h->ring_all = all;
+        h->ring_range = 1;
+        h->ring_min = w.min;
+        h->ring_max = w.max;
+    }
+    return APR_SUCCESS;
+}
+
+/* Copy the ring's events of the slice (and the spans of seqs it holds)
+ * first: from the first look's copies, taken before any file was read
+ * (so what they say of the files holds as for a copy taken now), or from
+ * the ring. */
+static apr_status_t take_ring(hist_t *h, slice_t *sl)
+{
+    want_t w;
+    int truncated = 0;
+    apr_status_t rv;
+
+    if (!h->ring_asked && (rv = look_ring(h)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (!h->ring_on || (h->ring_range
+                        && !overlaps(h->ring_min, sat_add(h->ring_max, 1),
+                                     sl->t0, sl->t1))) {
+        return APR_SUCCESS;             /* it held nothing of this slice */
+    }
+    if (h->ring_all) {
+        sl->ring = h->ring_all;
+        sl->info = h->ring_all_info;
+        sl->have_info = 1;
+        return take_copies(h, sl);
+    }
+    w.h = h;
+    w.t0 = sl->t0;
+    w.t1 = sl->t1;
+    w.track = !h->ring_range;
+    w.min = APR_INT64_MAX;
+    w.max = APR_INT64_MIN;
+    sl->ring = apr_array_make(sl->p, 16, sizeof(ptm_recent_t));
+    rv = ptm_store_recent(&sl->info, sl->ring, &truncated, h->conf->store, 0,
+                          sl->cap == SIZE_MAX ? 0 : (unsigned)sl->cap,
+                          ring_want, &w, sl->p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    sl->have_info = 1;
+    if (truncated) {
+        /* More than a slice holds (and the range is not known). */
+        if (h->looking) {
+            sl->found = 1;
+        }
+        else {
+            sl->overflow = 1;
+        }
+        return APR_SUCCESS;
+    }
+    if (w.track) {
+        /* Every event was looked at: its matching range is known. */
+        h->ring_range = 1;
+        h->ring_min = w.min;
+        h->ring_max = w.max;
+    }
+    return take_copies(h, sl);
 }
 
 /* The spans of seqs of `src` the ring held when the slice asked it (its
