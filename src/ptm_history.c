@@ -72,6 +72,7 @@
 #include <apr_strings.h>
 #include "ptm_buf.h"
 #include "ptm_facts.h"
+#include "ptm_filecache.h"
 #include "ptm_hash.h"
 #include "ptm_fs.h"
 #include "ptm_history.h"
@@ -102,6 +103,9 @@ unsigned ptm_history_slice_cap = PTM_HISTORY_SLICE_CAP;
  * while a request holds at most HOLD_MAX so (a day file is well under a
  * MiB at POCS's rate); beyond, lines are read back one by one. */
 #define WHOLE_MAX ((size_t)8 * 1024 * 1024)
+/* At most this many files read by a request are kept by its child
+ * (ptm_filecache.c keeps 16). */
+#define KEEP_MAX 8
 #define HOLD_MAX ((size_t)16 * 1024 * 1024)
 /* With `every`, the types of the kept keys are copied when this short
  * (nearly always), else read back from the file to be compared. */
@@ -156,6 +160,7 @@ typedef struct {
     size_t len, cap;
     int verified;               /* its lines that can be sent are known to
                                  * be well-formed, in exactly these bytes */
+    const ptm_fc_t *fc;         /* data is the child's kept copy */
 } sfile_t;
 
 typedef struct {
@@ -198,6 +203,7 @@ typedef struct {
     ent_t **merge;              /* room for sorting them */
     size_t merge_cap;
     size_t held;                /* bytes of files read whole, held now */
+    unsigned kept;              /* files this request gave the child */
     uint32_t *slots;            /* every: index + 1 of ents, 0: free */
     size_t nslots;
 } hist_t;
@@ -629,6 +635,9 @@ static const char *ent_type(hist_t *h, slice_t *sl, const ent_t *e)
         return e->type;
     }
     f = &APR_ARRAY_IDX(sl->files, e->file, sfile_t);
+    if (f->data) {
+        return f->data + e->off + e->type_off;  /* the bytes scanned */
+    }
     if (grow((void **)&h->lbuf, &h->lbuf_cap, e->type_len, 1) != 0
         || pread(f->fd, h->lbuf, e->type_len, (off_t)(e->off + e->type_off))
            != (ssize_t)e->type_len) {
@@ -1044,7 +1053,12 @@ static int src_wanted(const src_t *src, apr_time_t t0, apr_time_t t1)
 static void sfile_close(hist_t *h, sfile_t *sf)
 {
     close(sf->fd);
-    if (sf->data) {
+    if (sf->fc) {
+        ptm_fc_release(sf->fc);         /* kept for the next requests */
+        sf->fc = NULL;
+        sf->data = NULL;
+    }
+    else if (sf->data) {
         ptm_stash_give(sf->data, sf->cap);
         h->held -= sf->len;
         sf->data = NULL;
@@ -1076,6 +1090,41 @@ typedef struct {
     size_t dmg, used;
 } scan_t;
 
+/* The line s[0..n) at offset `at`, parsed as `l` (its ts a time): kept if
+ * the slice wants it.  Returns 0, or -1 when the slice is done
+ * collecting. */
+static int scan_parsed(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
+                       size_t n, off_t at, const line_t *l)
+{
+    const ptm_query_t *q = h->q;
+    ent_t c;
+
+    if (l->ts < sl->t0 || l->ts >= sl->t1) {
+        return 0;
+    }
+    memset(&c, 0, sizeof(c));
+    c.key.ts = l->ts;
+    c.key.stream = l->stream;
+    c.key.seq = l->seq;
+    c.key.tie = sc->src->run ? sc->src->tie : 0;
+    if ((!q->every && !after_cursor(h, &c.key))
+        || !type_wanted(q, s + l->type_off, l->type_len)
+        || (in_spans(sc->spans, l->seq) && ring_has(sl, sc->src, l))
+        || (q->run_id && !run_id_matches(h, s, n, l->rest))) {
+        return 0;
+    }
+    c.off = (uint64_t)at;
+    c.len = (uint32_t)n;
+    c.file = sc->idx;
+    c.type_off = (uint32_t)l->type_off;
+    c.type_len = (uint32_t)l->type_len;
+    if (add_key(h, sl, &c, s + l->type_off) != 0) {
+        return -1;
+    }
+    sc->used++;
+    return 0;
+}
+
 /* One line s[0..n) (its newline after it) at offset `at`.  Returns 0, or
  * -1 when the slice is done collecting. */
 static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
@@ -1083,7 +1132,6 @@ static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
 {
     const ptm_query_t *q = h->q;
     line_t l;
-    ent_t c;
 
     if (n == 0 || parse_line(&l, s, n) != 0 || l.stream != sc->src->run) {
         sc->dmg++;
@@ -1101,30 +1149,36 @@ static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
     if (l.ts > sc->fmax) {
         sc->fmax = l.ts;
     }
-    if (l.ts < sl->t0 || l.ts >= sl->t1) {
-        return 0;
+    return scan_parsed(h, sl, sc, s, n, at, &l);
+}
+
+/* A kept file (ptm_filecache.c): its selectable lines as they were parsed
+ * when it was read.  Returns 1, or -1 when the slice is done collecting. */
+static int scan_kept(hist_t *h, slice_t *sl, scan_t *sc, const ptm_fc_t *fc)
+{
+    size_t i;
+    line_t l;
+
+    memset(&l, 0, sizeof(l));
+    l.stream = sc->src->run;
+    for (i = 0; i < fc->nlines; i++) {
+        const ptm_fc_line_t *x = &fc->lines[i];
+        const char *s = fc->data + x->off;
+
+        if (x->ts < sl->t0 || x->ts >= sl->t1
+            || !type_wanted(h->q, s + x->type_off, x->type_len)) {
+            continue;
+        }
+        l.seq = x->seq;
+        l.ts = x->ts;
+        l.type_off = x->type_off;
+        l.type_len = x->type_len;
+        l.rest = x->rest;
+        if (scan_parsed(h, sl, sc, s, x->len, (off_t)x->off, &l) != 0) {
+            return -1;
+        }
     }
-    memset(&c, 0, sizeof(c));
-    c.key.ts = l.ts;
-    c.key.stream = l.stream;
-    c.key.seq = l.seq;
-    c.key.tie = sc->src->run ? sc->src->tie : 0;
-    if ((!q->every && !after_cursor(h, &c.key))
-        || !type_wanted(q, s + l.type_off, l.type_len)
-        || (in_spans(sc->spans, l.seq) && ring_has(sl, sc->src, &l))
-        || (q->run_id && !run_id_matches(h, s, n, l.rest))) {
-        return 0;
-    }
-    c.off = (uint64_t)at;
-    c.len = (uint32_t)n;
-    c.file = sc->idx;
-    c.type_off = (uint32_t)l.type_off;
-    c.type_len = (uint32_t)l.type_len;
-    if (add_key(h, sl, &c, s + l.type_off) != 0) {
-        return -1;
-    }
-    sc->used++;
-    return 0;
+    return 1;
 }
 
 /* Read a file of `size` bytes whole into memory (bounded: WHOLE_MAX per
@@ -1249,26 +1303,81 @@ static int scan_chunked(hist_t *h, slice_t *sl, scan_t *sc, int fd,
     }
 }
 
-/* 1 if every line of the file `s` (`n` bytes, read whole) that could be
- * sent (one of its stream, the prefix the module writes) is well-formed:
- * then none needs checking as it goes out while the file's bytes are
- * these (ptm_facts.c).  A damaged line is never sent, so it does not
- * count; one that starts right but is not JSON does. */
-static int lines_well_formed(const char *s, size_t n, int run)
+/* The lines of the file `s` (`n` bytes, read whole) that could be sent
+ * (of its stream, with the prefix the module writes): with `check`, 1 if
+ * every one is well-formed (then none needs checking as it goes out while
+ * the file's bytes are these, ptm_facts.c), else 0; a damaged line is
+ * never sent, so it does not count, one that starts right but is not JSON
+ * does.  With `out`, also those whose ts is a time, to keep the file
+ * (ptm_filecache.c): malloc'd, or NULL when memory is out. */
+static int index_lines(ptm_fc_line_t **out, size_t *nout, const char *s,
+                       size_t n, int run, int check)
 {
-    size_t at = 0, len;
+    size_t at = 0, len, cap = 0;
+    ptm_fc_line_t *x = NULL;
     const char *nl;
     line_t l;
+    int ok = 1;
 
+    *nout = 0;
     while (at < n && (nl = memchr(s + at, '\n', n - at)) != NULL) {
         len = (size_t)(nl - (s + at));
-        if (len && parse_line(&l, s + at, len) == 0 && l.stream == run
-            && !ptm_json_well_formed(s + at, len)) {
-            return 0;
+        if (len && parse_line(&l, s + at, len) == 0 && l.stream == run) {
+            if (check && !ptm_json_well_formed(s + at, len)) {
+                ok = 0;
+                break;
+            }
+            if (out && *nout == cap) {
+                ptm_fc_line_t *m = realloc(x, (cap ? cap * 2 : 1024)
+                                              * sizeof(*x));
+
+                if (!m) {
+                    free(x);            /* not kept, only checked */
+                    x = NULL;
+                    out = NULL;
+                }
+                else {
+                    x = m;
+                    cap = cap ? cap * 2 : 1024;
+                }
+            }
+            if (out && line_ts(&l, s + at) != PTM_TS_NONE) {
+                x[*nout].ts = l.ts;
+                x[*nout].seq = l.seq;
+                x[*nout].off = (uint32_t)at;
+                x[*nout].len = (uint32_t)len;
+                x[*nout].type_off = (uint32_t)l.type_off;
+                x[*nout].type_len = (uint32_t)l.type_len;
+                x[*nout].rest = (uint32_t)l.rest;
+                (*nout)++;
+            }
         }
         at += len + 1;
     }
-    return 1;
+    if (out) {
+        *out = x;
+    }
+    else {
+        free(x);
+    }
+    return ok;
+}
+
+/* Keep the file `sf` (read whole, every line it could send checked, its
+ * bytes a buffer of the stash) for the child's next requests: the table
+ * then owns the bytes, and the request uses them from there. */
+static void keep_file(hist_t *h, sfile_t *sf, const struct stat *st,
+                      ptm_fc_line_t *lines, size_t nlines)
+{
+    const ptm_fc_t *fc = ptm_fc_put(st, sf->data, sf->cap, lines, nlines);
+
+    if (!fc) {
+        free(lines);
+        return;
+    }
+    h->held -= sf->len;
+    h->kept++;
+    sf->fc = fc;
 }
 
 /* Read `src` and keep the keys of the slice's events in it. */
@@ -1277,8 +1386,11 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     ptm_facts_t f;
     scan_t sc;
     off_t size;
-    int fd, i, rc, have_digest;
+    int fd, i, rc, have_digest, keep;
     uint64_t digest = 0;
+    const ptm_fc_t *kept;
+    ptm_fc_line_t *lines;
+    size_t nlines;
     struct stat st;
     sfile_t *sf;
 
@@ -1308,6 +1420,7 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     }
     memset(&sc, 0, sizeof(sc));
     memset(&f, 0, sizeof(f));
+    kept = NULL;
     if (ptm_facts_get(&f, &st)) {
         src_learn(h, src, f.min, f.max, f.dmg);
         if (!src_wanted(src, sl->t0, sl->t1)) {
@@ -1331,9 +1444,17 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     sf->ino = st.st_ino;
     /* What it held when opened: a line appended since is a new event. */
     size = st.st_size;
+    if (sc.known && (kept = ptm_fc_get(&st)) != NULL) {
+        /* Kept by this child, checked, as a stat still sees it. */
+        sf->fc = kept;
+        sf->data = kept->data;
+        sf->len = (size_t)size;
+        sf->verified = 1;
+        rc = scan_kept(h, sl, &sc, kept);
+    }
     /* Compared as off_t: a size_t of 32 bits would wrap a bigger file. */
-    if (size >= 0 && size <= (off_t)WHOLE_MAX
-        && h->held + (size_t)size <= HOLD_MAX) {
+    else if (size >= 0 && size <= (off_t)WHOLE_MAX
+             && h->held + (size_t)size <= HOLD_MAX) {
         rc = scan_whole(h, sl, &sc, sf, fd, size);
     }
     else {
@@ -1341,16 +1462,32 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     }
     /* Read whole, to its end: its lines need no check as they go out if
      * these very bytes were checked (ptm_facts.c says why a digest). */
-    have_digest = rc == 1 && sf->data
+    have_digest = rc == 1 && sf->data && !kept
                   && ptm_facts_digest(&digest, sf->data, sf->len) == 0;
+    lines = NULL;
+    nlines = 0;
+    /* A wide window reads many files: only the first few are kept (the
+     * cost of their index is then bounded, and the files of a
+     * narrow window are not all pushed out). */
+    keep = !kept && h->kept < KEEP_MAX;
     if (rc == 1 && !sc.known) {
         sf->verified = have_digest
-                       && lines_well_formed(sf->data, sf->len, src->run);
+                       && index_lines(keep ? &lines : NULL, &nlines,
+                                      sf->data, sf->len, src->run, 1);
         src_learn(h, src, sc.fmin, sc.fmax, sc.dmg);
         ptm_facts_put(&st, sc.fmin, sc.fmax, sc.dmg, sf->verified, digest);
     }
     else if (have_digest) {
         sf->verified = f.verified && f.digest == digest;
+        if (sf->verified && keep) {
+            index_lines(&lines, &nlines, sf->data, sf->len, src->run, 0);
+        }
+    }
+    if (sf->verified && lines && keep) {
+        keep_file(h, sf, &st, lines, nlines);
+    }
+    else {
+        free(lines);
     }
     if (!sc.used && sl->files->nelts == sc.idx + 1) {
         /* Nothing of it is kept: no need to hold it open. */

@@ -38,6 +38,7 @@
 #include "ptm_facts.h"
 #include "ptm_fs.h"
 #include "ptm_history.h"
+#include "ptm_json.h"
 #include "ptm_query.h"
 #include "ptm_runs.h"
 #include "ptm_store.h"
@@ -1625,6 +1626,7 @@ static void test_day_facts(void **state)
 /* ---- lines checked once per file (ptm_facts.c) --------------------------*/
 
 extern int ptm_facts_ignore_times;
+extern int ptm_fc_off;
 
 /* The digest: the same bytes the same digest, one byte changed or one
  * more byte another (at every place in a block and in the last one). */
@@ -1659,7 +1661,8 @@ static void test_facts_digest(void **state)
  * while its bytes are the same; rewritten in place with the same size
  * and, as far as a stat can tell, the same times (a neighbour within a
  * tick of the clock, or writing through a mapping), a line made not JSON
- * is still skipped and counted, never sent. */
+ * is never sent: the lines go out from the copy the child kept (checked),
+ * or, without it, the line is checked, skipped and counted. */
 static void test_facts_rewritten_in_place(void **state)
 {
     static fx_t fx;
@@ -1693,12 +1696,26 @@ static void test_facts_rewritten_in_place(void **state)
                             + (at + 3 - l2)), 1);
     close(fd);
     ptm_facts_ignore_times = 1;
+    /* The child kept the file as it read it (ptm_filecache.c): its lines
+     * go out from those bytes, the ones that were checked. */
     got = run_q(&fx, &q, now, &res);
-    ptm_facts_ignore_times = 0;
+    assert_int_equal(got->nelts, 3);
+    assert_int_equal(res.skipped, 0);
+    for (k = 0; k < 3; k++) {
+        const char *line = APR_ARRAY_IDX(got, k, const char *);
+
+        assert_true(ptm_json_well_formed(line, strlen(line)));
+    }
+    /* Without that copy the file is read: its digest is not the checked
+     * one, so the broken line is checked, skipped and counted. */
+    ptm_fc_off = 1;
+    got = run_q(&fx, &q, now, &res);
+    ptm_fc_off = 0;
     assert_int_equal(got->nelts, 2);
     assert_int_equal(id_of(APR_ARRAY_IDX(got, 0, const char *)), 1);
     assert_int_equal(id_of(APR_ARRAY_IDX(got, 1, const char *)), 3);
     assert_int_equal(res.skipped, 1);
+    ptm_facts_ignore_times = 0;
     /* As a stat sees it too. */
     got = run_q(&fx, &q, now, &res);
     assert_int_equal(got->nelts, 2);
