@@ -139,12 +139,29 @@ static void key_init(void)
     key_ok = 1;
 }
 
-/* (h * poly_key + m) mod 2^61-1, h < 2^61, m < 2^32. */
+/* (h * poly_key + m) mod 2^61-1, h < 2^61, m < 2^32.  The product (below
+ * 2^122) as hi * 2^64 + lo: with a 128-bit type where there is one, else
+ * from 32-bit halves (32-bit targets). */
 static uint64_t poly_step(uint64_t h, uint64_t m)
 {
+    uint64_t lo, hi, r;
+#if defined(__SIZEOF_INT128__) && !defined(PTM_NO_INT128)
     unsigned __int128 x = (unsigned __int128)h * poly_key;
-    uint64_t r = ((uint64_t)x & P61) + (uint64_t)(x >> 61) + m;
 
+    lo = (uint64_t)x;
+    hi = (uint64_t)(x >> 64);
+#else
+    uint64_t a0 = h & 0xffffffffu, a1 = h >> 32;
+    uint64_t b0 = poly_key & 0xffffffffu, b1 = poly_key >> 32;
+    uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    uint64_t mid = (p00 >> 32) + (p01 & 0xffffffffu) + (p10 & 0xffffffffu);
+
+    lo = (mid << 32) | (p00 & 0xffffffffu);
+    hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+#endif
+    /* 2^64 = 8 (mod 2^61-1): the product is lo's low 61 bits plus the
+     * rest, each below 2^61. */
+    r = (lo & P61) + ((hi << 3) | (lo >> 61)) + m;
     r = (r & P61) + (r >> 61);
     return r >= P61 ? r - P61 : r;
 }
