@@ -20,17 +20,19 @@ typedef struct {
     struct timespec mtime, ctime;
     apr_time_t min, max;        /* ts range of its lines (min > max: none) */
     uint64_t dmg;               /* damaged lines */
-    int verified;               /* every line it could send well-formed, */
-    uint64_t digest;            /* ... in the bytes of this digest */
+    int verified;               /* every line it could send well-formed
+                                 * (1) or not (0) in the bytes of this
+                                 * digest; -1: not checked */
+    uint64_t digest;
 } ptm_facts_t;
 
 /** 1 with `*f` when the file as `st` (a regular file) is known, else 0. */
 int ptm_facts_get(ptm_facts_t *f, const struct stat *st);
 
 /** Remember what reading the file as `st` to its end found (`verified`:
- * its lines were checked, in bytes of `digest`; 0: they were not, or one
- * was not well-formed).  Cannot fail (an entry of another file may be
- * replaced). */
+ * 1 if its lines were checked in the bytes of `digest` and found
+ * well-formed, 0 if one was not, -1 if they were not checked).  Cannot
+ * fail (an entry of another file may be replaced). */
 void ptm_facts_put(const struct stat *st, apr_time_t min, apr_time_t max,
                    uint64_t dmg, int verified, uint64_t digest);
 

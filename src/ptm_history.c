@@ -1386,7 +1386,7 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     ptm_facts_t f;
     scan_t sc;
     off_t size;
-    int fd, i, rc, have_digest, keep;
+    int fd, i, rc, have_digest, keep, ver;
     uint64_t digest = 0;
     const ptm_fc_t *kept;
     ptm_fc_line_t *lines;
@@ -1471,17 +1471,28 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
      * narrow window are not all pushed out). */
     keep = !kept && h->kept < KEEP_MAX;
     if (rc == 1 && !sc.known) {
-        sf->verified = have_digest
-                       && index_lines(keep ? &lines : NULL, &nlines,
-                                      sf->data, sf->len, src->run, 1);
+        ver = have_digest ? index_lines(keep ? &lines : NULL, &nlines,
+                                        sf->data, sf->len, src->run, 1)
+                          : -1;
         src_learn(h, src, sc.fmin, sc.fmax, sc.dmg);
-        ptm_facts_put(&st, sc.fmin, sc.fmax, sc.dmg, sf->verified, digest);
+        ptm_facts_put(&st, sc.fmin, sc.fmax, sc.dmg, ver, digest);
+        sf->verified = ver == 1;
     }
-    else if (have_digest) {
-        sf->verified = f.verified && f.digest == digest;
+    else if (have_digest && f.verified >= 0 && f.digest == digest) {
+        /* These very bytes were checked: as found then. */
+        sf->verified = f.verified;
         if (sf->verified && keep) {
             index_lines(&lines, &nlines, sf->data, sf->len, src->run, 0);
         }
+    }
+    else if (have_digest) {
+        /* Not checked yet (it was read in chunks), or other bytes under
+         * the same name, size and times (rewritten in place): checked
+         * now, and remembered for these bytes. */
+        ver = index_lines(keep ? &lines : NULL, &nlines, sf->data, sf->len,
+                          src->run, 1);
+        ptm_facts_put(&st, f.min, f.max, f.dmg, ver, digest);
+        sf->verified = ver;
     }
     if (sf->verified && lines && keep) {
         keep_file(h, sf, &st, lines, nlines);
