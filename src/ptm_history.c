@@ -739,7 +739,8 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
         sl->overflow = 1;
         return -1;
     }
-    if (grow((void **)&h->ents, &h->ents_cap, sl->n + 1, sizeof(ent_t))) {
+    if (sl->n >= h->ents_cap
+        && grow((void **)&h->ents, &h->ents_cap, sl->n + 1, sizeof(ent_t))) {
         sl->overflow = 1;
         return -1;
     }
@@ -846,6 +847,8 @@ static apr_status_t take_copies(hist_t *h, slice_t *sl)
     return APR_SUCCESS;
 }
 
+static unsigned ring_hint;
+
 /* The first look at the ring: the copies of the events of the whole
  * window, when there are at most SLICE_CAP of them, for every slice to
  * take its own from (one walk of the ring under the lock per request,
@@ -854,6 +857,7 @@ static apr_status_t look_ring(hist_t *h)
 {
     want_t w;
     int truncated = 0;
+    unsigned hint;
     apr_array_header_t *all;
     apr_status_t rv;
 
@@ -863,7 +867,11 @@ static apr_status_t look_ring(hist_t *h)
     w.track = 1;
     w.min = APR_INT64_MAX;
     w.max = APR_INT64_MIN;
-    all = apr_array_make(h->p, 64, sizeof(ptm_recent_t));
+    /* Room for as many as the last look of this child found (up to a
+     * point): the array is not grown (copied) a dozen times. */
+    hint = __atomic_load_n(&ring_hint, __ATOMIC_RELAXED);
+    all = apr_array_make(h->p, (int)(hint < 8192 ? hint : 8192) + 64,
+                         sizeof(ptm_recent_t));
     rv = ptm_store_recent(&h->ring_all_info, all, &truncated,
                           h->conf->store, 0, (unsigned)SLICE_CAP, ring_want,
                           &w, h->p);
@@ -874,6 +882,7 @@ static apr_status_t look_ring(hist_t *h)
     h->ring_on = h->ring_all_info.size > 0;
     h->res->recent_since = h->ring_all_info.count
                            ? h->ring_all_info.oldest : 0;
+    __atomic_store_n(&ring_hint, (unsigned)all->nelts, __ATOMIC_RELAXED);
     if (!truncated) {
         h->ring_all = all;
         h->ring_range = 1;
