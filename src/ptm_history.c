@@ -859,8 +859,13 @@ static apr_status_t look_ring(hist_t *h)
     int truncated = 0;
     unsigned hint;
     apr_array_header_t *all;
+    apr_pool_t *p;
     apr_status_t rv;
 
+    /* Its own pool: copies cut short are given back at once. */
+    if ((rv = apr_pool_create(&p, h->p)) != APR_SUCCESS) {
+        return rv;
+    }
     w.h = h;
     w.t0 = h->lo;
     w.t1 = h->hi;
@@ -870,12 +875,13 @@ static apr_status_t look_ring(hist_t *h)
     /* Room for as many as the last look of this child found (up to a
      * point): the array is not grown (copied) a dozen times. */
     hint = __atomic_load_n(&ring_hint, __ATOMIC_RELAXED);
-    all = apr_array_make(h->p, (int)(hint < 8192 ? hint : 8192) + 64,
+    all = apr_array_make(p, (int)(hint < 8192 ? hint : 8192) + 64,
                          sizeof(ptm_recent_t));
     rv = ptm_store_recent(&h->ring_all_info, all, &truncated,
                           h->conf->store, 0, (unsigned)SLICE_CAP, ring_want,
-                          &w, h->p);
+                          &w, p);
     if (rv != APR_SUCCESS) {
+        apr_pool_destroy(p);
         return rv;
     }
     h->ring_asked = 1;
@@ -883,12 +889,15 @@ static apr_status_t look_ring(hist_t *h)
     h->res->recent_since = h->ring_all_info.count
                            ? h->ring_all_info.oldest : 0;
     __atomic_store_n(&ring_hint, (unsigned)all->nelts, __ATOMIC_RELAXED);
-    if (!truncated) {
-        h->ring_all = all;
-        h->ring_range = 1;
-        h->ring_min = w.min;
-        h->ring_max = w.max;
+    if (truncated) {
+        h->ring_all_info.spans = NULL;  /* in p: not used again */
+        apr_pool_destroy(p);
+        return APR_SUCCESS;
     }
+    h->ring_all = all;
+    h->ring_range = 1;
+    h->ring_min = w.min;
+    h->ring_max = w.max;
     return APR_SUCCESS;
 }
 
