@@ -382,6 +382,15 @@ static void parse_types(ptm_query_t *q, item_t *it,
     ptm_buf_t b;
     int i;
 
+    if (vals->nelts > PTM_QUERY_TYPES_MAX) {
+        /* Every value is compared with every event held in the ring under
+         * the store lock: without a bound, one GET could stall the POSTs
+         * for as long as it likes. */
+        value_error(it, apr_psprintf(p, "at most %d type values",
+                                     PTM_QUERY_TYPES_MAX),
+                    json_integer(vals->nelts), p);
+        return;
+    }
     for (i = 0; i < vals->nelts; i++) {
         if (!ptm_utf8_valid(a[i].s, a[i].len)) {
             unicode_error(it, &a[i]);

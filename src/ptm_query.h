@@ -31,6 +31,9 @@ uint32_t ptm_query_tie(const char *run_dir, size_t len);
 enum { PTM_Q_ALL = -1 };    /* stream: site (0), run (1) or both */
 
 #define PTM_QUERY_LIMIT_MAX 10000
+/* The most type= values a GET /events or GET /stream may give (each is
+ * compared with the ring's events under the store lock). */
+#define PTM_QUERY_TYPES_MAX 64
 #define PTM_QUERY_LIMIT_DEFAULT 1000
 
 typedef struct {

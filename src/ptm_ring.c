@@ -389,15 +389,16 @@ static int held(const hdr_t *h, uint64_t off)
 
 /* The record of `pos` if the hint still names it: held, whole (its check:
  * a record never moves while held, and bytes inside a line cannot pass
- * for one, lines having no NUL), the very n. */
+ * for one, lines having no NUL), the very n (`at`). */
 static const rec_t *hinted(const hdr_t *h, char *ring,
                            const ptm_ring_pos_t *pos)
 {
     const rec_t *r;
     uint64_t off;
 
-    if (pos->off == PTM_RING_NOWHERE || pos->n < h->ring_first_n
-        || pos->n >= h->next_n || pos->off % 8
+    if (pos->off == PTM_RING_NOWHERE || pos->at > pos->n
+        || pos->at < h->ring_first_n || pos->at >= h->next_n
+        || pos->off % 8
         || pos->off >= h->ring_size || !held(h, pos->off)) {
         return NULL;
     }
@@ -406,7 +407,7 @@ static const rec_t *hinted(const hdr_t *h, char *ring,
         return NULL;
     }
     r = (const rec_t *)(ring + off);
-    if (r->n != pos->n || r->len < sizeof(rec_t) || r->len % 8
+    if (r->n != pos->at || r->len < sizeof(rec_t) || r->len % 8
         || r->len > h->ring_size - off
         || REC_TOTAL(r->type_len, r->line_len) != r->len
         || rec_check(r) != r->check) {
@@ -454,6 +455,20 @@ apr_status_t ptm_store_follow(ptm_recent_info_t *info,
 
         off = wrap(ring, h->ring_size, off);
         r = rec_at(ring, off);
+        if (i == PTM_RING_LOOK_MAX) {
+            /* Enough for one hold of the lock: the next call goes on
+             * from this record. */
+            if (truncated) {
+                *truncated = 1;
+            }
+            if (r->n > pos->n) {
+                pos->n = r->n;
+            }
+            pos->at = r->n;
+            pos->off = off;
+            ptm_store_unlock(st);
+            return APR_SUCCESS;
+        }
         if (r->n >= pos->n) {
             ev.n = r->n;
             ev.accepted = r->accepted;
@@ -472,7 +487,7 @@ apr_status_t ptm_store_follow(ptm_recent_info_t *info,
                     if (truncated) {
                         *truncated = 1;
                     }
-                    pos->n = r->n;
+                    pos->n = pos->at = r->n;
                     pos->off = off;
                     ptm_store_unlock(st);
                     return APR_SUCCESS;
@@ -493,6 +508,7 @@ apr_status_t ptm_store_follow(ptm_recent_info_t *info,
     if (pos->n < h->next_n) {
         pos->n = h->next_n;
     }
+    pos->at = h->next_n;
     pos->off = h->ring_count ? h->ring_tail : PTM_RING_NOWHERE;
     ptm_store_unlock(st);
     return APR_SUCCESS;

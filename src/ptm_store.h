@@ -299,19 +299,25 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
  * it is used; PTM_RING_NOWHERE: none). */
 typedef struct {
     uint64_t n;
-    uint64_t off;
+    uint64_t off;           /* where the walk goes on: the record ... */
+    uint64_t at;            /* ... of this n (<= n) */
 } ptm_ring_pos_t;
 
 #define PTM_RING_NOWHERE UINT64_MAX
+/* Records one call looks at, at most, before it lets the lock go (and
+ * says *truncated): a follower never holds the POSTs up for long. */
+#define PTM_RING_LOOK_MAX 4096
 
 /**
  * ptm_store_recent for followers: the events of the ring with n >= pos->n
  * that `want` takes, at most `max` (0: all), starting the walk where the
  * last call left it instead of at the oldest (a subscriber looks after
  * every event: a walk of the whole ring each time, under the lock, would
- * cost every POST).  `info` is filled but for spans (left empty).  Then
- * pos->n is the n of the first event not looked at (info->next_n when
- * every one was) and pos->off its record's offset.
+ * cost every POST).  One call looks at PTM_RING_LOOK_MAX records at most
+ * (then *truncated is set, as when `max` is reached).  `info` is filled
+ * but for spans (left empty).  Then pos->n is the n of the first event
+ * not looked at (info->next_n when every one was), and pos->off and
+ * pos->at where the next call's walk begins.
  */
 apr_status_t ptm_store_follow(ptm_recent_info_t *info,
                               apr_array_header_t *out, int *truncated,

@@ -74,6 +74,7 @@ static int parse_params(params_t *pa, ptm_err_t *err, const char *args,
     const char *s = args, *end, *eq;
     char *name, *val;
     size_t n, name_len, val_len;
+    int extra = 0;
 
     pa->types = apr_array_make(p, 2, sizeof(ptm_query_str_t));
     pa->last_id = NULL;
@@ -90,6 +91,11 @@ static int parse_params(params_t *pa, ptm_err_t *err, const char *args,
             ptm_query_str_t *t;
             ptm_buf_t b;
 
+            if (pa->types->nelts + extra >= PTM_QUERY_TYPES_MAX) {
+                extra++;        /* counted for the 422 below */
+                s = end ? end + 1 : NULL;
+                continue;
+            }
             if (!ptm_utf8_valid(val, val_len)) {
                 json_t *loc = json_array();
 
@@ -113,6 +119,22 @@ static int parse_params(params_t *pa, ptm_err_t *err, const char *args,
             pa->last_id_len = val_len;
         }
         s = end ? end + 1 : NULL;
+    }
+    if (extra) {
+        /* As GET /events: each value is compared with every event the
+         * ring holds, under the store lock. */
+        json_t *loc = json_array();
+        json_t *ctx = json_object();
+        char *why = apr_psprintf(p, "at most %d type values",
+                                 PTM_QUERY_TYPES_MAX);
+
+        json_array_append_new(loc, json_string("query"));
+        json_array_append_new(loc, json_string("type"));
+        json_object_set_new(ctx, "error", json_string(why));
+        ptm_err_add_item(err, "value_error", loc,
+                         apr_pstrcat(p, "Value error, ", why, NULL),
+                         json_integer(pa->types->nelts + extra), ctx);
+        return -1;
     }
     return 0;
 }

@@ -600,6 +600,18 @@ static void test_422_times(void **state)
 static void test_422_repeats(void **state)
 {
     ptm_query_t q;
+    char *many = "type=t0";
+    int i;
+
+    /* type may repeat, up to PTM_QUERY_TYPES_MAX values. */
+    for (i = 1; i < PTM_QUERY_TYPES_MAX; i++) {
+        many = apr_psprintf(gpool, "%s&type=t%d", many, i);
+    }
+    assert_int_equal(ptm_query_parse(&q, &(ptm_err_t){ 0, NULL, NULL },
+                                     many, 0, NOW, EPOCH, gpool), 0);
+    assert_int_equal(q.types->nelts, PTM_QUERY_TYPES_MAX);
+    expect_422(apr_pstrcat(gpool, many, "&type=one-too-many", NULL),
+               value_error("type", "65", "at most 64 type values"));
 
     expect_422("since=1h&since=2h",
                value_error("since", "[\"1h\",\"2h\"]",

@@ -27,7 +27,7 @@
 #include "ptm_store_int.h"
 #include "ptm_test_hook.h"
 
-#define SIZE (256 * 1024)
+#define SIZE (4 * 1024 * 1024)
 
 typedef struct {
     apr_pool_t *p;
@@ -514,6 +514,7 @@ static void test_follow_matches_recent(void **state)
                                               maxes[f], want_not_mod,
                                               &mods[f], fx.p), APR_SUCCESS);
             junk.n = before.n;
+            junk.at = before.n - (uint64_t)(rand() % 3);
             junk.off = (uint64_t)(rand() % 4200) & ~(uint64_t)(rand() % 2
                                                                 ? 7 : 0);
             assert_int_equal(ptm_store_follow(&ir, r, &tr, fx.st, &junk,
@@ -551,6 +552,68 @@ static void test_follow_matches_recent(void **state)
     }
     /* The hints were really used (not always thrown away). */
     assert_true(hinted_calls > 3000);
+    fx_close(&fx);
+}
+
+static int want_none(void *ctx, const ptm_recent_t *ev)
+{
+    (*(uint64_t *)ctx)++;
+    (void)ev;
+    return 0;
+}
+
+/* One call looks at PTM_RING_LOOK_MAX records at most, whether it skips
+ * them (before pos->n, no hint) or asks `want` about them, and says so;
+ * the calls after it go on from there and get through the whole ring. */
+static void test_follow_budget(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    ptm_ring_pos_t pos;
+    uint64_t asked = 0, last = 0, calls = 0, held, i;
+    int truncated;
+
+    (void)state;
+    fx_open(&fx, 3 * 1024 * 1024);
+    for (i = 0; i < 3 * PTM_RING_LOOK_MAX; i++) {
+        last = post(&fx, PTM_STREAM_SITE, "a", "1", (apr_time_t)i, 0, NULL);
+    }
+    held = H(&fx)->ring_count;
+    assert_true(held > 2 * PTM_RING_LOOK_MAX);
+    /* A filter that takes nothing: every record asked, a bounded number
+     * per call. */
+    pos.n = 0;
+    pos.off = PTM_RING_NOWHERE;
+    do {
+        uint64_t before = asked;
+
+        out = apr_array_make(fx.p, 4, sizeof(ptm_recent_t));
+        assert_int_equal(ptm_store_follow(&info, out, &truncated, fx.st, &pos,
+                                          0, want_none, &asked, fx.p),
+                         APR_SUCCESS);
+        assert_true(asked - before <= PTM_RING_LOOK_MAX);
+        assert_int_equal(out->nelts, 0);
+        calls++;
+    } while (truncated && calls < 100);
+    assert_false(truncated);
+    assert_int_equal(asked, held);
+    assert_int_equal(calls, (held + PTM_RING_LOOK_MAX - 1) / PTM_RING_LOOK_MAX);
+    assert_int_equal(pos.n, last + 1);
+    /* From the newest, no hint: the skipping is bounded too, and the
+     * newest comes after a few calls, not never. */
+    pos.n = last;
+    pos.off = PTM_RING_NOWHERE;
+    calls = 0;
+    do {
+        out = apr_array_make(fx.p, 4, sizeof(ptm_recent_t));
+        assert_int_equal(ptm_store_follow(&info, out, &truncated, fx.st, &pos,
+                                          0, NULL, NULL, fx.p), APR_SUCCESS);
+        calls++;
+    } while (truncated && calls < 100);
+    assert_int_equal(calls, (held + PTM_RING_LOOK_MAX - 1) / PTM_RING_LOOK_MAX);
+    assert_int_equal(out->nelts, 1);
+    assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).n, last);
     fx_close(&fx);
 }
 
@@ -594,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_copy_to_smaller),
         cmocka_unit_test(test_want_and_max),
         cmocka_unit_test(test_follow_matches_recent),
+        cmocka_unit_test(test_follow_budget),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -28,6 +28,7 @@
 #include "ptm_api.h"
 #include "ptm_buf.h"
 #include "ptm_live.h"
+#include "ptm_query.h"
 #include "ptm_store.h"
 
 #define SIZE (256 * 1024)
@@ -465,6 +466,22 @@ static void test_type_filter(void **state)
     evs = parse(k.got.data, fx.p);
     assert_int_equal(evs->nelts, 2);
     assert_telemetry(&fx, ev_at(evs, 0), 5, "a b", 5);
+
+    /* More types than GET /events takes: 422 likewise, no slot. */
+    {
+        char *many = "type=t0";
+        int i;
+
+        for (i = 1; i <= PTM_QUERY_TYPES_MAX; i++) {
+            many = apr_psprintf(fx.p, "%s&type=t%d", many, i);
+        }
+        fake_init(&k, &fx);
+        run_stream(&resp, &k, many, NULL);
+        assert_int_equal(resp.status, 422);
+        assert_non_null(strstr(resp.body, "at most 64 type values"));
+        assert_non_null(strstr(resp.body, "\"input\":65"));
+        assert_null(k.ctype);
+    }
 
     /* A type that is not UTF-8: 422, as GET /events. */
     fake_init(&k, &fx);
