@@ -313,6 +313,8 @@ static const char *set_stream_timeout(cmd_parms *cmd, void *d,
     }
     srv_conf(cmd->server)->stream_timeout = (int)v;
     return NULL;
+}
+
 /* PanoptesTelemetryForward: mod_panoptes_telemetry_forward.c */
 static const char *set_forward(cmd_parms *cmd, void *d, const char *arg)
 {
