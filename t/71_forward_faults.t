@@ -12,7 +12,9 @@
 #   (c) the recent-events ring overrun twice while the program is stopped
 #       (SIGSTOP): server-status counts exactly the events that never
 #       arrived, the error log says so once per gap with the gap's ids, and
-#       every other event arrives once, in id order.
+#       every other event arrives once, in id order;
+#   (d) 100 events/s: lag p99 from the POST's answer to the program's read
+#       within 50 ms.
 # The usual server is started again at the end (END), whatever happened.
 use strict;
 use warnings;
@@ -363,6 +365,43 @@ my $N = 400;
         like($log[$k] // '', qr/PanoptesTelemetryForward: ${\ ($to - $from + 1)} events \(ids \d+-$from to \d+-$to\)/,
              "(c) gap " . ($k + 1) . ": the log names its " . ($to - $from + 1) . " events, ids $from to $to");
     }
+}
+
+# ---------------------------------------------------------------------------
+# (d) the lag: events at 100/s, each reaches the program at once
+
+{
+    my $file = "$out/d.ndjson";
+    # The program stamps each line as it reads it, on the clock the test
+    # reads too (CLOCK_MONOTONIC: one for every process).
+    my $stamp = "exec perl -MTime::HiRes=clock_gettime,CLOCK_MONOTONIC -ne "
+        . "'BEGIN { \$| = 1 } print clock_gettime(CLOCK_MONOTONIC).chr(32).\$_' >> $file";
+    ok(restart_with("|\$$stamp"), '(d) httpd with a program that stamps what it reads');
+    my $client = PTMTest::Client->new(keep_alive => 1, timeout => 30);
+    my (%answered, @tags, $bad);
+    # 4 s: the forwarder must not pause anywhere in it (it did for 100 ms
+    # every second, between two calls of its mod_watchdog callback).
+    for my $i (1 .. 400) {
+        my $tag = "d-$i";
+        my $r = post_tag($client, $tag);
+        $answered{$tag} = Time::HiRes::clock_gettime(Time::HiRes::CLOCK_MONOTONIC());
+        $bad++ unless $r->{code} == 200;
+        push @tags, $tag;
+        Time::HiRes::sleep(0.01);
+    }
+    ok(!$bad, '(d) every POST answered 200');
+    is(wait_tags($file, 30, \@tags), 0, '(d) every event arrived');
+    my @lag;
+    open my $fh, '<', $file or die "$file: $!";
+    while (my $line = <$fh>) {
+        my ($t, $rest) = split / /, $line, 2;
+        my $tag = tag_of($rest) // next;
+        push @lag, $t - $answered{$tag} if exists $answered{$tag};
+    }
+    @lag = sort { $a <=> $b } map { $_ < 0 ? 0 : $_ } @lag;
+    my $p99 = $lag[ POSIX::ceil(0.99 * @lag) - 1 ] // 99;
+    cmp_ok($p99, '<=', 0.05, sprintf('(d) lag p99 from the POST answer to the program %.2f ms <= 50 ms '
+        . '(p50 %.2f ms, max %.2f ms)', 1000 * $p99, 1000 * $lag[ @lag / 2 ], 1000 * $lag[-1]));
 }
 
 is(scalar(crash_lines()), 0, 'no crash in the error log');
