@@ -34,7 +34,7 @@ build/unit/test_ptm_api build/asan/unit/test_ptm_api: \
 build/unit/test_ptm_fs build/asan/unit/test_ptm_fs: \
     UNIT_LDFLAGS := -Wl,--wrap=mkdirat
 
-.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-stream profile run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-stream bench-forward profile run clean install
 
 all: build
 
@@ -120,15 +120,23 @@ test-valgrind: $(UNIT_BIN)
 # bench/history.py: GET /events over 2- and 365-day fixtures (mk/history.mk).
 # bench/stream.py: GET /stream, latency to 8 subscribers and POST throughput
 # with them attached (make bench-stream alone).
+# bench/forward.py: PanoptesTelemetryForward, POST throughput forwarding to
+# cat > /dev/null against none, and the lag at 1,000 events/s (make
+# bench-forward alone).
 bench: build
 	@sh mk/ensure-packages wrk apache2-utils
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/history.py
 	$(PYTHON) bench/stream.py
+	$(PYTHON) bench/forward.py
 
 bench-stream: build
 	@sh mk/ensure-packages wrk
 	$(PYTHON) bench/stream.py
+
+bench-forward: build
+	@sh mk/ensure-packages wrk
+	$(PYTHON) bench/forward.py
 
 # make profile: instructions per request in the core (callgrind counts are
 # stable on a shared machine; wall-clock numbers come from make bench).
