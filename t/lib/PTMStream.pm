@@ -91,7 +91,7 @@ sub open {
     my $msg = "$method $path HTTP/1.1\r\nHost: $hp\r\n"
         . (defined $accept ? "Accept: $accept\r\n" : '')
         . (defined $a{last_event_id} ? "Last-Event-ID: $a{last_event_id}\r\n" : '')
-        . join('', map { "$h[2 * $_]: $h[2 * $_ + 1]\r\n" } 0 .. $#h / 2)
+        . join('', map { "$h[2 * $_]: $h[2 * $_ + 1]\r\n" } 0 .. @h / 2 - 1)
         . "Connection: close\r\n\r\n";
     my $self = bless {
         sock => $sock, raw => '', body => '', lines => '', queue => [], blocks => [],
