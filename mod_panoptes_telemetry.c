@@ -31,6 +31,7 @@
 #include "ptm_api.h"
 #include "ptm_fs.h"
 #include "ptm_buf.h"
+#include "ptm_live.h"
 #include "ptm_conf.h"
 #include "ptm_run.h"
 #include "ptm_runs.h"
@@ -56,6 +57,17 @@
 #define PTM_BODY_START 8192
 /* Answers up to this size are flushed from the handler (send_answer). */
 #define PTM_FLUSH_MAX (16 * 1024)
+/* GET /stream (SPEC §12.3): the live board's key in the process pool, the
+ * directives' defaults and bounds, and how often an open stream pings and
+ * looks whether httpd is stopping (the SPEC wants streams ended within 2 s
+ * of a graceful restart or stop). */
+#define PTM_LIVE_KEY "mod_panoptes_telemetry-live"
+#define PTM_DEFAULT_STREAM_MAX 8
+#define PTM_DEFAULT_STREAM_TIMEOUT 600
+#define PTM_MAX_STREAM_TIMEOUT (366 * 24 * 3600)
+#define PTM_STREAM_PING apr_time_from_sec(15)
+#define PTM_STREAM_TICK apr_time_from_msec(500)
+#define PTM_SSE_TYPE "text/event-stream"
 
 module AP_MODULE_DECLARE_DATA panoptes_telemetry_module;
 
@@ -66,6 +78,8 @@ typedef struct {
     apr_size_t state_size;
     apr_size_t recent;                 /* bytes of the ring */
     int sync;
+    unsigned stream_max;               /* PanoptesTelemetryStreamMax */
+    int stream_timeout;                /* seconds; 0: none; -1: unset */
 } ptm_srv_conf_t;
 
 typedef struct {
@@ -88,6 +102,9 @@ typedef struct {
 /* Per process: the handle the handler uses (set in child_init). */
 static ptm_store_t *ptm_store;
 static ptm_api_conf_t ptm_conf;
+/* The live board (ptm_live.h): made once by the parent, kept in its
+ * process pool across generations; children inherit it. */
+static ptm_live_t *ptm_live;
 
 /* ---- configuration ------------------------------------------------------ */
 
@@ -98,6 +115,22 @@ static void *create_srv_conf(apr_pool_t *p, server_rec *s)
     c->run_roots = apr_array_make(p, 2, sizeof(const char *));
     c->state_size = PTM_DEFAULT_STATE_SIZE;
     c->recent = PTM_DEFAULT_RECENT;
+    c->stream_max = PTM_DEFAULT_STREAM_MAX;
+    c->stream_timeout = -1;
+    return c;
+}
+
+/* Only PanoptesTelemetryStreamTimeout may differ in a virtual host; every
+ * other directive is global and read from the main server. */
+static void *merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    ptm_srv_conf_t *base = basev, *add = addv;
+    ptm_srv_conf_t *c = apr_palloc(p, sizeof(*c));
+
+    *c = *base;
+    if (add->stream_timeout >= 0) {
+        c->stream_timeout = add->stream_timeout;
+    }
     return c;
 }
 
@@ -245,6 +278,40 @@ static const char *set_sync(cmd_parms *cmd, void *d, int on)
     return err;
 }
 
+static const char *set_stream_max(cmd_parms *cmd, void *d, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_uint64_t v;
+
+    if (err) {
+        return err;
+    }
+    if (ptm_conf_bytes(&v, arg, 0, PTM_LIVE_SLOTS_MAX) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from 0 "
+                            "to %d", cmd->cmd->name, arg, PTM_LIVE_SLOTS_MAX);
+    }
+    srv_conf(cmd->server)->stream_max = (unsigned)v;
+    return NULL;
+}
+
+static const char *set_stream_timeout(cmd_parms *cmd, void *d,
+                                      const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+    apr_uint64_t v;
+
+    if (err) {
+        return err;
+    }
+    if (ptm_conf_bytes(&v, arg, 0, PTM_MAX_STREAM_TIMEOUT) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number of "
+                            "seconds from 0 (no limit) to %d",
+                            cmd->cmd->name, arg, PTM_MAX_STREAM_TIMEOUT);
+    }
+    srv_conf(cmd->server)->stream_timeout = (int)v;
+    return NULL;
+}
+
 static const command_rec ptm_cmds[] = {
     AP_INIT_TAKE1("PanoptesTelemetrySiteDir", set_site_dir, NULL, RSRC_CONF,
                   "Directory of the site day files and run directories "
@@ -268,6 +335,14 @@ static const command_rec ptm_cmds[] = {
     AP_INIT_FLAG("PanoptesTelemetrySync", set_sync, NULL, RSRC_CONF,
                  "fdatasync each stored event before answering (default "
                  "Off)"),
+    AP_INIT_TAKE1("PanoptesTelemetryStreamMax", set_stream_max, NULL,
+                  RSRC_CONF,
+                  "Most GET /stream subscribers at once, across all "
+                  "children (default 8; 0 turns the live feed off)"),
+    AP_INIT_TAKE1("PanoptesTelemetryStreamTimeout", set_stream_timeout,
+                  NULL, RSRC_CONF,
+                  "Seconds after which a GET /stream ends, for the client "
+                  "to reconnect and resume (default 600; 0: no limit)"),
     { NULL }
 };
 
@@ -458,6 +533,65 @@ static int open_state(ptm_retained_t *ret, ptm_srv_conf_t *sc, server_rec *s,
     return OK;
 }
 
+/* The live board of GET /stream: made once per parent, in its process
+ * pool, so that a graceful restart keeps it (the streams of old and new
+ * children count against one cap and wait on one word).  Without it the
+ * feed answers 503 (ptm_stream.c), nothing else changes. */
+static void attach_live(server_rec *s, ptm_srv_conf_t *sc)
+{
+    apr_pool_t *pp = s->process->pool;
+    void *data = NULL;
+    ptm_live_t *live;
+    int daemons = 0, threads = 0;
+    apr_status_t rv;
+
+    apr_pool_userdata_get(&data, PTM_LIVE_KEY, pp);
+    if (!data) {
+        if ((rv = ptm_live_create(&live, pp)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                         "cannot make the live board of GET /stream in "
+                         "shared memory: the live feed answers 503");
+            ptm_live = NULL;
+            return;
+        }
+        apr_pool_userdata_set(live, PTM_LIVE_KEY, apr_pool_cleanup_null, pp);
+        data = live;
+    }
+    ptm_live = data;
+    /* Each subscriber holds a worker (httpd 2.4 cannot park a
+     * connection): a cap at or above MaxRequestWorkers lets streams take
+     * every one. */
+    if (sc->stream_max
+        && ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &daemons) == APR_SUCCESS
+        && ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) == APR_SUCCESS
+        && daemons > 0 && (long)sc->stream_max
+                          >= (long)daemons * (threads > 0 ? threads : 1)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PanoptesTelemetryStreamMax %u is not below "
+                     "MaxRequestWorkers (%ld): live-feed subscribers could "
+                     "hold every worker", sc->stream_max,
+                     (long)daemons * (threads > 0 ? threads : 1));
+    }
+}
+
+/* In the parent, when a child has ended (killed, crashed, or done): the
+ * slots its streams held are free again (a child killed in the middle of
+ * a stream never ran its cleanups). */
+static void ptm_child_status(server_rec *s, pid_t pid, ap_generation_t gen,
+                             int slot, mpm_child_status state)
+{
+    unsigned n;
+
+    if (state != MPM_CHILD_EXITED || !ptm_live || pid <= 0) {
+        return;
+    }
+    if ((n = ptm_live_reap(ptm_live, pid)) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     "freed %u live-feed slot%s of child %ld, which ended",
+                     n, n == 1 ? "" : "s", (long)pid);
+    }
+}
+
 static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                            apr_pool_t *ptemp, server_rec *s)
 {
@@ -470,6 +604,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
+    attach_live(s, sc);
     if (!sc->site_dir) {
         sc->site_dir = ptm_run_normalise(
             ap_server_root_relative(pconf, "telemetry"), pconf);
@@ -594,6 +729,13 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     ptm_conf.run_roots = sc->run_roots;
     ptm_conf.sync = sc->sync;
     ptm_conf.version = PTM_VERSION;
+    ptm_conf.live = ptm_live;
+    ptm_conf.stream_max = sc->stream_max;
+    ptm_conf.stream_timeout = apr_time_from_sec(
+        sc->stream_timeout >= 0 ? sc->stream_timeout
+                                : PTM_DEFAULT_STREAM_TIMEOUT);
+    ptm_conf.stream_ping = PTM_STREAM_PING;
+    ptm_conf.stream_tick = PTM_STREAM_TICK;
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -840,6 +982,10 @@ static apr_status_t stream_start(void *ctx, const char *content_type)
 
     s->r->status = HTTP_OK;
     ap_set_content_type(s->r, content_type);
+    if (strcmp(content_type, PTM_SSE_TYPE) == 0) {
+        /* A live feed is never one answer to keep (SPEC §12.3). */
+        apr_table_setn(s->r->headers_out, "Cache-Control", "no-cache");
+    }
     return APR_SUCCESS;
 }
 
@@ -856,6 +1002,46 @@ static apr_status_t stream_write(void *ctx, const char *data, size_t len)
         rv = APR_ECONNABORTED;
     }
     return rv;
+}
+
+/* Send what was written now (GET /stream: each batch of events, each
+ * ping).  The FLUSH bucket also makes filters that buffer (mod_deflate)
+ * pass on what they hold.  Blocks while the client does not read, up to
+ * httpd's Timeout: a failure then ends the stream. */
+static apr_status_t stream_flush(void *ctx)
+{
+    ptm_stream_t *s = ctx;
+    apr_status_t rv;
+
+    if (s->r->header_only) {
+        return APR_SUCCESS;
+    }
+    rv = ap_fflush(s->r->output_filters, s->bb);
+    if (rv == APR_SUCCESS && s->r->connection->aborted) {
+        rv = APR_ECONNABORTED;
+    }
+    return rv;
+}
+
+/* 1 once this child is to stop: a graceful restart or stop (or any
+ * other).  Read in httpd 2.4's MPMs: the state becomes AP_MPMQ_STOPPING
+ * in a child still busy in a handler, under all three.  prefork: the
+ * parent sends AP_SIG_GRACEFUL (SIGUSR1) to every busy child on a graceful
+ * restart and on a graceful stop, and the child's handler, stop_listening(),
+ * sets it first thing.  worker and event: the parent writes
+ * AP_MPM_PODX_GRACEFUL into the pipe of death (graceful restart and
+ * graceful stop alike); each child's main thread, which only waits on
+ * that pipe while the workers serve, reads it and calls signal_threads(),
+ * which sets it before anything else (and an ungraceful stop kills the
+ * child anyway).  So the state alone is enough; the stream looks at it
+ * every PTM_STREAM_TICK. */
+static int stream_stopping(void *ctx)
+{
+    int state = AP_MPMQ_RUNNING;
+
+    (void)ctx;
+    return ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
+           && state == AP_MPMQ_STOPPING;
 }
 
 /* 1 when the client has hung up: a long GET /events stops rather than
@@ -919,6 +1105,13 @@ static int send_answer(request_rec *r, const ptm_api_resp_t *a)
     }
     if (a->allow) {
         apr_table_setn(r->headers_out, "Allow", a->allow);
+    }
+    if (a->retry_after) {
+        apr_table_setn(r->headers_out, "Retry-After", a->retry_after);
+    }
+    if (a->content_type && strcmp(a->content_type, PTM_SSE_TYPE) == 0) {
+        /* GET /stream's refusal for an EventSource. */
+        apr_table_setn(r->headers_out, "Cache-Control", "no-cache");
     }
     if (a->next_cursor) {
         apr_table_setn(r->headers_out, "Panoptes-Next-Cursor",
@@ -985,6 +1178,8 @@ static int ptm_handler(request_rec *r)
     ptm_api_req_t req;
     ptm_api_resp_t resp;
     ptm_api_out_t out;
+    ptm_api_conf_t conf;
+    ptm_srv_conf_t *sc;
     ptm_stream_t stream;
     const char *raw;
     apr_size_t limit;
@@ -1013,11 +1208,14 @@ static int ptm_handler(request_rec *r)
     req.content_type = apr_table_get(r->headers_in, "Content-Type");
     req.args = r->args;
     req.accept = apr_table_get(r->headers_in, "Accept");
+    req.last_event_id = apr_table_get(r->headers_in, "Last-Event-ID");
     stream.r = r;
     stream.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     out.start = stream_start;
     out.write = stream_write;
     out.gone = stream_gone;
+    out.flush = stream_flush;
+    out.stopping = stream_stopping;
     out.ctx = &stream;
     req.out = &out;
 
@@ -1046,7 +1244,14 @@ static int ptm_handler(request_rec *r)
     else if ((rc = ap_discard_request_body(r)) != OK) {
         return body_failed(r, rc, limit);
     }
-    ptm_api_handle(&resp, &ptm_conf, &req, r->pool);
+    /* PanoptesTelemetryStreamTimeout is the one setting a virtual host
+     * may change. */
+    conf = ptm_conf;
+    sc = srv_conf(r->server);
+    if (sc->stream_timeout >= 0) {
+        conf.stream_timeout = apr_time_from_sec(sc->stream_timeout);
+    }
+    ptm_api_handle(&resp, &conf, &req, r->pool);
     if (resp.streamed) {
         return end_stream(r, &stream, &resp);
     }
@@ -1070,6 +1275,7 @@ static const char *run_started_at(const char *obj, apr_pool_t *p)
 static int ptm_status_hook(request_rec *r, int flags)
 {
     ptm_store_stats_t st;
+    ptm_live_stats_t ls;
     const char *run_id, *started;
     char oldest[PTM_TS_LEN + 1] = "";
     int i;
@@ -1088,6 +1294,12 @@ static int ptm_status_hook(request_rec *r, int flags)
                                 run_started_at(st.run_obj, r->pool));
     if (st.recent_oldest) {
         ptm_time_utc_iso(oldest, st.recent_oldest);
+    }
+    /* The live feed's board (no lock: atomic reads). */
+    memset(&ls, 0, sizeof(ls));
+    ls.wake = "off";
+    if (ptm_live) {
+        ptm_live_stats(ptm_live, &ls);
     }
     if (flags & AP_STATUS_SHORT) {
         ap_rprintf(r, "PanoptesEventsSite: %" APR_UINT64_T_FMT "\n"
@@ -1122,6 +1334,12 @@ static int ptm_status_hook(request_rec *r, int flags)
                    APR_UINT64_T_FMT "\n", st.busy, st.recent_events,
                    st.recent_bytes, st.recent_size, oldest, st.epoch,
                    st.next_n);
+        ap_rprintf(r, "PanoptesStreamSubscribers: %u\n"
+                   "PanoptesStreamSubscribersHigh: %u\n"
+                   "PanoptesStreamBusy: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesStreamEventsSent: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesStreamWake: %s\n", ls.subscribers, ls.high,
+                   ls.busy, ls.sent, ls.wake);
         return OK;
     }
     ap_rputs("<hr />\n<h2>PANOPTES telemetry</h2>\n<table border=\"0\">\n",
@@ -1165,6 +1383,12 @@ static int ptm_status_hook(request_rec *r, int flags)
                APR_UINT64_T_FMT " bytes%s%s</td></tr>\n</table>\n",
                st.recent_events, st.recent_bytes, st.recent_size,
                *oldest ? ", oldest accepted " : "", oldest);
+    ap_rprintf(r, "<table border=\"0\">\n"
+               "<tr><td>live feed (GET /stream)</td><td>%u subscribers "
+               "(at most %u at once), %" APR_UINT64_T_FMT " refused busy, %"
+               APR_UINT64_T_FMT " events sent; woken by %s</td></tr>\n"
+               "</table>\n", ls.subscribers, ls.high, ls.busy, ls.sent,
+               ls.wake);
     return OK;
 }
 
@@ -1175,6 +1399,7 @@ static void ptm_register_hooks(apr_pool_t *p)
     ap_hook_pre_config(ptm_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(ptm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ptm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_status(ptm_child_status, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(ptm_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(ptm_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
@@ -1188,7 +1413,7 @@ AP_DECLARE_MODULE(panoptes_telemetry) = {
     create_dir_conf,
     merge_dir_conf,
     create_srv_conf,
-    NULL,
+    merge_srv_conf,
     ptm_cmds,
     ptm_register_hooks,
     AP_MODULE_FLAG_NONE

@@ -1,5 +1,6 @@
-/* The router and the handlers of the routes (GET /events has a file of
- * its own, ptm_events.c); see ptm_api.h. */
+/* The router and the handlers of the routes (GET /events and GET /stream
+ * have files of their own, ptm_events.c and ptm_stream.c); see
+ * ptm_api.h. */
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,7 +18,7 @@
 
 enum {
     R_NONE, R_HEALTH, R_READY, R_RUN, R_RUN_START, R_RUN_STOP, R_EVENT,
-    R_CURRENT, R_CURRENT_ONE, R_SHUTDOWN, R_EVENTS
+    R_CURRENT, R_CURRENT_ONE, R_SHUTDOWN, R_EVENTS, R_STREAM
 };
 
 static const struct {
@@ -34,6 +35,7 @@ static const struct {
     { "/current", R_CURRENT, PTM_GET },
     { "/shutdown", R_SHUTDOWN, PTM_POST },
     { "/events", R_EVENTS, PTM_GET },
+    { "/stream", R_STREAM, PTM_GET },
 };
 
 static int route_of(const char *path, ptm_method_e *method)
@@ -734,6 +736,12 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
             break;
         }
     }
+    if (rv == APR_SUCCESS && conf->live) {
+        /* The ring holds it now: wake the live feed's subscribers (GET
+         * /stream) before the answer goes, so that an event reaches them
+         * about when its POST is answered. */
+        ptm_live_notify(conf->live);
+    }
     if (rv == PTM_STORE_FULL) {
         ptm_err_set(&err, 507, "The shared state is full; raise "
                     "PanoptesTelemetryStateSize");
@@ -875,6 +883,9 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         break;
     case R_EVENTS:
         ptm_events_handle(resp, conf, req, p);
+        break;
+    case R_STREAM:
+        ptm_stream_handle(resp, conf, req, p);
         break;
     case R_SHUTDOWN:
         /* Stopping httpd is the admin's job (SPEC §11.3 F11). */

@@ -60,6 +60,10 @@ uint32_t ptm_live_seen(ptm_live_t *l);
  * stream is open. */
 void ptm_live_notify(ptm_live_t *l);
 
+/** Count (on = 1) or uncount (on = 0) a waiter that is not a subscriber
+ * (the forwarding thread, SPEC §12.5), so that ptm_live_notify wakes it. */
+void ptm_live_watch(ptm_live_t *l, int on);
+
 /** Sleep until ptm_live_notify or `timeout` (ptm_wake_wait's returns). */
 apr_status_t ptm_live_wait(ptm_live_t *l, uint32_t seen,
                            apr_interval_time_t timeout);
@@ -70,6 +74,7 @@ void ptm_live_count_sent(ptm_live_t *l, uint64_t n);
 typedef struct {
     uint32_t subscribers;   /* slots held now */
     uint32_t high;          /* the most held at once since httpd started */
+    uint32_t watchers;      /* waiters without a slot (ptm_live_watch) */
     uint64_t busy;          /* refusals at the cap */
     uint64_t sent;          /* events written to subscribers */
     const char *wake;       /* ptm_wake_method() */
