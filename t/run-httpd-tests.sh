@@ -103,16 +103,6 @@ fi
 if [ -f t/logs/error_log ]; then
     crashes=$(grep -E 'Segmentation fault|AH00052|exit signal|AH00060|still did not exit|double free|stack smashing|AddressSanitizer|LeakSanitizer|runtime error:' \
         t/logs/error_log)
-    # A child a test killed on purpose (t/62_stream_cap.t: kill -9 of the
-    # child serving a stream) is named in t/logs/expected_kills: httpd's
-    # line for exactly that SIGKILL is no crash.
-    if [ -n "$crashes" ] && [ -s t/logs/expected_kills ]; then
-        while read -r kpid; do
-            case "$kpid" in *[!0-9]*|'') continue ;; esac
-            crashes=$(printf '%s\n' "$crashes" |
-                grep -v "AH00052: child pid $kpid exit signal Killed (9)\$" || true)
-        done < t/logs/expected_kills
-    fi
     if [ -n "$crashes" ]; then
         echo "--- crash lines in t/logs/error_log:" >&2
         echo "$crashes" | head -n 20 >&2

@@ -36,7 +36,7 @@ use PTMTest ();
 our @EXPORT_OK = qw(
     id_parts stream_hostport stream_prefix wait_subscribers live_status
     post_burst start_posters stop_posters child_of_connection pump
-    median expect_kill check_feed telemetry_of
+    median check_feed telemetry_of
 );
 
 # ---------------------------------------------------------------------------
@@ -596,17 +596,6 @@ sub child_of_connection {
         }
     }
     return undef;
-}
-
-# A child this test kills with SIGKILL on purpose: t/run-httpd-tests.sh
-# then does not count httpd's "AH00052: child pid <pid> exit signal Killed
-# (9)" line for it as a crash.
-sub expect_kill {
-    my ($pid) = @_;
-    my $f = Apache::Test::vars('t_logs') . '/expected_kills';
-    CORE::open(my $fh, '>>', $f) or die "$f: $!";
-    print {$fh} "$pid\n";
-    CORE::close($fh);
 }
 
 1;
