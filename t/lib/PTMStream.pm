@@ -25,6 +25,7 @@ use warnings;
 
 use Exporter 'import';
 use IO::Socket::INET ();
+use Socket ();
 use Time::HiRes ();
 use File::Temp ();
 use JSON::PP ();
@@ -36,7 +37,7 @@ use PTMTest ();
 our @EXPORT_OK = qw(
     id_parts stream_hostport stream_prefix wait_subscribers live_status
     post_burst start_posters stop_posters child_of_connection pump
-    median check_feed telemetry_of
+    median check_feed telemetry_of send_queue_of_connection
 );
 
 # ---------------------------------------------------------------------------
@@ -72,16 +73,27 @@ sub stream_prefix {
 # open(%a): mount ('prefix', 'root', 'short'), path ('/stream'), query
 # (without '?'), last_event_id (the header), accept (default
 # text/event-stream; undef: no Accept header), headers ([name, value,
-# ...]), method (GET), timeout (for the status line and headers, 30 s).
+# ...]), method (GET), timeout (for the status line and headers, 30 s),
+# rcvbuf (SO_RCVBUF in bytes, set before connecting).
 # Dies when it cannot connect; returns with {code} 0 when no answer came.
 sub open {
     my ($class, %a) = @_;
     my $mount = $a{mount} || 'prefix';
     my $hp = stream_hostport($mount);
     my ($host, $port) = split /:/, $hp;
-    my $sock = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp',
-                                     Timeout => 30)
-        or die "connect $hp: $!\n";
+    my $sock;
+    if ($a{rcvbuf}) {
+        # A small receive buffer, set before connecting (the window is
+        # agreed then): a client that stops reading stalls its stream soon.
+        $sock = IO::Socket::INET->new(Proto => 'tcp') or die "socket: $!\n";
+        setsockopt($sock, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), $a{rcvbuf}) or die "SO_RCVBUF: $!\n";
+        $sock->connect(Socket::pack_sockaddr_in($port, Socket::inet_aton($host))) or die "connect $hp: $!\n";
+    }
+    else {
+        $sock = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port, Proto => 'tcp',
+                                      Timeout => 30)
+            or die "connect $hp: $!\n";
+    }
     binmode $sock;
     my $method = $a{method} || 'GET';
     my $path = stream_prefix($mount) . ($a{path} // '/stream')
@@ -573,7 +585,30 @@ sub stop_posters {
 # the socket inode, then /proc/<pid>/fd).  Root only.  undef if not found.
 sub child_of_connection {
     my ($client_port) = @_;
-    my $inode;
+    my $c = _server_end($client_port) or return undef;
+    my $inode = $c->[9];
+    for my $pid (PTMTest::httpd_children()) {
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $l = readlink $fd;
+            return $pid if defined $l && $l eq "socket:[$inode]";
+        }
+    }
+    return undef;
+}
+
+# Bytes the server has written to that connection that the client has not
+# yet taken (the server end's tx_queue), or undef.
+sub send_queue_of_connection {
+    my ($client_port) = @_;
+    my $c = _server_end($client_port) or return undef;
+    my ($tx) = $c->[4] =~ /^([0-9A-F]+):/i;
+    return defined $tx ? hex $tx : undef;
+}
+
+# The /proc/net/tcp fields of the server end of the established
+# connection whose client port is $client_port.
+sub _server_end {
+    my ($client_port) = @_;
     for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
         CORE::open(my $fh, '<', $f) or next;
         <$fh>;
@@ -583,16 +618,7 @@ sub child_of_connection {
             my ($rem_port) = $c[2] =~ /:([0-9A-F]{4})$/;
             next unless defined $rem_port && hex($rem_port) == $client_port;
             next unless $c[3] eq '01';    # ESTABLISHED
-            $inode = $c[9];
-            last;
-        }
-        last if $inode;
-    }
-    return undef unless $inode;
-    for my $pid (PTMTest::httpd_children()) {
-        for my $fd (glob "/proc/$pid/fd/*") {
-            my $l = readlink $fd;
-            return $pid if defined $l && $l eq "socket:[$inode]";
+            return \@c;
         }
     }
     return undef;
