@@ -34,7 +34,7 @@ build/unit/test_ptm_api build/asan/unit/test_ptm_api: \
 build/unit/test_ptm_fs build/asan/unit/test_ptm_fs: \
     UNIT_LDFLAGS := -Wl,--wrap=mkdirat
 
-.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench profile run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-stream profile run clean install
 
 all: build
 
@@ -112,10 +112,17 @@ test-valgrind: $(UNIT_BIN)
 
 # --- make bench: the module against Apache's own ceiling (not a test) -------
 # bench/history.py: GET /events over 2- and 365-day fixtures (mk/history.mk).
+# bench/stream.py: GET /stream, latency to 8 subscribers and POST throughput
+# with them attached (make bench-stream alone).
 bench: build
 	@sh mk/ensure-packages wrk apache2-utils
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/history.py
+	$(PYTHON) bench/stream.py
+
+bench-stream: build
+	@sh mk/ensure-packages wrk
+	$(PYTHON) bench/stream.py
 
 # make profile: instructions per request in the core (callgrind counts are
 # stable on a shared machine; wall-clock numbers come from make bench).
@@ -140,8 +147,8 @@ profile: $(PROFILE_BIN)
 	done
 
 # --- everything -------------------------------------------------------------
-test: build test-unit fuzz-replay history-fixture-check test-httpd test-client
-	@echo "make test: unit, Apache::Test and client suites passed"
+test: build test-unit fuzz-replay history-fixture-check test-httpd test-client test-browser
+	@echo "make test: unit, Apache::Test, client and browser suites passed"
 
 clean:
 	rm -rf build .libs *.la *.lo *.slo *.o src/*.lo src/*.slo src/*.o src/.libs
@@ -160,11 +167,12 @@ run: build
 	@mkdir -p $(RUN_ROOT)
 	@host='$(PANOPTES_TELEMETRY_HOST)'; case "$$host" in *:*) host="[$$host]";; esac; \
 	site='$(PANOPTES_TELEMETRY_SITE_DIR)'; case "$$site" in /*) ;; ~*) site="$$HOME$${site#\~}";; *) site="$(CURDIR)/$$site";; esac; \
-	echo "Serving the PANOPTES telemetry API on http://$$host:$(PANOPTES_TELEMETRY_PORT)/ (site dir $$site); Ctrl-C stops it."; \
+	echo "Serving the PANOPTES telemetry API on http://$$host:$(PANOPTES_TELEMETRY_PORT)/ (site dir $$site),"; \
+	echo "the dashboard on http://$$host:$(PANOPTES_TELEMETRY_PORT)/ui/; Ctrl-C stops it."; \
 	PTM_SERVER_ROOT='$(RUN_ROOT)' PTM_MODULE='$(CURDIR)/$(SO)' \
 	PTM_LISTEN="$$host:$(PANOPTES_TELEMETRY_PORT)" \
 	PTM_USER='$(RUN_USER)' PTM_GROUP='$(RUN_GROUP)' PTM_LOGLEVEL='$(LOGLEVEL)' \
-	PANOPTES_TELEMETRY_SITE_DIR="$$site" \
+	PTM_UI_DIR='$(CURDIR)/$(UI_STAGE)' PANOPTES_TELEMETRY_SITE_DIR="$$site" \
 	exec $(APACHE2) -f $(CURDIR)/conf/httpd-standalone.conf -DFOREGROUND
 
 # === fuzzing (t/fuzz) =======================================================

@@ -107,10 +107,11 @@ def http(method, path, body=None, base=BASE, headers=None):
 class Server:
     """One generated httpd in `work` (wiped at start) on `port`; its site
     directory is work/site unless `site` names one (bench/history.py
-    serves prepared fixtures)."""
+    serves prepared fixtures); `extra` is appended to the config."""
 
-    def __init__(self, sync, work=WORK, port=PORT, site=None):
+    def __init__(self, sync, work=WORK, port=PORT, site=None, extra=""):
         self.sync = sync
+        self.extra = extra
         self.work = work
         self.port = port
         self.base = "http://127.0.0.1:%d" % port
@@ -130,6 +131,7 @@ class Server:
                                 mods=MODULES, so=SO, user=user,
                                 site=self.site,
                                 sync="On" if self.sync else "Off"))
+            f.write(self.extra)
         self.proc = subprocess.Popen(["/usr/sbin/apache2", "-f", conf,
                                       "-DFOREGROUND"])
         for _ in range(100):

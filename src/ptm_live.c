@@ -12,6 +12,8 @@ struct ptm_live_t {
     volatile uint32_t subscribers;  /* slots held */
     volatile uint32_t high;
     volatile uint32_t watchers;     /* waiters that hold no slot */
+    volatile uint32_t sleepers;     /* in ptm_live_wait now */
+    uint32_t pad;
     volatile apr_uint64_t busy;
     volatile apr_uint64_t sent;
     volatile uint32_t pid[PTM_LIVE_SLOTS_MAX];  /* 0: free */
@@ -139,13 +141,13 @@ uint32_t ptm_live_seen(ptm_live_t *l)
 
 void ptm_live_notify(ptm_live_t *l)
 {
-    /* The inc is a full barrier: the event's ring record is visible to
-     * whoever reads the new word, and the read of `subscribers` below
-     * cannot move before it (a subscriber counted after that read reads
-     * the ring after the record was committed). */
+    /* Both are full barriers, in this order here and the other way round
+     * in ptm_live_wait: either the sleeper is counted before the word is
+     * read here (and is woken), or its futex sees the word already moved
+     * (and does not sleep).  Subscribers busy writing need no system
+     * call: they look at the ring again before they sleep. */
     apr_atomic_inc32(&l->word);
-    if (apr_atomic_read32(&l->subscribers) > 0
-        || apr_atomic_read32(&l->watchers) > 0) {
+    if (apr_atomic_read32(&l->sleepers) > 0) {
         ptm_wake_all(&l->word);
     }
 }
@@ -163,7 +165,12 @@ void ptm_live_watch(ptm_live_t *l, int on)
 apr_status_t ptm_live_wait(ptm_live_t *l, uint32_t seen,
                            apr_interval_time_t timeout)
 {
-    return ptm_wake_wait(&l->word, seen, timeout);
+    apr_status_t rv;
+
+    apr_atomic_inc32(&l->sleepers);
+    rv = ptm_wake_wait(&l->word, seen, timeout);
+    apr_atomic_dec32(&l->sleepers);
+    return rv;
 }
 
 void ptm_live_count_sent(ptm_live_t *l, uint64_t n)

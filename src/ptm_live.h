@@ -56,12 +56,12 @@ unsigned ptm_live_reap(ptm_live_t *l, pid_t pid);
 uint32_t ptm_live_seen(ptm_live_t *l);
 
 /** After an event is accepted (its ring record committed): bump the word
- * and, when anyone subscribes, wake them.  Costs no system call when no
- * stream is open. */
+ * and, when anyone sleeps on it, wake them.  Costs no system call when
+ * nobody is asleep (no stream open, or every one busy). */
 void ptm_live_notify(ptm_live_t *l);
 
 /** Count (on = 1) or uncount (on = 0) a waiter that is not a subscriber
- * (the forwarding thread, SPEC §12.5), so that ptm_live_notify wakes it. */
+ * (the forwarding thread, SPEC §12.5), for server-status. */
 void ptm_live_watch(ptm_live_t *l, int on);
 
 /** Sleep until ptm_live_notify or `timeout` (ptm_wake_wait's returns). */

@@ -364,3 +364,126 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
     ptm_store_unlock(st);
     return APR_SUCCESS;
 }
+
+/* 1 when `off` is inside the held records, [head, tail) round the ring. */
+static int held(const hdr_t *h, uint64_t off)
+{
+    if (!h->ring_count) {
+        return 0;
+    }
+    if (h->ring_head < h->ring_tail) {
+        return off >= h->ring_head && off < h->ring_tail;
+    }
+    return off >= h->ring_head || off < h->ring_tail;
+}
+
+/* The record of `pos` if the hint still names it: held, whole (its check:
+ * a record never moves while held, and bytes inside a line cannot pass
+ * for one, lines having no NUL), the very n. */
+static const rec_t *hinted(const hdr_t *h, char *ring,
+                           const ptm_ring_pos_t *pos)
+{
+    const rec_t *r;
+    uint64_t off;
+
+    if (pos->off == PTM_RING_NOWHERE || pos->n < h->ring_first_n
+        || pos->n >= h->next_n || pos->off % 8
+        || pos->off >= h->ring_size || !held(h, pos->off)) {
+        return NULL;
+    }
+    off = wrap(ring, h->ring_size, pos->off);
+    if (!held(h, off)) {
+        return NULL;
+    }
+    r = (const rec_t *)(ring + off);
+    if (r->n != pos->n || r->len < sizeof(rec_t) || r->len % 8
+        || r->len > h->ring_size - off
+        || REC_TOTAL(r->type_len, r->line_len) != r->len
+        || rec_check(r) != r->check) {
+        return NULL;
+    }
+    return r;
+}
+
+apr_status_t ptm_store_follow(ptm_recent_info_t *info,
+                              apr_array_header_t *out, int *truncated,
+                              ptm_store_t *st, ptm_ring_pos_t *pos,
+                              unsigned max, ptm_recent_want_fn want,
+                              void *ctx, apr_pool_t *p)
+{
+    hdr_t *h = st->hdr;
+    char *ring;
+    const rec_t *r;
+    uint64_t off, i;
+    apr_status_t rv;
+
+    memset(info, 0, sizeof(*info));
+    info->spans = apr_array_make(p, 1, sizeof(ptm_recent_span_t));
+    if (truncated) {
+        *truncated = 0;
+    }
+    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    ring = st->base + h->ring;
+    info->epoch = h->epoch;
+    info->count = h->ring_count;
+    info->bytes = h->ring_bytes;
+    info->size = h->ring_size;
+    info->first_n = h->ring_first_n;
+    info->next_n = h->next_n;
+    if (h->ring_count) {
+        info->oldest = rec_at(ring, wrap(ring, h->ring_size,
+                                         h->ring_head))->accepted;
+    }
+    /* From the hint, else from the oldest. */
+    r = hinted(h, ring, pos);
+    off = r ? (uint64_t)((const char *)r - ring) : h->ring_head;
+    for (i = 0; i < h->ring_count; i++) {
+        ptm_recent_t ev;
+
+        off = wrap(ring, h->ring_size, off);
+        r = rec_at(ring, off);
+        if (r->n >= pos->n) {
+            ev.n = r->n;
+            ev.accepted = r->accepted;
+            ev.ts = r->ts;
+            ev.stream = (int)(r->flags & 1u);
+            ev.seq = r->seq;
+            ev.tie = r->tie;
+            ev.stored = (r->flags & REC_STORED) != 0;
+            ev.type = (const char *)(r + 1);
+            ev.type_len = r->type_len;
+            ev.line = ev.type + r->type_len;
+            ev.line_len = r->line_len;
+            if (!want || want(ctx, &ev)) {
+                if (max && (unsigned)out->nelts >= max) {
+                    /* Not looked at: the next call begins here. */
+                    if (truncated) {
+                        *truncated = 1;
+                    }
+                    pos->n = r->n;
+                    pos->off = off;
+                    ptm_store_unlock(st);
+                    return APR_SUCCESS;
+                }
+                ev.type = apr_pstrmemdup(p, ev.type, ev.type_len);
+                ev.line = apr_pstrmemdup(p, ev.line, ev.line_len);
+                *(ptm_recent_t *)apr_array_push(out) = ev;
+            }
+        }
+        off += r->len;
+        if (off == h->ring_tail) {
+            break;
+        }
+    }
+    /* Every held event looked at: the next one goes at the tail (or, if
+     * it does not fit there, at 0 with the mark of the unused end at the
+     * tail, which wrap() follows). */
+    if (pos->n < h->next_n) {
+        pos->n = h->next_n;
+    }
+    pos->off = h->ring_count ? h->ring_tail : PTM_RING_NOWHERE;
+    ptm_store_unlock(st);
+    return APR_SUCCESS;
+}

@@ -294,6 +294,31 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
                               unsigned max, ptm_recent_want_fn want,
                               void *ctx, apr_pool_t *p);
 
+/* Where a follower of the ring (GET /stream, forwarding) is: the n of the
+ * next event to look at, and where its record was (a hint, checked before
+ * it is used; PTM_RING_NOWHERE: none). */
+typedef struct {
+    uint64_t n;
+    uint64_t off;
+} ptm_ring_pos_t;
+
+#define PTM_RING_NOWHERE UINT64_MAX
+
+/**
+ * ptm_store_recent for followers: the events of the ring with n >= pos->n
+ * that `want` takes, at most `max` (0: all), starting the walk where the
+ * last call left it instead of at the oldest (a subscriber looks after
+ * every event: a walk of the whole ring each time, under the lock, would
+ * cost every POST).  `info` is filled but for spans (left empty).  Then
+ * pos->n is the n of the first event not looked at (info->next_n when
+ * every one was) and pos->off its record's offset.
+ */
+apr_status_t ptm_store_follow(ptm_recent_info_t *info,
+                              apr_array_header_t *out, int *truncated,
+                              ptm_store_t *st, ptm_ring_pos_t *pos,
+                              unsigned max, ptm_recent_want_fn want,
+                              void *ctx, apr_pool_t *p);
+
 /* ---- reads -------------------------------------------------------------- */
 
 /** Append {"current":{...}} (site order, run values win in place, run-only

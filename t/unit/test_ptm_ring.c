@@ -449,6 +449,111 @@ static void test_want_and_max(void **state)
     fx_close(&fx);
 }
 
+static int want_not_mod(void *ctx, const ptm_recent_t *ev)
+{
+    unsigned m = *(const unsigned *)ctx;
+
+    return m == 0 || ev->n % m != 0;
+}
+
+/* ptm_store_follow gives what ptm_store_recent gives from the same n,
+ * whatever its hint: the one it left (followers that keep up, lag, take
+ * a few at a time, filter), or any offset at all, across wrap-around, an
+ * event bigger than the ring (emptied) and repairs (records moved). */
+static void test_follow_matches_recent(void **state)
+{
+    enum { F = 4 };
+    static const unsigned maxes[F] = { 0, 1, 3, 0 };
+    static unsigned mods[F] = { 0, 0, 3, 2 };
+    fx_t fx;
+    ptm_ring_pos_t pos[F];
+    char *big = NULL;
+    int i, f, k, hinted_calls = 0;
+
+    (void)state;
+    fx_open(&fx, 4096);
+    srand(7);
+    for (f = 0; f < F; f++) {
+        pos[f].n = 1;
+        pos[f].off = PTM_RING_NOWHERE;
+    }
+    for (i = 0; i < 3000; i++) {
+        int len = rand() % 300;
+        const char *data;
+
+        if (i % 500 == 499) {
+            len = 5000;                 /* bigger than the ring */
+        }
+        big = apr_palloc(fx.p, (apr_size_t)len + 3);
+        big[0] = '"';
+        memset(big + 1, 'y', (size_t)len);
+        big[len + 1] = '"';
+        big[len + 2] = '\0';
+        data = big;
+        if (i % 700 == 350) {
+            H(&fx)->writing = 1;        /* a writer died: repair */
+        }
+        post(&fx, (int)(i % 4 == 0), "t", data, i, 0, NULL);
+        for (f = 0; f < F; f++) {
+            ptm_recent_info_t ie, ig, ir;
+            apr_array_header_t *e, *g, *r;
+            ptm_ring_pos_t before = pos[f], junk;
+            int te = 0, tg = 0, tr = 0;
+
+            if (rand() % 3 == 0) {
+                continue;               /* lags behind */
+            }
+            e = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
+            g = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
+            r = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
+            assert_int_equal(ptm_store_recent(&ie, e, &te, fx.st, before.n,
+                                              maxes[f], want_not_mod,
+                                              &mods[f], fx.p), APR_SUCCESS);
+            hinted_calls += before.off != PTM_RING_NOWHERE;
+            assert_int_equal(ptm_store_follow(&ig, g, &tg, fx.st, &pos[f],
+                                              maxes[f], want_not_mod,
+                                              &mods[f], fx.p), APR_SUCCESS);
+            junk.n = before.n;
+            junk.off = (uint64_t)(rand() % 4200) & ~(uint64_t)(rand() % 2
+                                                                ? 7 : 0);
+            assert_int_equal(ptm_store_follow(&ir, r, &tr, fx.st, &junk,
+                                              maxes[f], want_not_mod,
+                                              &mods[f], fx.p), APR_SUCCESS);
+            assert_int_equal(te, tg);
+            assert_int_equal(te, tr);
+            assert_int_equal(e->nelts, g->nelts);
+            assert_int_equal(e->nelts, r->nelts);
+            for (k = 0; k < e->nelts; k++) {
+                ptm_recent_t *a = &APR_ARRAY_IDX(e, k, ptm_recent_t);
+                ptm_recent_t *b = &APR_ARRAY_IDX(g, k, ptm_recent_t);
+                ptm_recent_t *c = &APR_ARRAY_IDX(r, k, ptm_recent_t);
+
+                assert_int_equal(a->n, b->n);
+                assert_int_equal(a->n, c->n);
+                assert_int_equal(a->line_len, b->line_len);
+                assert_memory_equal(a->line, b->line, a->line_len);
+            }
+            assert_int_equal(ig.first_n, ie.first_n);
+            assert_int_equal(ig.next_n, ie.next_n);
+            assert_int_equal(ig.count, ie.count);
+            assert_int_equal(ig.oldest, ie.oldest);
+            assert_int_equal(junk.n, pos[f].n);
+            /* Where it goes on: past everything looked at. */
+            if (tg) {
+                assert_true(pos[f].n > APR_ARRAY_IDX(g, g->nelts - 1,
+                                                     ptm_recent_t).n);
+            }
+            else {
+                assert_int_equal(pos[f].n,
+                                 before.n > ig.next_n ? before.n : ig.next_n);
+            }
+        }
+    }
+    /* The hints were really used (not always thrown away). */
+    assert_true(hinted_calls > 3000);
+    fx_close(&fx);
+}
+
 
 /* A repair keeps no record whose line is not well-formed JSON (GET
  * /events serves ring lines as they are): a ring holding one is dropped,
@@ -488,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_damaged_ring_dropped),
         cmocka_unit_test(test_copy_to_smaller),
         cmocka_unit_test(test_want_and_max),
+        cmocka_unit_test(test_follow_matches_recent),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -124,6 +124,7 @@ struct fake_s {
     ptm_buf_t got;              /* every byte written */
     const char *ctype;          /* what start was given */
     int writes, flushes;
+    int writes_at_first_flush;  /* -1 until the first flush */
     int stopping_calls, gone_calls;
     int stop_at;                /* stopping() says 1 from this call on */
     int gone_at;                /* gone() says 1 from this call on */
@@ -162,7 +163,9 @@ static apr_status_t fk_flush(void *ctx)
 {
     fake_t *k = ctx;
 
-    k->flushes++;
+    if (!k->flushes++) {
+        k->writes_at_first_flush = k->writes;
+    }
     return APR_SUCCESS;
 }
 
@@ -191,6 +194,7 @@ static void fake_init(fake_t *k, fx_t *fx)
 {
     memset(k, 0, sizeof(*k));
     k->fx = fx;
+    k->writes_at_first_flush = -1;
     ptm_buf_init(&k->got, fx->p, 1024);
 }
 
@@ -517,13 +521,16 @@ static void test_resume_exact(void **state)
     assert_int_equal(evs->nelts, 3);
     assert_telemetry(&fx, ev_at(evs, 0), 99, "odd", 99);
 
-    /* The last one: nothing missed, nothing to send. */
+    /* The last one: nothing missed, nothing to send; the head goes out
+     * at once all the same (flushed before anything is written), or the
+     * client would not know its stream is open until the next event. */
     fake_init(&k, &fx);
     k.stop_at = 1;
     run_stream(&resp, &k, "type=odd", id_of(&fx, 100));
     evs = parse(k.got.data, fx.p);
     assert_int_equal(evs->nelts, 1);
     assert_ends_retry(evs, "1000");
+    assert_int_equal(k.writes_at_first_flush, 0);
 
     /* With a filter: the matching ones after it. */
     fake_init(&k, &fx);
