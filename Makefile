@@ -47,8 +47,12 @@ build/.deps-ok:
 # --- the module -------------------------------------------------------------
 build: deps $(SO)
 
-$(SO): $(MODULE).c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
-	$(APXS) -c -Isrc $(addprefix -Wc$(comma),$(WARN)) -ljansson $(MODULE).c $(CORE_SRC)
+# The glue: the main file, and forwarding's (SPEC §12.5) of its own.
+GLUE_SRC    := $(MODULE).c $(MODULE)_forward.c
+GLUE_HDR    := $(MODULE)_forward.h
+
+$(SO): $(GLUE_SRC) $(GLUE_HDR) $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+	$(APXS) -c -Isrc $(addprefix -Wc$(comma),$(WARN)) -ljansson $(GLUE_SRC) $(CORE_SRC)
 
 comma := ,
 
@@ -70,7 +74,9 @@ test-unit: $(UNIT_BIN)
 # --- Apache::Test, once per MPM (several children each) ---------------------
 MPMS ?= prefork worker event
 
+# t/70_forward.t drives a real MQTT broker (SPEC §12.5).
 test-httpd: build
+	@sh mk/ensure-packages mosquitto mosquitto-clients
 	@rc=0; for m in $(MPMS); do sh t/run-httpd-tests.sh $$m || rc=1; done; \
 	if [ $$rc -ne 0 ]; then echo "FAIL: Apache::Test suite" >&2; fi; exit $$rc
 
@@ -89,10 +95,10 @@ build/asan/unit/%: t/unit/%.c t/unit/ptm_unit.h $(CORE_SRC) $(CORE_HDR) build/.d
 # share objects with the normal build.  httpd itself is not instrumented:
 # t/TEST.PL runs it through a wrapper that preloads the runtime, and
 # t/run-httpd-tests.sh fails on any sanitizer report in the error log.
-$(ASAN_SO): $(MODULE).c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
+$(ASAN_SO): $(GLUE_SRC) $(GLUE_HDR) $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/asan
 	$(CC) -shared -fPIC -g -O1 $(WARN) $(ASAN_FLAGS) $(shell $(APXS) -q CFLAGS) \
-	    -I$(shell $(APXS) -q INCLUDEDIR) $(APR_INC) -Isrc -o $@ $(MODULE).c $(CORE_SRC) -ljansson
+	    -I$(shell $(APXS) -q INCLUDEDIR) $(APR_INC) -Isrc -o $@ $(GLUE_SRC) $(CORE_SRC) -ljansson
 
 test-asan: $(ASAN_UNIT) $(ASAN_SO)
 	@rc=0; for t in $(ASAN_UNIT); do echo "== $$t (ASan+UBSan)"; $$t || rc=1; done; \

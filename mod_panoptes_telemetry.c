@@ -29,6 +29,7 @@
 #include "apr_global_mutex.h"
 
 #include "ptm_api.h"
+#include "mod_panoptes_telemetry_forward.h"
 #include "ptm_fs.h"
 #include "ptm_buf.h"
 #include "ptm_live.h"
@@ -80,6 +81,8 @@ typedef struct {
     int sync;
     unsigned stream_max;               /* PanoptesTelemetryStreamMax */
     int stream_timeout;                /* seconds; 0: none; -1: unset */
+    /* PanoptesTelemetryForward (mod_panoptes_telemetry_forward.c) */
+    const ptm_fwd_conf_t *forward;     /* NULL: not forwarding */
 } ptm_srv_conf_t;
 
 typedef struct {
@@ -312,6 +315,12 @@ static const char *set_stream_timeout(cmd_parms *cmd, void *d,
     return NULL;
 }
 
+/* PanoptesTelemetryForward: mod_panoptes_telemetry_forward.c */
+static const char *set_forward(cmd_parms *cmd, void *d, const char *arg)
+{
+    return ptm_fwd_set_program(cmd, &srv_conf(cmd->server)->forward, arg);
+}
+
 static const command_rec ptm_cmds[] = {
     AP_INIT_TAKE1("PanoptesTelemetrySiteDir", set_site_dir, NULL, RSRC_CONF,
                   "Directory of the site day files and run directories "
@@ -343,6 +352,10 @@ static const command_rec ptm_cmds[] = {
                   NULL, RSRC_CONF,
                   "Seconds after which a GET /stream ends, for the client "
                   "to reconnect and resume (default 600; 0: no limit)"),
+    AP_INIT_TAKE1("PanoptesTelemetryForward", set_forward, NULL, RSRC_CONF,
+                  "\"|program args\": write every accepted event to the "
+                  "program's standard input, one line each (default: "
+                  "none)"),
     { NULL }
 };
 
@@ -677,6 +690,11 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     ptm_store = ptm_store_attach(ret->base, ret->mutex, pconf);
+    /* Forwarding (SPEC §12.5): the program, the pipe, the thread. */
+    if (ptm_fwd_post_config(s, sc->forward, ret->recent, ptm_live, pconf,
+                            ptemp) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     return OK;
 }
 
@@ -736,6 +754,15 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
                                 : PTM_DEFAULT_STREAM_TIMEOUT);
     ptm_conf.stream_ping = PTM_STREAM_PING;
     ptm_conf.stream_tick = PTM_STREAM_TICK;
+    /* Forwarding: its thread's store handle; the live board it waits on
+     * is notified by every accepted event. */
+    {
+        ptm_live_t *live = ptm_fwd_child_init(p, s, ptm_store);
+
+        if (live && !ptm_conf.live) {
+            ptm_conf.live = live;
+        }
+    }
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -1340,6 +1367,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                    "PanoptesStreamEventsSent: %" APR_UINT64_T_FMT "\n"
                    "PanoptesStreamWake: %s\n", ls.subscribers, ls.high,
                    ls.busy, ls.sent, ls.wake);
+        ptm_fwd_status(r, flags, ptm_store);
         return OK;
     }
     ap_rputs("<hr />\n<h2>PANOPTES telemetry</h2>\n<table border=\"0\">\n",
@@ -1389,6 +1417,7 @@ static int ptm_status_hook(request_rec *r, int flags)
                APR_UINT64_T_FMT " events sent; woken by %s</td></tr>\n"
                "</table>\n", ls.subscribers, ls.high, ls.busy, ls.sent,
                ls.wake);
+    ptm_fwd_status(r, flags, ptm_store);
     return OK;
 }
 

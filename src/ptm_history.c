@@ -72,6 +72,7 @@
 #include <apr_strings.h>
 #include "ptm_buf.h"
 #include "ptm_facts.h"
+#include "ptm_filecache.h"
 #include "ptm_hash.h"
 #include "ptm_fs.h"
 #include "ptm_history.h"
@@ -102,6 +103,9 @@ unsigned ptm_history_slice_cap = PTM_HISTORY_SLICE_CAP;
  * while a request holds at most HOLD_MAX so (a day file is well under a
  * MiB at POCS's rate); beyond, lines are read back one by one. */
 #define WHOLE_MAX ((size_t)8 * 1024 * 1024)
+/* At most this many files read by a request are kept by its child
+ * (ptm_filecache.c keeps 16). */
+#define KEEP_MAX 8
 #define HOLD_MAX ((size_t)16 * 1024 * 1024)
 /* With `every`, the types of the kept keys are copied when this short
  * (nearly always), else read back from the file to be compared. */
@@ -154,6 +158,9 @@ typedef struct {
     ino_t ino;
     char *data;                 /* read whole: its bytes (ptm_stash_take) */
     size_t len, cap;
+    int verified;               /* its lines that can be sent are known to
+                                 * be well-formed, in exactly these bytes */
+    const ptm_fc_t *fc;         /* data is the child's kept copy */
 } sfile_t;
 
 typedef struct {
@@ -177,6 +184,10 @@ typedef struct {
     int ring_on;
     int ring_range;             /* ring_min..ring_max hold */
     apr_time_t ring_min, ring_max;
+    /* The first look copied the ring's events of the whole window (they
+     * were few enough): the slices take theirs from this copy. */
+    apr_array_header_t *ring_all;   /* ptm_recent_t, or NULL */
+    ptm_recent_info_t ring_all_info;
     /* run_id= as the files hold it. */
     ptm_buf_t rid;
     int rid_int;                /* it is also an integer's text */
@@ -189,7 +200,10 @@ typedef struct {
     size_t ents_cap;
     ent_t **order;              /* the slice's ents, sorted */
     size_t order_cap;
+    ent_t **merge;              /* room for sorting them */
+    size_t merge_cap;
     size_t held;                /* bytes of files read whole, held now */
+    unsigned kept;              /* files this request gave the child */
     uint32_t *slots;            /* every: index + 1 of ents, 0: free */
     size_t nslots;
 } hist_t;
@@ -621,6 +635,9 @@ static const char *ent_type(hist_t *h, slice_t *sl, const ent_t *e)
         return e->type;
     }
     f = &APR_ARRAY_IDX(sl->files, e->file, sfile_t);
+    if (f->data) {
+        return f->data + e->off + e->type_off;  /* the bytes scanned */
+    }
     if (grow((void **)&h->lbuf, &h->lbuf_cap, e->type_len, 1) != 0
         || pread(f->fd, h->lbuf, e->type_len, (off_t)(e->off + e->type_off))
            != (ssize_t)e->type_len) {
@@ -722,7 +739,8 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
         sl->overflow = 1;
         return -1;
     }
-    if (grow((void **)&h->ents, &h->ents_cap, sl->n + 1, sizeof(ent_t))) {
+    if (sl->n >= h->ents_cap
+        && grow((void **)&h->ents, &h->ents_cap, sl->n + 1, sizeof(ent_t))) {
         sl->overflow = 1;
         return -1;
     }
@@ -744,7 +762,7 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
 
 typedef struct {
     hist_t *h;
-    slice_t *sl;
+    apr_time_t t0, t1;          /* what to copy */
     int track;                  /* note the ts range of what matches */
     apr_time_t min, max;
 } want_t;
@@ -770,7 +788,7 @@ static int ring_want(void *ctx, const ptm_recent_t *ev)
             w->max = ev->ts;
         }
     }
-    if (ev->ts < w->sl->t0 || ev->ts >= w->sl->t1) {
+    if (ev->ts < w->t0 || ev->ts >= w->t1) {
         return 0;
     }
     k.ts = ev->ts;
@@ -780,60 +798,20 @@ static int ring_want(void *ctx, const ptm_recent_t *ev)
     return q->every || after_cursor(h, &k);
 }
 
-/* Copy the ring's events of the slice (and the spans of seqs it holds)
- * first. */
-static apr_status_t take_ring(hist_t *h, slice_t *sl)
+/* Keep the keys of the copies of the slice's events (sl->ring). */
+static apr_status_t take_copies(hist_t *h, slice_t *sl)
 {
-    want_t w;
-    int truncated = 0, i;
-    apr_status_t rv;
+    int i;
 
-    if (h->ring_asked && (!h->ring_on || (h->ring_range
-                                          && !overlaps(h->ring_min,
-                                                       sat_add(h->ring_max, 1),
-                                                       sl->t0, sl->t1)))) {
-        return APR_SUCCESS;             /* it held nothing of this slice */
-    }
-    w.h = h;
-    w.sl = sl;
-    w.track = !h->ring_range;
-    w.min = APR_INT64_MAX;
-    w.max = APR_INT64_MIN;
-    sl->ring = apr_array_make(sl->p, 16, sizeof(ptm_recent_t));
-    rv = ptm_store_recent(&sl->info, sl->ring, &truncated, h->conf->store, 0,
-                          sl->cap == SIZE_MAX ? 0 : (unsigned)sl->cap,
-                          ring_want, &w, sl->p);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    sl->have_info = 1;
-    if (!h->ring_asked) {
-        h->ring_asked = 1;
-        h->ring_on = sl->info.size > 0;
-        h->res->recent_since = sl->info.count ? sl->info.oldest : 0;
-    }
-    if (truncated) {
-        /* More than a slice holds (and the range is not known). */
-        if (h->looking) {
-            sl->found = 1;
-        }
-        else {
-            sl->overflow = 1;
-        }
-        return APR_SUCCESS;
-    }
-    if (w.track) {
-        /* Every event was looked at: its matching range is known. */
-        h->ring_range = 1;
-        h->ring_min = w.min;
-        h->ring_max = w.max;
-    }
     sl->ring_keys = apr_hash_make(sl->p);
     for (i = 0; i < sl->ring->nelts; i++) {
         const ptm_recent_t *ev = &APR_ARRAY_IDX(sl->ring, i, ptm_recent_t);
         line_t l;
         ent_t c;
 
+        if (ev->ts < sl->t0 || ev->ts >= sl->t1) {
+            continue;                   /* another slice's (ring_all) */
+        }
         /* Only a stored event is a file line's copy (ring_has). */
         if (ev->stored) {
             rkey_t *rk = apr_pcalloc(sl->p, sizeof(*rk));
@@ -867,6 +845,117 @@ static apr_status_t take_ring(hist_t *h, slice_t *sl)
         }
     }
     return APR_SUCCESS;
+}
+
+static unsigned ring_hint;
+
+/* The first look at the ring: the copies of the events of the whole
+ * window, when there are at most SLICE_CAP of them, for every slice to
+ * take its own from (one walk of the ring under the lock per request,
+ * rather than one per slice); else, as for a slice, only the range. */
+static apr_status_t look_ring(hist_t *h)
+{
+    want_t w;
+    int truncated = 0;
+    unsigned hint;
+    apr_array_header_t *all;
+    apr_pool_t *p;
+    apr_status_t rv;
+
+    /* Its own pool: copies cut short are given back at once. */
+    if ((rv = apr_pool_create(&p, h->p)) != APR_SUCCESS) {
+        return rv;
+    }
+    w.h = h;
+    w.t0 = h->lo;
+    w.t1 = h->hi;
+    w.track = 1;
+    w.min = APR_INT64_MAX;
+    w.max = APR_INT64_MIN;
+    /* Room for as many as the last look of this child found (up to a
+     * point): the array is not grown (copied) a dozen times. */
+    hint = __atomic_load_n(&ring_hint, __ATOMIC_RELAXED);
+    all = apr_array_make(p, (int)(hint < 8192 ? hint : 8192) + 64,
+                         sizeof(ptm_recent_t));
+    rv = ptm_store_recent(&h->ring_all_info, all, &truncated,
+                          h->conf->store, 0, (unsigned)SLICE_CAP, ring_want,
+                          &w, p);
+    if (rv != APR_SUCCESS) {
+        apr_pool_destroy(p);
+        return rv;
+    }
+    h->ring_asked = 1;
+    h->ring_on = h->ring_all_info.size > 0;
+    h->res->recent_since = h->ring_all_info.count
+                           ? h->ring_all_info.oldest : 0;
+    __atomic_store_n(&ring_hint, (unsigned)all->nelts, __ATOMIC_RELAXED);
+    if (truncated) {
+        h->ring_all_info.spans = NULL;  /* in p: not used again */
+        apr_pool_destroy(p);
+        return APR_SUCCESS;
+    }
+    h->ring_all = all;
+    h->ring_range = 1;
+    h->ring_min = w.min;
+    h->ring_max = w.max;
+    return APR_SUCCESS;
+}
+
+/* Copy the ring's events of the slice (and the spans of seqs it holds)
+ * first: from the first look's copies, taken before any file was read
+ * (so what they say of the files holds as for a copy taken now), or from
+ * the ring. */
+static apr_status_t take_ring(hist_t *h, slice_t *sl)
+{
+    want_t w;
+    int truncated = 0;
+    apr_status_t rv;
+
+    if (!h->ring_asked && (rv = look_ring(h)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (!h->ring_on || (h->ring_range
+                        && !overlaps(h->ring_min, sat_add(h->ring_max, 1),
+                                     sl->t0, sl->t1))) {
+        return APR_SUCCESS;             /* it held nothing of this slice */
+    }
+    if (h->ring_all) {
+        sl->ring = h->ring_all;
+        sl->info = h->ring_all_info;
+        sl->have_info = 1;
+        return take_copies(h, sl);
+    }
+    w.h = h;
+    w.t0 = sl->t0;
+    w.t1 = sl->t1;
+    w.track = !h->ring_range;
+    w.min = APR_INT64_MAX;
+    w.max = APR_INT64_MIN;
+    sl->ring = apr_array_make(sl->p, 16, sizeof(ptm_recent_t));
+    rv = ptm_store_recent(&sl->info, sl->ring, &truncated, h->conf->store, 0,
+                          sl->cap == SIZE_MAX ? 0 : (unsigned)sl->cap,
+                          ring_want, &w, sl->p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    sl->have_info = 1;
+    if (truncated) {
+        /* More than a slice holds (and the range is not known). */
+        if (h->looking) {
+            sl->found = 1;
+        }
+        else {
+            sl->overflow = 1;
+        }
+        return APR_SUCCESS;
+    }
+    if (w.track) {
+        /* Every event was looked at: its matching range is known. */
+        h->ring_range = 1;
+        h->ring_min = w.min;
+        h->ring_max = w.max;
+    }
+    return take_copies(h, sl);
 }
 
 /* The spans of seqs of `src` the ring held when the slice asked it (its
@@ -982,7 +1071,12 @@ static int src_wanted(const src_t *src, apr_time_t t0, apr_time_t t1)
 static void sfile_close(hist_t *h, sfile_t *sf)
 {
     close(sf->fd);
-    if (sf->data) {
+    if (sf->fc) {
+        ptm_fc_release(sf->fc);         /* kept for the next requests */
+        sf->fc = NULL;
+        sf->data = NULL;
+    }
+    else if (sf->data) {
         ptm_stash_give(sf->data, sf->cap);
         h->held -= sf->len;
         sf->data = NULL;
@@ -1014,6 +1108,41 @@ typedef struct {
     size_t dmg, used;
 } scan_t;
 
+/* The line s[0..n) at offset `at`, parsed as `l` (its ts a time): kept if
+ * the slice wants it.  Returns 0, or -1 when the slice is done
+ * collecting. */
+static int scan_parsed(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
+                       size_t n, off_t at, const line_t *l)
+{
+    const ptm_query_t *q = h->q;
+    ent_t c;
+
+    if (l->ts < sl->t0 || l->ts >= sl->t1) {
+        return 0;
+    }
+    memset(&c, 0, sizeof(c));
+    c.key.ts = l->ts;
+    c.key.stream = l->stream;
+    c.key.seq = l->seq;
+    c.key.tie = sc->src->run ? sc->src->tie : 0;
+    if ((!q->every && !after_cursor(h, &c.key))
+        || !type_wanted(q, s + l->type_off, l->type_len)
+        || (in_spans(sc->spans, l->seq) && ring_has(sl, sc->src, l))
+        || (q->run_id && !run_id_matches(h, s, n, l->rest))) {
+        return 0;
+    }
+    c.off = (uint64_t)at;
+    c.len = (uint32_t)n;
+    c.file = sc->idx;
+    c.type_off = (uint32_t)l->type_off;
+    c.type_len = (uint32_t)l->type_len;
+    if (add_key(h, sl, &c, s + l->type_off) != 0) {
+        return -1;
+    }
+    sc->used++;
+    return 0;
+}
+
 /* One line s[0..n) (its newline after it) at offset `at`.  Returns 0, or
  * -1 when the slice is done collecting. */
 static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
@@ -1021,7 +1150,6 @@ static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
 {
     const ptm_query_t *q = h->q;
     line_t l;
-    ent_t c;
 
     if (n == 0 || parse_line(&l, s, n) != 0 || l.stream != sc->src->run) {
         sc->dmg++;
@@ -1039,30 +1167,36 @@ static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
     if (l.ts > sc->fmax) {
         sc->fmax = l.ts;
     }
-    if (l.ts < sl->t0 || l.ts >= sl->t1) {
-        return 0;
+    return scan_parsed(h, sl, sc, s, n, at, &l);
+}
+
+/* A kept file (ptm_filecache.c): its selectable lines as they were parsed
+ * when it was read.  Returns 1, or -1 when the slice is done collecting. */
+static int scan_kept(hist_t *h, slice_t *sl, scan_t *sc, const ptm_fc_t *fc)
+{
+    size_t i;
+    line_t l;
+
+    memset(&l, 0, sizeof(l));
+    l.stream = sc->src->run;
+    for (i = 0; i < fc->nlines; i++) {
+        const ptm_fc_line_t *x = &fc->lines[i];
+        const char *s = fc->data + x->off;
+
+        if (x->ts < sl->t0 || x->ts >= sl->t1
+            || !type_wanted(h->q, s + x->type_off, x->type_len)) {
+            continue;
+        }
+        l.seq = x->seq;
+        l.ts = x->ts;
+        l.type_off = x->type_off;
+        l.type_len = x->type_len;
+        l.rest = x->rest;
+        if (scan_parsed(h, sl, sc, s, x->len, (off_t)x->off, &l) != 0) {
+            return -1;
+        }
     }
-    memset(&c, 0, sizeof(c));
-    c.key.ts = l.ts;
-    c.key.stream = l.stream;
-    c.key.seq = l.seq;
-    c.key.tie = sc->src->run ? sc->src->tie : 0;
-    if ((!q->every && !after_cursor(h, &c.key))
-        || !type_wanted(q, s + l.type_off, l.type_len)
-        || (in_spans(sc->spans, l.seq) && ring_has(sl, sc->src, &l))
-        || (q->run_id && !run_id_matches(h, s, n, l.rest))) {
-        return 0;
-    }
-    c.off = (uint64_t)at;
-    c.len = (uint32_t)n;
-    c.file = sc->idx;
-    c.type_off = (uint32_t)l.type_off;
-    c.type_len = (uint32_t)l.type_len;
-    if (add_key(h, sl, &c, s + l.type_off) != 0) {
-        return -1;
-    }
-    sc->used++;
-    return 0;
+    return 1;
 }
 
 /* Read a file of `size` bytes whole into memory (bounded: WHOLE_MAX per
@@ -1187,13 +1321,94 @@ static int scan_chunked(hist_t *h, slice_t *sl, scan_t *sc, int fd,
     }
 }
 
+/* The lines of the file `s` (`n` bytes, read whole) that could be sent
+ * (of its stream, with the prefix the module writes): with `check`, 1 if
+ * every one is well-formed (then none needs checking as it goes out while
+ * the file's bytes are these, ptm_facts.c), else 0; a damaged line is
+ * never sent, so it does not count, one that starts right but is not JSON
+ * does.  With `out`, also those whose ts is a time, to keep the file
+ * (ptm_filecache.c): malloc'd, or NULL when memory is out. */
+static int index_lines(ptm_fc_line_t **out, size_t *nout, const char *s,
+                       size_t n, int run, int check)
+{
+    size_t at = 0, len, cap = 0;
+    ptm_fc_line_t *x = NULL;
+    const char *nl;
+    line_t l;
+    int ok = 1;
+
+    *nout = 0;
+    while (at < n && (nl = memchr(s + at, '\n', n - at)) != NULL) {
+        len = (size_t)(nl - (s + at));
+        if (len && parse_line(&l, s + at, len) == 0 && l.stream == run) {
+            if (check && !ptm_json_well_formed(s + at, len)) {
+                ok = 0;
+                break;
+            }
+            if (out && *nout == cap) {
+                ptm_fc_line_t *m = realloc(x, (cap ? cap * 2 : 1024)
+                                              * sizeof(*x));
+
+                if (!m) {
+                    free(x);            /* not kept, only checked */
+                    x = NULL;
+                    out = NULL;
+                }
+                else {
+                    x = m;
+                    cap = cap ? cap * 2 : 1024;
+                }
+            }
+            if (out && line_ts(&l, s + at) != PTM_TS_NONE) {
+                x[*nout].ts = l.ts;
+                x[*nout].seq = l.seq;
+                x[*nout].off = (uint32_t)at;
+                x[*nout].len = (uint32_t)len;
+                x[*nout].type_off = (uint32_t)l.type_off;
+                x[*nout].type_len = (uint32_t)l.type_len;
+                x[*nout].rest = (uint32_t)l.rest;
+                (*nout)++;
+            }
+        }
+        at += len + 1;
+    }
+    if (out) {
+        *out = x;
+    }
+    else {
+        free(x);
+    }
+    return ok;
+}
+
+/* Keep the file `sf` (read whole, every line it could send checked, its
+ * bytes a buffer of the stash) for the child's next requests: the table
+ * then owns the bytes, and the request uses them from there. */
+static void keep_file(hist_t *h, sfile_t *sf, const struct stat *st,
+                      ptm_fc_line_t *lines, size_t nlines)
+{
+    const ptm_fc_t *fc = ptm_fc_put(st, sf->data, sf->cap, lines, nlines);
+
+    if (!fc) {
+        free(lines);
+        return;
+    }
+    h->held -= sf->len;
+    h->kept++;
+    sf->fc = fc;
+}
+
 /* Read `src` and keep the keys of the slice's events in it. */
 static void read_src(hist_t *h, slice_t *sl, src_t *src)
 {
     ptm_facts_t f;
     scan_t sc;
     off_t size;
-    int fd, i, rc;
+    int fd, i, rc, have_digest, keep, ver;
+    uint64_t digest = 0;
+    const ptm_fc_t *kept;
+    ptm_fc_line_t *lines;
+    size_t nlines;
     struct stat st;
     sfile_t *sf;
 
@@ -1222,6 +1437,8 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
         }
     }
     memset(&sc, 0, sizeof(sc));
+    memset(&f, 0, sizeof(f));
+    kept = NULL;
     if (ptm_facts_get(&f, &st)) {
         src_learn(h, src, f.min, f.max, f.dmg);
         if (!src_wanted(src, sl->t0, sl->t1)) {
@@ -1245,17 +1462,61 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     sf->ino = st.st_ino;
     /* What it held when opened: a line appended since is a new event. */
     size = st.st_size;
+    if (sc.known && (kept = ptm_fc_get(&st)) != NULL) {
+        /* Kept by this child, checked, as a stat still sees it. */
+        sf->fc = kept;
+        sf->data = kept->data;
+        sf->len = (size_t)size;
+        sf->verified = 1;
+        rc = scan_kept(h, sl, &sc, kept);
+    }
     /* Compared as off_t: a size_t of 32 bits would wrap a bigger file. */
-    if (size >= 0 && size <= (off_t)WHOLE_MAX
-        && h->held + (size_t)size <= HOLD_MAX) {
+    else if (size >= 0 && size <= (off_t)WHOLE_MAX
+             && h->held + (size_t)size <= HOLD_MAX) {
         rc = scan_whole(h, sl, &sc, sf, fd, size);
     }
     else {
         rc = scan_chunked(h, sl, &sc, fd, size);
     }
+    /* Read whole, to its end: its lines need no check as they go out if
+     * these very bytes were checked (ptm_facts.c says why a digest). */
+    have_digest = rc == 1 && sf->data && !kept
+                  && ptm_facts_digest(&digest, sf->data, sf->len) == 0;
+    lines = NULL;
+    nlines = 0;
+    /* A wide window reads many files: only the first few are kept (the
+     * cost of their index is then bounded, and the files of a
+     * narrow window are not all pushed out). */
+    keep = !kept && h->kept < KEEP_MAX;
     if (rc == 1 && !sc.known) {
+        ver = have_digest ? index_lines(keep ? &lines : NULL, &nlines,
+                                        sf->data, sf->len, src->run, 1)
+                          : -1;
         src_learn(h, src, sc.fmin, sc.fmax, sc.dmg);
-        ptm_facts_put(&st, sc.fmin, sc.fmax, sc.dmg);
+        ptm_facts_put(&st, sc.fmin, sc.fmax, sc.dmg, ver, digest);
+        sf->verified = ver == 1;
+    }
+    else if (have_digest && f.verified >= 0 && f.digest == digest) {
+        /* These very bytes were checked: as found then. */
+        sf->verified = f.verified;
+        if (sf->verified && keep) {
+            index_lines(&lines, &nlines, sf->data, sf->len, src->run, 0);
+        }
+    }
+    else if (have_digest) {
+        /* Not checked yet (it was read in chunks), or other bytes under
+         * the same name, size and times (rewritten in place): checked
+         * now, and remembered for these bytes. */
+        ver = index_lines(keep ? &lines : NULL, &nlines, sf->data, sf->len,
+                          src->run, 1);
+        ptm_facts_put(&st, f.min, f.max, f.dmg, ver, digest);
+        sf->verified = ver;
+    }
+    if (sf->verified && lines && keep) {
+        keep_file(h, sf, &st, lines, nlines);
+    }
+    else {
+        free(lines);
     }
     if (!sc.used && sl->files->nelts == sc.idx + 1) {
         /* Nothing of it is kept: no need to hold it open. */
@@ -1358,18 +1619,68 @@ static void read_files(hist_t *h, slice_t *sl)
 
 /* ---- emitting ------------------------------------------------------------*/
 
-static int ent_cmp(const void *a, const void *b)
+/* The order of the answer (ascending): by key, then where (two lines of
+ * a file may carry one key; no two entries are in the same place). */
+static int ent_cmp(const ent_t *x, const ent_t *y)
 {
-    const ent_t *x = *(const ent_t *const *)a, *y = *(const ent_t *const *)b;
-    int c = ptm_key_cmp(&x->key, &y->key);
+    int c;
 
-    if (c) {
+    if (x->key.ts != y->key.ts) {
+        return x->key.ts < y->key.ts ? -1 : 1;
+    }
+    if ((c = ptm_key_cmp(&x->key, &y->key)) != 0) {
         return c;
     }
     if (x->file != y->file) {
         return x->file < y->file ? -1 : 1;
     }
     return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The end of the run in order that starts at a[i]. */
+static size_t run_end(ent_t *const *a, size_t i, size_t n)
+{
+    for (i++; i < n && ent_cmp(a[i - 1], a[i]) < 0; i++) {
+    }
+    return i;
+}
+
+/* Sort a[0..n) by ent_cmp, with room for n more at t.  The keys come as a
+ * few runs already in order (the ring's events in the order they were
+ * accepted, each file's lines in its order, both mostly by ts), so runs
+ * are merged, two by two, until one is left: about linear here, and
+ * never worse than a merge sort. */
+static void sort_ents(ent_t **a, ent_t **t, size_t n)
+{
+    ent_t **src = a, **dst = t, **sw;
+    size_t i, j, k, x, y, o, runs;
+
+    if (n < 2 || run_end(a, 0, n) == n) {
+        return;
+    }
+    do {
+        runs = 0;
+        for (i = 0; i < n; i = k) {
+            j = run_end(src, i, n);
+            k = j < n ? run_end(src, j, n) : n;
+            for (x = i, y = j, o = i; x < j && y < k; o++) {
+                dst[o] = ent_cmp(src[y], src[x]) < 0 ? src[y++] : src[x++];
+            }
+            while (x < j) {
+                dst[o++] = src[x++];
+            }
+            while (y < k) {
+                dst[o++] = src[y++];
+            }
+            runs++;
+        }
+        sw = src;
+        src = dst;
+        dst = sw;
+    } while (runs > 1);
+    if (src != a) {
+        memcpy(a, src, n * sizeof(*a));
+    }
 }
 
 /* The line of `e`: the ring's copy, or read back from its file and found
@@ -1402,17 +1713,16 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
     const ptm_query_t *q = h->q;
     size_t k;
 
-    /* Sorted by pointer: qsort moves (and its merge buffer holds) 8 bytes
-     * an entry rather than a whole ent_t. */
-    if (grow((void **)&h->order, &h->order_cap, sl->n, sizeof(ent_t *))) {
+    /* Sorted by pointer: a merge moves 8 bytes an entry rather than a
+     * whole ent_t. */
+    if (grow((void **)&h->order, &h->order_cap, sl->n, sizeof(ent_t *))
+        || grow((void **)&h->merge, &h->merge_cap, sl->n, sizeof(ent_t *))) {
         return APR_ENOMEM;
     }
     for (k = 0; k < sl->n; k++) {
         h->order[k] = &h->ents[k];
     }
-    if (sl->n > 1) {
-        qsort(h->order, sl->n, sizeof(ent_t *), ent_cmp);
-    }
+    sort_ents(h->order, h->merge, sl->n);
     for (k = 0; k < sl->n; k++) {
         const ent_t *e = h->order[h->asc ? k : sl->n - 1 - k];
         const char *line;
@@ -1421,11 +1731,14 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
         if (q->every && !after_cursor(h, &e->key)) {
             continue;                   /* before the cursor, in its bucket */
         }
-        /* A line of a file is the User's: checked as it goes out.  The
+        /* A line of a file is the User's: checked as it goes out, unless
+         * the bytes it is sent from were checked whole already.  The
          * ring's are the module's own, well-formed when written, and
          * checked when restored from an old state (ptm_ring_copy). */
         if (!(line = ent_line(h, sl, e))
-            || (e->file >= 0 && !ptm_json_well_formed(line, e->len))) {
+            || (e->file >= 0
+                && !APR_ARRAY_IDX(sl->files, e->file, sfile_t).verified
+                && !ptm_json_well_formed(line, e->len))) {
             h->res->skipped++;
             continue;
         }
@@ -1629,6 +1942,7 @@ static apr_status_t free_buffers(void *data)
     free(h->lbuf);
     ptm_stash_give(h->ents, h->ents_cap * sizeof(ent_t));
     free(h->order);
+    free(h->merge);
     free(h->slots);
     if (h->site_fd >= 0) {
         close(h->site_fd);

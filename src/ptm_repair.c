@@ -169,8 +169,9 @@ static unsigned copy(ptm_store_t *st, const src_t *src)
             ptm_view_own_locked(st, s, h->map[s].count - 1);
         }
     }
-    return lost + ptm_ring_copy(st->base, h, (const char *)o, o,
-                                src->hdr_size, src->size);
+    lost += ptm_ring_copy(st->base, h, (const char *)o, o, src->hdr_size,
+                          src->size);
+    return lost + ptm_store_fwd_copy(h, o, src->hdr_size);
 }
 
 unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
@@ -183,8 +184,10 @@ unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
     }
     s.h = src;
     /* Layout 3's header ended before `epoch`, layout 4's before
-     * `next_n`: their tables start there. */
-    s.hdr_size = src->version >= 5   ? sizeof(hdr_t)
+     * `next_n`, layout 5's before `fwd_next_n`: their tables start
+     * there. */
+    s.hdr_size = src->version >= 6   ? sizeof(hdr_t)
+                 : src->version == 5 ? offsetof(hdr_t, fwd_next_n)
                  : src->version == 4 ? offsetof(hdr_t, next_n)
                                      : offsetof(hdr_t, epoch);
     s.size = src_size;

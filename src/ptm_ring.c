@@ -357,8 +357,18 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
             }
             continue;
         }
-        ev.type = apr_pstrmemdup(p, ev.type, ev.type_len);
-        ev.line = apr_pstrmemdup(p, ev.line, ev.line_len);
+        {
+            /* One block for both (each NUL-terminated): half the
+             * allocations, under the lock. */
+            char *c = apr_palloc(p, ev.type_len + ev.line_len + 2);
+
+            memcpy(c, ev.type, ev.type_len);
+            c[ev.type_len] = '\0';
+            memcpy(c + ev.type_len + 1, ev.line, ev.line_len);
+            c[ev.type_len + 1 + ev.line_len] = '\0';
+            ev.type = c;
+            ev.line = c + ev.type_len + 1;
+        }
         *(ptm_recent_t *)apr_array_push(out) = ev;
     }
     ptm_store_unlock(st);

@@ -30,7 +30,7 @@
 #include "ptm_store.h"
 
 #define MAGIC 0x314d5450u           /* "PTM1" */
-#define LAYOUT_VERSION 5u
+#define LAYOUT_VERSION 6u
 #define OWNER_FREE 0u
 #define OWNER_RUN 1u
 #define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
@@ -95,6 +95,14 @@ typedef struct {
     uint64_t ring_count;            /* records held */
     uint64_t ring_bytes;            /* bytes they take, headers too */
     uint64_t ring_first_n;          /* n of the oldest held */
+    /* Layout 6: forwarding (SPEC §12.5, ptm_store_fwd.c).  Written by the
+     * one forwarder without the lock (aligned words, atomic stores and
+     * adds), read without it by server-status. */
+    uint64_t fwd_next_n;            /* n of the next event to hand over;
+                                     * 0: never forwarded */
+    uint64_t fwd_forwarded;         /* lines fully written to the pipe */
+    uint64_t fwd_dropped;           /* events that left the ring first */
+    uint64_t fwd_repeats;           /* lines written again (rewinds) */
 } hdr_t;
 
 /* A record of the ring: [rec_t][type key][file line], 8-aligned.  `len`
@@ -212,6 +220,14 @@ apr_time_t ptm_ring_oldest_locked(ptm_store_t *st);
  * many were dropped for not checking out (1 for a whole ring). */
 unsigned ptm_ring_copy(char *base, hdr_t *h, const char *obase,
                        const hdr_t *o, uint64_t hdr_size, uint64_t size);
+
+/* ---- ptm_store_fwd.c ------------------------------------------------------ */
+
+/* Carry the forwarding position and counters of the old header `o` (read
+ * up to `hdr_size`: none before layout 6) into `h`, whose id counter is
+ * already set (ptm_ring_copy): a position past it is clamped.  Returns 1
+ * if something did not check out, else 0. */
+unsigned ptm_store_fwd_copy(hdr_t *h, const hdr_t *o, uint64_t hdr_size);
 
 /* ---- ptm_repair.c --------------------------------------------------------- */
 

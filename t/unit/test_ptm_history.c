@@ -35,8 +35,10 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 #include "ptm_buf.h"
+#include "ptm_facts.h"
 #include "ptm_fs.h"
 #include "ptm_history.h"
+#include "ptm_json.h"
 #include "ptm_query.h"
 #include "ptm_runs.h"
 #include "ptm_store.h"
@@ -611,6 +613,37 @@ static void test_order(void **state)
                 }
             }
         }
+        fx_close(&fx);
+    }
+}
+
+/* Many events, accepted in an order far from their ts's (runs in order
+ * of every length, some ts shared), stored or only in the ring: the
+ * answer is in key order all the same (the merge of ordered runs). */
+static void test_order_many(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), ts;
+    unsigned x = 12345;
+    int i, r;
+
+    for (r = 0; r < 2; r++) {
+        fx_open(&fx, r ? 1024 * 1024 : 0);
+        for (i = 0; i < 600; i++) {
+            x = x * 1103515245u + 12345u;
+            if (i % 100 < 40) {
+                ts = d + (apr_time_t)i * APR_USEC_PER_SEC;      /* a run */
+            }
+            else if (i % 100 < 50) {
+                ts = d + (apr_time_t)(600 - i) * APR_USEC_PER_SEC;
+            }
+            else {
+                ts = d + (apr_time_t)((x >> 8) % 500) * APR_USEC_PER_SEC;
+            }
+            post(&fx, d + i, iso(fx.p, ts), i % 3 ? "weather" : "power",
+                 r ? (int)(x >> 20) % 2 : 1);
+        }
+        check_both(&fx, query(&fx, d - DAY), d + DAY);
         fx_close(&fx);
     }
 }
@@ -1590,12 +1623,113 @@ static void test_day_facts(void **state)
     fx_close(&fx);
 }
 
+/* ---- lines checked once per file (ptm_facts.c) --------------------------*/
+
+extern int ptm_facts_ignore_times;
+extern int ptm_fc_off;
+
+/* The digest: the same bytes the same digest, one byte changed or one
+ * more byte another (at every place in a block and in the last one). */
+static void test_facts_digest(void **state)
+{
+    char a[3000], b[3000];
+    uint64_t da, db;
+    size_t i, n;
+
+    for (i = 0; i < sizeof(a); i++) {
+        a[i] = (char)('a' + i % 23);
+    }
+    for (n = 0; n <= sizeof(a); n += n < 40 ? 1 : 997) {
+        memcpy(b, a, sizeof(a));
+        assert_int_equal(ptm_facts_digest(&da, a, n), 0);
+        assert_int_equal(ptm_facts_digest(&db, b, n), 0);
+        assert_true(da == db);
+        for (i = 0; i < n; i += (i < 16 ? 1 : 61)) {
+            b[i] ^= 0x20;
+            assert_int_equal(ptm_facts_digest(&db, b, n), 0);
+            assert_true(da != db);
+            b[i] ^= 0x20;
+        }
+        if (n < sizeof(a)) {
+            assert_int_equal(ptm_facts_digest(&db, a, n + 1), 0);
+            assert_true(da != db);
+        }
+    }
+}
+
+/* A file whose lines were all found well-formed is not checked again
+ * while its bytes are the same; rewritten in place with the same size
+ * and, as far as a stat can tell, the same times (a neighbour within a
+ * tick of the clock, or writing through a mapping), a line made not JSON
+ * is never sent: the lines go out from the copy the child kept (checked),
+ * or, without it, the line is checked, skipped and counted. */
+static void test_facts_rewritten_in_place(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z"), now = d + DAY;
+    const char *f, *l2;
+    ptm_history_result_t res;
+    apr_array_header_t *got;
+    ptm_query_t q;
+    char *at;
+    int fd, k;
+
+    fx_open(&fx, 0);
+    f = day_file(&fx, d);
+    append_raw(f, day_line(&fx, 1, d));
+    append_raw(f, l2 = day_line(&fx, 2, d + 1));
+    append_raw(f, day_line(&fx, 3, d + 2));
+    q = query(&fx, d - HOUR);
+    q.desc = 0;
+    for (k = 0; k < 2; k++) {           /* checked, then known checked */
+        got = run_q(&fx, &q, now, &res);
+        assert_int_equal(got->nelts, 3);
+        assert_int_equal(res.skipped, 0);
+    }
+    /* {"i":2} becomes {"i"!2}: the same size, the right start. */
+    at = strstr(strstr(l2, "\"data\""), "\"i\":");
+    assert_non_null(at);
+    fd = open(f, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "!", 1,
+                            (off_t)strlen(day_line(&fx, 1, d))
+                            + (at + 3 - l2)), 1);
+    close(fd);
+    ptm_facts_ignore_times = 1;
+    /* The child kept the file as it read it (ptm_filecache.c): its lines
+     * go out from those bytes, the ones that were checked. */
+    got = run_q(&fx, &q, now, &res);
+    assert_int_equal(got->nelts, 3);
+    assert_int_equal(res.skipped, 0);
+    for (k = 0; k < 3; k++) {
+        const char *line = APR_ARRAY_IDX(got, k, const char *);
+
+        assert_true(ptm_json_well_formed(line, strlen(line)));
+    }
+    /* Without that copy the file is read: its digest is not the checked
+     * one, so the broken line is checked, skipped and counted. */
+    ptm_fc_off = 1;
+    got = run_q(&fx, &q, now, &res);
+    ptm_fc_off = 0;
+    assert_int_equal(got->nelts, 2);
+    assert_int_equal(id_of(APR_ARRAY_IDX(got, 0, const char *)), 1);
+    assert_int_equal(id_of(APR_ARRAY_IDX(got, 1, const char *)), 3);
+    assert_int_equal(res.skipped, 1);
+    ptm_facts_ignore_times = 0;
+    /* As a stat sees it too. */
+    got = run_q(&fx, &q, now, &res);
+    assert_int_equal(got->nelts, 2);
+    assert_int_equal(res.skipped, 1);
+    fx_close(&fx);
+}
+
 #define TEST(f) cmocka_unit_test_teardown(f, test_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_order),
+        TEST(test_order_many),
         TEST(test_window_bounds),
         TEST(test_filters),
         TEST(test_ring_and_files),
@@ -1615,6 +1749,8 @@ int main(void)
         TEST(test_planted_runs),
         TEST(test_client_gone),
         TEST(test_day_facts),
+        TEST(test_facts_digest),
+        TEST(test_facts_rewritten_in_place),
     };
 
     return cmocka_run_group_tests_name("ptm_history", tests,

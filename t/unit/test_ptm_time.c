@@ -449,6 +449,51 @@ static void test_rfc3339_length_bounded(void **state)
     assert_int_equal(ptm_time_parse_rfc3339(&t, s, 12, 1), -1);
 }
 
+/* The form the module writes (YYYY-MM-DDTHH:MM:SS.mmmZ, read by a short
+ * path) means what the same stamp means with +00:00 (read by the general
+ * one), valid or not: fields at and past their limits, year 0, Feb 29 of
+ * leap and common years, every digit position. */
+static void test_rfc3339_canonical_form(void **state)
+{
+    static const char *stamps[] = {
+        "2026-12-03T18:00:00.000Z", "2026-12-03T18:00:00.999Z",
+        "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z",
+        "0000-01-01T00:00:00.000Z", "2024-02-29T12:00:00.500Z",
+        "2023-02-29T12:00:00.500Z", "2000-02-29T00:00:00.001Z",
+        "1900-02-29T00:00:00.001Z", "2026-13-01T00:00:00.000Z",
+        "2026-00-01T00:00:00.000Z", "2026-04-31T00:00:00.000Z",
+        "2026-04-30T24:00:00.000Z", "2026-04-30T23:60:00.000Z",
+        "2026-04-30T23:59:60.000Z", "2026-04-00T23:59:59.000Z",
+        "1970-01-01T00:00:00.000Z", "1969-12-31T23:59:59.999Z",
+    };
+    char buf[40], *p;
+    apr_time_t a, b;
+    size_t i, k;
+    int ra, rb;
+
+    for (i = 0; i < sizeof(stamps) / sizeof(stamps[0]); i++) {
+        memcpy(buf, stamps[i], 23);
+        memcpy(buf + 23, "+00:00", 7);
+        a = b = 0;
+        ra = ptm_time_parse_rfc3339(&a, stamps[i], 24, 0);
+        rb = ptm_time_parse_rfc3339(&b, buf, 29, 0);
+        if (ra != rb || a != b) {
+            fail_msg("%s: %d %lld, as +00:00: %d %lld", stamps[i], ra,
+                     (long long)a, rb, (long long)b);
+        }
+    }
+    /* A non-digit in any digit's place is refused. */
+    for (k = 0; k < 23; k++) {
+        memcpy(buf, "2026-12-03T18:00:00.000Z", 25);
+        p = buf + k;
+        if (*p < '0' || *p > '9') {
+            continue;
+        }
+        *p = 'x';
+        assert_int_equal(ptm_time_parse_rfc3339(&a, buf, 24, 0), -1);
+    }
+}
+
 /* Every day of 1999-2001 (a century leap year between two common ones)
  * parses to the day after the one before it, and the day after the last of
  * each month is refused: the month lengths come out of the calendar. */
@@ -593,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_day_key_noon_edge_sweep),
         cmocka_unit_test(test_rfc3339_table),
         cmocka_unit_test(test_rfc3339_length_bounded),
+        cmocka_unit_test(test_rfc3339_canonical_form),
         cmocka_unit_test(test_rfc3339_every_day),
         cmocka_unit_test(test_duration_table),
         cmocka_unit_test(test_duration_length_bounded),
