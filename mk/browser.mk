@@ -10,7 +10,8 @@
 #                         graceful restart (t/browser/test_stream.py);
 #                         the dashboard (SPEC 12.4) over the history
 #                         fixture, at / and at /telemetry with the shipped
-#                         config (t/browser/test_dashboard.py); screenshots
+#                         config, and with 5,000 current types
+#                         (t/browser/test_dashboard.py); screenshots
 #                         in build/browser/
 #
 # One page alone, its verdict printed (window.ptmVerdict, see browser.py):

@@ -34,6 +34,17 @@ const STALE_MS = 10 * 60e3;     // POCS posts each type at least every 5 min
 const RECONCILE_MS = 1500;      // GET ../current after a burst of events
 const POLL_MS = 30e3;           // ../ready and ../run; ../current when offline
 const KEEP_IDS = 2000;          // received events remembered, for the tests
+// Cards shown at most: the first CARD_CAP types in the order of GET
+// ../current (the order they were first posted, SPEC 3.7) and the plotted
+// types wherever they are; "N more types not shown" tells of the rest.  A
+// unit posts a dozen or two types (POCS: weather, power, status, safety,
+// environment, images ...), so 200 is ten times what an operator reads,
+// yet anyone who may POST can make thousands: 200 cards of one field are
+// 2,400 DOM nodes and 200 ages ticked a second, cheap on a phone; 5,000
+// kept the page from answering for minutes.  Events of the types
+// not shown cost a Map update and nothing in the DOM.
+const CARD_CAP = 200;
+const SUMMARY_TYPES = new Set(["weather", "status", "power"]);
 
 const $ = (sel, el = document) => el.querySelector(sel);
 
@@ -46,7 +57,9 @@ if (window.Dygraph && Dygraph.PLUGINS && Dygraph.Plugins) {
 }
 
 const state = {
-    current: {},                // type -> public envelope
+    current: new Map(),         // type -> public envelope, GET ../current's order
+    shown: new Set(),           // the types with a card (at most CARD_CAP + plotted)
+    cards: new Map(),           // type -> its card element (in the DOM)
     run: null,                  // GET ../run answer, or null
     conn: "offline",
     lastId: null,
@@ -55,7 +68,6 @@ const state = {
     clockOffset: 0,             // server clock - this clock, ms
     window: "24h",
     types: DEFAULT_TYPES.slice(),
-    knownTypes: new Set(DEFAULT_TYPES),
     plots: new Map(),           // type -> plot state (see loadPlot)
     plotGen: 0,                 // bumped when the window or types change
     pending: [],                // live events that came while plots loaded
@@ -247,43 +259,139 @@ function renderCard(type, ev) {
     return card;
 }
 
-function setCard(type, ev) {
-    state.current[type] = ev;
-    addKnownType(type);
-    const old = $(`#cards > [data-type="${CSS.escape(type)}"]`);
-    const card = renderCard(type, ev);
-    if (old) {
-        old.replaceWith(card);
+// DOM work waits for the next frame and is done once for everything that
+// came meanwhile: a burst of live events costs one update per card shown.
+const dirty = { cards: new Map(), note: false, summary: false, lastId: false, list: false };
+let frameRequested = false;
+
+function later(what) {
+    if (what) {
+        dirty[what] = true;
     }
-    else {
-        $("#cards").append(card);
+    if (!frameRequested) {
+        frameRequested = true;
+        requestAnimationFrame(flush);
     }
-    tickCard(card, serverNow());
 }
 
+function flush() {
+    frameRequested = false;
+    if (dirty.cards.size) {
+        const now = serverNow();
+        const added = document.createDocumentFragment();
+        for (const [type, ev] of dirty.cards) {
+            if (!state.shown.has(type)) {
+                continue;
+            }
+            const card = renderCard(type, ev);
+            tickCard(card, now);
+            const old = state.cards.get(type);
+            state.cards.set(type, card);
+            if (old) {
+                old.replaceWith(card);
+            }
+            else {
+                added.append(card);
+                dirty.list = true;
+            }
+        }
+        dirty.cards.clear();
+        $("#cards").append(added);
+    }
+    if (dirty.note) {
+        dirty.note = false;
+        renderNote();
+    }
+    if (dirty.summary) {
+        dirty.summary = false;
+        renderSummary();
+    }
+    if (dirty.lastId) {
+        dirty.lastId = false;
+        $("#last-id").textContent = state.lastId;
+    }
+    if (dirty.list) {
+        dirty.list = false;
+        renderTypeList();
+    }
+}
+
+// A live event: its card is updated at the next frame if it has one, or
+// gets one while fewer than CARD_CAP are shown; otherwise it is only
+// remembered (and counted in the note if its type is new).
+function setCard(type, ev) {
+    const fresh = !state.current.has(type);
+    state.current.set(type, ev);
+    if (!state.shown.has(type) && (state.shown.size < CARD_CAP || state.types.includes(type))) {
+        state.shown.add(type);
+    }
+    if (state.shown.has(type)) {
+        dirty.cards.set(type, ev);
+        later();
+    }
+    if (fresh) {
+        later("note");
+    }
+    if (SUMMARY_TYPES.has(type)) {
+        later("summary");
+    }
+}
+
+// A snapshot (GET ../current, the stream's `current`): the cards are
+// worked out again, in the server's order, and put in place at once.
 function setAllCards(current) {
-    state.current = {};
-    const box = $("#cards");
-    const keep = new Set(Object.keys(current));
-    for (const c of [...box.children]) {
-        if (!keep.has(c.dataset.type)) {
-            c.remove();
+    const entries = Object.entries(current);
+    state.current = new Map(entries);
+    // Live events not drawn yet: the snapshot wins, as it did when they
+    // were drawn at once (a later reconcile follows any live event).
+    dirty.cards.clear();
+    const plotted = new Set(state.types);
+    const shown = new Set();
+    const cards = new Map();
+    const order = [];
+    const now = serverNow();
+    entries.forEach(([type, ev], i) => {
+        if (i >= CARD_CAP && !plotted.has(type)) {
+            return;
         }
-    }
-    for (const [type, ev] of Object.entries(current)) {
-        const old = $(`#cards > [data-type="${CSS.escape(type)}"]`);
+        let card = state.cards.get(type);
         // Unchanged cards stay as they are (no flicker every reconcile).
-        if (old && old.dataset.ts === ev.ts && old.dataset.seq === String(ev.seq)) {
-            state.current[type] = ev;
-            continue;
+        if (!card || card.dataset.ts !== ev.ts || card.dataset.seq !== String(ev.seq)) {
+            card = renderCard(type, ev);
+            tickCard(card, now);
         }
-        setCard(type, ev);
+        shown.add(type);
+        cards.set(type, card);
+        order.push(card);
+    });
+    state.shown = shown;
+    state.cards = cards;
+    const box = $("#cards");
+    const kids = box.children;
+    if (kids.length !== order.length || order.some((c, i) => kids[i] !== c)) {
+        box.replaceChildren(...order);
     }
-    // The server's order.
-    for (const type of Object.keys(current)) {
-        box.append($(`#cards > [data-type="${CSS.escape(type)}"]`));
-    }
+    renderNote();
     renderSummary();
+    renderTypeList();
+}
+
+// "N more types not shown", above the cards.
+function renderNote() {
+    const note = $("#cards-more");
+    const hidden = state.current.size - state.shown.size;
+    note.dataset.hidden = String(hidden);
+    note.hidden = hidden <= 0;
+    if (hidden <= 0) {
+        note.replaceChildren();
+        return;
+    }
+    note.replaceChildren(
+        el("b", { text: `${hidden} more ${hidden === 1 ? "type" : "types"} not shown` }),
+        `: cards are shown for the first ${CARD_CAP} types in the server's order`
+        + " and for the plotted ones; all of them are in ",
+        el("a", { href: api("current") }, el("code", { text: "current" })),
+        ".");
 }
 
 function tickCard(card, now) {
@@ -307,15 +415,15 @@ function renderSummary() {
         }
         box.append(p);
     };
-    const w = state.current.weather && state.current.weather.data;
+    const w = state.current.has("weather") && state.current.get("weather").data;
     if (w && typeof w.safe === "boolean") {
         pill("weather", w.safe ? "safe" : "unsafe", w.safe);
     }
-    const st = state.current.status && state.current.status.data;
+    const st = state.current.has("status") && state.current.get("status").data;
     if (st && typeof st.state === "string") {
         pill("state", st.state);
     }
-    const p = state.current.power && state.current.power.data;
+    const p = state.current.has("power") && state.current.get("power").data;
     if (p && typeof p.ac_ok === "boolean") {
         pill("power", p.ac_ok ? "mains" : "battery", p.ac_ok);
     }
@@ -599,7 +707,9 @@ async function loadPlots() {
 
 function plotEvent(ev) {
     if (state.loading) {
-        state.pending.push(ev);
+        if (state.types.includes(ev.type)) {
+            state.pending.push(ev);
+        }
         return;
     }
     const plot = state.plots.get(ev.type);
@@ -634,7 +744,6 @@ function readHash() {
     }
     if (h.has("types")) {
         state.types = h.get("types").split(",").filter(Boolean);
-        state.types.forEach((t) => state.knownTypes.add(t));
     }
 }
 
@@ -643,24 +752,32 @@ function writeHash() {
     history.replaceState(null, "", `#${h}`);
 }
 
-function renderControls() {
+function renderWindows() {
     for (const b of document.querySelectorAll("#windows button")) {
         b.setAttribute("aria-pressed", String(b.dataset.window === state.window));
     }
-    const list = $("#type-list");
-    list.replaceChildren();
-    for (const t of [...state.knownTypes].sort()) {
-        const box = el("input", { type: "checkbox", value: t });
-        box.checked = state.types.includes(t);
-        list.append(el("label", {}, box, ` ${t}`));
-    }
 }
 
-function addKnownType(type) {
-    if (!state.knownTypes.has(type)) {
-        state.knownTypes.add(type);
-        renderControls();
+// The types one can plot: those with a card, the plotted ones and the
+// defaults, sorted; built once per snapshot (or when a card is added),
+// and only when the list is not the one shown already.  The types beyond
+// the cap are left out like their cards (#types=... in the URL plots any).
+let listKey = null;
+
+function renderTypeList() {
+    const types = [...new Set([...DEFAULT_TYPES, ...state.types, ...state.shown])].sort();
+    const key = JSON.stringify(types);
+    if (key === listKey) {
+        return;
     }
+    listKey = key;
+    const chosen = new Set(state.types);
+    const labels = types.map((t) => {
+        const box = el("input", { type: "checkbox", value: t });
+        box.checked = chosen.has(t);
+        return el("label", {}, box, ` ${t}`);
+    });
+    $("#type-list").replaceChildren(...labels);
 }
 
 function setupControls() {
@@ -669,7 +786,7 @@ function setupControls() {
         if (w && w !== state.window) {
             state.window = w;
             writeHash();
-            renderControls();
+            renderWindows();
             loadPlots();
         }
     });
@@ -729,7 +846,7 @@ function setConn(s, why = "") {
 function setLastId(id) {
     if (id) {
         state.lastId = id;
-        $("#last-id").textContent = id;
+        later("lastId");
     }
 }
 
@@ -756,7 +873,6 @@ function onTelemetry(e) {
         refreshRun();
     }
     setCard(ev.type, pub);
-    renderSummary();
     plotEvent(ev);
     clearTimeout(reconcileTimer);
     reconcileTimer = setTimeout(reconcile, RECONCILE_MS);
@@ -827,7 +943,7 @@ function connect() {
 
 function tick() {
     const now = serverNow();
-    for (const card of document.querySelectorAll("#cards > .card")) {
+    for (const card of state.cards.values()) {
         tickCard(card, now);
     }
     tickRun(now);
@@ -836,7 +952,8 @@ function tick() {
 async function start() {
     readHash();
     setupControls();
-    renderControls();
+    renderWindows();
+    renderTypeList();
     $("#unit-host").textContent = location.host;
     const first = reconcile();
     connect();
@@ -853,6 +970,7 @@ async function start() {
 
 window.ptmDash = {
     state,
+    cardCap: CARD_CAP,
     plotRows: (type) => {
         const p = state.plots.get(type);
         return p ? p.rows.map((r) => [r.t, r.vals]) : null;
