@@ -68,6 +68,13 @@
 #define PTM_MAX_STREAM_TIMEOUT (366 * 24 * 3600)
 #define PTM_STREAM_PING apr_time_from_sec(15)
 #define PTM_STREAM_TICK apr_time_from_msec(500)
+/* How long a write to a live-feed subscriber may wait for the client to
+ * take a byte before the stream ends: a client that stops reading must
+ * not hold its worker (nor a graceful restart or stop, which the SPEC
+ * wants done within 2 s) for httpd's whole Timeout.  A slow client that
+ * reads at all is never cut (the wait starts again at each byte taken);
+ * one cut resumes from its Last-Event-ID like any other. */
+#define PTM_STREAM_WRITE_WAIT apr_time_from_sec(1)
 #define PTM_SSE_TYPE "text/event-stream"
 
 module AP_MODULE_DECLARE_DATA panoptes_telemetry_module;
@@ -1001,6 +1008,7 @@ static int answered_by_httpd(request_rec *r)
 typedef struct {
     request_rec *r;
     apr_bucket_brigade *bb;
+    int short_wait;             /* a live feed: PTM_STREAM_WRITE_WAIT set */
 } ptm_stream_t;
 
 static apr_status_t stream_start(void *ctx, const char *content_type)
@@ -1010,8 +1018,14 @@ static apr_status_t stream_start(void *ctx, const char *content_type)
     s->r->status = HTTP_OK;
     ap_set_content_type(s->r, content_type);
     if (strcmp(content_type, PTM_SSE_TYPE) == 0) {
+        apr_socket_t *sock = ap_get_conn_socket(s->r->connection);
+
         /* A live feed is never one answer to keep (SPEC §12.3). */
         apr_table_setn(s->r->headers_out, "Cache-Control", "no-cache");
+        if (sock) {
+            apr_socket_timeout_set(sock, PTM_STREAM_WRITE_WAIT);
+            s->short_wait = 1;
+        }
     }
     return APR_SUCCESS;
 }
@@ -1102,6 +1116,14 @@ static int stream_gone(void *ctx)
 static int end_stream(request_rec *r, ptm_stream_t *s,
                       const ptm_api_resp_t *a)
 {
+    if (s->short_wait) {
+        /* The rest of the connection (keep-alive) as httpd set it. */
+        apr_socket_t *sock = ap_get_conn_socket(r->connection);
+
+        if (sock) {
+            apr_socket_timeout_set(sock, r->server->timeout);
+        }
+    }
     if (a->status >= 499) {
         /* 499: the client hung up (nothing to tell it); 500: a fault. */
         ap_log_rerror(APLOG_MARK, a->status == 499 ? APLOG_INFO : APLOG_ERR,
