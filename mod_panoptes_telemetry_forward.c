@@ -269,6 +269,12 @@ static void exited(fwd_retained_t *ret, int status, int respawn)
     int mpm_state = AP_MPMQ_STARTING;
 
     ret->running = 0;
+    /* The MPM's main loop gives the exit code or the signal; APR's
+     * refresh at a restart gives the raw wait status: a value past 255
+     * can only be the latter. */
+    if (status > 255 && WIFEXITED(status)) {
+        status = WEXITSTATUS(status);
+    }
     ptm_fwd_program_exited(ret->board, status, unread(ret));
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, ret->s,
                  "PanoptesTelemetryForward %s: %s; lines still in the pipe "
@@ -281,6 +287,10 @@ static void exited(fwd_retained_t *ret, int status, int respawn)
         return;
     }
     if (apr_time_now() - ret->started < FWD_RESPAWN_GAP) {
+        /* A program that dies at once is started once a second at most.
+         * This sleeps in the parent's main loop (up to a second per end;
+         * its monitor hook runs only every ten passes, too seldom to
+         * start the program from there). */
         apr_sleep(FWD_RESPAWN_GAP - (apr_time_now() - ret->started));
     }
     spawn(ret, 1);
@@ -315,7 +325,10 @@ static void check_running(fwd_retained_t *ret)
     }
     r = waitpid(ret->proc.pid, &status, WNOHANG);
     if (r == ret->proc.pid || (r < 0 && errno == ECHILD)) {
-        exited(ret, r == ret->proc.pid ? status : 0, 0);
+        /* As the MPM tells the maintenance: the code or the signal. */
+        exited(ret, r != ret->proc.pid ? 0
+                    : WIFEXITED(status) ? WEXITSTATUS(status)
+                    : WIFSIGNALED(status) ? WTERMSIG(status) : status, 0);
     }
 }
 

@@ -161,14 +161,10 @@ const char *ptm_fwd_err_text(char *buf, size_t len, ptm_fwd_err_e code,
                      apr_strerror(num, e, sizeof(e)));
         break;
     case PTM_FWD_ERR_EXIT:
-        if (WIFSIGNALED(num)) {
-            apr_snprintf(buf, len, "the program was killed by signal %d",
-                         WTERMSIG(num));
-        }
-        else {
-            apr_snprintf(buf, len, "the program exited with status %d",
-                         WIFEXITED(num) ? WEXITSTATUS(num) : num);
-        }
+        /* httpd's MPMs hand the other-child maintenance the exit code or
+         * the signal number, without saying which: both are named. */
+        apr_snprintf(buf, len, "the program ended (exit code or signal "
+                     "%d)", num);
         break;
     case PTM_FWD_ERR_FULL:
         apr_cpystrn(buf, "the pipe is full: the program is not reading",

@@ -227,7 +227,7 @@ is(wait_tags(60, tags('b', 2, 600)), 0, '(b) every event arrived');
     my $extra = 0;
     $extra += $n{$_} - 1 for keys %n;
     cmp_ok($extra, '<=', $repeats, "(b) what arrived twice ($extra) is within the repeats counted ($repeats)");
-    like($st->{PanoptesForwardLastError}, qr/killed by signal 9|exited|pipe is full/, '(b) last error says why lines waited');
+    like($st->{PanoptesForwardLastError}, qr/ended \(exit code or signal 9\)|pipe is full/, '(b) last error says why lines waited');
 }
 
 # (c) a graceful restart in the middle of a stream.
@@ -249,6 +249,21 @@ is(wait_tags(60, tags('b', 2, 600)), 0, '(b) every event arrived');
        '(d) the error log says the program is not found');
     ok(post_many(2, 20, 'd'), '(d) every POST answered 200');
     like(status_auto()->{PanoptesForwardLastError} // '', qr/cannot start the program/, '(d) server-status says why');
+}
+
+# (e) a program that ends at once, with exit code 3: started again once a
+# second, its end reported as it is (httpd gives the code or the signal, not
+# which), POSTs unaffected.
+{
+    ok(restart_with('|$exit 3'), '(e) httpd starts with a program that exits at once');
+    my $r0 = status_auto()->{PanoptesForwardRestarts} // 0;
+    Time::HiRes::sleep(3.5);
+    my $st = status_auto();
+    my $n = ($st->{PanoptesForwardRestarts} // 0) - $r0;
+    ok($n >= 1 && $n <= 5, "(e) started again about once a second ($n times in 3.5 s)");
+    like($st->{PanoptesForwardLastError} // '', qr/ended \(exit code or signal 3\)/,
+         '(e) server-status: ended (exit code or signal 3)');
+    ok(post_many(2, 20, 'e'), '(e) every POST answered 200');
 }
 
 is(scalar(crash_lines()), 0, 'no crash in the error log');
