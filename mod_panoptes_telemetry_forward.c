@@ -386,9 +386,12 @@ static void report(const ptm_fwd_report_t *rep, uint64_t epoch)
     }
     if (rep->rewound_to) {
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     "PanoptesTelemetryForward: after the program's exit, "
+                     "PanoptesTelemetryForward: after %s, "
                      "writing again from id %" APR_UINT64_T_FMT "-%"
-                     APR_UINT64_T_FMT "%s", epoch, rep->rewound_to,
+                     APR_UINT64_T_FMT "%s", rep->rewind_cold
+                     ? "a start of httpd (the last program may have died "
+                       "with the httpd before)" : "the program's exit",
+                     epoch, rep->rewound_to,
                      rep->rewind_short ? " (as far back as remembered: it "
                      "may have held more)" : "");
     }

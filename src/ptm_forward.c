@@ -38,7 +38,9 @@ struct ptm_fwd_board_t {
     uint32_t torn;          /* a line was left half written */
     uint32_t err;
     int32_t err_num;
-    uint32_t pad;
+    uint32_t cold;          /* 1: a new parent (ptm_fwd_board_create): the
+                             * last lines handed over may have died with
+                             * the program of the httpd before it */
     int64_t err_at;
     uint64_t high;          /* every n below was handed over once */
     uint64_t log_count;     /* lines logged; the last PTM_FWD_LOG kept */
@@ -70,7 +72,61 @@ apr_status_t ptm_fwd_board_create(ptm_fwd_board_t **out, apr_pool_t *p)
         return rv;
     }
     *out = ptm_fwd_board_init(apr_shm_baseaddr_get(shm));
+    (*out)->cold = 1;
     return APR_SUCCESS;
+}
+
+/* The sizes of the held events before `before`, oldest first (the ring's
+ * filter: under the lock, only a note). */
+typedef struct {
+    uint64_t before;
+    apr_array_header_t *seen;   /* uint64_t pairs: n, bytes */
+} cold_t;
+
+static int cold_note(void *ctx, const ptm_recent_t *ev)
+{
+    cold_t *c = ctx;
+
+    if (ev->n < c->before) {
+        uint64_t *e = apr_array_push(c->seen);
+
+        e[0] = ev->n;
+        e[1] = ev->line_len + 48;       /* the line with its id */
+    }
+    return 0;
+}
+
+uint64_t ptm_fwd_cold_rewind(ptm_store_t *st, uint64_t next_n,
+                             uint64_t margin, apr_pool_t *p)
+{
+    ptm_recent_info_t info;
+    ptm_ring_pos_t pos;
+    cold_t c;
+    uint64_t sum = 0, n = 0;
+    int truncated, i;
+
+    c.before = next_n;
+    c.seen = apr_array_make(p, 1024, 2 * sizeof(uint64_t));
+    pos.n = 0;
+    pos.off = PTM_RING_NOWHERE;
+    pos.at = 0;
+    do {
+        if (ptm_store_follow(&info, NULL, &truncated, st, &pos, 0, cold_note,
+                             &c, p) != APR_SUCCESS) {
+            return 0;
+        }
+    } while (truncated);
+    /* Back from the newest handed over while the lines fit the margin. */
+    for (i = c.seen->nelts - 1; i >= 0; i--) {
+        const uint64_t *e = (const uint64_t *)c.seen->elts + 2 * i;
+
+        if (sum + e[1] > margin && n) {
+            break;
+        }
+        sum += e[1];
+        n = e[0];
+    }
+    return n;
 }
 
 void ptm_fwd_program_started(ptm_fwd_board_t *b, pid_t pid, int restart)
@@ -448,6 +504,22 @@ apr_status_t ptm_fwd_step(ptm_fwd_t *f, apr_interval_time_t timeout,
     }
     f->len = f->off = 0;
     f->nlines = f->done = 0;
+    /* A new httpd: the program of the one before may have died with it,
+     * and the lines it held, the pipe with them: write again the last
+     * PTM_FWD_REWIND_BYTES handed over (counted as repeats). */
+    if (LOAD(b->cold) && __atomic_exchange_n(&b->cold, 0, __ATOMIC_ACQ_REL)) {
+        uint64_t n;
+
+        ptm_store_fwd_get(f->st, &pos);
+        apr_pool_clear(f->round);
+        n = ptm_fwd_cold_rewind(f->st, pos.next_n, PTM_FWD_REWIND_BYTES,
+                                f->round);
+        if (n && n < pos.next_n) {
+            ptm_store_fwd_set(f->st, n);
+            rep->rewound_to = n;
+            rep->rewind_cold = 1;
+        }
+    }
     /* The program exited: write again what it may have held. */
     deaths = LOAD(b->deaths);
     if (deaths != LOAD(b->handled)) {

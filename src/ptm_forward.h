@@ -21,7 +21,10 @@
  * unread), and the forwarder rewinds to the first line that ended after
  * that point less PTM_FWD_REWIND_BYTES: those lines are written again
  * (counted as repeats; `id` lets a consumer drop them).  A program that
- * held more than that unpublished can still lose lines. */
+ * held more than that unpublished can still lose lines.  A new httpd
+ * (stop and start, a kill -9 of all of it) does the same from the last
+ * line handed over: the program of the httpd before, and its pipe, may
+ * have died with it. */
 #ifndef PTM_FORWARD_H
 #define PTM_FORWARD_H
 
@@ -37,6 +40,12 @@
  * buffer, a batch, the queue of mosquitto_pub -l, which reads ahead of
  * what the broker has acknowledged: 64 KiB was seen to lose lines). */
 #define PTM_FWD_REWIND_BYTES (1024 * 1024)
+
+/** The n to write again from after a cold start: the earliest event the
+ * ring holds before `next_n` such that the lines from it to `next_n` take
+ * at most `margin` bytes (at least the last one); 0 when there is none. */
+uint64_t ptm_fwd_cold_rewind(ptm_store_t *st, uint64_t next_n,
+                             uint64_t margin, apr_pool_t *p);
 /* Events taken from the ring per round. */
 #define PTM_FWD_BATCH 512
 /* Lines whose end in the pipe is remembered for rewinds. */
@@ -155,6 +164,7 @@ typedef struct {
     uint64_t dropped;       /* events that had left the ring */
     uint64_t gap_from, gap_to; /* their n: [gap_from, gap_to) */
     uint64_t rewound_to;    /* n written again from, after an exit; 0 */
+    int rewind_cold;        /* ... after a new httpd's start */
     int rewind_short;       /* the rewind could not reach back enough */
 } ptm_fwd_report_t;
 

@@ -493,9 +493,38 @@ static void test_from_layout5(void **state)
     assert_int_equal(h.fwd_forwarded, 6);
 }
 
+/* After a cold start the forwarder writes again the newest lines handed
+ * over that fit the margin (the program and pipe of the httpd before may
+ * have died with it), never one not handed over, at least the last. */
+static void test_cold_rewind(void **state)
+{
+    fx_t fx;
+    uint64_t n[20];
+    size_t line;
+    int i;
+
+    (void)state;
+    fx_open(&fx, 64 * 1024, 0);
+    for (i = 0; i < 20; i++) {
+        n[i] = post(&fx, "\"0123456789\"");
+    }
+    line = strlen(line_of(&fx, n[0], 1, "\"0123456789\"")) - 1 - 9;
+    /* Handed over up to n[10] (next 11): 3 lines' worth goes back 3. */
+    assert_int_equal(ptm_fwd_cold_rewind(fx.st, n[11], 3 * (line + 48),
+                                         fx.p), n[8]);
+    /* Less than one line: the last one all the same. */
+    assert_int_equal(ptm_fwd_cold_rewind(fx.st, n[11], 1, fx.p), n[10]);
+    /* A margin past all: from the oldest held. */
+    assert_int_equal(ptm_fwd_cold_rewind(fx.st, n[11], 1 << 20, fx.p), n[0]);
+    /* Nothing handed over yet: nothing to write again. */
+    assert_int_equal(ptm_fwd_cold_rewind(fx.st, n[0], 1 << 20, fx.p), 0);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cold_rewind),
         cmocka_unit_test(test_line),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_forward),
