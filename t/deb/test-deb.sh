@@ -251,6 +251,36 @@ expect "POST /run/stop with no run is 404" 404 'j == {"detail": "No run is activ
 req POST /shutdown
 expect "POST /shutdown is 409" 409 'j == {"detail": "Server shutdown not available"}'
 
+# --- the dashboard at /telemetry/ui/ and its plotting library ---------------------
+# page URL [HEADER]: $status, $body, and the named header (lower case) in $hdr.
+page() {
+    python3 - "$1" "${2-}" >"$tmp/page" 2>&1 <<'EOF'
+import sys, urllib.request, urllib.error
+url, name = sys.argv[1], sys.argv[2]
+try:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        code, text, h = resp.status, resp.read(), resp.headers
+except urllib.error.HTTPError as e:
+    code, text, h = e.code, e.read(), e.headers
+except Exception as e:
+    code, text, h = 0, str(e).encode(), {}
+sys.stdout.write("%d\n%s\n" % (code, (h.get(name) or "") if name else ""))
+sys.stdout.write(text.decode("utf-8", "replace"))
+EOF
+    status=$(sed -n 1p "$tmp/page")
+    hdr=$(sed -n 2p "$tmp/page")
+    body=$(tail -n +3 "$tmp/page")
+}
+page "$BASE/ui/" content-security-policy
+check "GET /telemetry/ui/ is the dashboard (got $status)" sh -c \
+    '[ "$1" = 200 ] && printf "%s" "$2" | grep -qi "panoptes"' sh "$status" "$body"
+check "the dashboard has Content-Security-Policy: default-src 'self' ($hdr)" \
+    sh -c 'printf "%s" "$1" | grep -q "default-src .self."' sh "$hdr"
+js=$(printf '%s' "$body" | grep -o '/javascript/dygraphs/[^"]*\.js' | head -n 1)
+page "http://127.0.0.1${js:-/javascript/dygraphs/dygraph.min.js}"
+check "its plotting library is served from Debian's libjs-dygraphs (${js:-none}: $status)" \
+    test "$status" = 200
+
 # --- the files ------------------------------------------------------------------
 site_file=$(ls "$SITE"/site_*.ndjson 2>/dev/null | head -n 1)
 check "a site day file in $SITE (${site_file:-none})" test -n "$site_file"
