@@ -491,7 +491,7 @@ apr_status_t ptm_fwd_step(ptm_fwd_t *f, apr_interval_time_t timeout,
     uint64_t deaths, first, from, dropped;
     apr_status_t rv;
     ptm_buf_t line;
-    int i;
+    int i, more = 0;
 
     memset(rep, 0, sizeof(*rep));
     if (f->off < f->len) {
@@ -543,7 +543,7 @@ apr_status_t ptm_fwd_step(ptm_fwd_t *f, apr_interval_time_t timeout,
         f->ring.n = pos.next_n;
         f->ring.off = PTM_RING_NOWHERE;
     }
-    rv = ptm_store_follow(&info, evs, NULL, f->st, &f->ring,
+    rv = ptm_store_follow(&info, evs, &more, f->st, &f->ring,
                           PTM_FWD_BATCH, NULL, NULL, f->round);
     if (rv != APR_SUCCESS) {
         rep->error = rv;
@@ -567,7 +567,10 @@ apr_status_t ptm_fwd_step(ptm_fwd_t *f, apr_interval_time_t timeout,
     }
     if (!evs->nelts) {
         STORE(b->head, 0);
-        rep->idle = 1;
+        /* Not idle when the walk only stopped to let the lock go (it
+         * skipped PTM_RING_LOOK_MAX records before the position): the
+         * next round goes on at once, not at the next event. */
+        rep->idle = !more;
         return APR_SUCCESS;
     }
     /* A line the last forwarder left half written: end it, so that the

@@ -521,10 +521,46 @@ static void test_cold_rewind(void **state)
     fx_close(&fx);
 }
 
+/* A forwarder whose position is far past the oldest held event, with no
+ * hint of where it is in the ring (a new one, after a restart): its first
+ * rounds only skip (a bounded number of records per hold of the lock) and
+ * must say they are not idle, or it would wait for the next event before
+ * going on; it then forwards from its position. */
+static void test_skip_not_idle(void **state)
+{
+    fx_t fx;
+    ptm_fwd_t *f;
+    ptm_fwd_report_t rep;
+    uint64_t last = 0;
+    int i, rounds = 0;
+
+    (void)state;
+    fx_open(&fx, 3 * 1024 * 1024, 0);
+    for (i = 0; i < 2 * PTM_RING_LOOK_MAX + 10; i++) {
+        last = post(&fx, "1");
+    }
+    ptm_store_fwd_set(fx.st, last - 2);
+    f = ptm_fwd_create(fx.b, fx.st, fx.wr, fx.p);
+    do {
+        assert_int_equal(ptm_fwd_step(f, apr_time_from_msec(100), &rep),
+                         APR_SUCCESS);
+        rounds++;
+        if (!rep.lines) {
+            assert_false(rep.idle);
+        }
+    } while (!rep.lines && rounds < 10);
+    assert_int_equal(rep.lines, 3);
+    assert_true(rounds >= 2);
+    assert_int_equal(pos(&fx).next_n, last + 1);
+    ptm_fwd_destroy(f, 0);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cold_rewind),
+        cmocka_unit_test(test_skip_not_idle),
         cmocka_unit_test(test_line),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_forward),
