@@ -277,6 +277,47 @@ unsigned ptm_ring_copy(char *base, hdr_t *h, const char *obase,
 
 /* ---- reads ---------------------------------------------------------------- */
 
+/* A held record as the readers see it (pointers into the segment). */
+static void event_of(ptm_recent_t *ev, const rec_t *r)
+{
+    ev->n = r->n;
+    ev->accepted = r->accepted;
+    ev->ts = r->ts;
+    ev->stream = (int)(r->flags & 1u);
+    ev->seq = r->seq;
+    ev->tie = r->tie;
+    ev->stored = (r->flags & REC_STORED) != 0;
+    ev->type = (const char *)(r + 1);
+    ev->type_len = r->type_len;
+    ev->line = ev->type + r->type_len;
+    ev->line_len = r->line_len;
+}
+
+/* Take the lock and fill what `info` says of the ring as a whole (not its
+ * oldest time, nor its spans: those come from the walk). */
+static apr_status_t info_locked(ptm_recent_info_t *info, int *truncated,
+                                ptm_store_t *st, apr_pool_t *p)
+{
+    hdr_t *h = st->hdr;
+    apr_status_t rv;
+
+    memset(info, 0, sizeof(*info));
+    info->spans = apr_array_make(p, 4, sizeof(ptm_recent_span_t));
+    if (truncated) {
+        *truncated = 0;
+    }
+    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+        return rv;
+    }
+    info->epoch = h->epoch;
+    info->count = h->ring_count;
+    info->bytes = h->ring_bytes;
+    info->size = h->ring_size;
+    info->first_n = h->ring_first_n;
+    info->next_n = h->next_n;
+    return APR_SUCCESS;
+}
+
 apr_status_t ptm_store_recent(ptm_recent_info_t *info,
                               apr_array_header_t *out, int *truncated,
                               ptm_store_t *st, uint64_t from_n,
@@ -288,21 +329,10 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
     uint64_t off, i;
     apr_status_t rv;
 
-    memset(info, 0, sizeof(*info));
-    info->spans = apr_array_make(p, 4, sizeof(ptm_recent_span_t));
-    if (truncated) {
-        *truncated = 0;
-    }
-    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+    if ((rv = info_locked(info, truncated, st, p)) != APR_SUCCESS) {
         return rv;
     }
     ring = st->base + h->ring;
-    info->epoch = h->epoch;
-    info->count = h->ring_count;
-    info->bytes = h->ring_bytes;
-    info->size = h->ring_size;
-    info->first_n = h->ring_first_n;
-    info->next_n = h->next_n;
     off = h->ring_head;
     for (i = 0; i < h->ring_count; i++) {
         rec_t *r;
@@ -311,17 +341,7 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
         off = wrap(ring, h->ring_size, off);
         r = rec_at(ring, off);
         off += r->len;
-        ev.n = r->n;
-        ev.accepted = r->accepted;
-        ev.ts = r->ts;
-        ev.stream = (int)(r->flags & 1u);
-        ev.seq = r->seq;
-        ev.tie = r->tie;
-        ev.stored = (r->flags & REC_STORED) != 0;
-        ev.type = (const char *)(r + 1);
-        ev.type_len = r->type_len;
-        ev.line = ev.type + r->type_len;
-        ev.line_len = r->line_len;
+        event_of(&ev, r);
         if (i == 0) {
             info->oldest = r->accepted;
         }
@@ -428,21 +448,10 @@ apr_status_t ptm_store_follow(ptm_recent_info_t *info,
     uint64_t off, i;
     apr_status_t rv;
 
-    memset(info, 0, sizeof(*info));
-    info->spans = apr_array_make(p, 1, sizeof(ptm_recent_span_t));
-    if (truncated) {
-        *truncated = 0;
-    }
-    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+    if ((rv = info_locked(info, truncated, st, p)) != APR_SUCCESS) {
         return rv;
     }
     ring = st->base + h->ring;
-    info->epoch = h->epoch;
-    info->count = h->ring_count;
-    info->bytes = h->ring_bytes;
-    info->size = h->ring_size;
-    info->first_n = h->ring_first_n;
-    info->next_n = h->next_n;
     if (h->ring_count) {
         info->oldest = rec_at(ring, wrap(ring, h->ring_size,
                                          h->ring_head))->accepted;
@@ -470,17 +479,7 @@ apr_status_t ptm_store_follow(ptm_recent_info_t *info,
             return APR_SUCCESS;
         }
         if (r->n >= pos->n) {
-            ev.n = r->n;
-            ev.accepted = r->accepted;
-            ev.ts = r->ts;
-            ev.stream = (int)(r->flags & 1u);
-            ev.seq = r->seq;
-            ev.tie = r->tie;
-            ev.stored = (r->flags & REC_STORED) != 0;
-            ev.type = (const char *)(r + 1);
-            ev.type_len = r->type_len;
-            ev.line = ev.type + r->type_len;
-            ev.line_len = r->line_len;
+            event_of(&ev, r);
             if (!want || want(ctx, &ev)) {
                 if (max && (unsigned)out->nelts >= max) {
                     /* Not looked at: the next call begins here. */
