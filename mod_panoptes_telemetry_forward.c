@@ -60,6 +60,9 @@ APLOG_USE_MODULE(panoptes_telemetry);
 #define FWD_IDLE_WAIT apr_time_from_msec(500)
 /* How long a stopping forwarder may take to finish a line under way. */
 #define FWD_STOP_WAIT apr_time_from_msec(1000)
+/* How long the STOPPING state waits for the thread to leave round_ (its
+ * longest wait is FWD_IDLE_WAIT or a write of FWD_WRITE_WAIT). */
+#define FWD_LEAVE_WAIT apr_time_from_msec(1500)
 /* At most one look at the ring per this long: under a burst of POSTs one
  * look carries many events, instead of the forwarder waking, taking the
  * store lock and writing to the pipe for each one (which slowed POSTs by
@@ -422,17 +425,54 @@ static void report(const ptm_fwd_report_t *rep, uint64_t epoch)
     }
 }
 
+/* mod_watchdog calls the STOPPING state from the child pool's cleanup,
+ * in the thread that destroys the pool, while the watchdog thread may
+ * still be in round_ (a prefork child ended by SIGTERM never reaches
+ * AP_MPMQ_STOPPING): the thread is told to leave, and the forwarder is
+ * released only once it has. */
+static volatile uint32_t fwd_leave;     /* set by fwd_stopping */
+static volatile uint32_t fwd_inside;    /* the thread is in round_ */
+
+static int leaving(void)
+{
+    return __atomic_load_n(&fwd_leave, __ATOMIC_ACQUIRE) || stopping();
+}
+
+static void fwd_stopping(void)
+{
+    apr_time_t end = apr_time_now() + FWD_LEAVE_WAIT;
+
+    __atomic_store_n(&fwd_leave, 1, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&fwd_inside, __ATOMIC_ACQUIRE)
+           && apr_time_now() < end) {
+        apr_sleep(apr_time_from_msec(5));
+    }
+    if (!__atomic_load_n(&fwd_inside, __ATOMIC_ACQUIRE)) {
+        release();
+    }
+}
+
+static void round_inside(void);
+
 /* Forward until the child stops. */
 static void round_(void)
+{
+    __atomic_store_n(&fwd_inside, 1, __ATOMIC_RELEASE);
+    if (!__atomic_load_n(&fwd_leave, __ATOMIC_ACQUIRE)) {
+        round_inside();
+    }
+    __atomic_store_n(&fwd_inside, 0, __ATOMIC_RELEASE);
+}
+
+static void round_inside(void)
 {
     apr_time_t last_look = 0;
     uint64_t epoch;
 
-    if (!fwd_store || !fwd_ret) {
+    if (!fwd_store || !fwd_ret || !fwd_pool) {
         return;
     }
-    if (stopping()) {
-        release();
+    if (leaving()) {
         return;
     }
     if (!fwd) {
@@ -450,7 +490,7 @@ static void round_(void)
                      "PanoptesTelemetryForward: this process forwards");
     }
     epoch = ptm_store_epoch(fwd_store);
-    while (!stopping()) {
+    while (!leaving()) {
         apr_time_t now = apr_time_now();
         uint32_t seen;
         ptm_fwd_report_t rep;
@@ -477,7 +517,8 @@ static void round_(void)
             apr_sleep(apr_time_from_msec(100));
         }
     }
-    release();
+    /* The forwarder is released by fwd_stopping (STOPPING), after this
+     * thread has left. */
 }
 
 static apr_status_t fwd_callback(int state, void *data, apr_pool_t *pool)
@@ -487,7 +528,7 @@ static apr_status_t fwd_callback(int state, void *data, apr_pool_t *pool)
         round_();
         break;
     case AP_WATCHDOG_STATE_STOPPING:
-        release();
+        fwd_stopping();
         break;
     default:
         break;
@@ -612,7 +653,23 @@ ptm_live_t *ptm_fwd_child_init(apr_pool_t *p, server_rec *s,
                                ptm_store_t *store)
 {
     fwd_store = store;
-    fwd_pool = p;
+    /* The forwarder lives in the watchdog thread; the child's pool is
+     * the request threads' (prefork's has no mutex at all): a pool of
+     * its own, with an allocator of its own, made here before the
+     * thread runs, so the two never allocate from one allocator. */
+    {
+        apr_allocator_t *al = NULL;
+
+        fwd_pool = NULL;
+        if (apr_allocator_create(&al) == APR_SUCCESS
+            && apr_pool_create_unmanaged_ex(&fwd_pool, NULL, al)
+               == APR_SUCCESS) {
+            apr_allocator_owner_set(al, fwd_pool);
+        }
+        else if (al) {
+            apr_allocator_destroy(al);
+        }
+    }
     fwd = NULL;
     return fwd_ret ? fwd_ret->live : NULL;
 }
