@@ -649,9 +649,23 @@ int ptm_fwd_post_config(server_rec *s, const ptm_fwd_conf_t *c,
     return OK;
 }
 
+/* The child's pool is going (its end, SIGTERM included: prefork destroys
+ * it from the signal handler while the watchdog thread still runs): the
+ * thread leaves round_ before the store handle, its mutex and files that
+ * were set up before this cleanup are gone. */
+static apr_status_t fwd_child_exit(void *data)
+{
+    (void)data;
+    fwd_stopping();
+    return APR_SUCCESS;
+}
+
 ptm_live_t *ptm_fwd_child_init(apr_pool_t *p, server_rec *s,
                                ptm_store_t *store)
 {
+    /* Registered after the store's cleanups: run before them. */
+    apr_pool_cleanup_register(p, NULL, fwd_child_exit,
+                              apr_pool_cleanup_null);
     fwd_store = store;
     /* The forwarder lives in the watchdog thread; the child's pool is
      * the request threads' (prefork's has no mutex at all): a pool of
