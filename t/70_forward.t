@@ -24,8 +24,9 @@ use Time::HiRes ();
 use FindBin ();
 use lib "$FindBin::Bin/lib";
 use PTMTest;
-use PTMTest qw(restore_server status_auto httpd_pid httpd_children server_snapshot start_server
-    stop_server wait_server_up error_log_size error_log_since wait_for_log crash_lines);
+use PTMTest qw(restore_server status_auto httpd_pid httpd_children server_snapshot
+    error_log_size error_log_since wait_for_log crash_lines);
+use PTMForward qw(kill_spawned start_broker broker_dropped lines_of);
 
 my $MOSQ = '/usr/sbin/mosquitto';
 plan skip_all => "no $MOSQ (make test installs mosquitto and mosquitto-clients)"
@@ -37,44 +38,17 @@ my $dir   = File::Temp::tempdir('ptm-fwd-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $dir;
 my $orig  = server_snapshot();
 $orig->{test_pid} = $$;
-my (@spawned);
 
 END {
-    kill TERM => @spawned if @spawned;
+    kill_spawned();
     restore_server($orig, sub { });
 }
 
-sub spawn {
-    my ($out, @cmd) = @_;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $out or POSIX::_exit(126);
-        open STDERR, '>>', "$dir/spawn.err";
-        exec @cmd or POSIX::_exit(127);
-    }
-    push @spawned, $pid;
-    return $pid;
-}
-
 # The broker and the subscriber.
-open my $cf, '>', "$dir/mosquitto.conf" or die $!;
-print $cf "listener $PORT 127.0.0.1\nallow_anonymous true\npersistence false\n";
-print $cf "user root\n" if $> == 0;
-close $cf;
-spawn("$dir/mosquitto.log", $MOSQ, '-c', "$dir/mosquitto.conf");
-Time::HiRes::sleep(0.5);
 my $got = "$dir/got.ndjson";
-spawn($got, 'stdbuf', '-oL', '/usr/bin/mosquitto_sub', '-h', '127.0.0.1', '-p', $PORT,
-      '-t', $TOPIC, '-q', '1');
-Time::HiRes::sleep(0.5);
+start_broker($dir, $PORT, $TOPIC, $got);
 
-sub restart_with {
-    my ($forward) = @_;
-    stop_server(30) or die "httpd did not stop";
-    my $snap = { %$orig, argv => [ @{ $orig->{argv} }, '-c', "PanoptesTelemetryForward \"$forward\"" ] };
-    return start_server($snap, 60);
-}
+sub restart_with { return PTMForward::restart_with($orig, @_) }
 
 my $PROGRAM = "|/usr/bin/mosquitto_pub -l -h 127.0.0.1 -p $PORT -t $TOPIC -q 1";
 ok(restart_with($PROGRAM), 'httpd starts with PanoptesTelemetryForward');
@@ -108,16 +82,7 @@ sub post_many {
     return $ok;
 }
 
-# What arrived: [ [id n, line], ... ] in arrival order.
-sub arrived {
-    open my $fh, '<', $got or return [];
-    my @l;
-    while (my $line = <$fh>) {
-        chomp $line;
-        push @l, [ $line =~ /^\{"id":"\d+-(\d+)",/ ? $1 : -1, $line ];
-    }
-    return \@l;
-}
+sub arrived { return lines_of($got) }
 
 sub tags_of { my ($l) = @_; return map { $_->[1] =~ /"k":"([^"]+)"/ ? ($1) : () } @$l }
 
@@ -269,5 +234,6 @@ is(wait_tags(60, tags('b', 2, 600)), 0, '(b) every event arrived');
     ok(post_many(2, 20, 'e'), '(e) every POST answered 200');
 }
 
+is(broker_dropped($dir), 0, 'the broker dropped nothing (all of the above is the module\'s)');
 is(scalar(crash_lines()), 0, 'no crash in the error log');
 done_testing();

@@ -28,6 +28,7 @@ use lib "$FindBin::Bin/lib";
 use PTMTest;
 use PTMTest qw(restore_server status_auto httpd_pid httpd_children proc_alive server_snapshot
     start_server stop_server wait_server_up error_log_size error_log_since crash_lines);
+use PTMForward qw(kill_spawned start_broker broker_dropped lines_of);
 
 my $MOSQ = '/usr/sbin/mosquitto';
 plan skip_all => "no $MOSQ (make test installs mosquitto and mosquitto-clients)"
@@ -43,35 +44,15 @@ mkdir $out or die "$out: $!";
 chmod 01777, $out;
 my $orig  = server_snapshot();
 $orig->{test_pid} = $$;
-my (@spawned);
 
 END {
-    kill TERM => @spawned if @spawned;
+    kill_spawned();
     # A stopped program would hold the test's END: let it go.
     kill CONT => forward_programs() if $orig && $$ == $orig->{test_pid};
     restore_server($orig, sub { });
 }
 
-sub spawn {
-    my ($log, @cmd) = @_;
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log or POSIX::_exit(126);
-        open STDERR, '>>', "$dir/spawn.err";
-        exec @cmd or POSIX::_exit(127);
-    }
-    push @spawned, $pid;
-    return $pid;
-}
-
-sub restart_with {
-    my ($forward) = @_;
-    stop_server(30) or die "httpd did not stop";
-    my $snap = { %$orig, argv => [ @{ $orig->{argv} },
-        defined $forward ? ('-c', "PanoptesTelemetryForward \"$forward\"") : () ] };
-    return start_server($snap, 60);
-}
+sub restart_with { return PTMForward::restart_with($orig, @_) }
 
 sub exe_of { return readlink("/proc/$_[0]/exe") // '' }
 
@@ -80,18 +61,6 @@ sub forward_programs {
     my $p = httpd_pid() or return ();
     my $httpd = exe_of($p);
     return grep { exe_of($_) ne $httpd } httpd_children($p);
-}
-
-# The lines a consumer wrote: [ [n, line], ... ] in arrival order.
-sub lines_of {
-    my ($file) = @_;
-    open my $fh, '<', $file or return [];
-    my @l;
-    while (my $line = <$fh>) {
-        chomp $line;
-        push @l, [ $line =~ /^\{"id":"\d+-(\d+)",/ ? $1 : -1, $line ];
-    }
-    return \@l;
 }
 
 sub tag_of { return $_[0] =~ /"k":"([^"]+)"/ ? $1 : undef }
@@ -135,16 +104,8 @@ sub once_in_order {
 # ---------------------------------------------------------------------------
 # (a) stop and start, then kill -9, in the middle of a stream
 
-open my $cf, '>', "$dir/mosquitto.conf" or die $!;
-print $cf "listener $PORT 127.0.0.1\nallow_anonymous true\npersistence false\n";
-print $cf "user root\n" if $> == 0;
-close $cf;
-spawn("$dir/mosquitto.log", $MOSQ, '-c', "$dir/mosquitto.conf");
-Time::HiRes::sleep(0.5);
 my $got = "$dir/got.ndjson";
-spawn($got, 'stdbuf', '-oL', '/usr/bin/mosquitto_sub', '-h', '127.0.0.1', '-p', $PORT,
-      '-t', $TOPIC, '-q', '1');
-Time::HiRes::sleep(0.5);
+start_broker($dir, $PORT, $TOPIC, $got);
 
 my $MQTT = "|/usr/bin/mosquitto_pub -l -h 127.0.0.1 -p $PORT -t $TOPIC -q 1";
 ok(restart_with($MQTT), '(a) httpd starts with PanoptesTelemetryForward to mosquitto_pub');
@@ -215,12 +176,7 @@ sub wait_acked {
     ok(wait_acked('stop', 3000, 30), '(a) events flow after the start');
     my @acked = $done->();
     cmp_ok(scalar(@acked), '>', 200, '(a) ' . scalar(@acked) . ' POSTs answered across stop and start');
-    {
-        # Known, open in issue 13: one run in a few misses some answered
-        # events across a stop/start (see the kill -9 case below).
-        local $TODO = 'stop/start: rare losses at the broker (issue 13)';
-        is(wait_tags($got, 60, \@acked), 0, '(a) every answered event arrived through the broker (stop, start)');
-    }
+    is(wait_tags($got, 60, \@acked), 0, '(a) every answered event arrived through the broker (stop, start)');
 }
 
 {
@@ -248,14 +204,7 @@ sub wait_acked {
     ok(wait_acked('kill', 3000, 30), '(a) events flow after the kill');
     my @acked = $done->();
     cmp_ok(scalar(@acked), '>', 200, '(a) ' . scalar(@acked) . ' POSTs answered across the kill');
-    {
-        # Known, open in issue 13: after a kill -9 of every httpd process,
-        # one run in a few misses ~100 answered events at the broker (the
-        # orphaned mosquitto_pub may leave with lines it read but had not
-        # published, beyond the 1 MiB the new httpd writes again).
-        local $TODO = 'kill -9 of all httpd: rare losses beyond the 1 MiB rewind (issue 13)';
-        is(wait_tags($got, 60, \@acked), 0, '(a) every answered event arrived through the broker (kill -9)');
-    }
+    is(wait_tags($got, 60, \@acked), 0, '(a) every answered event arrived through the broker (kill -9)');
     $end = Time::HiRes::time() + 30;
     Time::HiRes::sleep(0.1) while grep({ proc_alive($_) } @prog) && Time::HiRes::time() < $end;
     ok(!grep({ proc_alive($_) } @prog), '(a) the orphaned program saw the end of the pipe and exited');
@@ -416,5 +365,6 @@ my $N = 400;
         . '(p50 %.2f ms, max %.2f ms)', 1000 * $p99, 1000 * $lag[ @lag / 2 ], 1000 * $lag[-1]));
 }
 
+is(broker_dropped($dir), 0, 'the broker dropped nothing (all of the above is the module\'s)');
 is(scalar(crash_lines()), 0, 'no crash in the error log');
 done_testing();
