@@ -360,11 +360,15 @@ static int stopping(void)
 
 static void release(void)
 {
-    if (!fwd) {
+    /* STOPPING can come twice at once (the watchdog thread at its end,
+     * the child pool's cleanup in the thread destroying it): whoever
+     * takes the forwarder releases it. */
+    ptm_fwd_t *f = __atomic_exchange_n(&fwd, NULL, __ATOMIC_SEQ_CST);
+
+    if (!f) {
         return;
     }
-    ptm_fwd_destroy(fwd, FWD_STOP_WAIT);
-    fwd = NULL;
+    ptm_fwd_destroy(f, FWD_STOP_WAIT);
     if (fwd_ret->live) {
         ptm_live_watch(fwd_ret->live, 0);
     }
@@ -406,7 +410,11 @@ static void report(const ptm_fwd_report_t *rep, uint64_t epoch)
                          "recent-events ring");
             fwd_blocked_said = 1;
         }
-        ptm_fwd_note_error(fwd_ret->board, PTM_FWD_ERR_FULL, 0, now);
+        /* With no program running the pipe is full because of why it
+         * is not (it could not start, it ended): keep that reason. */
+        if (ptm_fwd_program_pid(fwd_ret->board) != 0) {
+            ptm_fwd_note_error(fwd_ret->board, PTM_FWD_ERR_FULL, 0, now);
+        }
     }
     else if (rep->lines) {
         fwd_blocked_said = 0;
@@ -442,12 +450,14 @@ static void fwd_stopping(void)
 {
     apr_time_t end = apr_time_now() + FWD_LEAVE_WAIT;
 
-    __atomic_store_n(&fwd_leave, 1, __ATOMIC_RELEASE);
-    while (__atomic_load_n(&fwd_inside, __ATOMIC_ACQUIRE)
+    /* Sequentially consistent, here and in round_: each side stores its
+     * flag, then loads the other's, and neither may see both unset. */
+    __atomic_store_n(&fwd_leave, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&fwd_inside, __ATOMIC_SEQ_CST)
            && apr_time_now() < end) {
         apr_sleep(apr_time_from_msec(5));
     }
-    if (!__atomic_load_n(&fwd_inside, __ATOMIC_ACQUIRE)) {
+    if (!__atomic_load_n(&fwd_inside, __ATOMIC_SEQ_CST)) {
         release();
     }
 }
@@ -457,11 +467,11 @@ static void round_inside(void);
 /* Forward until the child stops. */
 static void round_(void)
 {
-    __atomic_store_n(&fwd_inside, 1, __ATOMIC_RELEASE);
-    if (!__atomic_load_n(&fwd_leave, __ATOMIC_ACQUIRE)) {
+    __atomic_store_n(&fwd_inside, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&fwd_leave, __ATOMIC_SEQ_CST)) {
         round_inside();
     }
-    __atomic_store_n(&fwd_inside, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&fwd_inside, 0, __ATOMIC_SEQ_CST);
 }
 
 static void round_inside(void)
