@@ -89,7 +89,7 @@ typedef struct {
     unsigned stream_max;               /* PanoptesTelemetryStreamMax */
     int stream_timeout;                /* seconds; 0: none; -1: unset */
     /* PanoptesTelemetryForward (mod_panoptes_telemetry_forward.c) */
-    const ptm_fwd_conf_t *forward;     /* NULL: not forwarding */
+    ptm_fwd_conf_t *forward;           /* NULL: not forwarding */
 } ptm_srv_conf_t;
 
 typedef struct {
@@ -328,6 +328,13 @@ static const char *set_forward(cmd_parms *cmd, void *d, const char *arg)
     return ptm_fwd_set_program(cmd, &srv_conf(cmd->server)->forward, arg);
 }
 
+static const char *set_forward_user(cmd_parms *cmd, void *d,
+                                    const char *user, const char *group)
+{
+    return ptm_fwd_set_user(cmd, &srv_conf(cmd->server)->forward, user,
+                            group);
+}
+
 static const command_rec ptm_cmds[] = {
     AP_INIT_TAKE1("PanoptesTelemetrySiteDir", set_site_dir, NULL, RSRC_CONF,
                   "Directory of the site day files and run directories "
@@ -363,6 +370,10 @@ static const command_rec ptm_cmds[] = {
                   "\"|program args\": write every accepted event to the "
                   "program's standard input, one line each (default: "
                   "none)"),
+    AP_INIT_TAKE12("PanoptesTelemetryForwardUser", set_forward_user, NULL,
+                   RSRC_CONF,
+                   "user [group]: whom the forwarding program runs as when "
+                   "httpd starts as root (default: User and Group)"),
     { NULL }
 };
 

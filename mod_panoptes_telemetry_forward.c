@@ -22,6 +22,8 @@
  * board's lease keeps the forwarder single. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -73,9 +75,11 @@ APLOG_USE_MODULE(panoptes_telemetry);
 #define FWD_RESPAWN_GAP apr_time_from_msec(1000)
 
 struct ptm_fwd_conf_t {
-    const char *arg;            /* as written, for messages and status */
+    const char *arg;            /* as written, for messages and status;
+                                 * NULL: no program set */
     const char *command;        /* after the | or |$ */
     apr_cmdtype_e cmdtype;
+    const char *user, *group;   /* PanoptesTelemetryForwardUser, or NULL */
 };
 
 /* In the parent's process pool: the same for every generation. */
@@ -90,6 +94,7 @@ typedef struct {
     const char *arg;            /* the setting the program was started with */
     const char *command;
     apr_cmdtype_e cmdtype;
+    const char *user, *group;   /* it runs as (when httpd starts as root) */
     server_rec *s;              /* of the current generation */
 } fwd_retained_t;
 
@@ -103,7 +108,15 @@ static int fwd_blocked_said, fwd_error_said;
 
 /* ---- the directive ---------------------------------------------------- */
 
-const char *ptm_fwd_set_program(cmd_parms *cmd, const ptm_fwd_conf_t **out,
+static ptm_fwd_conf_t *conf_of(cmd_parms *cmd, ptm_fwd_conf_t **c)
+{
+    if (!*c) {
+        *c = apr_pcalloc(cmd->pool, sizeof(**c));
+    }
+    return *c;
+}
+
+const char *ptm_fwd_set_program(cmd_parms *cmd, ptm_fwd_conf_t **out,
                                 const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -113,7 +126,7 @@ const char *ptm_fwd_set_program(cmd_parms *cmd, const ptm_fwd_conf_t **out,
     if (err) {
         return err;
     }
-    c = apr_pcalloc(cmd->pool, sizeof(*c));
+    c = conf_of(cmd, out);
     c->arg = arg;
     if (*p != '|') {
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", arg,
@@ -138,7 +151,41 @@ const char *ptm_fwd_set_program(cmd_parms *cmd, const ptm_fwd_conf_t **out,
                            "' names no program after the |", NULL);
     }
     c->command = p;
-    *out = c;
+    return NULL;
+}
+
+const char *ptm_fwd_set_user(cmd_parms *cmd, ptm_fwd_conf_t **out,
+                             const char *user, const char *group)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    ptm_fwd_conf_t *c;
+    struct passwd *pw;
+    struct group *gr;
+
+    if (err) {
+        return err;
+    }
+    /* Checked now, with a clear message, rather than at each start of
+     * the program in a forked child. */
+    if (!(pw = getpwnam(user))) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": no user '", user,
+                           "' on this system", NULL);
+    }
+    if (group && !getgrnam(group)) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": no group '", group,
+                           "' on this system", NULL);
+    }
+    if (!group) {
+        if (!(gr = getgrgid(pw->pw_gid))) {
+            return apr_pstrcat(cmd->pool, cmd->cmd->name, ": the primary "
+                               "group of '", user, "' has no name; name "
+                               "a group", NULL);
+        }
+        group = apr_pstrdup(cmd->pool, gr->gr_name);
+    }
+    c = conf_of(cmd, out);
+    c->user = user;
+    c->group = group;
     return NULL;
 }
 
@@ -223,10 +270,12 @@ static apr_status_t spawn(fwd_retained_t *ret, int restart)
         || (rv = apr_procattr_child_errfn_set(attr, child_errfn))
            != APR_SUCCESS
         || (geteuid() == 0
-            && ((rv = apr_procattr_user_set(attr, ap_unixd_config.user_name,
+            && ((rv = apr_procattr_user_set(attr, ret->user ? ret->user
+                                            : ap_unixd_config.user_name,
                                             NULL)) != APR_SUCCESS
-                || (rv = apr_procattr_group_set(
-                        attr, ap_unixd_config.group_name)) != APR_SUCCESS))) {
+                || (rv = apr_procattr_group_set(attr, ret->group ? ret->group
+                                            : ap_unixd_config.group_name))
+                   != APR_SUCCESS))) {
         goto fail;
     }
     if (ret->cmdtype == APR_SHELLCMD_ENV) {
@@ -549,6 +598,11 @@ static apr_status_t fwd_callback(int state, void *data, apr_pool_t *pool)
 
 /* ---- life cycle --------------------------------------------------------- */
 
+static int same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 int ptm_fwd_post_config(server_rec *s, const ptm_fwd_conf_t *c,
                         apr_size_t recent, ptm_live_t *live,
                         apr_pool_t *pconf, apr_pool_t *ptemp)
@@ -563,6 +617,12 @@ int ptm_fwd_post_config(server_rec *s, const ptm_fwd_conf_t *c,
     if (ret) {
         ret->s = s;
         check_running(ret);
+    }
+    if (c && !c->arg) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PanoptesTelemetryForwardUser without "
+                     "PanoptesTelemetryForward: nothing is forwarded");
+        c = NULL;
     }
     if (!c) {
         if (ret) {
@@ -631,9 +691,26 @@ int ptm_fwd_post_config(server_rec *s, const ptm_fwd_conf_t *c,
     if (ret->running && strcmp(ret->arg, c->arg) != 0) {
         stop_program(ret, "PanoptesTelemetryForward changed");
     }
-    ret->arg = apr_pstrdup(ret->pool, c->arg);
-    ret->command = apr_pstrdup(ret->pool, c->command);
+    else if (ret->running && !same(ret->user, c->user)) {
+        stop_program(ret, "PanoptesTelemetryForwardUser changed");
+    }
+    /* Kept in the process pool: copied only when they change, so that
+     * graceful restarts do not grow it. */
+    if (!same(ret->arg, c->arg)) {
+        ret->arg = apr_pstrdup(ret->pool, c->arg);
+        ret->command = apr_pstrdup(ret->pool, c->command);
+    }
     ret->cmdtype = c->cmdtype;
+    if (!same(ret->user, c->user) || !same(ret->group, c->group)) {
+        ret->user = c->user ? apr_pstrdup(ret->pool, c->user) : NULL;
+        ret->group = c->group ? apr_pstrdup(ret->pool, c->group) : NULL;
+    }
+    if (c->user && geteuid() != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     "PanoptesTelemetryForwardUser %s has no effect: httpd "
+                     "does not start as root, the program runs as httpd "
+                     "does", c->user);
+    }
     if (ret->running) {
         /* Registered again with this generation's code (the DSO may have
          * moved) and pool. */

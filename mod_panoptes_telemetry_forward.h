@@ -13,10 +13,16 @@
 
 typedef struct ptm_fwd_conf_t ptm_fwd_conf_t;
 
-/** PanoptesTelemetryForward "|program args": `*out` gets the parsed
- * setting (from cmd->pool).  Returns NULL or the error to show. */
-const char *ptm_fwd_set_program(cmd_parms *cmd, const ptm_fwd_conf_t **out,
+/** PanoptesTelemetryForward "|program args": the setting goes to `*c`
+ * (made from cmd->pool when NULL).  Returns NULL or the error to show. */
+const char *ptm_fwd_set_program(cmd_parms *cmd, ptm_fwd_conf_t **c,
                                 const char *arg);
+
+/** PanoptesTelemetryForwardUser user [group]: whom the program runs as
+ * when httpd starts as root (default: httpd's User and Group).  Returns
+ * NULL or the error to show. */
+const char *ptm_fwd_set_user(cmd_parms *cmd, ptm_fwd_conf_t **c,
+                             const char *user, const char *group);
 
 /**
  * post_config (not the first, checking pass): with a program configured,

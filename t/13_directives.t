@@ -1,7 +1,8 @@
 # Byte-count directives (SPEC §11.5): PanoptesTelemetryMaxBody and
 # PanoptesTelemetryStateSize take decimal digits only, and a value out of
 # range -- however many digits -- is a configtest error that says so,
-# never a truncated or wrapped number (issue 9, item 9b).  Runs httpd -t on
+# never a truncated or wrapped number (issue 9, item 9b); so is a
+# PanoptesTelemetryForwardUser that names no user or group.  Runs httpd -t on
 # a configuration of its own with the modules of this run.
 use strict;
 use warnings;
@@ -49,6 +50,11 @@ my @cases = (
     [ 'PanoptesTelemetryStateSize', '4294967297', qr/4294967297 is out of range/ ],
     [ 'PanoptesTelemetryStateSize', '18446744073709551616',
       qr/18446744073709551616 is out of range/ ],
+    # Whom the forwarding program runs as: checked when read.
+    [ 'PanoptesTelemetryForwardUser', 'nobody', undef ],
+    [ 'PanoptesTelemetryForwardUser', 'nobody nogroup', undef ],
+    [ 'PanoptesTelemetryForwardUser', 'ptm-no-such-user', qr/no user 'ptm-no-such-user' on this system/ ],
+    [ 'PanoptesTelemetryForwardUser', 'nobody ptm-no-such-group', qr/no group 'ptm-no-such-group' on this system/ ],
 );
 
 for my $c (@cases) {

@@ -237,6 +237,44 @@ is(wait_tags(60, tags('b', 2, 600)), 0, '(b) every event arrived');
     ok(post_many(2, 20, 'e'), '(e) every POST answered 200');
 }
 
+# (f) PanoptesTelemetryForwardUser: the program runs as that user, not as
+# httpd's User (whose other processes, a neighbour web application, could
+# signal or trace it), and still gets every event.
+SKIP: {
+    skip '(f) httpd does not start as root here', 5 unless $> == 0;
+    my $nobody = getpwnam('nobody');
+    skip '(f) no user nobody', 5 unless defined $nobody;
+    my $fdir = "$dir/f";
+    mkdir $fdir or die "$fdir: $!";
+    chmod 01777, $fdir;
+    my $file = "$fdir/got";
+    ok(restart_with("|\$exec cat >> $file", 'PanoptesTelemetryForwardUser nobody'),
+       '(f) httpd starts with PanoptesTelemetryForwardUser nobody');
+    my ($prog, $uid, $gid);
+    my $end = Time::HiRes::time() + 5;
+    until ($prog || Time::HiRes::time() > $end) {
+        ($prog) = grep { (readlink("/proc/$_/exe") // '') =~ m{/cat$} } httpd_children();
+        Time::HiRes::sleep(0.1) unless $prog;
+    }
+    if ($prog && open my $st, '<', "/proc/$prog/status") {
+        while (<$st>) {
+            $uid = (split)[1] if /^Uid:/;
+            $gid = (split)[1] if /^Gid:/;
+        }
+    }
+    is($uid, $nobody, "(f) the program runs as nobody (uid $nobody), not as httpd's User");
+    is($gid, (getpwnam('nobody'))[3], '(f) in nobody\'s primary group');
+    ok(post_many(2, 20, 'f'), '(f) every POST answered 200');
+    $end = Time::HiRes::time() + 10;
+    my %seen;
+    until (keys %seen == 40 || Time::HiRes::time() > $end) {
+        %seen = map { $_ => 1 } tags_of(lines_of($file));
+        %seen = map { $_ => 1 } grep { /^f-/ } keys %seen;
+        Time::HiRes::sleep(0.2);
+    }
+    is(scalar(keys %seen), 40, '(f) every event reached the program');
+}
+
 is(broker_dropped($dir), 0, 'the broker dropped nothing (all of the above is the module\'s)');
 is(scalar(crash_lines()), 0, 'no crash in the error log');
 done_testing();

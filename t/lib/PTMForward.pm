@@ -66,12 +66,14 @@ sub broker_dropped {
 }
 
 # Stop httpd and start it again from the snapshot $orig, with
-# `PanoptesTelemetryForward "$forward"` (none when undef).
+# `PanoptesTelemetryForward "$forward"` (none when undef) and the
+# directives of @more.
 sub restart_with {
-    my ($orig, $forward) = @_;
+    my ($orig, $forward, @more) = @_;
     stop_server(30) or die "httpd did not stop";
     my $snap = { %$orig, argv => [ @{ $orig->{argv} },
-        defined $forward ? ('-c', "PanoptesTelemetryForward \"$forward\"") : () ] };
+        defined $forward ? ('-c', "PanoptesTelemetryForward \"$forward\"") : (),
+        map { ('-c', $_) } @more ] };
     return start_server($snap, 60);
 }
 
