@@ -51,6 +51,7 @@ sys.path.insert(0, HERE)
 
 from browser import Browser, BrowserError  # noqa: E402
 from server import TOP, Server  # noqa: E402
+import suite  # noqa: E402
 
 sys.path.insert(0, os.path.join(TOP, "bench"))
 import history_expect  # noqa: E402
@@ -506,18 +507,5 @@ class ManyTypes(unittest.TestCase):
             self.assertEqual(s.crash_lines(), [])
 
 
-def main():
-    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
-    program = unittest.main(module=__name__, testRunner=runner, exit=False)
-    r = program.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    passed = max(0, r.testsRun - len(r.failures) - len(r.errors)
-                 - len(r.skipped) - len(r.unexpectedSuccesses))
-    if r.testsRun == 0 and failed == 0:
-        failed = 1                              # nothing ran: a failure
-    print("test-dashboard: %d passed, %d failed" % (passed, failed))
-    sys.exit(0 if failed == 0 and r.wasSuccessful() else 1)
-
-
 if __name__ == "__main__":
-    main()
+    suite.main(__name__, "test-dashboard")

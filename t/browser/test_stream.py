@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from browser import Browser  # noqa: E402
 from server import TOP, Server  # noqa: E402
+import suite  # noqa: E402
 
 SHOTS = os.environ.get("PTM_BROWSER_SCREENSHOTS",
                        os.path.join(TOP, "build", "browser"))
@@ -121,19 +122,5 @@ class StreamAcrossGracefulRestart(StreamInBrowser):
                          self.server.output()[-2000:])
 
 
-def main():
-    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
-    program = unittest.main(module=__name__, testRunner=runner, exit=False)
-    r = program.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    # Errors of setUpClass are not in testsRun.
-    passed = max(0, r.testsRun - len(r.failures) - len(r.errors)
-                 - len(r.skipped) - len(r.unexpectedSuccesses))
-    if r.testsRun == 0 and failed == 0:
-        failed = 1                              # nothing ran: a failure
-    print("test-browser: %d passed, %d failed" % (passed, failed))
-    sys.exit(0 if failed == 0 and r.wasSuccessful() else 1)
-
-
 if __name__ == "__main__":
-    main()
+    suite.main(__name__, "test-browser")
