@@ -150,7 +150,7 @@ $(PROFILE_BIN): bench/core_profile.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 
 profile: $(PROFILE_BIN)
 	@sh mk/ensure-packages valgrind
-	@for m in event run current current-one; do \
+	@for m in event event-5k run current current-one; do \
 	    valgrind --tool=callgrind --callgrind-out-file=build/profile/callgrind.$$m \
 	        $(PROFILE_BIN) $$m 1 >/dev/null 2>&1 || exit 1; \
 	    base=$$(callgrind_annotate build/profile/callgrind.$$m | awk '/PROGRAM TOTALS/ {gsub(",","",$$1); print $$1}'); \

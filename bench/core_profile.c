@@ -5,7 +5,7 @@
  * stable on a noisy machine, unlike wall-clock time; the httpd side of a
  * request is measured by `make bench`, not here.
  *
- *   core_profile event|run|current|current-one N
+ *   core_profile event|event-5k|run|current|current-one N
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +65,23 @@ static const char *event_body(char *buf, size_t n, long i)
     return buf;
 }
 
+/* About 5 kB: a reading with a long series (issue 14's "5 kB event"). */
+static const char *big_body(char *buf, size_t n, long i)
+{
+    size_t len;
+    int k;
+
+    len = (size_t)snprintf(buf, n, "{\"type\":\"spectrum%02ld\",\"data\":"
+                           "{\"station\":\"pan001-cam\",\"counts\":[",
+                           i % 20);
+    for (k = 0; k < 600 && len + 16 < n; k++) {
+        len += (size_t)snprintf(buf + len, n - len, "%s%ld.%d", k ? "," : "",
+                                (i + k) % 997, k % 10);
+    }
+    snprintf(buf + len, n - len, "]},\"meta\":{\"seq_hint\":%ld}}", i);
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     apr_pool_t *pool, *req_pool;
@@ -76,7 +93,7 @@ int main(int argc, char **argv)
     long i, n;
 
     if (argc != 3 || (n = atol(argv[2])) <= 0) {
-        die("usage: core_profile event|run|current|current-one N");
+        die("usage: core_profile event|event-5k|run|current|current-one N");
     }
     mode = argv[1];
     apr_initialize();
@@ -112,6 +129,15 @@ int main(int argc, char **argv)
         if (strcmp(mode, "event") == 0 || strcmp(mode, "run") == 0) {
             serve(&conf, PTM_POST, "/event",
                   event_body(body, sizeof(body), i), req_pool, 200);
+        }
+        else if (strcmp(mode, "event-5k") == 0) {
+            /* Made once: printing 600 numbers would outweigh the request. */
+            static char big[20][8192];
+
+            if (!big[i % 20][0]) {
+                big_body(big[i % 20], sizeof(big[0]), i % 20);
+            }
+            serve(&conf, PTM_POST, "/event", big[i % 20], req_pool, 200);
         }
         else if (strcmp(mode, "current") == 0) {
             serve(&conf, PTM_GET, "/current", NULL, req_pool, 200);
