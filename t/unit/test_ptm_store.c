@@ -2996,9 +2996,10 @@ static ptm_sync_t *sync_open(fx_t *fx)
     return b;
 }
 
-static void sync_close(void)
+static void sync_close(fx_t *fx)
 {
     ptm_sync_test_flush = NULL;
+    ptm_store_close_files(fx->st);
     /* The mapping goes with the process. */
 }
 
@@ -3102,7 +3103,7 @@ static void test_sync_group_commit(void **state)
     assert_int_equal(ys.lines, SYNC_NPROC * SYNC_NEVENTS);
     assert_int_equal(ys.flushes, seam->flushes);
     assert_true(seam->flushes < SYNC_NPROC * SYNC_NEVENTS);
-    sync_close();
+    sync_close(&fx);
     fx_close(&fx);
 }
 
@@ -3139,7 +3140,7 @@ static void test_sync_failure(void **state)
                      APR_SUCCESS);
     assert_int_equal(seq, 3);
     assert_int_equal(seam->flushes, 3);
-    sync_close();
+    sync_close(&fx);
     fx_close(&fx);
 }
 
