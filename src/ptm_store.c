@@ -204,7 +204,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     int slot = -1;
     apr_status_t rv;
     /* Group commit: the line's ticket and file, the descriptor its wait
-     * flushes with (ours when dup'd), and a failure known before it. */
+     * flushes with (ours when dup'd), and why there is none. */
     int group = ev->sync && st->sync && (ev->fd >= 0 || ev->path);
     ptm_sync_line_t line;
     uint64_t ticket = 0;
@@ -291,7 +291,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
             goto out;
         }
     }
-    if (group && sync_rv == APR_SUCCESS) {
+    if (group) {
         /* The wait flushes with a descriptor of the line's own file: the
          * caller's, or a copy of this process's (another thread may close
          * or replace that one as soon as the lock is let go). */
