@@ -285,7 +285,7 @@ static void setup_model(void)
     ptm_sync_test_flush = model_flush;
 }
 
-/* ---- one process ---------------------------------------------------------- */
+/* ---- one process ------------------------------------------------------- */
 
 static void test_one_line(void **state)
 {
@@ -511,7 +511,7 @@ static void test_entry_reused(void **state)
     shared_close();
 }
 
-/* ---- several processes ------------------------------------------------------ */
+/* ---- several processes ------------------------------------------------- */
 
 #define CHILD_CHECK(cond, code) \
     do {                        \
