@@ -34,7 +34,7 @@ build/unit/test_ptm_api build/asan/unit/test_ptm_api: \
 build/unit/test_ptm_fs build/asan/unit/test_ptm_fs: \
     UNIT_LDFLAGS := -Wl,--wrap=mkdirat
 
-.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-stream bench-forward profile run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-sync bench-stream bench-forward profile run clean install
 
 all: build
 
@@ -129,6 +129,11 @@ bench: build
 	$(PYTHON) bench/history.py
 	$(PYTHON) bench/stream.py
 	$(PYTHON) bench/forward.py
+
+# bench/bench.py sync: only PanoptesTelemetrySync On against Off.
+bench-sync: build
+	@sh mk/ensure-packages wrk
+	$(PYTHON) bench/bench.py sync
 
 bench-stream: build
 	@sh mk/ensure-packages wrk

@@ -63,6 +63,8 @@
  * looks whether httpd is stopping (the SPEC wants streams ended within 2 s
  * of a graceful restart or stop). */
 #define PTM_LIVE_KEY "mod_panoptes_telemetry-live"
+/* Group commit's board (ptm_sync.h), kept the same way. */
+#define PTM_SYNC_KEY "mod_panoptes_telemetry-sync"
 #define PTM_DEFAULT_STREAM_MAX 8
 #define PTM_DEFAULT_STREAM_TIMEOUT 600
 #define PTM_MAX_STREAM_TIMEOUT (366 * 24 * 3600)
@@ -115,6 +117,8 @@ static ptm_api_conf_t ptm_conf;
 /* The live board (ptm_live.h): made once by the parent, kept in its
  * process pool across generations; children inherit it. */
 static ptm_live_t *ptm_live;
+/* Group commit's board: made once by the parent, like the live board. */
+static ptm_sync_t *ptm_sync;
 
 /* ---- configuration ------------------------------------------------------ */
 
@@ -605,6 +609,36 @@ static void attach_live(server_rec *s, ptm_srv_conf_t *sc)
     }
 }
 
+/* Group commit's board (PanoptesTelemetrySync On): made once per parent,
+ * in its process pool, so that old and new children share it across a
+ * graceful restart (their flushes cover each other's lines).  One left by
+ * a module of another layout (a graceful restart into an upgrade) is
+ * replaced: its children keep theirs, and each side then flushes its own
+ * lines.  Without it, Sync On flushes each line under the store lock. */
+static void attach_sync(server_rec *s)
+{
+    apr_pool_t *pp = s->process->pool;
+    void *data = NULL;
+    ptm_sync_t *board;
+    apr_status_t rv;
+
+    apr_pool_userdata_get(&data, PTM_SYNC_KEY, pp);
+    if (!data || !ptm_sync_is_ours(data)) {
+        if ((rv = ptm_sync_create(&board, pp)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
+                         "cannot make the group-commit board in shared "
+                         "memory: with PanoptesTelemetrySync On each event "
+                         "is flushed on its own, under the lock");
+            ptm_sync = NULL;
+            return;
+        }
+        apr_pool_userdata_set(board, PTM_SYNC_KEY, apr_pool_cleanup_null,
+                              pp);
+        data = board;
+    }
+    ptm_sync = data;
+}
+
 /* In the parent, when a child has ended (killed, crashed, or done): the
  * slots its streams held are free again (a child killed in the middle of
  * a stream never ran its cleanups). */
@@ -636,6 +670,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     attach_live(s, sc);
+    attach_sync(s);
     if (!sc->site_dir) {
         sc->site_dir = ptm_run_normalise(
             ap_server_root_relative(pconf, "telemetry"), pconf);
@@ -753,6 +788,7 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
         return;
     }
     ptm_store = ptm_store_attach(ret->base, mutex, p);
+    ptm_store_use_sync(ptm_store, ptm_sync);
     /* Only here, on the child's pool: a cleanup on a pool that outlives
      * this module's DSO (the parent's) would call unloaded code at exit. */
     apr_pool_cleanup_register(p, ptm_store, close_files,
@@ -1336,6 +1372,7 @@ static int ptm_status_hook(request_rec *r, int flags)
 {
     ptm_store_stats_t st;
     ptm_live_stats_t ls;
+    ptm_sync_stats_t ys;
     const char *run_id, *started;
     char oldest[PTM_TS_LEN + 1] = "";
     int i;
@@ -1360,6 +1397,11 @@ static int ptm_status_hook(request_rec *r, int flags)
     ls.wake = "off";
     if (ptm_live) {
         ptm_live_stats(ptm_live, &ls);
+    }
+    /* Group commit (PanoptesTelemetrySync On): lines per flush. */
+    memset(&ys, 0, sizeof(ys));
+    if (ptm_sync) {
+        ptm_sync_stats(ptm_sync, &ys);
     }
     if (flags & AP_STATUS_SHORT) {
         ap_rprintf(r, "PanoptesEventsSite: %" APR_UINT64_T_FMT "\n"
@@ -1400,6 +1442,11 @@ static int ptm_status_hook(request_rec *r, int flags)
                    "PanoptesStreamEventsSent: %" APR_UINT64_T_FMT "\n"
                    "PanoptesStreamWake: %s\n", ls.subscribers, ls.high,
                    ls.busy, ls.sent, ls.wake);
+        ap_rprintf(r, "PanoptesSyncLines: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesSyncFlushes: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesSyncFailures: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesSyncUnconfirmed: %" APR_UINT64_T_FMT "\n",
+                   ys.lines, ys.flushes, ys.failures, ys.unconfirmed);
         ptm_fwd_status(r, flags, ptm_store);
         return OK;
     }
@@ -1450,6 +1497,14 @@ static int ptm_status_hook(request_rec *r, int flags)
                APR_UINT64_T_FMT " events sent; woken by %s</td></tr>\n"
                "</table>\n", ls.subscribers, ls.high, ls.busy, ls.sent,
                ls.wake);
+    if (ys.lines) {
+        ap_rprintf(r, "<table border=\"0\">\n"
+                   "<tr><td>durable events (PanoptesTelemetrySync)</td><td>%"
+                   APR_UINT64_T_FMT " waited for, %" APR_UINT64_T_FMT
+                   " flushes (%" APR_UINT64_T_FMT " failed), %"
+                   APR_UINT64_T_FMT " unconfirmed</td></tr>\n</table>\n",
+                   ys.lines, ys.flushes, ys.failures, ys.unconfirmed);
+    }
     ptm_fwd_status(r, flags, ptm_store);
     return OK;
 }

@@ -8,9 +8,16 @@ and the ratio module / ceiling is computed within the repetition; the table
 shows the medians. Machines here are shared and noisy, so only the ratios
 mean much. This is a benchmark, never part of make test.
 
+PanoptesTelemetrySync On is measured against Sync Off: two more httpds of
+the same configuration (ports BENCH_PORT+1 and +2), POST /event at c=8 and
+c=64 on each in turn, the order swapped every repetition; the ratio is
+On / Off within the repetition. `bench/bench.py sync` (make bench-sync)
+runs only that part.
+
 Environment: BENCH_SECONDS (per wrk run, default 3), BENCH_REPS (default 3),
 BENCH_CONC (default "1 8 64"), BENCH_MEMORY_EVENTS (default 1000000; 0 skips
-the memory check), BENCH_PORT (default 6590).
+the memory check), BENCH_PORT (default 6590), BENCH_SO (the module to load;
+default the build's).
 """
 
 import json
@@ -26,7 +33,8 @@ import urllib.request
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(TOP, "build", "bench")
-SO = os.path.join(TOP, ".libs", "mod_panoptes_telemetry.so")
+SO = os.environ.get("BENCH_SO") or os.path.join(TOP, ".libs",
+                                                "mod_panoptes_telemetry.so")
 LUA = os.path.join(TOP, "bench", "wrk.lua")
 MODULES = "/usr/lib/apache2/modules"
 PORT = int(os.environ.get("BENCH_PORT", "6590"))
@@ -178,9 +186,9 @@ class Server:
         return rss
 
 
-def site_lines():
+def site_lines(site=None):
     n = 0
-    site = os.path.join(WORK, "site")
+    site = site or os.path.join(WORK, "site")
     for root, _, files in os.walk(site):
         for name in files:
             if name.endswith(".ndjson"):
@@ -324,6 +332,117 @@ def fmt_us(us):
     return "%.2f ms" % (us / 1000.0)
 
 
+SYNC_CONC = (8, 64)
+
+
+def settle(site):
+    """Wait until the answers of the last run (wrk stops with requests in
+    flight) have all landed: the line count holds still for 100 ms."""
+    last = site_lines(site)
+    for _ in range(40):
+        time.sleep(0.1)
+        now = site_lines(site)
+        if now == last:
+            return
+        last = now
+
+
+def sync_compare(problems):
+    """POST /event with PanoptesTelemetrySync On against Off, interleaved:
+    {conc: [(on_run, off_run)]} per repetition."""
+    servers = {
+        False: Server(sync=False, work=WORK + "-sync-off", port=PORT + 1),
+        True: Server(sync=True, work=WORK + "-sync-on", port=PORT + 2),
+    }
+    runs = {c: [] for c in SYNC_CONC}
+    try:
+        for srv in servers.values():
+            srv.start()
+        for rep in range(REPS):
+            for conc in SYNC_CONC:
+                got = {}
+                # Off first in even repetitions, On first in odd ones: a
+                # drift of the machine's load favours neither.
+                for sync in ((False, True) if rep % 2 == 0 else (True, False)):
+                    srv = servers[sync]
+                    settle(srv.site)
+                    before = site_lines(srv.site)
+                    cpu0 = srv.cpu_ticks()
+                    r = wrk("event", "/api/event", conc, SECONDS, base=srv.base)
+                    r["cpu_per_req_us"] = ((srv.cpu_ticks() - cpu0) * 1e6
+                                           / os.sysconf("SC_CLK_TCK")
+                                           / max(r["requests"], 1))
+                    lines = site_lines(srv.site) - before
+                    ok = r["requests"] - r["status"]
+                    name = "Sync %s c=%d rep %d" % ("On" if sync else "Off",
+                                                   conc, rep)
+                    if not ok <= lines <= ok + conc:
+                        problems.append("%s: %d lines for %d answers"
+                                        % (name, lines, ok))
+                    if r["status"] or r["errors"]:
+                        problems.append("%s: %d non-2xx, %d socket errors"
+                                        % (name, r["status"], r["errors"]))
+                    got[sync] = r
+                runs[conc].append((got[True], got[False]))
+        _, st = http("GET", "/server-status?auto", base=servers[True].base)
+        m = re.search(r"PanoptesSyncLines: (\d+)\nPanoptesSyncFlushes: (\d+)",
+                      st.decode())
+        flushes = (int(m.group(1)), int(m.group(2))) if m else None
+    finally:
+        for srv in servers.values():
+            srv.stop()
+    return runs, flushes
+
+
+def print_sync(runs, flushes):
+    print()
+    print("PanoptesTelemetrySync On vs Off, POST /event (site), %d "
+          "interleaved repetitions x %d s" % (REPS, SECONDS))
+    print("%-26s %4s %10s %10s %10s %12s %8s %9s %8s" % (
+        "scenario", "c", "req/s", "p50", "p99", "CPU/req", "ratio",
+        "p99 ratio", "CPU ratio"))
+    for conc in SYNC_CONC:
+        pairs = runs[conc]
+        for sync in (False, True):
+            rs = [p[0] if sync else p[1] for p in pairs]
+            ratio = p99r = cpur = ""
+            if sync:
+                ratio = "%.2f" % statistics.median(
+                    on["rps"] / off["rps"] for on, off in pairs)
+                p99r = "%.2f" % statistics.median(
+                    on["p99_us"] / max(off["p99_us"], 1) for on, off in pairs)
+                cpur = "%.2f" % statistics.median(
+                    on["cpu_per_req_us"] / max(off["cpu_per_req_us"], 1e-9)
+                    for on, off in pairs)
+            print("%-26s %4d %10.0f %10s %10s %9.1f us %8s %9s %8s" % (
+                "POST /event, Sync " + ("On" if sync else "Off"), conc,
+                statistics.median(r["rps"] for r in rs),
+                fmt_us(statistics.median(r["p50_us"] for r in rs)),
+                fmt_us(statistics.median(r["p99_us"] for r in rs)),
+                statistics.median(r["cpu_per_req_us"] for r in rs),
+                ratio, p99r, cpur))
+        print("  Sync On / Off per repetition at c=%d: %s" % (
+            conc, " ".join("%.2f" % (on["rps"] / off["rps"])
+                           for on, off in pairs)))
+    if flushes:
+        print("  Sync On: %d events waited for, %d flushes (%.1f events per "
+              "flush)" % (flushes[0], flushes[1],
+                          flushes[0] / max(flushes[1], 1)))
+
+
+def main_sync():
+    if not os.path.exists(SO):
+        sys.exit("bench: build the module first (make build)")
+    problems = []
+    runs, flushes = sync_compare(problems)
+    print_sync(runs, flushes)
+    if problems:
+        print("\nPROBLEMS:")
+        for p in problems:
+            print("  " + p)
+        sys.exit(1)
+
+
 def main():
     if not os.path.exists(SO):
         sys.exit("bench: build the module first (make build)")
@@ -351,19 +470,8 @@ def main():
     finally:
         server.stop()
 
-    # PanoptesTelemetrySync On: the same POSTs, against its own ceiling.
-    sync = Server(sync=True)
-    sync.start()
-    sync_ratios = []
-    try:
-        with open(os.path.join(WORK, "htdocs", "ok.json"), "w") as f:
-            f.write('{"ok":true}\n')
-        for _ in range(REPS):
-            base = wrk("post", "/ok.json", 8, SECONDS)
-            mod = wrk("event", "/api/event", 8, SECONDS)
-            sync_ratios.append((mod["rps"], mod["rps"] / base["rps"]))
-    finally:
-        sync.stop()
+    # PanoptesTelemetrySync On against Off (two servers of their own).
+    sync_runs, sync_flushes = sync_compare(problems)
 
     print()
     print("make bench: %d repetitions x %d s per run, wrk, event MPM, "
@@ -391,10 +499,7 @@ def main():
             print("%-26s %4d %10.0f %10s %10s %9.1f us %8s %9s %8s" % (
                 name, conc, rps, fmt_us(p50), fmt_us(p99), cpu, ratio, p99r,
                 cpur))
-    print("%-26s %4d %10.0f %10s %10s %12s %8.2f" % (
-        "POST /event, Sync On", 8,
-        statistics.median(r for r, _ in sync_ratios), "", "", "",
-        statistics.median(x for _, x in sync_ratios)))
+    print_sync(sync_runs, sync_flushes)
     print()
     print("correctness: " + exact)
     for line in memory:
@@ -409,4 +514,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["sync"]:
+        main_sync()
+    else:
+        main()

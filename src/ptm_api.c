@@ -736,8 +736,9 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
             break;
         }
     }
-    if (rv == APR_SUCCESS && conf->live) {
-        /* The ring holds it now: wake the live feed's subscribers (GET
+    if ((rv == APR_SUCCESS || strcmp(step, "sync") == 0) && conf->live) {
+        /* The ring holds it now (after a failed flush too: see
+         * ptm_store_event): wake the live feed's subscribers (GET
          * /stream) before the answer goes, so that an event reaches them
          * about when its POST is answered. */
         ptm_live_notify(conf->live);
@@ -755,7 +756,14 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                     bad ? bad : path ? path : "event", ": ",
                     rv == PTM_FS_LINK ? "it is a symbolic link (not "
                                         "followed)"
-                                      : errstr(rv, p), NULL));
+                    : rv == PTM_SYNC_UNCONFIRMED
+                    ? "its flush could not be confirmed (the stream "
+                      "changed files too often meanwhile)"
+                    : errstr(rv, p),
+                    strcmp(step, "sync") == 0
+                    ? "; the event is not known to be on stable storage "
+                      "(it may be in the file, or may be lost)" : "",
+                    NULL));
         goto fail;
     }
     ptm_buf_init(&out, p, env.ts_len + env.body_len + 32);

@@ -2,11 +2,14 @@
  * numbering and recording of events, and the counters mod_status reads.
  * See ptm_store.h for the design and ptm_store_int.h for the layout. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <apr_strings.h>
 #include "ptm_store_int.h"
 
@@ -74,6 +77,11 @@ int ptm_store_is_formatted(const void *base, apr_size_t size,
            && h->size == size
            && (ring == PTM_STORE_RING_ANY
                || h->ring_size == (ring & ~(apr_size_t)7));
+}
+
+void ptm_store_use_sync(ptm_store_t *st, ptm_sync_t *board)
+{
+    st->sync = board;
 }
 
 void ptm_store_close_files(ptm_store_t *st)
@@ -195,7 +203,22 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     uint32_t hash = 0;
     int slot = -1;
     apr_status_t rv;
+    /* Group commit: the line's ticket and file, the descriptor its wait
+     * flushes with (ours when dup'd), and why there is none. */
+    int group = ev->sync && st->sync && (ev->fd >= 0 || ev->path);
+    ptm_sync_line_t line;
+    uint64_t ticket = 0;
+    int wait_fd = -1, own_fd = 0;
+    apr_status_t sync_rv = APR_SUCCESS;
+    struct stat fd_st;
 
+    if (group && ev->fd >= 0
+        && (fstat(ev->fd, &fd_st) != 0 || !S_ISREG(fd_st.st_mode))) {
+        /* The caller's file, whose identity cannot change while open:
+         * anything but a regular file is flushed under the lock, as
+         * without a board (fdatasync then says what it says). */
+        group = 0;
+    }
     if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
         return rv;
     }
@@ -249,10 +272,14 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     if (ev->fd >= 0 || ev->path) {
         const char *step = "write";
 
+        if (group) {
+            ticket = ptm_sync_ticket_locked(st->sync, ev->stream);
+        }
         rv = ev->fd >= 0
-             ? ptm_ndjson_append(ev->fd, iov, 5, ev->sync)
+             ? ptm_ndjson_append(ev->fd, iov, 5, ev->sync && !group)
              : ptm_ndjson_file_append(&st->files[ev->stream], ev->path, iov,
-                                      5, ev->sync, &step, ev->pool);
+                                      5, ev->sync && !group, &step,
+                                      ev->pool);
         if (rv != APR_SUCCESS) {
             ptm_store_end_locked(h);              /* the append left nothing behind */
             if (ev->failed_step) {
@@ -264,7 +291,32 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
             goto out;
         }
     }
-    /* The line is on disk: from here on nothing can fail.  Atomic stores:
+    if (group) {
+        /* The wait flushes with a descriptor of the line's own file: the
+         * caller's, or a copy of this process's (another thread may close
+         * or replace that one as soon as the lock is let go). */
+        if (ev->fd >= 0) {
+            wait_fd = ev->fd;
+            ptm_sync_written_locked(st->sync, &line, ev->stream, ticket,
+                                    fd_st.st_dev, fd_st.st_ino);
+        }
+        else if (st->files[ev->stream].fd < 0) {
+            /* Not a regular file (it is not kept open): nothing to
+             * flush, as fdatasync would say. */
+            sync_rv = APR_EINVAL;
+        }
+        else if ((wait_fd = fcntl(st->files[ev->stream].fd,
+                                  F_DUPFD_CLOEXEC, 0)) < 0) {
+            sync_rv = APR_FROM_OS_ERROR(errno);
+        }
+        else {
+            own_fd = 1;
+            ptm_sync_written_locked(st->sync, &line, ev->stream, ticket,
+                                    st->files[ev->stream].dev,
+                                    st->files[ev->stream].ino);
+        }
+    }
+    /* The line is written: from here on nothing can fail.  Atomic stores:
      * server-status reads the counters without the lock. */
     __atomic_store_n(&h->seq[ev->stream], n, __ATOMIC_RELAXED);
     __atomic_store_n(&h->events[ev->stream], h->events[ev->stream] + 1,
@@ -328,6 +380,18 @@ out:
         ptm_ndjson_discard_if_empty(ev->fd, ev->path);
     }
     ptm_store_unlock(st);
+    if (group && rv == APR_SUCCESS) {
+        /* Recorded; answered once a flush that began after the write is
+         * done, without the lock (group commit, ptm_sync.h). */
+        rv = sync_rv == APR_SUCCESS
+             ? ptm_sync_wait(st->sync, &line, wait_fd) : sync_rv;
+        if (own_fd) {
+            close(wait_fd);
+        }
+        if (rv != APR_SUCCESS && ev->failed_step) {
+            *ev->failed_step = "sync";
+        }
+    }
     return rv;
 }
 

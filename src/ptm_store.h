@@ -19,6 +19,7 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 #include "ptm_buf.h"
+#include "ptm_sync.h"
 
 typedef struct ptm_store_t ptm_store_t;
 
@@ -57,6 +58,10 @@ int ptm_store_is_formatted(const void *base, apr_size_t size,
  */
 ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
                               apr_pool_t *p);
+
+/** Let the events of `st` with `sync` set share flushes through `board`
+ * (NULL: each is flushed under the lock, as before group commit). */
+void ptm_store_use_sync(ptm_store_t *st, ptm_sync_t *board);
 
 /** Close the stream files this process keeps open through `st`. */
 void ptm_store_close_files(ptm_store_t *st);
@@ -206,10 +211,12 @@ typedef struct {
                             * failure if still empty) ... */
     const char *path;      /* ... else, when set, append to this file
                             * through the process's open files */
-    int sync;
+    int sync;              /* answer only once the line is on stable
+                            * storage (PanoptesTelemetrySync On) */
     apr_pool_t *pool;      /* for opening `path` */
     const char **failed_step; /* if set, gets "open" or "write" when the
-                               * append fails */
+                               * append fails, "sync" when its flush
+                               * does */
     /* For the recent-events ring (SPEC §12.1): */
     apr_time_t accepted;   /* the server clock at acceptance */
     apr_time_t ts_us;      /* the envelope's ts parsed (ptm_time_parse_
@@ -230,6 +237,14 @@ typedef struct {
  * PTM_STORE_STALE when the run changed since `run_gen` or the file was
  * deleted since it was opened (open and build again),
  * PTM_STORE_FULL when the current view has no room, or the write error.
+ *
+ * With `sync` and a board (ptm_store_use_sync), the lock is let go after
+ * the append and the call returns once a flush covering the line is done
+ * (group commit, ptm_sync.h).  If that flush fails the event stays
+ * recorded (its seq used, in the current view and the ring, its line
+ * perhaps in the file: see the README) and the flush's error is returned
+ * with `*failed_step` "sync", or PTM_SYNC_UNCONFIRMED.  Without a board,
+ * the line is flushed under the lock and a failure changes nothing.
  */
 apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
                              uint64_t *seq);

@@ -28,6 +28,7 @@
 #include "ptm_hash.h"
 #include "ptm_ndjson.h"
 #include "ptm_store.h"
+#include "ptm_sync.h"
 
 #define MAGIC 0x314d5450u           /* "PTM1" */
 #define LAYOUT_VERSION 6u
@@ -134,6 +135,9 @@ struct ptm_store_t {
     uint64_t id;            /* unique among this process's handles */
     /* This process's open stream files, used under the lock only. */
     ptm_ndjson_file_t files[2];
+    /* Group commit's board (ptm_sync.h), or NULL: Sync On then flushes
+     * each line under the lock. */
+    ptm_sync_t *sync;
 };
 
 #define BLOB_TOTAL(len) (sizeof(blob_t) + ALIGN8((uint64_t)(len)))

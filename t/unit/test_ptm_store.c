@@ -2939,6 +2939,211 @@ static void test_readers_never_wait(void **state)
     fx_close(&fx);
 }
 
+/* ---- group commit (PanoptesTelemetrySync On with a board) ------------------ */
+
+/* The flush seam (ptm_sync_test_flush): counts, takes time, fails when
+ * told, and keeps how much of the file a good flush made durable (what
+ * the file held when it began). */
+typedef struct {
+    unsigned flushes;
+    int fail_next;
+    int64_t durable;
+    unsigned delay_us;
+} sync_seam_t;
+
+static sync_seam_t *seam;
+
+static int seam_flush(int fd)
+{
+    struct stat st;
+    int64_t before, now;
+
+    if (fstat(fd, &st) != 0) {
+        return -1;
+    }
+    before = st.st_size;
+    if (seam->delay_us) {
+        usleep(seam->delay_us);
+    }
+    __atomic_add_fetch(&seam->flushes, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(&seam->fail_next, 0, __ATOMIC_SEQ_CST)) {
+        errno = EIO;
+        return -1;
+    }
+    now = __atomic_load_n(&seam->durable, __ATOMIC_SEQ_CST);
+    while (now < before
+           && !__atomic_compare_exchange_n(&seam->durable, &now, before, 0,
+                                           __ATOMIC_SEQ_CST,
+                                           __ATOMIC_SEQ_CST)) {
+    }
+    return 0;
+}
+
+/* The board and the seam in memory children share. */
+static ptm_sync_t *sync_open(fx_t *fx)
+{
+    size_t size = sizeof(sync_seam_t) + 64 + ptm_sync_size();
+    char *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ptm_sync_t *b;
+
+    assert_true(mem != MAP_FAILED);
+    memset(mem, 0, size);
+    seam = (sync_seam_t *)mem;
+    b = ptm_sync_init(mem + 64 + (sizeof(sync_seam_t) & ~(size_t)7));
+    ptm_store_use_sync(fx->st, b);
+    ptm_sync_test_flush = seam_flush;
+    return b;
+}
+
+static void sync_close(fx_t *fx)
+{
+    ptm_sync_test_flush = NULL;
+    ptm_store_close_files(fx->st);
+    /* The mapping goes with the process. */
+}
+
+/* One stored site event through the process's open file, with sync. */
+static apr_status_t post_sync(ptm_store_t *st, apr_pool_t *p,
+                              const char *path, const char *type, int i,
+                              uint64_t *seq, const char **step)
+{
+    ptm_store_event_t ev;
+    ptm_store_run_t r;
+    apr_status_t rv;
+
+    if ((rv = ptm_store_run_peek(&r, st, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    mk_event(&ev, p, r.gen, PTM_STREAM_SITE, type,
+             apr_psprintf(p, "{\"i\":%d}", i), 1, -1);
+    ev.path = path;
+    ev.pool = p;
+    ev.sync = 1;
+    *step = "none";
+    ev.failed_step = step;
+    return ptm_store_event(st, &ev, seq);
+}
+
+/* Where the line of `seq` ends in `path` (0 if it is not there). */
+static int64_t line_end(const char *path, uint64_t seq, apr_pool_t *p)
+{
+    size_t len;
+    char *buf = slurp(path, &len, p), *at, *nl;
+    char *want = apr_psprintf(p, "{\"seq\":%" PRIu64 ",", seq);
+
+    if (!buf || !(at = strstr(buf, want)) || !(nl = strchr(at, '\n'))) {
+        return 0;
+    }
+    return (int64_t)(nl + 1 - buf);
+}
+
+#define SYNC_NPROC 4
+#define SYNC_NEVENTS 60
+
+/* Writers in several processes, each with a handle of its own (its own
+ * descriptor of the site file, as httpd's children): every event answered
+ * has its line inside what a flush made durable, and flushes were shared.
+ * Without the wait, answers come before their flush (fails at once). */
+static void test_sync_group_commit(void **state)
+{
+    static fx_t fx;
+    pid_t pids[SYNC_NPROC];
+    ptm_sync_t *b;
+    ptm_sync_stats_t ys;
+    int k, status;
+    size_t len;
+    char *buf, *c;
+    unsigned lines = 0;
+
+    fx_open(&fx, 1024 * 1024);
+    b = sync_open(&fx);
+    seam->delay_us = 500;
+    for (k = 0; k < SYNC_NPROC; k++) {
+        pids[k] = fork();
+        assert_true(pids[k] >= 0);
+        if (pids[k] == 0) {
+            apr_pool_t *p;
+            ptm_store_t *st;
+            int i;
+
+            child_signals();
+            CHILD_CHECK(apr_pool_create(&p, NULL) == APR_SUCCESS, 2);
+            st = ptm_store_attach(fx.base, fx.mx, p);
+            ptm_store_use_sync(st, b);
+            for (i = 0; i < SYNC_NEVENTS; i++) {
+                const char *step;
+                uint64_t seq = 0;
+                int64_t end;
+
+                CHILD_CHECK(post_sync(st, p, fx.file, "gc", k * 1000 + i,
+                                      &seq, &step) == APR_SUCCESS, 3);
+                end = line_end(fx.file, seq, p);
+                CHILD_CHECK(end > 0, 4);
+                CHILD_CHECK(end <= __atomic_load_n(&seam->durable,
+                                                   __ATOMIC_SEQ_CST), 5);
+            }
+            ptm_store_close_files(st);
+            _exit(0);
+        }
+    }
+    for (k = 0; k < SYNC_NPROC; k++) {
+        assert_int_equal(waitpid(pids[k], &status, 0), pids[k]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fail_msg("child %d: status 0x%x", k, status);
+        }
+    }
+    buf = slurp(fx.file, &len, fx.p);
+    for (c = buf; c && c < buf + len; c = strchr(c, '\n') + 1) {
+        lines++;
+    }
+    assert_int_equal(lines, SYNC_NPROC * SYNC_NEVENTS);
+    ptm_sync_stats(b, &ys);
+    print_message("    %u events, %u flushes\n", lines, seam->flushes);
+    assert_int_equal(ys.lines, SYNC_NPROC * SYNC_NEVENTS);
+    assert_int_equal(ys.flushes, seam->flushes);
+    assert_true(seam->flushes < SYNC_NPROC * SYNC_NEVENTS);
+    sync_close(&fx);
+    fx_close(&fx);
+}
+
+/* A failed flush: the event answers the flush's error with the step
+ * "sync"; it was recorded all the same (its seq is used, its line is in
+ * the file, it is current), and the next event is stored and flushed as
+ * usual, with the next seq. */
+static void test_sync_failure(void **state)
+{
+    static fx_t fx;
+    const char *step;
+    uint64_t seq = 0;
+    ptm_buf_t out;
+
+    fx_open(&fx, 1024 * 1024);
+    sync_open(&fx);
+    assert_int_equal(post_sync(fx.st, fx.p, fx.file, "gc", 1, &seq, &step),
+                     APR_SUCCESS);
+    assert_int_equal(seq, 1);
+    assert_string_equal(step, "none");
+    assert_int_equal(seam->flushes, 1);
+    seam->fail_next = 1;
+    assert_int_equal(post_sync(fx.st, fx.p, fx.file, "gc", 2, &seq, &step),
+                     APR_FROM_OS_ERROR(EIO));
+    assert_string_equal(step, "sync");
+    assert_int_equal(seq, 2);
+    assert_true(line_end(fx.file, 2, fx.p) > 0);
+    assert_int_equal(stats(&fx).seq[PTM_STREAM_SITE], 2);
+    ptm_buf_init(&out, fx.p, 256);
+    assert_int_equal(ptm_store_current_one(fx.st, "\"gc\"", 4, &out),
+                     APR_SUCCESS);
+    assert_non_null(strstr(out.data, "\"i\":2"));
+    assert_int_equal(post_sync(fx.st, fx.p, fx.file, "gc", 3, &seq, &step),
+                     APR_SUCCESS);
+    assert_int_equal(seq, 3);
+    assert_int_equal(seam->flushes, 3);
+    sync_close(&fx);
+    fx_close(&fx);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, test_teardown)
 
 int main(void)
@@ -2968,6 +3173,8 @@ int main(void)
         T(test_refused_event_leaves_no_file),
         T(test_readers_never_wait),
         T(test_kill_writers_at_random),
+        T(test_sync_group_commit),
+        T(test_sync_failure),
     };
 
     if (getenv("PTM_TEST_FILTER")) {

@@ -1,0 +1,337 @@
+/* Group commit: the board and the wait (ptm_sync.h). */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <apr_shm.h>
+#include "ptm_sync.h"
+#include "ptm_wake.h"
+
+#define SYNC_MAGIC 0x43595350u          /* "PSYC" */
+#define SYNC_VERSION 1u
+
+/* One file a stream's lines went to.  `gen` is its identity on the board
+ * (0: unused; never reused, so a waiter that finds another gen knows its
+ * entry was given to another file).  The store lock serialises the
+ * appenders; `flushed` and `flusher` change without it (CAS). */
+typedef struct {
+    uint64_t gen;
+    uint64_t dev;
+    uint64_t ino;
+    uint64_t last;          /* highest ticket whose write is complete */
+    uint64_t flushed;       /* highest ticket a good flush covered */
+    uint64_t flusher;       /* token (pid << 32 | n) of the flush under
+                             * way; 0: none */
+    uint32_t done;          /* bumped after each flush: waiters sleep on
+                             * it (a futex, ptm_wake.h) */
+    uint32_t pad;
+} entry_t;
+
+typedef struct {
+    uint64_t issued;        /* tickets given */
+    uint64_t poisoned;      /* tickets at or below it answer an error */
+    uint64_t gen;           /* last entry gen given */
+    uint32_t poison_err;    /* errno of the last failed flush; 0: the
+                             * entry was reused before its flush */
+    uint32_t pad;
+    uint64_t lines;
+    uint64_t flushes;
+    uint64_t failures;
+    uint64_t unconfirmed;
+    entry_t files[PTM_SYNC_FILES];
+} stream_t;
+
+struct ptm_sync_t {
+    uint32_t magic;
+    uint32_t version;
+    stream_t s[2];
+};
+
+#ifdef PTM_TEST_HOOKS
+int (*ptm_sync_test_flush)(int fd);
+#endif
+
+static int flush_fd(int fd)
+{
+#ifdef PTM_TEST_HOOKS
+    if (ptm_sync_test_flush) {
+        return ptm_sync_test_flush(fd);
+    }
+#endif
+    return fdatasync(fd);
+}
+
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+
+static int cas64(uint64_t *p, uint64_t want, uint64_t to)
+{
+    return __atomic_compare_exchange_n(p, &want, to, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
+}
+
+/* *p = max(*p, v). */
+static void raise_to(uint64_t *p, uint64_t v)
+{
+    uint64_t now = LOAD(p);
+
+    while (now < v && !__atomic_compare_exchange_n(p, &now, v, 0,
+                                                   __ATOMIC_SEQ_CST,
+                                                   __ATOMIC_SEQ_CST)) {
+    }
+}
+
+size_t ptm_sync_size(void)
+{
+    return sizeof(ptm_sync_t);
+}
+
+ptm_sync_t *ptm_sync_init(void *mem)
+{
+    ptm_sync_t *b = mem;
+
+    memset(b, 0, sizeof(*b));
+    b->version = SYNC_VERSION;
+    b->magic = SYNC_MAGIC;
+    return b;
+}
+
+int ptm_sync_is_ours(const ptm_sync_t *b)
+{
+    return b && b->magic == SYNC_MAGIC && b->version == SYNC_VERSION;
+}
+
+apr_status_t ptm_sync_create(ptm_sync_t **out, apr_pool_t *p)
+{
+    apr_shm_t *shm;
+    apr_status_t rv;
+
+    /* Anonymous, like the live board: nothing on the file system, gone
+     * with the last process that maps it. */
+    rv = apr_shm_create(&shm, sizeof(ptm_sync_t), NULL, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *out = ptm_sync_init(apr_shm_baseaddr_get(shm));
+    return APR_SUCCESS;
+}
+
+/* Every ticket up to `upto` answers an error.  The errno goes first, so
+ * that a waiter who sees the mark sees why. */
+static void poison(stream_t *s, uint64_t upto, int err)
+{
+    STORE(&s->poison_err, (uint32_t)err);
+    raise_to(&s->poisoned, upto);
+}
+
+uint64_t ptm_sync_ticket_locked(ptm_sync_t *b, int stream)
+{
+    stream_t *s = &b->s[stream & 1];
+    uint64_t t = s->issued + 1;
+
+    /* Before the write: a flusher that reads `issued` after its flush
+     * failed covers every line whose write could have been caught in the
+     * failed writeback. */
+    STORE(&s->issued, t);
+    return t;
+}
+
+void ptm_sync_written_locked(ptm_sync_t *b, ptm_sync_line_t *line,
+                             int stream, uint64_t ticket, dev_t dev,
+                             ino_t ino)
+{
+    stream_t *s = &b->s[stream & 1];
+    entry_t *e = NULL;
+    uint64_t g;
+    unsigned i;
+
+    line->stream = stream & 1;
+    line->ticket = ticket;
+    /* The file of the stream's last line first: nearly always it. */
+    g = s->gen;
+    for (i = 0; i < PTM_SYNC_FILES; i++) {
+        entry_t *c = &s->files[(g - i) % PTM_SYNC_FILES];
+
+        if (c->gen != 0 && c->dev == (uint64_t)dev
+            && c->ino == (uint64_t)ino) {
+            e = c;
+            break;
+        }
+    }
+    if (e) {
+        /* Tickets grow with the lock's order: this is the highest. */
+        STORE(&e->last, ticket);
+        line->gen = e->gen;
+        return;
+    }
+    /* A file not on the board: it takes the entry of the oldest.  Lines
+     * of that one not yet flushed lose their only way to be confirmed:
+     * they answer an error (their tickets are all below this one).  Gens
+     * only grow, so a waiter of the old file sees its gen gone. */
+    g = s->gen + 1;
+    e = &s->files[g % PTM_SYNC_FILES];
+    if (e->gen != 0 && LOAD(&e->flushed) < e->last) {
+        poison(s, e->last, 0);
+        ADD(&s->unconfirmed, 1);
+    }
+    /* gen 0 while the fields change: a waiter reading them in between
+     * sees no gen of its own (it reads gen before and after). */
+    STORE(&e->gen, 0);
+    e->dev = (uint64_t)dev;
+    e->ino = (uint64_t)ino;
+    STORE(&e->last, ticket);
+    STORE(&e->flushed, 0);
+    /* A flush of the old file still under way keeps its token to itself:
+     * its end neither clears a new flusher's token (CAS) nor covers a
+     * line of the new file (its mark is below every ticket of it). */
+    STORE(&e->flusher, 0);
+    s->gen = g;
+    STORE(&e->gen, g);
+    /* The old file's waiters look again now rather than after a nap
+     * (a system call under the store lock, once per new file). */
+    ADD(&e->done, 1);
+    ptm_wake_all(&e->done);
+    line->gen = g;
+}
+
+/* A token for one flush: never the same twice among live processes. */
+static uint64_t new_token(void)
+{
+    static uint32_t n;
+    uint32_t k = __atomic_add_fetch(&n, 1, __ATOMIC_RELAXED);
+
+    return ((uint64_t)(uint32_t)getpid() << 32) | (k ? k : 1);
+}
+
+static apr_status_t poisoned_status(stream_t *s)
+{
+    uint32_t err = LOAD(&s->poison_err);
+
+    return err ? APR_FROM_OS_ERROR((int)err) : PTM_SYNC_UNCONFIRMED;
+}
+
+/* The answer once the line's fate is known: covered by a good flush (or
+ * its entry reused, which poisons every line not covered), unless a
+ * failed flush poisoned it meanwhile.  Read after the coverage, so a
+ * failure that came before the good flush (it poisoned before letting the
+ * next flusher start) is always seen. */
+static apr_status_t verdict(stream_t *s, uint64_t t)
+{
+    return t <= LOAD(&s->poisoned) ? poisoned_status(s) : APR_SUCCESS;
+}
+
+/* Flush `fd` for entry `e` (gen `gen`) while holding its token.  Returns
+ * nothing: the outcome is on the board for every waiter, this one too. */
+static void flush_as(stream_t *s, entry_t *e, uint64_t gen, uint64_t token,
+                     int fd)
+{
+    uint64_t snap;
+    int err = 0;
+
+    snap = LOAD(&e->last);
+    /* The token was taken for this file: if the entry went to another
+     * in between, `snap` may be a ticket of that one, which this flush
+     * does not cover. */
+    if (LOAD(&e->gen) == gen) {
+        ADD(&s->flushes, 1);
+        if (flush_fd(fd) != 0) {
+            err = errno ? errno : EIO;
+        }
+        if (!err) {
+            raise_to(&e->flushed, snap);
+        }
+        else {
+            /* Every line written so far may have been in the writeback
+             * that failed, whichever file of the stream it went to. */
+            ADD(&s->failures, 1);
+            poison(s, LOAD(&s->issued), err);
+        }
+    }
+    /* Only now may the next flush start: it sees the poison. */
+    cas64(&e->flusher, token, 0);
+    ADD(&e->done, 1);
+    ptm_wake_all(&e->done);
+}
+
+static int process_gone(uint32_t pid)
+{
+    return pid != 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+apr_status_t ptm_sync_wait(ptm_sync_t *b, const ptm_sync_line_t *line,
+                           int fd)
+{
+    stream_t *s = &b->s[line->stream & 1];
+    entry_t *e = &s->files[line->gen % PTM_SYNC_FILES];
+    uint64_t t = line->ticket, gen = line->gen;
+    uint64_t watched = 0;
+    apr_time_t since = 0;
+    uint32_t me = (uint32_t)getpid();
+
+    ADD(&s->lines, 1);
+    for (;;) {
+        uint32_t done = LOAD(&e->done);
+        uint64_t g1 = LOAD(&e->gen);
+        uint64_t flushed = LOAD(&e->flushed);
+        uint64_t owner = LOAD(&e->flusher);
+        uint64_t g2 = LOAD(&e->gen);
+
+        if (t <= LOAD(&s->poisoned)) {
+            return poisoned_status(s);
+        }
+        if (g1 != gen || g2 != gen) {
+            /* Reused: every line of the old file that no good flush
+             * covered was poisoned before the gen changed. */
+            return verdict(s, t);
+        }
+        if (flushed >= t) {
+            return verdict(s, t);
+        }
+        if (owner == 0) {
+            uint64_t token = new_token();
+
+            if (!cas64(&e->flusher, 0, token)) {
+                continue;
+            }
+            if (LOAD(&e->flushed) >= t) {
+                /* Covered just before the token was ours. */
+                cas64(&e->flusher, token, 0);
+                continue;
+            }
+            flush_as(s, e, gen, token, fd);
+            continue;
+        }
+        /* Someone flushes.  A flusher killed mid-flush never hands the
+         * token back: take it from a process that is gone, or one of
+         * another process that has held it for PTM_SYNC_STUCK (its
+         * errors are its descriptor's; ours reports ours).  Never from
+         * this process: a thread of ours shares our descriptor, and the
+         * error that one flush reports, the next one does not. */
+        if (owner != watched) {
+            watched = owner;
+            since = apr_time_now();
+        }
+        else if ((uint32_t)(owner >> 32) != me
+                 && (process_gone((uint32_t)(owner >> 32))
+                     || apr_time_now() - since > PTM_SYNC_STUCK)) {
+            cas64(&e->flusher, owner, 0);
+            watched = 0;
+            continue;
+        }
+        ptm_wake_wait(&e->done, done, PTM_SYNC_NAP);
+    }
+}
+
+void ptm_sync_stats(ptm_sync_t *b, ptm_sync_stats_t *out)
+{
+    int i;
+
+    memset(out, 0, sizeof(*out));
+    for (i = 0; i < 2; i++) {
+        out->lines += LOAD(&b->s[i].lines);
+        out->flushes += LOAD(&b->s[i].flushes);
+        out->failures += LOAD(&b->s[i].failures);
+        out->unconfirmed += LOAD(&b->s[i].unconfirmed);
+    }
+}
