@@ -14,11 +14,11 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <apr_shm.h>
 #include <apr_strings.h>
 #include <apr_tables.h>
 #include "ptm_forward.h"
 #include "ptm_store_fwd.h"
+#include "ptm_shm.h"
 
 typedef struct {
     uint64_t n;
@@ -63,15 +63,14 @@ ptm_fwd_board_t *ptm_fwd_board_init(void *mem)
 
 apr_status_t ptm_fwd_board_create(ptm_fwd_board_t **out, apr_pool_t *p)
 {
-    apr_shm_t *shm;
+    void *base;
     apr_status_t rv;
 
-    /* Anonymous, like the live board: nothing on the file system. */
-    rv = apr_shm_create(&shm, sizeof(ptm_fwd_board_t), NULL, p);
-    if (rv != APR_SUCCESS) {
+    if ((rv = ptm_shm_anon(&base, sizeof(ptm_fwd_board_t), p))
+        != APR_SUCCESS) {
         return rv;
     }
-    *out = ptm_fwd_board_init(apr_shm_baseaddr_get(shm));
+    *out = ptm_fwd_board_init(base);
     (*out)->cold = 1;
     return APR_SUCCESS;
 }

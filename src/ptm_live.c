@@ -3,9 +3,9 @@
 #include <signal.h>
 #include <string.h>
 #include <apr_atomic.h>
-#include <apr_shm.h>
 #include "ptm_live.h"
 #include "ptm_wake.h"
+#include "ptm_shm.h"
 
 struct ptm_live_t {
     volatile uint32_t word;         /* bumped per accepted event */
@@ -32,16 +32,13 @@ ptm_live_t *ptm_live_init(void *mem)
 
 apr_status_t ptm_live_create(ptm_live_t **out, apr_pool_t *p)
 {
-    apr_shm_t *shm;
+    void *base;
     apr_status_t rv;
 
-    /* Anonymous: nothing on the file system for anyone to plant or open,
-     * and gone with the last process that maps it. */
-    rv = apr_shm_create(&shm, sizeof(ptm_live_t), NULL, p);
-    if (rv != APR_SUCCESS) {
+    if ((rv = ptm_shm_anon(&base, sizeof(ptm_live_t), p)) != APR_SUCCESS) {
         return rv;
     }
-    *out = ptm_live_init(apr_shm_baseaddr_get(shm));
+    *out = ptm_live_init(base);
     return APR_SUCCESS;
 }
 

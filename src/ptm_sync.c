@@ -3,9 +3,9 @@
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
-#include <apr_shm.h>
 #include "ptm_sync.h"
 #include "ptm_wake.h"
+#include "ptm_shm.h"
 
 #define SYNC_MAGIC 0x43595350u          /* "PSYC" */
 #define SYNC_VERSION 1u
@@ -104,16 +104,13 @@ int ptm_sync_is_ours(const ptm_sync_t *b)
 
 apr_status_t ptm_sync_create(ptm_sync_t **out, apr_pool_t *p)
 {
-    apr_shm_t *shm;
+    void *base;
     apr_status_t rv;
 
-    /* Anonymous, like the live board: nothing on the file system, gone
-     * with the last process that maps it. */
-    rv = apr_shm_create(&shm, sizeof(ptm_sync_t), NULL, p);
-    if (rv != APR_SUCCESS) {
+    if ((rv = ptm_shm_anon(&base, sizeof(ptm_sync_t), p)) != APR_SUCCESS) {
         return rv;
     }
-    *out = ptm_sync_init(apr_shm_baseaddr_get(shm));
+    *out = ptm_sync_init(base);
     return APR_SUCCESS;
 }
 
