@@ -215,6 +215,17 @@ def wrk(mode, path, conc, seconds, base=BASE, accept=None):
     return r
 
 
+def wrk_cpu(server, mode, path, conc, seconds=None, accept=None):
+    """wrk against `server`, with its CPU time per request (all of its
+    processes, user and system) in r["cpu_per_req_us"]."""
+    cpu0 = server.cpu_ticks()
+    r = wrk(mode, path, conc, SECONDS if seconds is None else seconds,
+            base=server.base, accept=accept)
+    r["cpu_per_req_us"] = ((server.cpu_ticks() - cpu0) * 1e6
+                           / os.sysconf("SC_CLK_TCK") / max(r["requests"], 1))
+    return r
+
+
 SCENARIOS = [
     # name, mode, path, baseline (None: this is a ceiling)
     ("static POST", "post", "/ok.json", None),
@@ -233,11 +244,7 @@ def measure(server, results, rep, problems):
             if name == "POST /event (run)":
                 http("POST", "/api/run/start", {})
             before_lines = site_lines()
-            before_cpu = server.cpu_ticks()
-            r = wrk(mode, path, conc, SECONDS)
-            r["cpu_per_req_us"] = ((server.cpu_ticks() - before_cpu)
-                                   * 1e6 / os.sysconf("SC_CLK_TCK")
-                                   / max(r["requests"], 1))
+            r = wrk_cpu(server, mode, path, conc)
             if mode == "event":
                 # Every answered POST is one line; wrk stops with up to
                 # `conc` requests in flight, answered after it counted.
@@ -367,11 +374,7 @@ def sync_compare(problems):
                     srv = servers[sync]
                     settle(srv.site)
                     before = site_lines(srv.site)
-                    cpu0 = srv.cpu_ticks()
-                    r = wrk("event", "/api/event", conc, SECONDS, base=srv.base)
-                    r["cpu_per_req_us"] = ((srv.cpu_ticks() - cpu0) * 1e6
-                                           / os.sysconf("SC_CLK_TCK")
-                                           / max(r["requests"], 1))
+                    r = wrk_cpu(srv, "event", "/api/event", conc)
                     lines = site_lines(srv.site) - before
                     ok = r["requests"] - r["status"]
                     name = "Sync %s c=%d rep %d" % ("On" if sync else "Off",

@@ -82,11 +82,8 @@ def caught_up(server, timeout=60):
 
 
 def wrk(server):
-    cpu0 = server.cpu_ticks()
-    r = bench.wrk("event", "/api/event", 8, bench.SECONDS, base=server.base)
-    r["server_cpu_us"] = ((server.cpu_ticks() - cpu0) * 1e6
-                          / os.sysconf("SC_CLK_TCK") / max(r["requests"], 1))
-    return r
+    """POST /event at c=8, with the server's CPU time per request."""
+    return bench.wrk_cpu(server, "event", "/api/event", 8)
 
 
 def throughput(problems):
@@ -269,7 +266,7 @@ def main():
                           " ".join("%.2f" % x for x in ratios)))
     for which, label in (("none", "no forwarding"), ("with", "forwarding")):
         print("%-50s %9.1f us" % ("server CPU per POST, " + label,
-                                  statistics.median(p[which]["server_cpu_us"]
+                                  statistics.median(p[which]["cpu_per_req_us"]
                                                     for p in runs)))
     print("%-50s %10.2f s" % ("forwarder catching up after a wrk run, max",
                               max(p["with"]["catch_up_s"] for p in runs)))

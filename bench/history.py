@@ -233,12 +233,8 @@ def measure(servers, export_path, results, problems):
     for conc in CONC:
         for name, which, path, accept in SCENARIOS:
             server = servers[which]
-            cpu0 = server.cpu_ticks()
-            r = bench.wrk("get", path or export_path, conc, bench.SECONDS,
-                          base=server.base, accept=accept)
-            r["cpu_per_req_us"] = ((server.cpu_ticks() - cpu0) * 1e6
-                                   / os.sysconf("SC_CLK_TCK")
-                                   / max(r["requests"], 1))
+            r = bench.wrk_cpu(server, "get", path or export_path, conc,
+                              accept=accept)
             if r["status"] or r["errors"]:
                 problems.append("%s c=%d: %d non-2xx, %d socket errors"
                                 % (name, conc, r["status"], r["errors"]))

@@ -457,11 +457,7 @@ def throughput_with(server, problems, rep):
 
 def wrk(server):
     """POST /event at c=8, with the server's CPU time per request."""
-    cpu0 = server.cpu_ticks()
-    r = bench.wrk("event", "/api/event", 8, bench.SECONDS, base=server.base)
-    r["server_cpu_us"] = ((server.cpu_ticks() - cpu0) * 1e6
-                          / os.sysconf("SC_CLK_TCK") / max(r["requests"], 1))
-    return r
+    return bench.wrk_cpu(server, "event", "/api/event", 8)
 
 
 def fmt_ms(ns):
@@ -550,7 +546,7 @@ def main():
     for which, label in (("none", "no subscriber"),
                          ("with", "8 subscribers")):
         print("%-44s %9.1f us" % ("server CPU per POST, " + label,
-                                  statistics.median(p[which]["server_cpu_us"]
+                                  statistics.median(p[which]["cpu_per_req_us"]
                                                     for p in runs)))
     print("%-44s %11.0f%%" % ("subscriber client CPU (of one core)",
                               100 * statistics.median(
