@@ -13,11 +13,18 @@ reader is reading.  Within each of BENCH_REPS repetitions, interleaved
   writers alone         wrk c=8 POST /api/event
 
 for <path> /api/current (20 types, ~5.3 KB: the MUST) and
-/api/current/weather07.  The ratios are taken within each repetition
-(readers with writers / readers alone; writers with readers / writers
-alone) and the table prints their medians: the readers' must be >= 0.8
-(goal 0.95).  On a machine of few cores the writers' CPU is taken from the
-readers whatever the locking, so the server's CPU use is printed too.
+/api/current/weather07, and, for /api/current, a control:
+
+  readers + static      the same readers, and at the same time wrk c=8
+                        POSTing the bodies to a static file (Apache's own
+                        work for 8 more clients: no module, no lock)
+
+The ratios are taken within each repetition (readers with writers /
+readers alone; writers with readers / writers alone) and the table prints
+their medians: the readers' must be >= 0.8 (goal 0.95).  On a machine of
+few cores, whatever the locking, the writers' CPU is taken from the
+readers: the control shows how much of the drop that is, and the server's
+CPU use (in cores) is printed for every run.
 
 Checks: no non-2xx answer, no socket error, every answered POST is one
 line in the site file.  The exit status is 1 when the MUST bound or a
@@ -54,8 +61,9 @@ def site_lines():
     return n
 
 
-def run(server, path, readers, writers, problems, what):
-    """wrk for the readers and/or the writers, started together; returns
+def run(server, path, readers, writers, problems, what, static=False):
+    """wrk for the readers and/or the writers (POST /event, or with
+    `static` the same bodies to a static file), started together; returns
     {"r": ..., "w": ..., "cores": server CPU in cores}."""
     out = {}
 
@@ -68,9 +76,9 @@ def run(server, path, readers, writers, problems, what):
         jobs.append(threading.Thread(target=go, args=("r", "get", path,
                                                       readers)))
     if writers:
-        jobs.append(threading.Thread(target=go, args=("w", "event",
-                                                      "/api/event",
-                                                      writers)))
+        jobs.append(threading.Thread(target=go, args=(
+            "w", "post" if static else "event",
+            "/ok.json" if static else "/api/event", writers)))
     lines0, cpu0 = site_lines(), server.cpu_ticks()
     for j in jobs:
         j.start()
@@ -86,7 +94,7 @@ def run(server, path, readers, writers, problems, what):
             problems.append("%s (%s): %d non-2xx, %d socket errors"
                             % (what, "readers" if key == "r" else "writers",
                                r["status"], r["errors"]))
-    if writers:
+    if writers and not static:
         # Every answered POST is one line; wrk stops with up to `writers`
         # requests in flight, answered after it counted.
         got = site_lines() - lines0
@@ -103,6 +111,8 @@ def main():
     problems = []
     server = bench.Server(sync=False, work=WORK, port=PORT)
     server.start()
+    with open(os.path.join(WORK, "htdocs", "ok.json"), "w") as f:
+        f.write('{"ok":true}\n')
     reps = []
     try:
         for i in range(20):
@@ -115,8 +125,8 @@ def main():
                 base=server.base)
         for rep in range(bench.REPS):
             res = {}
-            order = ["alone", "both", "writers"]
-            order = order[rep % 3:] + order[:rep % 3]
+            order = ["alone", "both", "writers", "static"]
+            order = order[rep % 4:] + order[:rep % 4]
             for name, path in PATHS:
                 for which in order:
                     key = (name, which)
@@ -127,6 +137,11 @@ def main():
                     elif which == "both":
                         res[key] = run(server, path, READERS, WRITERS,
                                        problems, what)
+                    elif which == "static":
+                        if name == PATHS[0][0]:
+                            res["static"] = run(server, path, READERS,
+                                                WRITERS, problems, what,
+                                                static=True)
                     elif name == PATHS[0][0]:
                         res["writers"] = run(server, path, 0, WRITERS,
                                              problems, what)
@@ -179,6 +194,19 @@ def main():
                               for r in reps)))
         if verdict is None:
             verdict = statistics.median(rr)
+            sr = [r["static"]["r"]["rps"] / alone(r) for r in reps]
+            print("%-44s %9.0f %9s %9s %7.2f %.2f (%s)" % (
+                "  control: readers with %d static POSTers" % WRITERS,
+                med(lambda r: r["static"]["r"]["rps"]),
+                bench.fmt_us(med(lambda r: r["static"]["r"]["p50_us"])),
+                bench.fmt_us(med(lambda r: r["static"]["r"]["p99_us"])),
+                med(lambda r: r["static"]["cores"]),
+                statistics.median(sr), " ".join("%.2f" % x for x in sr)))
+            print("%-44s %9.0f %9s %9s %7s" % (
+                "  its static POSTers", 
+                med(lambda r: r["static"]["w"]["rps"]),
+                bench.fmt_us(med(lambda r: r["static"]["w"]["p50_us"])),
+                bench.fmt_us(med(lambda r: r["static"]["w"]["p99_us"])), ""))
     print("readers with writers / alone, %s: %.2f (must >= %g, goal %g)"
           % (PATHS[0][0], verdict, MUST_RATIO, GOAL_RATIO))
     if verdict < MUST_RATIO:
