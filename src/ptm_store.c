@@ -369,6 +369,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
          * event before the next_n read with it (ptm_store_current_at). */
         __atomic_store_n(&h->next_n, id + 1, __ATOMIC_RELAXED);
         ptm_seq_write_end(&h->view_gen);
+        PTM_TEST_HOOK("view:done", 1);
     }
     else {
         __atomic_store_n(&h->next_n, id + 1, __ATOMIC_RELAXED);
