@@ -24,6 +24,7 @@ use Test::More;
 use Apache::Test ();
 use Digest::MD5 qw(md5_hex);
 use File::Temp ();
+use POSIX ();
 use HTTP::Request ();
 use LWP::UserAgent ();
 use Time::HiRes ();
@@ -36,6 +37,9 @@ my $WRITERS = 4;
 my $READERS = 4;
 my $K       = 5;            # types per writer
 my $SECONDS = $ENV{PTM_HAMMER_SECONDS} || 6;
+my $MIN_READS = 10;         # per reader, however long /current takes
+my $MAX_SECONDS = 90;       # (earlier files leave thousands of types:
+                            # JSON::PP takes its time over each answer)
 my $tag     = "hm$$";
 my $tmp     = File::Temp::tempdir(CLEANUP => 1);
 my $base    = base_url();
@@ -49,12 +53,13 @@ sub agent {
 
 sub pad_of { my ($n) = @_; return 'x' x (($n * 37) % 200) }
 
-# One writer: its K types in turn, each event waiting for its answer.
+# One writer: its K types in turn, each event waiting for its answer,
+# until the readers are done.
 sub writer {
-    my ($w, $until) = @_;
+    my ($w, $stop) = @_;
     my $ua = agent();
     my ($n, $bad, $first) = (0, 0, '');
-    while (Time::HiRes::time() < $until) {
+    while (!-e $stop) {
         $n++;
         my $pad = pad_of($n);
         my $body = sprintf('{"type":"%s-w%d-t%d","data":{"w":%d,"n":%d,'
@@ -120,12 +125,15 @@ sub snapshot {
     return \%top;
 }
 
-# One reader: /current, and every other time /current/{type}.
+# One reader: /current, and every other time /current/{type}, for
+# $SECONDS and at least $MIN_READS times.
 sub reader {
     my ($r, $until) = @_;
     my $ua = agent();
     my ($reads, $ones, $bad, $first, %last) = (0, 0, 0, '');
-    while (Time::HiRes::time() < $until) {
+    my $cap = $until - $SECONDS + $MAX_SECONDS;
+    while ((Time::HiRes::time() < $until || $reads < $MIN_READS)
+           && Time::HiRes::time() < $cap) {
         my $res = $ua->get("$base/current");
         $reads++;
         my $top = eval {
@@ -168,28 +176,35 @@ sub reader {
 
 my $s0 = status_auto();
 my $until = Time::HiRes::time() + $SECONDS;
-my @kids;
+my $stop = "$tmp/stop";
+my (@writers, @readers);
 for my $role ((map { ['w', $_] } 1 .. $WRITERS),
               (map { ['r', $_] } 1 .. $READERS)) {
     my ($kind, $i) = @$role;
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     if (!$pid) {
-        my $line = $kind eq 'w' ? writer($i, $until) : reader($i, $until);
+        my $line = $kind eq 'w' ? writer($i, $stop) : reader($i, $until);
         open my $fh, '>', "$tmp/$kind$i" or POSIX::_exit(2);
         print {$fh} "$line\n";
         close $fh;
         POSIX::_exit(0);
     }
-    push @kids, $pid;
+    push @{ $kind eq 'w' ? \@writers : \@readers }, $pid;
 }
 # Half way, a run starts under the readers.
 Time::HiRes::sleep($SECONDS / 2);
 my $run = start_run(qq({"run_id":"$tag","run_dir":"$tag"}));
 is($run->{code}, 200, 'a run started half way') or diag $run->{body};
-for my $pid (@kids) {
+for my $pid (@readers) {
     waitpid $pid, 0;
-    is($?, 0, "client $pid exited cleanly");
+    is($?, 0, "reader $pid exited cleanly");
+}
+open my $sfh, '>', $stop or die "$stop: $!";
+close $sfh;
+for my $pid (@writers) {
+    waitpid $pid, 0;
+    is($?, 0, "writer $pid exited cleanly");
 }
 
 my ($posts, $reads, $ones) = (0, 0, 0);
@@ -205,7 +220,7 @@ for my $r (1 .. $READERS) {
     open my $fh, '<', "$tmp/r$r" or die "reader $r left no result";
     my $l = <$fh> // '';
     my ($n, $o, $bad, $first) = $l =~ /^reads=(\d+) ones=(\d+) bad=(\d+) first=(.*)$/;
-    ok(defined $n && $n >= 20 && $bad == 0,
+    ok(defined $n && $n >= $MIN_READS && $bad == 0,
         "reader $r: $n /current and $o /current/{type}, every one a snapshot")
         or diag "reader $r: $l";
     $reads += $n // 0;
