@@ -24,7 +24,10 @@ readers alone; writers with readers / writers alone) and the table prints
 their medians: the readers' must be >= 0.8 (goal 0.95).  On a machine of
 few cores, whatever the locking, the writers' CPU is taken from the
 readers: the control shows how much of the drop that is, and the server's
-CPU use (in cores) is printed for every run.
+CPU use (in cores) is printed for every run, with an estimate of the
+readers' req/s per core left to them (the server's CPU less what the POSTs
+cost when alone), with writers / alone: near 1 when readers only share the
+CPU and never wait.
 
 Checks: no non-2xx answer, no socket error, every answered POST is one
 line in the site file.  The exit status is 1 when the MUST bound or a
@@ -192,6 +195,19 @@ def main():
             "  readers' p99 with writers / alone", "", "", "", "",
             statistics.median(both(r, "p99_us") / max(alone(r, "p99_us"), 1)
                               for r in reps)))
+        # The server's CPU left to the readers, taking each POST to cost
+        # what it cost the writers alone: req/s per core of their own,
+        # with writers / alone.  Near 1 when readers only share the CPU
+        # and never wait; an estimate, not a measure.
+        def per_core(r):
+            wcost = r["writers"]["cores"] / max(w(r), 1)
+            rcores = r[(name, "both")]["cores"] - wboth(r) * wcost
+            return ((both(r) / max(rcores, 1e-9))
+                    / (alone(r) / max(r[(name, "alone")]["cores"], 1e-9)))
+        pc = [per_core(r) for r in reps]
+        print("%-44s %9s %9s %9s %7s %.2f (%s)" % (
+            "  readers' req/s per core left them (est.)", "", "", "", "",
+            statistics.median(pc), " ".join("%.2f" % x for x in pc)))
         if verdict is None:
             verdict = statistics.median(rr)
             sr = [r["static"]["r"]["rps"] / alone(r) for r in reps]
