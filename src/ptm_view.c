@@ -181,6 +181,11 @@ static apr_status_t snap_copy(ptm_store_t *st, void *ctx)
     uint32_t cap;
     int s;
 
+    /* The arena inside the segment first: its size bounds what is
+     * allocated for the copy. */
+    if (!ptm_view_at(st, ptm_seq_ld64(&h->arena), arena_size, 1)) {
+        return PTM_VIEW_TORN;
+    }
     for (s = 0; s < 2; s++) {
         const map_t *m = &h->map[s];
         uint64_t bytes = ptm_seq_ld64(&m->bytes);

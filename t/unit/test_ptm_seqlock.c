@@ -1026,6 +1026,15 @@ static void c_arena_wrap(fx_t *fx)
     H(fx)->arena_size = UINT64_MAX - H(fx)->arena + 16;
 }
 
+/* An arena as big as the byte count it allows (what the copy of
+ * /current allocates is bounded by the arena's size, which is bounded
+ * by the segment first). */
+static void c_bytes_arena_huge(fx_t *fx)
+{
+    H(fx)->arena_size = UINT64_MAX / 4;
+    H(fx)->map[0].bytes = UINT64_MAX / 8;
+}
+
 static void c_run_blob(fx_t *fx)
 {
     H(fx)->run_blob = H(fx)->arena_size - 8;
@@ -1063,6 +1072,7 @@ static const craft_t crafts[] = {
     { "arena outside", c_arena_off, 1, 1, 1 },
     { "arena too big", c_arena_size, 1, 1, 1 },
     { "arena size wraps", c_arena_wrap, 1, 1, 1 },
+    { "byte count and arena size huge", c_bytes_arena_huge, 1, 1, 1 },
     { "run blob at the end", c_run_blob, 0, 0, 1 },
     { "run length huge", c_run_len, 0, 0, 1 },
     { "run map outside", c_run_map, 1, 1, 0 },
