@@ -14,7 +14,23 @@ void ptm_seq_copy(void *dst, const void *src, size_t n)
         *d++ = __atomic_load_n(s++, __ATOMIC_RELAXED);
         n--;
     }
-    /* ... whole words (plain moves on every target, each one load) ... */
+    /* ... whole words (plain moves on every target, each one load),
+     * four at a time where it can ... */
+    while (n >= 32) {
+        const uint64_t *w = (const uint64_t *)(const void *)s;
+        uint64_t w0 = __atomic_load_n(w, __ATOMIC_RELAXED);
+        uint64_t w1 = __atomic_load_n(w + 1, __ATOMIC_RELAXED);
+        uint64_t w2 = __atomic_load_n(w + 2, __ATOMIC_RELAXED);
+        uint64_t w3 = __atomic_load_n(w + 3, __ATOMIC_RELAXED);
+
+        memcpy(d, &w0, 8);
+        memcpy(d + 8, &w1, 8);
+        memcpy(d + 16, &w2, 8);
+        memcpy(d + 24, &w3, 8);
+        d += 32;
+        s += 32;
+        n -= 32;
+    }
     while (n >= 8) {
         uint64_t w = __atomic_load_n((const uint64_t *)(const void *)s,
                                      __ATOMIC_RELAXED);
