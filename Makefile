@@ -34,7 +34,7 @@ build/unit/test_ptm_api build/asan/unit/test_ptm_api: \
 build/unit/test_ptm_fs build/asan/unit/test_ptm_fs: \
     UNIT_LDFLAGS := -Wl,--wrap=mkdirat
 
-.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-sync bench-stream bench-forward profile run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-sync bench-stream bench-forward bench-readers profile run clean install
 
 all: build
 
@@ -123,12 +123,19 @@ test-valgrind: $(UNIT_BIN)
 # bench/forward.py: PanoptesTelemetryForward, POST throughput forwarding to
 # cat > /dev/null against none, and the lag at 1,000 events/s (make
 # bench-forward alone).
+# bench/readers.py: GET /current by 56 readers alone and beside 8 writers
+# posting as fast as they can (make bench-readers alone).
 bench: build
 	@sh mk/ensure-packages wrk apache2-utils
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/history.py
 	$(PYTHON) bench/stream.py
 	$(PYTHON) bench/forward.py
+	$(PYTHON) bench/readers.py
+
+bench-readers: build
+	@sh mk/ensure-packages wrk
+	$(PYTHON) bench/readers.py
 
 # bench/bench.py sync: only PanoptesTelemetrySync On against Off.
 bench-sync: build

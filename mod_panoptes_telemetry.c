@@ -1382,10 +1382,11 @@ static int ptm_status_hook(request_rec *r, int flags)
         return OK;
     }
     /* Copied into `st` without waiting for the lock (a writer stuck on a
-     * hung disk holds it): the run's id only when it was free, else
-     * st.busy.  The run id is the client's: escaped like a log item (no
-     * line break or other control character can forge a line of ?auto),
-     * and so is the start time, read from the state. */
+     * hung disk holds it): the run's id from a consistent copy made
+     * without it, the ring's oldest only when it was free, else st.busy.
+     * The run id is the client's: escaped like a log item (no line break
+     * or other control character can forge a line of ?auto), and so is
+     * the start time, read from the state. */
     run_id = st.run_id ? ap_escape_logitem(r->pool, st.run_id) : NULL;
     started = ap_escape_logitem(r->pool,
                                 run_started_at(st.run_obj, r->pool));
@@ -1428,12 +1429,15 @@ static int ptm_status_hook(request_rec *r, int flags)
                        ptm_store_status_code(i), st.answers[i]);
         }
         ap_rprintf(r, "PanoptesStateBusy: %d\n"
+                   "PanoptesReadRetries: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesReadLocked: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentEvents: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentBytes: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentSize: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentOldest: %s\n"
                    "PanoptesEventIdNext: %" APR_UINT64_T_FMT "-%"
-                   APR_UINT64_T_FMT "\n", st.busy, st.recent_events,
+                   APR_UINT64_T_FMT "\n", st.busy, st.view_retries,
+                   st.view_locked, st.recent_events,
                    st.recent_bytes, st.recent_size, oldest, st.epoch,
                    st.next_n);
         ap_rprintf(r, "PanoptesStreamSubscribers: %u\n"
@@ -1476,6 +1480,10 @@ static int ptm_status_hook(request_rec *r, int flags)
         ap_rputs("<tr><td>state lock</td><td>busy: a writer holds it (a "
                  "slow or hung disk?)</td></tr>\n", r);
     }
+    ap_rprintf(r, "<tr><td>reads without the lock</td><td>%"
+               APR_UINT64_T_FMT " copies made again, %" APR_UINT64_T_FMT
+               " reads that took the lock</td></tr>\n", st.view_retries,
+               st.view_locked);
     ap_rprintf(r, "<tr><td>shared state</td><td>%" APR_UINT64_T_FMT " of %"
                APR_UINT64_T_FMT " bytes used</td></tr>\n"
                "<tr><td>write errors</td><td>%" APR_UINT64_T_FMT

@@ -140,6 +140,21 @@ static void do_ready(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
 
 /* ---- runs ----------------------------------------------------------------- */
 
+/* 500 for a read of the shared state that failed: the lock's error, or
+ * a state that does not check out (a reader bounds what it reads,
+ * ptm_view_read). */
+static void read_failed(ptm_api_resp_t *resp, apr_status_t rv, apr_pool_t *p)
+{
+    if (rv == PTM_STORE_DAMAGED) {
+        ptm_api_error(resp, 500, "The shared state is damaged", p);
+        resp->log = "a reader found offsets or lengths out of bounds";
+    }
+    else {
+        ptm_api_error(resp, 500, "Cannot lock the shared state", p);
+        resp->log = errstr(rv, p);
+    }
+}
+
 static void run_answer(ptm_api_resp_t *resp, apr_status_t rv, ptm_buf_t *b,
                        apr_pool_t *p)
 {
@@ -147,8 +162,7 @@ static void run_answer(ptm_api_resp_t *resp, apr_status_t rv, ptm_buf_t *b,
         ptm_api_error(resp, 404, "No run is active", p);
     }
     else if (rv != APR_SUCCESS) {
-        ptm_api_error(resp, 500, "Cannot lock the shared state", p);
-        resp->log = errstr(rv, p);
+        read_failed(resp, rv, p);
     }
     else {
         respond(resp, 200, b);
@@ -811,6 +825,10 @@ static void do_current_one(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         respond(resp, 200, &out);
         return;
     }
+    if (rv != PTM_STORE_NOTFOUND) {
+        read_failed(resp, rv, p);
+        return;
+    }
     ptm_buf_init(&detail, p, len + 40);
     ptm_buf_puts(&detail, "No current event for type ");
     if (ptm_utf8_valid(type, len)) {
@@ -879,13 +897,16 @@ void ptm_api_handle(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     case R_EVENT:
         do_event(resp, conf, req, p);
         break;
-    case R_CURRENT:
-        if (ptm_store_current(conf->store, &b) != APR_SUCCESS) {
-            ptm_api_error(resp, 500, "Cannot lock the shared state", p);
+    case R_CURRENT: {
+        apr_status_t rv = ptm_store_current(conf->store, &b);
+
+        if (rv != APR_SUCCESS) {
+            read_failed(resp, rv, p);
             break;
         }
         respond(resp, 200, &b);
         break;
+    }
     case R_CURRENT_ONE:
         do_current_one(resp, conf, type, type_len, p);
         break;

@@ -23,6 +23,9 @@ void ptm_arena_compact_locked(ptm_store_t *st)
     /* Nothing else moves every value at once: a compaction outside the
      * mark is one a death leaves torn and unrepaired. */
     PTM_TEST_ASSERT(h->writing);
+    /* ... and one outside a change of the view's generation is one that
+     * readers without the lock would copy torn. */
+    PTM_TEST_ASSERT(h->view_gen & 1);
     while (off < h->top) {
         blob_t *b = (blob_t *)(a + off);
         uint64_t total = BLOB_TOTAL(b->len);

@@ -184,9 +184,10 @@ unsigned ptm_repair_copy(ptm_store_t *st, const hdr_t *src,
     }
     s.h = src;
     /* Layout 3's header ended before `epoch`, layout 4's before
-     * `next_n`, layout 5's before `fwd_next_n`: their tables start
-     * there. */
-    s.hdr_size = src->version >= 6   ? sizeof(hdr_t)
+     * `next_n`, layout 5's before `fwd_next_n`, layout 6's before
+     * `view_gen`: their tables start there. */
+    s.hdr_size = src->version >= 7   ? sizeof(hdr_t)
+                 : src->version == 6 ? offsetof(hdr_t, view_gen)
                  : src->version == 5 ? offsetof(hdr_t, fwd_next_n)
                  : src->version == 4 ? offsetof(hdr_t, next_n)
                                      : offsetof(hdr_t, epoch);
@@ -220,13 +221,21 @@ apr_status_t ptm_repair_rebuild(unsigned *lost, ptm_store_t *st,
     }
     /* Body first, header last, with `writing` still set: a process killed
      * half-way leaves the old header (its counters and pending seq) and a
-     * body the next repair checks value by value again. */
+     * body the next repair checks value by value again.  Readers without
+     * the lock see the view's generation odd throughout (the header's
+     * copy carries the same odd value, so the memcpy does not move it)
+     * and a new even one after: theirs is never a copy of half of each. */
     h->writing = 1;
     __atomic_store_n(&st->hdr->writing, 1, __ATOMIC_SEQ_CST);
+    ptm_seq_write_begin(&st->hdr->view_gen);
+    h->view_gen = st->hdr->view_gen;
+    h->view_retries = st->hdr->view_retries;
+    h->view_locked = st->hdr->view_locked;
     memcpy(st->base + sizeof(hdr_t), fresh + sizeof(hdr_t),
            (size_t)size - sizeof(hdr_t));
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     memcpy(st->base, fresh, sizeof(hdr_t));
+    ptm_seq_write_end(&st->hdr->view_gen);
     ptm_store_end_locked(st->hdr);
     free(fresh);
     return APR_SUCCESS;
@@ -236,7 +245,9 @@ apr_status_t ptm_repair_locked(ptm_store_t *st)
 {
     unsigned lost;
 
-    return ptm_repair_rebuild(&lost, st, st->hdr->size, 1);
+    /* The mapping's size as attached: the header's could have been
+     * changed since by anything that can write the segment. */
+    return ptm_repair_rebuild(&lost, st, st->size, 1);
 }
 
 uint64_t ptm_store_repairs(ptm_store_t *st)

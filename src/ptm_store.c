@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <apr_strings.h>
 #include "ptm_store_int.h"
+#include "ptm_test_hook.h"
 
 void ptm_store_format(void *base, apr_size_t size, apr_size_t ring)
 {
@@ -98,6 +99,10 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
 
     st->base = base;
     st->hdr = base;
+    /* Checked against the mapping by whoever attaches (ptm_store_is_
+     * formatted, ptm_store_open_file); kept here because the header's
+     * copy is data that a reader without the lock must not trust. */
+    st->size = st->hdr->size;
     st->mutex = mutex;
     st->id = __atomic_add_fetch(&handles, 1, __ATOMIC_RELAXED);
     ptm_ndjson_file_init(&st->files[0]);
@@ -134,12 +139,21 @@ static void release_signals(void)
     pthread_sigmask(SIG_SETMASK, &held_mask, NULL);
 }
 
+/* A state left mid-update: the writing mark set (a process died inside
+ * an update), or the view's generation odd, which no lock holder leaves
+ * behind (every change of the view is inside the mark) but which would
+ * send every reader to the lock. */
+static int torn(const hdr_t *h)
+{
+    return h->writing || (__atomic_load_n(&h->view_gen, __ATOMIC_RELAXED) & 1);
+}
+
 static apr_status_t take_lock(ptm_store_t *st, int wait)
 {
     apr_status_t rv;
 
     if (!st->mutex) {
-        return st->hdr->writing ? ptm_repair_locked(st) : APR_SUCCESS;
+        return torn(st->hdr) ? ptm_repair_locked(st) : APR_SUCCESS;
     }
     hold_signals();
     rv = wait ? apr_global_mutex_lock(st->mutex)
@@ -148,7 +162,7 @@ static apr_status_t take_lock(ptm_store_t *st, int wait)
         release_signals();
         return rv;
     }
-    if (st->hdr->writing && (rv = ptm_repair_locked(st)) != APR_SUCCESS) {
+    if (torn(st->hdr) && (rv = ptm_repair_locked(st)) != APR_SUCCESS) {
         apr_global_mutex_unlock(st->mutex);
         release_signals();
         return rv;
@@ -199,7 +213,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     char head[32];
     size_t head_len;
     struct iovec iov[5];
-    uint64_t n, payload_len = 0, freed = 0;
+    uint64_t n, id, payload_len = 0, freed = 0;
     uint32_t hash = 0;
     int slot = -1;
     apr_status_t rv;
@@ -321,9 +335,13 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
     __atomic_store_n(&h->seq[ev->stream], n, __ATOMIC_RELAXED);
     __atomic_store_n(&h->events[ev->stream], h->events[ev->stream] + 1,
                      __ATOMIC_RELAXED);
+    id = h->next_n;
     if (ev->make_current) {
         char *b;
 
+        /* Readers of the view copy it without the lock: only this part
+         * of the section, memory only, is one they wait for. */
+        ptm_seq_write_begin(&h->view_gen);
         if (slot < 0) {
             b = ptm_view_append_locked(st, ev->stream, hash, ev->key_len,
                                   payload_len - ev->key_len);
@@ -343,9 +361,18 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         memcpy(b, ev->key, ev->key_len);
         b += ev->key_len;
         memcpy(b, head, head_len);
+        PTM_TEST_HOOK("view:copy", 1);
         memcpy(b + head_len, ev->ts_part, ev->ts_len);
         memcpy(b + head_len + ev->ts_len, ev->body_part, ev->body_len);
         ptm_view_own_locked(st, ev->stream, (uint32_t)slot);
+        /* The id counter moves with the view: a snapshot holds every
+         * event before the next_n read with it (ptm_store_current_at). */
+        __atomic_store_n(&h->next_n, id + 1, __ATOMIC_RELAXED);
+        ptm_seq_write_end(&h->view_gen);
+        PTM_TEST_HOOK("view:done", 1);
+    }
+    else {
+        __atomic_store_n(&h->next_n, id + 1, __ATOMIC_RELAXED);
     }
     /* Its id, and the ring (which never fails: it drops the oldest). */
     {
@@ -353,7 +380,7 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         uint64_t line_len;
 
         memset(&r, 0, sizeof(r));
-        r.n = h->next_n;
+        r.n = id;
         r.accepted = ev->accepted;
         r.ts = ev->ts_us;
         r.seq = n;
@@ -364,7 +391,6 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         /* Beyond 32 bits: too big to hold (ptm_ring_append_locked). */
         r.line_len = line_len < UINT32_MAX / 2 ? (uint32_t)line_len
                                                : UINT32_MAX / 2;
-        __atomic_store_n(&h->next_n, r.n + 1, __ATOMIC_RELAXED);
         ptm_ring_append_locked(st, &r, ev->key, iov, 4);
         if (ev->id) {
             *ev->id = r.n;
@@ -427,12 +453,28 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
                              apr_pool_t *p)
 {
     hdr_t *h = st->hdr;
+    ptm_buf_t run;
+    size_t obj_len, id_len, dir_len;
     apr_status_t rv;
     int s;
 
     memset(stats, 0, sizeof(*stats));
     /* A writer stuck on a hung disk holds the lock for as long as the disk
-     * hangs: the page an admin opens to see why must not hang with it. */
+     * hangs: the page an admin opens to see why must not hang with it.
+     * The run's strings are copied without the lock (a consistent copy,
+     * ptm_view_read, which here never waits for the lock either); only
+     * the ring's oldest record needs it. */
+    ptm_buf_init(&run, p, 512);
+    rv = ptm_store_run_read(st, &run, &obj_len, &id_len, &dir_len, 0);
+    if (rv == APR_SUCCESS) {
+        stats->run_active = 1;
+        stats->run_obj = apr_pstrmemdup(p, run.data, obj_len);
+        stats->run_id = apr_pstrmemdup(p, run.data + obj_len, id_len);
+    }
+    else {
+        stats->run_active = rv == PTM_STORE_NORUN
+                            ? 0 : ptm_store_run_active(st);
+    }
     rv = ptm_store_trylock(st);
     if (APR_STATUS_IS_EBUSY(rv)) {
         stats->busy = 1;
@@ -448,7 +490,6 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
     stats->bytes_used = h->arena + __atomic_load_n(&h->live,
                                                    __ATOMIC_RELAXED);
     stats->bytes_total = h->ring;       /* the ring is reported apart */
-    stats->run_active = ptm_store_run_active(st);
     stats->repairs = __atomic_load_n(&h->repairs, __ATOMIC_RELAXED);
     stats->write_errors = __atomic_load_n(&h->write_errors, __ATOMIC_RELAXED);
     for (s = 0; s < PTM_STORE_NSTATUS; s++) {
@@ -459,17 +500,13 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
     stats->recent_events = __atomic_load_n(&h->ring_count, __ATOMIC_RELAXED);
     stats->recent_bytes = __atomic_load_n(&h->ring_bytes, __ATOMIC_RELAXED);
     stats->recent_size = h->ring_size;
+    stats->view_retries = __atomic_load_n(&h->view_retries,
+                                          __ATOMIC_RELAXED);
+    stats->view_locked = __atomic_load_n(&h->view_locked, __ATOMIC_RELAXED);
     if (stats->busy) {
         return APR_SUCCESS;
     }
     stats->recent_oldest = ptm_ring_oldest_locked(st);
-    /* The run's strings are copied under the lock, whole. */
-    if (stats->run_active) {
-        stats->run_obj = apr_pstrmemdup(p, arena(st) + h->run_blob,
-                                        h->run_obj_len);
-        stats->run_id = apr_pstrmemdup(p, arena(st) + h->run_blob
-                                       + h->run_obj_len, h->run_id_len);
-    }
     ptm_store_unlock(st);
     return APR_SUCCESS;
 }

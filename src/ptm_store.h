@@ -31,6 +31,7 @@ enum { PTM_STREAM_SITE = 0, PTM_STREAM_RUN = 1 };
 #define PTM_STORE_NORUN  (APR_OS_START_USERERR + 3)  /* no run -> 404 */
 #define PTM_STORE_STALE  (APR_OS_START_USERERR + 4)  /* run changed: redo */
 #define PTM_STORE_NOTFOUND (APR_OS_START_USERERR + 5)
+#define PTM_STORE_DAMAGED (APR_OS_START_USERERR + 6)  /* -> 500 */
 
 /** Smallest segment size accepted (PanoptesTelemetryStateSize). */
 #define PTM_STORE_MIN_SIZE (64 * 1024)
@@ -369,12 +370,13 @@ typedef struct {
     uint64_t bytes_total;      /* PanoptesTelemetryStateSize: the ring's
                                 * bytes are recent_size */
     int run_active;
-    const char *run_id;        /* pool copies, when a run is active and */
-    const char *run_obj;       /* the lock was free (NULL when busy) */
+    const char *run_id;        /* pool copies, when a run is active */
+    const char *run_obj;       /* (NULL if no consistent copy was had
+                                * without waiting: very rarely) */
     uint64_t repairs;
     uint64_t write_errors;
     uint64_t answers[PTM_STORE_NSTATUS];
-    int busy;                  /* the lock was held: no run strings */
+    int busy;                  /* the lock was held: no recent_oldest */
     uint64_t epoch;            /* of the event ids */
     uint64_t next_n;
     uint64_t recent_events;    /* the ring: events held, */
@@ -382,15 +384,19 @@ typedef struct {
     uint64_t recent_size;      /* bytes it has (0: off), */
     apr_time_t recent_oldest;  /* when its oldest was accepted (0: empty
                                 * or busy) */
+    uint64_t view_retries;     /* reads without the lock made again */
+    uint64_t view_locked;      /* reads that took the lock after
+                                * PTM_VIEW_TRIES tries */
 } ptm_store_stats_t;
 
 /**
  * The counters for mod_status, without ever waiting for the lock: they are
  * read with atomic loads (each exact, together a moment apart at most);
- * the run's id and object, which need a consistent copy, only when the
- * lock is free at once, else `busy` is set and they stay NULL.  Strings
- * from `p`.  Returns APR_SUCCESS, or the error of the mutex or of
- * repairing a state left mid-update.
+ * the run's id and object, which need a consistent copy, are copied
+ * without the lock (a sequence lock, see ptm_seqlock.h); the age of the
+ * ring's oldest event only when the lock is free at once, else `busy` is
+ * set.  Strings from `p`.  Returns APR_SUCCESS, or the error of the mutex
+ * or of repairing a state left mid-update.
  */
 apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
                              apr_pool_t *p);

@@ -27,11 +27,12 @@
 #include <sys/uio.h>
 #include "ptm_hash.h"
 #include "ptm_ndjson.h"
+#include "ptm_seqlock.h"
 #include "ptm_store.h"
 #include "ptm_sync.h"
 
 #define MAGIC 0x314d5450u           /* "PTM1" */
-#define LAYOUT_VERSION 6u
+#define LAYOUT_VERSION 7u
 #define OWNER_FREE 0u
 #define OWNER_RUN 1u
 #define ALIGN8(n) (((n) + 7) & ~(uint64_t)7)
@@ -104,6 +105,20 @@ typedef struct {
     uint64_t fwd_forwarded;         /* lines fully written to the pipe */
     uint64_t fwd_dropped;           /* events that left the ring first */
     uint64_t fwd_repeats;           /* lines written again (rewinds) */
+    /* Layout 7: the view's generation, a sequence lock (ptm_seqlock.h).
+     * Odd while a lock holder changes the current view, the run or
+     * anything they point to (the arena: compaction moves them all), and
+     * next_n with them; readers copy without the lock and keep the copy
+     * only if it did not move (ptm_view_read).  A new layout because
+     * code that does not bump it (an older module's children during a
+     * graceful restart) must never share a segment with readers that
+     * trust it. */
+    uint64_t view_gen;
+    /* Counted without the lock, for server-status: optimistic copies
+     * that had to be made again, and reads that took the lock after
+     * PTM_VIEW_TRIES of them. */
+    uint64_t view_retries;
+    uint64_t view_locked;
 } hdr_t;
 
 /* A record of the ring: [rec_t][type key][file line], 8-aligned.  `len`
@@ -131,6 +146,9 @@ typedef struct {
 struct ptm_store_t {
     char *base;
     hdr_t *hdr;
+    uint64_t size;          /* of the mapping, as it was when attached:
+                             * readers without the lock bound every
+                             * offset by it, never by the header's */
     apr_global_mutex_t *mutex;
     uint64_t id;            /* unique among this process's handles */
     /* This process's open stream files, used under the lock only. */
@@ -184,6 +202,58 @@ void ptm_store_unlock(ptm_store_t *st);
  * `writing` set, with the seq its append may have used. */
 void ptm_store_begin_locked(hdr_t *h, int stream, uint64_t seq);
 void ptm_store_end_locked(hdr_t *h);
+
+/* ---- ptm_view.c: reads without the lock -------------------------------- */
+
+/* Optimistic copies tried before a reader takes the lock. */
+#define PTM_VIEW_TRIES 8
+
+/* A copy that does not check out (torn, or the state is damaged): never
+ * leaves ptm_view_read, which makes the copy again or, under the lock,
+ * answers PTM_STORE_DAMAGED. */
+#define PTM_VIEW_TORN (APR_OS_START_USERERR + 40)
+
+/* Copies what a reader needs out of the segment into `ctx`, starting
+ * afresh each call (it may be called again).  Every offset and length
+ * read from the segment is bounded before use (ptm_view_at).  Returns
+ * APR_SUCCESS, PTM_VIEW_TORN, or an answer of its own (NOTFOUND...). */
+typedef apr_status_t (*ptm_view_read_fn)(ptm_store_t *st, void *ctx);
+
+/**
+ * Run `fn` without the lock until a run is not overlapped by a change
+ * (the view generation even and unchanged around it), at most
+ * PTM_VIEW_TRIES times; then under the lock (taken with trylock when
+ * `wait` is 0: APR_EBUSY if it is held).  Returns fn's answer,
+ * PTM_STORE_DAMAGED when even under the lock it does not check out, or
+ * the lock's error.
+ */
+apr_status_t ptm_view_read(ptm_store_t *st, ptm_view_read_fn fn, void *ctx,
+                           int wait);
+
+/* Where `n` bytes at segment offset `off` are, if they lie inside the
+ * segment past its header (and `off` is 8-aligned when `align`); else
+ * NULL. */
+static inline const char *ptm_view_at(const ptm_store_t *st, uint64_t off,
+                                      uint64_t n, int align)
+{
+    if (off < sizeof(hdr_t) || off > st->size || n > st->size - off
+        || (align && off % 8)) {
+        return NULL;
+    }
+    return st->base + off;
+}
+
+/* Where the `n` payload bytes at arena offset `payload` are, read
+ * without the lock (the arena's place bounded too); else NULL. */
+const char *ptm_view_payload(const ptm_store_t *st, uint64_t payload,
+                             uint64_t n);
+
+/* The run's object, id and directory, back to back, copied into `out`
+ * (after what it holds) without the lock as ptm_view_read does, with
+ * their lengths.  PTM_STORE_NORUN when no run is active. */
+apr_status_t ptm_store_run_read(ptm_store_t *st, ptm_buf_t *out,
+                                size_t *obj_len, size_t *id_len,
+                                size_t *dir_len, int wait);
 
 /* ---- ptm_arena.c ---------------------------------------------------------- */
 

@@ -152,6 +152,9 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
     if (floor > h->seq[PTM_STREAM_RUN]) {
         h->seq[PTM_STREAM_RUN] = floor;
     }
+    /* The run's values go and the run comes in one change for readers
+     * without the lock. */
+    ptm_seq_write_begin(&h->view_gen);
     ptm_view_clear_locked(st, PTM_STREAM_RUN);
     /* Compaction moves every blob: inside the mark, so that a death half
      * way is repaired rather than left for the next compaction to walk. */
@@ -167,6 +170,7 @@ apr_status_t ptm_store_run_start(ptm_store_t *st, const char *obj,
     h->run_dir_len = (uint32_t)dir_len;
     h->run_active = 1;
     __atomic_add_fetch(&h->run_gen, 1, __ATOMIC_RELEASE);
+    ptm_seq_write_end(&h->view_gen);
     ptm_store_end_locked(h);
 out:
     ptm_store_unlock(st);
@@ -204,30 +208,85 @@ apr_status_t ptm_store_run_stop_noting(ptm_store_t *st, ptm_buf_t *out,
     }
     ptm_buf_add(out, arena(st) + h->run_blob, h->run_obj_len);
     ptm_store_begin_locked(h, PTM_STREAM_RUN, 0);
+    ptm_seq_write_begin(&h->view_gen);
     h->run_active = 0;
     ptm_arena_release_locked(st, h->run_blob);
     ptm_view_clear_locked(st, PTM_STREAM_RUN);
     h->run_blob = 0;
     h->run_obj_len = h->run_id_len = h->run_dir_len = 0;
     __atomic_add_fetch(&h->run_gen, 1, __ATOMIC_RELEASE);
+    ptm_seq_write_end(&h->view_gen);
     ptm_store_end_locked(h);
     ptm_store_unlock(st);
     return APR_SUCCESS;
 }
 
-apr_status_t ptm_store_run_get(ptm_store_t *st, ptm_buf_t *out)
+/* ---- reading the run without the lock ----------------------------------- */
+
+typedef struct {
+    ptm_buf_t *out;
+    size_t len0;            /* what `out` held before */
+    size_t obj_len, id_len, dir_len;
+} run_read_t;
+
+/* A ptm_view_read_fn: the run blob [object][id][dir] into `out`. */
+static apr_status_t run_copy(ptm_store_t *st, void *ctx)
 {
-    hdr_t *h = st->hdr;
+    run_read_t *rd = ctx;
+    const hdr_t *h = st->hdr;
+    uint32_t obj_len, id_len, dir_len;
+    uint64_t len;
+    const char *src;
+
+    rd->out->len = rd->len0;
+    if (!ptm_seq_ld32(&h->run_active)) {
+        return PTM_STORE_NORUN;
+    }
+    obj_len = ptm_seq_ld32(&h->run_obj_len);
+    id_len = ptm_seq_ld32(&h->run_id_len);
+    dir_len = ptm_seq_ld32(&h->run_dir_len);
+    len = (uint64_t)obj_len + id_len + dir_len;
+    src = ptm_view_payload(st, ptm_seq_ld64(&h->run_blob), len);
+    if (!src) {
+        return PTM_VIEW_TORN;
+    }
+    ptm_seq_copy(ptm_buf_reserve(rd->out, (size_t)len), src, (size_t)len);
+    rd->out->len += (size_t)len;
+    rd->obj_len = obj_len;
+    rd->id_len = id_len;
+    rd->dir_len = dir_len;
+    return APR_SUCCESS;
+}
+
+apr_status_t ptm_store_run_read(ptm_store_t *st, ptm_buf_t *out,
+                                size_t *obj_len, size_t *id_len,
+                                size_t *dir_len, int wait)
+{
+    run_read_t rd;
     apr_status_t rv;
 
-    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+    memset(&rd, 0, sizeof(rd));
+    rd.out = out;
+    rd.len0 = out->len;
+    rv = ptm_view_read(st, run_copy, &rd, wait);
+    if (rv != APR_SUCCESS) {
+        out->len = rd.len0;
         return rv;
     }
-    rv = PTM_STORE_NORUN;
-    if (h->run_active) {
-        ptm_buf_add(out, arena(st) + h->run_blob, h->run_obj_len);
-        rv = APR_SUCCESS;
+    *obj_len = rd.obj_len;
+    *id_len = rd.id_len;
+    *dir_len = rd.dir_len;
+    return APR_SUCCESS;
+}
+
+apr_status_t ptm_store_run_get(ptm_store_t *st, ptm_buf_t *out)
+{
+    size_t len0 = out->len, obj_len, id_len, dir_len;
+    apr_status_t rv;
+
+    rv = ptm_store_run_read(st, out, &obj_len, &id_len, &dir_len, 1);
+    if (rv == APR_SUCCESS) {
+        out->len = len0 + obj_len;      /* the object only */
     }
-    ptm_store_unlock(st);
     return rv;
 }

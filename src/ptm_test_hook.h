@@ -14,6 +14,11 @@
  * passed in this update); NULL: nothing happens. */
 extern void (*ptm_test_hook)(const char *where, unsigned n);
 
+/* Non-zero: readers of the view keep their first copy without checking
+ * the generation (ptm_view_read), a reader broken on purpose that the
+ * torture test must catch. */
+extern int ptm_test_view_unchecked;
+
 #define PTM_TEST_HOOK(where, n)             \
     do {                                    \
         if (ptm_test_hook) {                \

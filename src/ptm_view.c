@@ -1,8 +1,21 @@
 /* The current view (SPEC §3.7, §3.8): per stream, an ordered map from
  * type (as a JSON string) to the latest envelope, and the two reads that
- * print it. */
+ * print it.
+ *
+ * Readers never wait for writers (who hold the lock across their file
+ * I/O): they copy what they need without the lock under the view's
+ * sequence lock (ptm_seqlock.h, ptm_view_read), bounding every offset and
+ * length they read, since the bytes may change under them (or be
+ * crafted: SPEC §11.6), and build the answer from their private copy. */
 #include <string.h>
 #include "ptm_store_int.h"
+#include "ptm_test_hook.h"
+
+#ifdef PTM_TEST_HOOKS
+/* Set by a test to break the readers on purpose: a copy is kept without
+ * checking the generation (the torture test must then find torn ones). */
+int ptm_test_view_unchecked;
+#endif
 
 int ptm_view_find_locked(ptm_store_t *st, int s, const char *key,
                            size_t len, uint32_t h)
@@ -82,25 +95,210 @@ char *ptm_view_append_locked(ptm_store_t *st, int s, uint32_t hash,
     return arena(st) + sl->blob;
 }
 
-static void put_entry(ptm_store_t *st, ptm_buf_t *out, const slot_t *key,
-                      const slot_t *val, int *first)
+/* ---- reading without the lock ------------------------------------------- */
+
+apr_status_t ptm_view_read(ptm_store_t *st, ptm_view_read_fn fn, void *ctx,
+                           int wait)
 {
-    if (!*first) {
-        ptm_buf_putc(out, ',');
+    hdr_t *h = st->hdr;
+    apr_status_t rv;
+    unsigned tries, round = 0;
+    uint64_t g;
+
+    for (tries = 0; tries < PTM_VIEW_TRIES; tries++) {
+        g = ptm_seq_read_begin(&h->view_gen);
+        if (g & 1) {
+            /* A writer is in the middle of a change: wait a little for
+             * it rather than copy what it is changing. */
+            ptm_seq_backoff(round++);
+            __atomic_fetch_add(&h->view_retries, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        rv = fn(st, ctx);
+#ifdef PTM_TEST_HOOKS
+        if (ptm_test_view_unchecked && rv != PTM_VIEW_TORN) {
+            return rv;
+        }
+#endif
+        if (ptm_seq_read_valid(&h->view_gen, g)) {
+            if (rv != PTM_VIEW_TORN) {
+                return rv;
+            }
+            /* Nothing changed, yet it does not check out: not a race
+             * but a damaged state; the lock decides. */
+            break;
+        }
+        __atomic_fetch_add(&h->view_retries, 1, __ATOMIC_RELAXED);
     }
-    *first = 0;
-    ptm_buf_add(out, arena(st) + key->blob, key->key_len);
-    ptm_buf_putc(out, ':');
-    ptm_buf_add(out, arena(st) + val->blob + val->key_len, val->env_len);
+    /* Never starve: a reader overlapped by change after change (or by
+     * one writer preempted in its section) waits for the lock once. */
+    __atomic_fetch_add(&h->view_locked, 1, __ATOMIC_RELAXED);
+    rv = wait ? ptm_store_lock(st) : ptm_store_trylock(st);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    rv = fn(st, ctx);
+    ptm_store_unlock(st);
+    return rv == PTM_VIEW_TORN ? PTM_STORE_DAMAGED : rv;
 }
 
-/* The most {"current":{...}} can take now. */
-static size_t current_size(const hdr_t *h)
+const char *ptm_view_payload(const ptm_store_t *st, uint64_t payload,
+                             uint64_t n)
 {
-    return 16 + __atomic_load_n(&h->map[0].bytes, __ATOMIC_RELAXED)
-           + __atomic_load_n(&h->map[1].bytes, __ATOMIC_RELAXED)
-           + 2 * ((size_t)__atomic_load_n(&h->map[0].count, __ATOMIC_RELAXED)
-                  + __atomic_load_n(&h->map[1].count, __ATOMIC_RELAXED));
+    const hdr_t *h = st->hdr;
+    uint64_t a = ptm_seq_ld64(&h->arena);
+    uint64_t size = ptm_seq_ld64(&h->arena_size);
+
+    if (!ptm_view_at(st, a, size, 1) || payload < sizeof(blob_t)
+        || payload > size || n > size - payload) {
+        return NULL;
+    }
+    return st->base + a + payload;
+}
+
+/* A private copy of both maps: their slots, site first, each blob
+ * offset rewritten to where its [key][envelope] is in `bytes`. */
+typedef struct {
+    apr_pool_t *p;
+    slot_t *sl;
+    uint64_t sl_cap;        /* slots `sl` has room for */
+    char *bytes;
+    uint64_t bytes_cap;
+    uint64_t used;          /* bytes copied */
+    uint32_t n[2];
+    uint64_t next_n;
+} snap_t;
+
+/* A ptm_view_read_fn: both maps into the snap_t `ctx`.  The copy is
+ * bounded by the maps' byte counts (what the answer holds), those by the
+ * arena. */
+static apr_status_t snap_copy(ptm_store_t *st, void *ctx)
+{
+    snap_t *sn = ctx;
+    const hdr_t *h = st->hdr;
+    uint64_t arena_size = ptm_seq_ld64(&h->arena_size);
+    uint64_t budget = 0, off[2], i, total;
+    uint32_t cap;
+    int s;
+
+    /* The arena inside the segment first: its size bounds what is
+     * allocated for the copy. */
+    if (!ptm_view_at(st, ptm_seq_ld64(&h->arena), arena_size, 1)) {
+        return PTM_VIEW_TORN;
+    }
+    for (s = 0; s < 2; s++) {
+        const map_t *m = &h->map[s];
+        uint64_t bytes = ptm_seq_ld64(&m->bytes);
+
+        sn->n[s] = ptm_seq_ld32(&m->count);
+        cap = ptm_seq_ld32(&m->cap);
+        off[s] = ptm_seq_ld64(&m->slots);
+        if (sn->n[s] > cap
+            || !ptm_view_at(st, off[s], (uint64_t)cap * sizeof(slot_t), 1)
+            || bytes > arena_size) {
+            return PTM_VIEW_TORN;
+        }
+        budget += bytes;
+    }
+    if (budget > arena_size) {
+        return PTM_VIEW_TORN;
+    }
+    total = (uint64_t)sn->n[0] + sn->n[1];
+    /* Memory for the copy from the pool, only when it grows: a retry
+     * reuses it. */
+    if (total > sn->sl_cap) {
+        sn->sl = apr_palloc(sn->p, (apr_size_t)total * sizeof(slot_t));
+        sn->sl_cap = total;
+    }
+    if (budget > sn->bytes_cap) {
+        sn->bytes = apr_palloc(sn->p, (apr_size_t)budget);
+        sn->bytes_cap = budget;
+    }
+    ptm_seq_copy(sn->sl, st->base + off[0], sn->n[0] * sizeof(slot_t));
+    ptm_seq_copy(sn->sl + sn->n[0], st->base + off[1],
+                 sn->n[1] * sizeof(slot_t));
+    sn->used = 0;
+    for (i = 0; i < total; i++) {
+        slot_t *x = &sn->sl[i];
+        uint64_t len = (uint64_t)x->key_len + x->env_len;
+        const char *src = ptm_view_payload(st, x->blob, len);
+
+        if (!src || len > budget - sn->used) {
+            return PTM_VIEW_TORN;
+        }
+        ptm_seq_copy(sn->bytes + sn->used, src, (size_t)len);
+        x->blob = sn->used;
+        sn->used += len;
+    }
+    sn->next_n = ptm_seq_ld64(&h->next_n);
+    return APR_SUCCESS;
+}
+
+static void put_entry(ptm_buf_t *out, const char *bytes, const slot_t *key,
+                      const slot_t *val, int *first)
+{
+    char *d = ptm_buf_reserve(out, 2 + key->key_len + val->env_len);
+
+    if (!*first) {
+        *d++ = ',';
+    }
+    *first = 0;
+    memcpy(d, bytes + key->blob, key->key_len);
+    d += key->key_len;
+    *d++ = ':';
+    memcpy(d, bytes + val->blob + val->key_len, val->env_len);
+    d += val->env_len;
+    out->len = (size_t)(d - out->data);
+}
+
+/* {"current":{...}} from the private copy: site order, run values win in
+ * place, run-only types after.  The run's types are found through a
+ * table built here (the segment's index is not copied). */
+static void snap_print(const snap_t *sn, ptm_buf_t *out, apr_pool_t *p)
+{
+    const slot_t *site = sn->sl, *run = sn->sl + sn->n[0];
+    uint32_t nrun = sn->n[1], *tab = NULL, mask = 0, i, j;
+    unsigned char *taken = NULL;
+    int first = 1;
+
+    ptm_buf_reserve(out, 16 + sn->used + 2 * ((size_t)sn->n[0] + nrun));
+    ptm_buf_puts(out, "{\"current\":{");
+    if (nrun) {
+        for (mask = 32; mask < 2 * nrun; mask *= 2) {
+        }
+        tab = apr_pcalloc(p, (apr_size_t)mask * sizeof(*tab));
+        taken = apr_pcalloc(p, nrun);
+        mask--;
+        for (i = 0; i < nrun; i++) {
+            for (j = run[i].hash & mask; tab[j]; j = (j + 1) & mask) {
+            }
+            tab[j] = i + 1;
+        }
+    }
+    for (i = 0; i < sn->n[0]; i++) {
+        const slot_t *val = &site[i];
+
+        if (nrun) {
+            for (j = site[i].hash & mask; tab[j]; j = (j + 1) & mask) {
+                const slot_t *r = &run[tab[j] - 1];
+
+                if (r->hash == site[i].hash && r->key_len == site[i].key_len
+                    && memcmp(sn->bytes + r->blob, sn->bytes + site[i].blob,
+                              r->key_len) == 0) {
+                    val = r;
+                    taken[tab[j] - 1] = 1;
+                    break;
+                }
+            }
+        }
+        put_entry(out, sn->bytes, &site[i], val, &first);
+    }
+    for (i = 0; i < nrun; i++) {
+        if (!taken[i]) {
+            put_entry(out, sn->bytes, &run[i], &run[i], &first);
+        }
+    }
+    ptm_buf_puts(out, "}}");
 }
 
 apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out)
@@ -111,66 +309,121 @@ apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out)
 apr_status_t ptm_store_current_at(ptm_store_t *st, ptm_buf_t *out,
                                   uint64_t *next_n)
 {
-    hdr_t *h = st->hdr;
-    slot_t *site, *run;
-    uint32_t i;
-    int first = 1, j;
+    snap_t sn;
     apr_status_t rv;
 
-    /* The answer is at most both maps plus punctuation: allocated before
-     * the lock from sizes read without it (a guess: under the lock the
-     * buffer only grows if the maps grew meanwhile). */
-    ptm_buf_reserve(out, current_size(h) + 1024);
-    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
+    memset(&sn, 0, sizeof(sn));
+    sn.p = out->pool;
+    if ((rv = ptm_view_read(st, snap_copy, &sn, 1)) != APR_SUCCESS) {
         return rv;
     }
-    site = slots(st, PTM_STREAM_SITE);
-    run = slots(st, PTM_STREAM_RUN);
-    ptm_buf_reserve(out, current_size(h));
-    ptm_buf_puts(out, "{\"current\":{");
-    for (i = 0; i < h->map[PTM_STREAM_SITE].count; i++) {
-        j = h->map[PTM_STREAM_RUN].count
-            ? ptm_view_find_locked(st, PTM_STREAM_RUN,
-                              arena(st) + site[i].blob, site[i].key_len,
-                              site[i].hash)
-            : -1;
-        put_entry(st, out, &site[i], j >= 0 ? &run[j] : &site[i], &first);
+    snap_print(&sn, out, out->pool);
+    if (next_n) {
+        *next_n = sn.next_n;
     }
-    for (i = 0; i < h->map[PTM_STREAM_RUN].count; i++) {
-        if (ptm_view_find_locked(st, PTM_STREAM_SITE, arena(st) + run[i].blob,
-                            run[i].key_len, run[i].hash) < 0) {
-            put_entry(st, out, &run[i], &run[i], &first);
+    return APR_SUCCESS;
+}
+
+/* GET /current/{type}: one lookup through the segment's index. */
+typedef struct {
+    const char *key;
+    size_t key_len;
+    uint32_t hash;
+    char *tmp;              /* room for a key of key_len bytes */
+    ptm_buf_t *out;
+    size_t len0;            /* what `out` held before */
+} one_t;
+
+/* Find `o->key` in map `s` without the lock: *found gets a copy of its
+ * slot, *payload where its key and envelope are (bounded).  Returns
+ * APR_SUCCESS (found), PTM_STORE_NOTFOUND or PTM_VIEW_TORN. */
+static apr_status_t one_find(ptm_store_t *st, int s, const one_t *o,
+                             slot_t *found, const char **payload)
+{
+    const map_t *m = &st->hdr->map[s];
+    uint32_t hcap = ptm_seq_ld32(&m->hcap), cap = ptm_seq_ld32(&m->cap);
+    uint64_t ix_off = ptm_seq_ld64(&m->index);
+    uint64_t sl_off = ptm_seq_ld64(&m->slots);
+    const uint32_t *ix;
+    const slot_t *sl;
+    uint32_t i, probes, v;
+
+    if (!hcap || (hcap & (hcap - 1))
+        || !ptm_view_at(st, ix_off, (uint64_t)hcap * sizeof(uint32_t), 1)
+        || !ptm_view_at(st, sl_off, (uint64_t)cap * sizeof(slot_t), 1)) {
+        return PTM_VIEW_TORN;
+    }
+    ix = (const uint32_t *)(const void *)(st->base + ix_off);
+    sl = (const slot_t *)(const void *)(st->base + sl_off);
+    i = o->hash & (hcap - 1);
+    for (probes = 0; probes < hcap; probes++, i = (i + 1) & (hcap - 1)) {
+        const char *key;
+
+        if (!(v = ptm_seq_ld32(&ix[i]))) {
+            return PTM_STORE_NOTFOUND;
+        }
+        if (v > cap) {
+            return PTM_VIEW_TORN;
+        }
+        ptm_seq_copy(found, &sl[v - 1], sizeof(*found));
+        if (found->hash != o->hash || found->key_len != o->key_len) {
+            continue;
+        }
+        key = ptm_view_payload(st, found->blob,
+                               (uint64_t)found->key_len + found->env_len);
+        if (!key) {
+            return PTM_VIEW_TORN;
+        }
+        ptm_seq_copy(o->tmp, key, o->key_len);
+        if (memcmp(o->tmp, o->key, o->key_len) == 0) {
+            *payload = key;
+            return APR_SUCCESS;
         }
     }
-    ptm_buf_puts(out, "}}");
-    if (next_n) {
-        *next_n = h->next_n;
+    return PTM_VIEW_TORN;       /* a full table: never one of ours */
+}
+
+/* A ptm_view_read_fn: the envelope of `o->key` (run first) into `out`. */
+static apr_status_t one_copy(ptm_store_t *st, void *ctx)
+{
+    one_t *o = ctx;
+    const char *payload;
+    slot_t x;
+    apr_status_t rv;
+    int s;
+
+    o->out->len = o->len0;
+    for (s = PTM_STREAM_RUN; s >= PTM_STREAM_SITE; s--) {
+        rv = one_find(st, s, o, &x, &payload);
+        if (rv == APR_SUCCESS) {
+            /* Bounded by one_find (key and envelope in the arena). */
+            ptm_seq_copy(ptm_buf_reserve(o->out, x.env_len),
+                         payload + x.key_len, x.env_len);
+            o->out->len += x.env_len;
+            return APR_SUCCESS;
+        }
+        if (rv != PTM_STORE_NOTFOUND) {
+            return rv;
+        }
     }
-    ptm_store_unlock(st);
-    return APR_SUCCESS;
+    return PTM_STORE_NOTFOUND;
 }
 
 apr_status_t ptm_store_current_one(ptm_store_t *st, const char *key,
                                    size_t key_len, ptm_buf_t *out)
 {
-    uint32_t hash = ptm_view_hash(key, key_len);
+    one_t o;
     apr_status_t rv;
-    int s, i;
 
-    if ((rv = ptm_store_lock(st)) != APR_SUCCESS) {
-        return rv;
+    o.key = key;
+    o.key_len = key_len;
+    o.hash = ptm_view_hash(key, key_len);
+    o.tmp = apr_palloc(out->pool, key_len ? key_len : 1);
+    o.out = out;
+    o.len0 = out->len;
+    rv = ptm_view_read(st, one_copy, &o, 1);
+    if (rv != APR_SUCCESS) {
+        out->len = o.len0;
     }
-    rv = PTM_STORE_NOTFOUND;
-    for (s = PTM_STREAM_RUN; s >= PTM_STREAM_SITE; s--) {
-        i = ptm_view_find_locked(st, s, key, key_len, hash);
-        if (i >= 0) {
-            slot_t *sl = &slots(st, s)[i];
-
-            ptm_buf_add(out, arena(st) + sl->blob + sl->key_len, sl->env_len);
-            rv = APR_SUCCESS;
-            break;
-        }
-    }
-    ptm_store_unlock(st);
     return rv;
 }

@@ -20,7 +20,8 @@ for my $k (qw(PanoptesEventsSite PanoptesEventsRun PanoptesSeqSite PanoptesSeqRu
               PanoptesStateRepairs PanoptesAnswers400 PanoptesAnswers404
               PanoptesAnswers405 PanoptesAnswers409 PanoptesAnswers413
               PanoptesAnswers422 PanoptesAnswers500 PanoptesAnswers503
-              PanoptesAnswers507 PanoptesStateBusy)) {
+              PanoptesAnswers507 PanoptesStateBusy PanoptesReadRetries
+              PanoptesReadLocked)) {
     like($a0->{$k} // '', qr/^\d+$/, "?auto has $k");
 }
 is($a0->{PanoptesRunActive}, 0, 'no run active');

@@ -10,10 +10,13 @@
 #     and server-status answer.
 # (b) The lock held by this test: httpd restarted for this part only with
 #     `Mutex flock:<t/logs> panoptes-telemetry`, so that the test can flock
-#     the lock file itself.  /ready and server-status (?auto and HTML)
-#     answer at once and say "busy" where they would need the lock;
-#     /current, which still takes it, waits and answers once it is free.
-#     httpd is then started again exactly as it was.
+#     the lock file itself.  /ready, server-status (?auto and HTML, the run
+#     shown all the same), /current, /current/{type} and /run answer at
+#     once (issue 14: they copy the view without the lock, checking its
+#     generation); server-status says "busy" for the one thing that needs
+#     the lock (the age of the ring's oldest event); POST /event waits,
+#     and is answered once the lock is free.  httpd is then started again
+#     exactly as it was.
 #
 # Every request has a short client timeout: a reader that waits is a
 # failure, not a stuck suite.
@@ -208,16 +211,40 @@ ensure_no_run();
     ok($held, '(b) this test holds the lock') or BAIL_OUT("cannot flock $lockfile");
     push @cleanup, sub { close $lk };
 
-    # /current takes the lock: it waits ...
-    my $cur = IO::Socket::INET->new(PeerAddr => hostport(), Proto => 'tcp',
-                                    Timeout => $T) or die "connect: $!";
-    print {$cur} "GET /telemetry/current HTTP/1.0\r\nHost: " . hostport() . "\r\n\r\n";
+    # A writer takes the lock: it waits ...
+    my $body = '{"type":"readers-late","data":2}';
+    my $post = IO::Socket::INET->new(PeerAddr => hostport(), Proto => 'tcp',
+                                     Timeout => $T) or die "connect: $!";
+    print {$post} "POST /telemetry/event HTTP/1.0\r\nHost: " . hostport()
+        . "\r\nContent-Type: application/json\r\nContent-Length: "
+        . length($body) . "\r\n\r\n$body";
     # ... while the readers do not.
     ready_is(1, '(b) lock held');
+    my $cur = timed('GET', '/telemetry/current');
+    answered($cur, '(b) lock held: /current');
+    ok($cur->{code} == 200 && ref $cur->{j} eq 'HASH'
+        && ref $cur->{j}{current}{'readers-run'} eq 'HASH'
+        && $cur->{j}{current}{'readers-run'}{seq} == $ev->{j}{seq}
+        && !exists $cur->{j}{current}{'readers-late'},
+        '(b) lock held: /current is the view as the last answered event left it')
+        or diag "$cur->{code} $cur->{body}";
+    my $one = timed('GET', '/telemetry/current/readers-run');
+    answered($one, '(b) lock held: /current/{type}');
+    is($one->{code} == 200 && $one->{j}{seq}, $ev->{j}{seq},
+        '(b) lock held: /current/readers-run');
+    my $rg = timed('GET', '/telemetry/run');
+    answered($rg, '(b) lock held: /run');
+    is($rg->{code} == 200 && $rg->{j}{run_id}, "readers-$$",
+        '(b) lock held: /run');
     my $a1 = auto('(b) lock held');
     is($a1 && $a1->{PanoptesStateBusy}, 1, '(b) ?auto says PanoptesStateBusy: 1');
     is($a1 && $a1->{PanoptesRunActive}, 1, '(b) ?auto: the run is active');
-    ok($a1 && !exists $a1->{PanoptesRunId}, '(b) ?auto: no run id while busy');
+    is($a1 && $a1->{PanoptesRunId}, "readers-$$",
+        '(b) ?auto: the run id shown while busy');
+    is($a1 && $a1->{PanoptesRecentOldest}, '',
+        '(b) ?auto: no age of the oldest recent event while busy');
+    is($a1 && $a1->{PanoptesReadLocked}, $a0 && $a0->{PanoptesReadLocked},
+        '(b) ?auto: no reader went to the lock');
     for my $k (qw(PanoptesEventsSite PanoptesEventsRun PanoptesSeqSite
                   PanoptesSeqRun PanoptesCurrentTypesSite PanoptesCurrentTypesRun
                   PanoptesWriteErrors PanoptesStateRepairs PanoptesAnswers422)) {
@@ -225,20 +252,22 @@ ensure_no_run();
     }
     my $html = timed('GET', '/server-status');
     answered($html, '(b) lock held: server-status');
-    like($html->{body}, qr{<td>active run</td><td>yes \(busy\)</td>},
-        '(b) HTML: the run active, busy');
+    like($html->{body}, qr{<td>active run</td><td>readers-$$, started },
+        '(b) HTML: the run shown');
     like($html->{body}, qr{<td>state lock</td><td>busy}, '(b) HTML: the lock busy');
-    ok(!IO::Select->new($cur)->can_read(1), '(b) /current waits for the lock');
+    ok(!IO::Select->new($post)->can_read(1), '(b) POST /event waits for the lock');
 
     (pop @cleanup)->();      # let go of the lock
     my $resp = '';
-    if (IO::Select->new($cur)->can_read(10)) {
+    if (IO::Select->new($post)->can_read(10)) {
         local $/;
-        $resp = <$cur> // '';
+        $resp = <$post> // '';
     }
-    close $cur;
-    like($resp, qr{^HTTP/1\.\d 200 .*"readers-run"}s,
-        '(b) /current answers once the lock is free');
+    close $post;
+    like($resp, qr{^HTTP/1\.\d 200 .*"seq":}s,
+        '(b) POST /event answers once the lock is free');
+    my $late = timed('GET', '/telemetry/current/readers-late');
+    is($late->{code}, 200, '(b) and its event is current');
     my $a2 = auto('(b) lock free again');
     is($a2 && $a2->{PanoptesStateBusy}, 0, '(b) not busy any more');
     is($a2 && $a2->{PanoptesRunId}, "readers-$$", '(b) the run id shown again');

@@ -1509,13 +1509,15 @@ static void test_random_damage(void **state)
 
 /* ---- layouts ------------------------------------------------------------- */
 
-/* `img` (this layout) as the code of layout `version` (3 or 4) wrote it:
- * its header ended before `epoch` (3) or before `next_n` (4), so
- * everything after it sat that much lower, and it had no ring. */
+/* `img` (this layout) as the code of layout `version` (3, 4 or 6) wrote
+ * it: its header ended before `epoch` (3), before `next_n` (4) or before
+ * `view_gen` (6), so everything after it sat that much lower (3 and 4
+ * had no ring; the image has none either). */
 static void to_layout(char *img, size_t len, unsigned version)
 {
-    const size_t hend = version == 3 ? offsetof(hdr_t, epoch)
-                                     : offsetof(hdr_t, next_n);
+    const size_t hend = version == 3   ? offsetof(hdr_t, epoch)
+                        : version == 4 ? offsetof(hdr_t, next_n)
+                                       : offsetof(hdr_t, view_gen);
     const size_t shift = sizeof(hdr_t) - hend;
     hdr_t *h = H(img);
     int s;
@@ -1532,16 +1534,18 @@ static void to_layout(char *img, size_t len, unsigned version)
     memset(img + len - shift, 0, shift);
 }
 
-/* A state of layout 3 or 4 with a run and values is carried over whole:
- * the run byte for byte, the values, the counters; the file becomes this
- * layout, its ids starting at 1 (those layouts gave none out). */
+/* A state of layout 3, 4 or 6 with a run and values is carried over
+ * whole: the run byte for byte, the values, the counters; the file
+ * becomes this layout, its ids starting at 1 (3 and 4 gave none out) or
+ * going on (6). */
 static void test_upgrade_layout3(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
+    static const unsigned versions[] = { 3, 4, 6 };
     golden_t g;
     char *img;
     int real;
-    unsigned version;
+    unsigned version, v;
     apr_time_t t0 = apr_time_now();
 
     fx_open(&fx);
@@ -1549,8 +1553,9 @@ static void test_upgrade_layout3(void **state)
     img = apr_palloc(fx.p, g.len);
     /* real 0: an old version number on a file of this layout (the fields
      * where both have them); real 1: the layout that version wrote. */
-    for (version = 3; version <= 4; version++) {
+    for (v = 0; v < sizeof(versions) / sizeof(versions[0]); v++) {
     for (real = 0; real < 2; real++) {
+        version = versions[v];
         const char *what = apr_psprintf(fx.p, "%s %u",
                                         real ? "layout" : "version",
                                         version);
@@ -1579,7 +1584,8 @@ static void test_upgrade_layout3(void **state)
         else {
             assert_int_equal(H(now)->epoch, epoch);
         }
-        assert_int_equal(H(now)->next_n, 1);
+        assert_int_equal(H(now)->next_n,
+                         version < 5 ? 1 : H(g.img)->next_n);
         open_clean(&fx, SIZE, PTM_STORE_OPEN_RECOVERED, what);
         check_want(&fx, &g.w, what);
         check_usable(&fx, &g.w, what);

@@ -2841,28 +2841,40 @@ static void test_stats_counters(void **state)
     assert_null(s.run_id);
 }
 
-/* What server-status and /ready read, from a thread of their own. */
+/* What server-status, /ready, /current, /current/{type} and /run read,
+ * from a thread of their own. */
 typedef struct {
     ptm_store_t *st;
     apr_pool_t *p;
-    apr_status_t rv;
+    apr_status_t rv, rv_cur, rv_one, rv_run;
     ptm_store_stats_t s;
     int active;
+    ptm_buf_t cur, one, run;
 } reader_arg_t;
 
 static void *reader_thread(void *arg)
 {
     reader_arg_t *a = arg;
 
+    ptm_buf_init(&a->cur, a->p, 64);
+    a->rv_cur = ptm_store_current(a->st, &a->cur);
+    ptm_buf_putc(&a->cur, '\0');
+    ptm_buf_init(&a->one, a->p, 64);
+    a->rv_one = ptm_store_current_one(a->st, "\"a\"", 3, &a->one);
+    ptm_buf_putc(&a->one, '\0');
+    ptm_buf_init(&a->run, a->p, 64);
+    a->rv_run = ptm_store_run_get(a->st, &a->run);
+    ptm_buf_putc(&a->run, '\0');
     a->rv = ptm_store_stats(a->st, &a->s, a->p);
     a->active = ptm_store_run_active(a->st);
     return NULL;
 }
 
 /* A writer stuck in its append (a hung disk: here a pipe nobody reads)
- * holds the lock for as long as the disk hangs.  server-status and /ready
- * must still answer: the counters and whether a run is active without the
- * lock, the run's id (which needs it) left out and "busy" said instead. */
+ * holds the lock for as long as the disk hangs.  server-status, /ready
+ * and the reads of the view and the run must still answer, all of it
+ * copied without the lock (the view's sequence lock), only the age of the
+ * ring's oldest event left out and "busy" said instead. */
 static void test_readers_never_wait(void **state)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
@@ -2873,6 +2885,8 @@ static void test_readers_never_wait(void **state)
     pthread_t t;
     int pfd[2], i;
     pid_t pid;
+    const char *cur0, *one0;
+    ptm_buf_t b;
 
     fx_open(&fx, 1024 * 1024);
     alarm(60);          /* a lock that never comes back must not hang */
@@ -2888,6 +2902,12 @@ static void test_readers_never_wait(void **state)
     s0 = stats(&fx);
     assert_int_equal(s0.busy, 0);
     assert_string_equal(s0.run_id, "007");
+    cur0 = current(&fx);
+    ptm_buf_init(&b, fx.p, 64);
+    assert_int_equal(ptm_store_current_one(fx.st, "\"a\"", 3, &b),
+                     APR_SUCCESS);
+    ptm_buf_putc(&b, '\0');
+    one0 = b.data;
 
     pid = start_blocked_writer(&fx, pfd, PTM_STREAM_RUN, "x", 0);
     memset(&ra, 0, sizeof(ra));
@@ -2902,14 +2922,23 @@ static void test_readers_never_wait(void **state)
         kill_child(pid);
         close(pfd[0]);
         pthread_join(t, NULL);
-        fail_msg("ptm_store_stats waited for the lock of a stuck writer");
+        fail_msg("a reader waited for the lock of a stuck writer");
     }
     assert_int_equal(ra.rv, APR_SUCCESS);
     assert_int_equal(ra.s.busy, 1);
     assert_int_equal(ra.active, 1);
     assert_int_equal(ra.s.run_active, 1);
-    assert_null(ra.s.run_id);
-    assert_null(ra.s.run_obj);
+    assert_string_equal(ra.s.run_id, "007");
+    assert_string_equal(ra.s.run_obj, RUN_OBJ("007"));
+    assert_int_equal(ra.s.recent_oldest, 0);
+    assert_int_equal(ra.rv_cur, APR_SUCCESS);
+    assert_string_equal(ra.cur.data, cur0);
+    assert_int_equal(ra.rv_one, APR_SUCCESS);
+    assert_string_equal(ra.one.data, one0);
+    assert_int_equal(ra.rv_run, APR_SUCCESS);
+    assert_string_equal(ra.run.data, RUN_OBJ("007"));
+    /* None of them went to the lock (it was held throughout). */
+    assert_int_equal(ra.s.view_locked, 0);
     for (i = 0; i < 2; i++) {
         assert_int_equal(ra.s.seq[i], s0.seq[i]);
         assert_int_equal(ra.s.events[i], s0.events[i]);
