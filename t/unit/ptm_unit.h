@@ -19,6 +19,17 @@
 #include "ptm_runs.h"
 
 /* The group's pool, alive from group_setup to group_teardown. */
+/* RUNNING_ON_VALGRIND: 1 under valgrind (tests that time themselves or
+ * fork many processes scale down), 0 otherwise or without its header. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 static apr_pool_t *gpool;
 
 static int group_setup(void **state)

@@ -33,14 +33,6 @@
 #include <cmocka.h>
 
 #include "ptm_unit.h"
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
 
 #include <apr_general.h>
 #include <apr_global_mutex.h>
