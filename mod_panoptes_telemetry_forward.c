@@ -94,7 +94,8 @@ typedef struct {
     const char *arg;            /* the setting the program was started with */
     const char *command;
     apr_cmdtype_e cmdtype;
-    const char *user, *group;   /* it runs as (when httpd starts as root) */
+    const char *user, *group;   /* PanoptesTelemetryForwardUser, or NULL */
+    const char *as_user, *as_group;     /* the running program's */
     server_rec *s;              /* of the current generation */
 } fwd_retained_t;
 
@@ -105,6 +106,11 @@ static ptm_store_t *fwd_store;
 static apr_pool_t *fwd_pool;
 static ptm_fwd_t *fwd;
 static int fwd_blocked_said, fwd_error_said;
+
+static int same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
 
 /* ---- the directive ---------------------------------------------------- */
 
@@ -175,6 +181,22 @@ const char *ptm_fwd_set_user(cmd_parms *cmd, ptm_fwd_conf_t **out,
         return apr_pstrcat(cmd->pool, cmd->cmd->name, ": no group '", group,
                            "' on this system", NULL);
     }
+    /* As httpd does for its User: root is not a user to run it as. */
+    if (pw->pw_uid == 0) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": '", user,
+                           "' is root: the program must not run as root",
+                           NULL);
+    }
+    if (group && getgrnam(group)->gr_gid == 0) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": group '", group,
+                           "' is gid 0: the program must not run in root's "
+                           "group", NULL);
+    }
+    if (!group && pw->pw_gid == 0) {
+        return apr_pstrcat(cmd->pool, cmd->cmd->name, ": the primary group "
+                           "of '", user, "' is gid 0: name another group",
+                           NULL);
+    }
     if (!group) {
         if (!(gr = getgrgid(pw->pw_gid))) {
             return apr_pstrcat(cmd->pool, cmd->cmd->name, ": the primary "
@@ -238,6 +260,27 @@ static int findable(const char *command, apr_pool_t *p)
     return 0;
 }
 
+/* Give the program `user`'s own supplementary groups, not the root
+ * parent's: APR's fork sets the uid and gid only.  The parent takes them
+ * on for the fork (it is single-threaded) and gets its own back after;
+ * `saved` holds them.  Returns APR_SUCCESS or the error. */
+static apr_status_t groups_for(const char *user, const char *group,
+                               gid_t **saved, int *nsaved, apr_pool_t *p)
+{
+    struct group *gr = getgrnam(group);
+    int n = getgroups(0, NULL);
+
+    if (!gr || n < 0) {
+        return gr ? APR_FROM_OS_ERROR(errno) : APR_FROM_OS_ERROR(ENOENT);
+    }
+    *saved = apr_palloc(p, (n ? n : 1) * sizeof(gid_t));
+    if ((*nsaved = getgroups(n, *saved)) < 0
+        || initgroups(user, gr->gr_gid) != 0) {
+        return APR_FROM_OS_ERROR(errno);
+    }
+    return APR_SUCCESS;
+}
+
 static apr_status_t spawn(fwd_retained_t *ret, int restart)
 {
     apr_pool_t *p;
@@ -245,6 +288,11 @@ static apr_status_t spawn(fwd_retained_t *ret, int restart)
     apr_proc_t proc;
     apr_status_t rv;
     char **args;
+    const char *user = ret->user ? ret->user : ap_unixd_config.user_name;
+    const char *group = ret->group ? ret->group
+                        : ap_unixd_config.group_name;
+    gid_t *saved = NULL;
+    int nsaved = -1;
 
     if (ret->cmdtype == APR_PROGRAM_ENV && !findable(ret->command,
                                                      ret->pool)) {
@@ -270,11 +318,11 @@ static apr_status_t spawn(fwd_retained_t *ret, int restart)
         || (rv = apr_procattr_child_errfn_set(attr, child_errfn))
            != APR_SUCCESS
         || (geteuid() == 0
-            && ((rv = apr_procattr_user_set(attr, ret->user ? ret->user
-                                            : ap_unixd_config.user_name,
-                                            NULL)) != APR_SUCCESS
-                || (rv = apr_procattr_group_set(attr, ret->group ? ret->group
-                                            : ap_unixd_config.group_name))
+            && ((rv = apr_procattr_user_set(attr, user, NULL))
+                != APR_SUCCESS
+                || (rv = apr_procattr_group_set(attr, group))
+                   != APR_SUCCESS
+                || (rv = groups_for(user, group, &saved, &nsaved, p))
                    != APR_SUCCESS))) {
         goto fail;
     }
@@ -289,8 +337,17 @@ static apr_status_t spawn(fwd_retained_t *ret, int restart)
     }
     rv = apr_proc_create(&proc, args[0], (const char *const *)args, NULL,
                          attr, p);
+    if (nsaved >= 0) {
+        setgroups((size_t)nsaved, saved);
+        nsaved = -1;
+    }
     if (rv != APR_SUCCESS) {
         goto fail;
+    }
+    /* Whom it runs as, to start it again when that changes. */
+    if (!same(ret->as_user, user) || !same(ret->as_group, group)) {
+        ret->as_user = apr_pstrdup(ret->pool, user);
+        ret->as_group = apr_pstrdup(ret->pool, group);
     }
     ret->proc.pid = proc.pid;
     ret->proc.in = ret->proc.out = ret->proc.err = NULL;
@@ -306,6 +363,9 @@ static apr_status_t spawn(fwd_retained_t *ret, int restart)
     return APR_SUCCESS;
 
 fail:
+    if (nsaved >= 0) {
+        setgroups((size_t)nsaved, saved);
+    }
     apr_pool_destroy(p);
     ap_log_error(APLOG_MARK, APLOG_ERR, rv, ret->s,
                  "PanoptesTelemetryForward %s: cannot start the program",
@@ -598,11 +658,6 @@ static apr_status_t fwd_callback(int state, void *data, apr_pool_t *pool)
 
 /* ---- life cycle --------------------------------------------------------- */
 
-static int same(const char *a, const char *b)
-{
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
 int ptm_fwd_post_config(server_rec *s, const ptm_fwd_conf_t *c,
                         apr_size_t recent, ptm_live_t *live,
                         apr_pool_t *pconf, apr_pool_t *ptemp)
@@ -691,8 +746,12 @@ int ptm_fwd_post_config(server_rec *s, const ptm_fwd_conf_t *c,
     if (ret->running && strcmp(ret->arg, c->arg) != 0) {
         stop_program(ret, "PanoptesTelemetryForward changed");
     }
-    else if (ret->running && !same(ret->user, c->user)) {
-        stop_program(ret, "PanoptesTelemetryForwardUser changed");
+    else if (ret->running && geteuid() == 0
+             && (!same(ret->as_user, c->user ? c->user
+                                     : ap_unixd_config.user_name)
+                 || !same(ret->as_group, c->group ? c->group
+                                         : ap_unixd_config.group_name))) {
+        stop_program(ret, "the user or group it runs as changed");
     }
     /* Kept in the process pool: copied only when they change, so that
      * graceful restarts do not grow it. */

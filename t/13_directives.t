@@ -55,6 +55,8 @@ my @cases = (
     [ 'PanoptesTelemetryForwardUser', 'nobody nogroup', undef ],
     [ 'PanoptesTelemetryForwardUser', 'ptm-no-such-user', qr/no user 'ptm-no-such-user' on this system/ ],
     [ 'PanoptesTelemetryForwardUser', 'nobody ptm-no-such-group', qr/no group 'ptm-no-such-group' on this system/ ],
+    [ 'PanoptesTelemetryForwardUser', 'root', qr/'root' is root: the program must not run as root/ ],
+    [ 'PanoptesTelemetryForwardUser', 'nobody root', qr/group 'root' is gid 0: the program must not run in root's group/ ],
 );
 
 for my $c (@cases) {

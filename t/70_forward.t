@@ -241,16 +241,16 @@ is(wait_tags(60, tags('b', 2, 600)), 0, '(b) every event arrived');
 # httpd's User (whose other processes, a neighbour web application, could
 # signal or trace it), and still gets every event.
 SKIP: {
-    skip '(f) httpd does not start as root here', 5 unless $> == 0;
+    skip '(f) httpd does not start as root here', 6 unless $> == 0;
     my $nobody = getpwnam('nobody');
-    skip '(f) no user nobody', 5 unless defined $nobody;
+    skip '(f) no user nobody', 6 unless defined $nobody;
     my $fdir = "$dir/f";
     mkdir $fdir or die "$fdir: $!";
     chmod 01777, $fdir;
     my $file = "$fdir/got";
     ok(restart_with("|\$exec cat >> $file", 'PanoptesTelemetryForwardUser nobody'),
        '(f) httpd starts with PanoptesTelemetryForwardUser nobody');
-    my ($prog, $uid, $gid);
+    my ($prog, $uid, $gid, $groups);
     my $end = Time::HiRes::time() + 5;
     until ($prog || Time::HiRes::time() > $end) {
         ($prog) = grep { (readlink("/proc/$_/exe") // '') =~ m{/cat$} } httpd_children();
@@ -260,10 +260,15 @@ SKIP: {
         while (<$st>) {
             $uid = (split)[1] if /^Uid:/;
             $gid = (split)[1] if /^Gid:/;
+            $groups = join ' ', sort { $a <=> $b } split ' ', $1 if /^Groups:\s*(.*)$/;
         }
     }
     is($uid, $nobody, "(f) the program runs as nobody (uid $nobody), not as httpd's User");
     is($gid, (getpwnam('nobody'))[3], '(f) in nobody\'s primary group');
+    # Its own supplementary groups, none of the root parent's (APR's fork
+    # sets only the uid and gid).
+    my $want = join ' ', sort { $a <=> $b } split ' ', `id -G nobody`;
+    is($groups, $want, "(f) with nobody's groups ($want), none of root's");
     ok(post_many(2, 20, 'f'), '(f) every POST answered 200');
     $end = Time::HiRes::time() + 10;
     my %seen;
