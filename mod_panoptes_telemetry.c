@@ -860,12 +860,65 @@ static size_t mount_length(request_rec *r)
 #define PTM_BAD_BODY "{\"detail\":\"Malformed request body (chunked " \
                      "encoding or Content-Length)\"}"
 
-/* The answers httpd sends itself when its input filter refuses a body
- * (see prepare_answers), in the request's config. */
+/* The request's config: whether its URI is the API's (ptm_translate), and
+ * the answers httpd sends itself when its input filter refuses a body (see
+ * prepare_answers; NULL until then). */
 typedef struct {
+    const char *api_uri;               /* r->uri when it was found the API's */
     const char *bad;                   /* 400 */
     const char *too_large;             /* 413 */
 } ptm_req_answers_t;
+
+static ptm_req_answers_t *req_config(request_rec *r)
+{
+    ptm_req_answers_t *a = ap_get_module_config(r->request_config,
+                                                &panoptes_telemetry_module);
+
+    if (!a) {
+        a = apr_pcalloc(r->pool, sizeof(*a));
+        ap_set_module_config(r->request_config, &panoptes_telemetry_module,
+                             a);
+    }
+    return a;
+}
+
+/* The API's URLs name no file: httpd's walk of the file system for them
+ * (a stat of the path, then an lstat of each of its directories, since
+ * the file is not there: 6 system calls for /api/event under /tmp/x/htdocs)
+ * is work for nothing, as for mod_proxy's URLs.  Before the translation,
+ * the request's config is that of its <Location> and <If> sections, which
+ * httpd merges after any <Directory> or <Files> one: a SetHandler of ours
+ * there is the handler the request will have.  Noted here; map_to_storage
+ * then skips the walk.  Access control is unchanged where it is set for
+ * the API, in its <Location> (httpd walks the locations again after
+ * map_to_storage); <Directory> sections and .htaccess files no longer
+ * apply to the API's URLs (README "Security"). */
+static int ptm_translate(request_rec *r)
+{
+    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    const char *h, *err = NULL;
+
+    if (d->expr_handler && r->uri && r->uri[0] == '/'
+        && (h = ap_expr_str_exec(r, d->expr_handler, &err)) != NULL
+        && strcasecmp(h, PTM_HANDLER) == 0) {
+        req_config(r)->api_uri = r->uri;
+    }
+    return DECLINED;
+}
+
+static int ptm_map_to_storage(request_rec *r)
+{
+    ptm_req_answers_t *a = ap_get_module_config(r->request_config,
+                                                &panoptes_telemetry_module);
+
+    /* TRACE stays httpd's (TraceEnable); a URI another translate_name
+     * hook changed (mod_rewrite's [PT], say) is walked as before. */
+    if (!a || !a->api_uri || r->method_number == M_TRACE
+        || strcmp(a->api_uri, r->uri) != 0) {
+        return DECLINED;
+    }
+    return OK;
+}
 
 static ap_filter_rec_t *json_error_filter_handle;
 
@@ -904,7 +957,7 @@ static int has_body(request_rec *r)
  * json_error_filter (inserted by ptm_insert_error_filter) corrects. */
 static void prepare_answers(request_rec *r, apr_size_t limit)
 {
-    ptm_req_answers_t *a = apr_palloc(r->pool, sizeof(*a));
+    ptm_req_answers_t *a = req_config(r);
 
     /* Built by hand, as ptm_api_error would: nothing here needs escaping,
      * and this runs for every request with a body. */
@@ -913,7 +966,6 @@ static void prepare_answers(request_rec *r, apr_size_t limit)
                                "\"}", NULL);
     ap_custom_response(r, HTTP_BAD_REQUEST, a->bad);
     ap_custom_response(r, HTTP_REQUEST_ENTITY_TOO_LARGE, a->too_large);
-    ap_set_module_config(r->request_config, &panoptes_telemetry_module, a);
 }
 
 /* The error answer arrives here whole (ap_rputs buffers it until the EOS).
@@ -935,10 +987,13 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 
 static void ptm_insert_error_filter(request_rec *r)
 {
+    ptm_req_answers_t *a;
+
     if ((r->status == HTTP_BAD_REQUEST
          || r->status == HTTP_REQUEST_ENTITY_TOO_LARGE)
-        && ap_get_module_config(r->request_config,
-                                &panoptes_telemetry_module)) {
+        && (a = ap_get_module_config(r->request_config,
+                                     &panoptes_telemetry_module)) != NULL
+        && a->bad) {
         ap_add_output_filter_handle(json_error_filter_handle, NULL, r,
                                     r->connection);
     }
@@ -1037,7 +1092,7 @@ static int answered_by_httpd(request_rec *r)
 {
     ptm_req_answers_t *a = ap_get_module_config(r->request_config,
                                                 &panoptes_telemetry_module);
-    const char *body = !a ? ""
+    const char *body = !a || !a->bad ? ""
                        : r->status == HTTP_BAD_REQUEST ? a->bad
                        : r->status == HTTP_REQUEST_ENTITY_TOO_LARGE
                        ? a->too_large : "";
@@ -1525,6 +1580,9 @@ static void ptm_register_hooks(apr_pool_t *p)
     ap_hook_post_config(ptm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ptm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_status(ptm_child_status, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before mod_rewrite and mod_alias: it only notes the request. */
+    ap_hook_translate_name(ptm_translate, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_map_to_storage(ptm_map_to_storage, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(ptm_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(ptm_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
