@@ -65,6 +65,7 @@
 #define PTM_LIVE_KEY "mod_panoptes_telemetry-live"
 /* Group commit's board (ptm_sync.h), kept the same way. */
 #define PTM_SYNC_KEY "mod_panoptes_telemetry-sync"
+#define PTM_LOCK_KEY "mod_panoptes_telemetry-lock"
 #define PTM_DEFAULT_STREAM_MAX 8
 #define PTM_DEFAULT_STREAM_TIMEOUT 600
 #define PTM_MAX_STREAM_TIMEOUT (366 * 24 * 3600)
@@ -639,6 +640,35 @@ static void attach_sync(server_rec *s)
     ptm_sync = data;
 }
 
+/* The store's front lock (ptm_lock.h), made with the global mutex, once
+ * per parent (`make`), in its process pool: every child of every
+ * generation then takes the same one.  A parent whose mutex was made
+ * without one (by an earlier version of the module, before a graceful
+ * restart into this one) keeps to the global mutex alone, as does one
+ * whose board another version laid out: the global mutex still excludes
+ * them all.  NULL then. */
+static ptm_lock_t *attach_lock(server_rec *s, int make)
+{
+    apr_pool_t *pp = s->process->pool;
+    void *data = NULL;
+    ptm_lock_t *lock;
+    apr_status_t rv;
+
+    apr_pool_userdata_get(&data, PTM_LOCK_KEY, pp);
+    if (!data && make) {
+        if ((rv = ptm_lock_create(&lock, pp)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
+                         "cannot make the store's front lock in shared "
+                         "memory: the " PTM_MUTEX " mutex alone guards the "
+                         "state");
+            return NULL;
+        }
+        apr_pool_userdata_set(lock, PTM_LOCK_KEY, apr_pool_cleanup_null, pp);
+        data = lock;
+    }
+    return ptm_lock_is_ours(data) ? data : NULL;
+}
+
 /* In the parent, when a child has ended (killed, crashed, or done): the
  * slots its streams held are free again (a child killed in the middle of
  * a stream never ran its cleanups). */
@@ -696,6 +726,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         if (rv != APR_SUCCESS) {
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+        attach_lock(s, 1);
         if (strcmp(apr_global_mutex_name(ret->mutex), "posixsem") == 0) {
             /* Not released when its holder dies: one crashed child would
              * stop every request for good. */
@@ -707,6 +738,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ret->site_dir = apr_pstrdup(s->process->pool, sc->site_dir);
         ret->state_dir = apr_pstrdup(s->process->pool, sc->state_dir);
         store = ptm_store_attach(ret->base, ret->mutex, ptemp);
+        ptm_store_use_lock(store, attach_lock(s, 0));
         /* The files may be ahead of the state (a crash between append and
          * counter, a deleted state file): never give out a seq twice. */
         rv = ptm_store_reconcile(store, sc->site_dir, sc->run_roots, ptemp);
@@ -743,6 +775,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     ptm_store = ptm_store_attach(ret->base, ret->mutex, pconf);
+    ptm_store_use_lock(ptm_store, attach_lock(s, 0));
     /* Forwarding (SPEC §12.5): the program, the pipe, the thread. */
     if (ptm_fwd_post_config(s, sc->forward, ret->recent, ptm_live, pconf,
                             ptemp) != OK) {
@@ -789,6 +822,7 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     }
     ptm_store = ptm_store_attach(ret->base, mutex, p);
     ptm_store_use_sync(ptm_store, ptm_sync);
+    ptm_store_use_lock(ptm_store, attach_lock(s, 0));
     /* Only here, on the child's pool: a cleanup on a pool that outlives
      * this module's DSO (the parent's) would call unloaded code at exit. */
     apr_pool_cleanup_register(p, ptm_store, close_files,
@@ -1486,13 +1520,14 @@ static int ptm_status_hook(request_rec *r, int flags)
         ap_rprintf(r, "PanoptesStateBusy: %d\n"
                    "PanoptesReadRetries: %" APR_UINT64_T_FMT "\n"
                    "PanoptesReadLocked: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesLockWaits: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentEvents: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentBytes: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentSize: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentOldest: %s\n"
                    "PanoptesEventIdNext: %" APR_UINT64_T_FMT "-%"
                    APR_UINT64_T_FMT "\n", st.busy, st.view_retries,
-                   st.view_locked, st.recent_events,
+                   st.view_locked, st.lock_waits, st.recent_events,
                    st.recent_bytes, st.recent_size, oldest, st.epoch,
                    st.next_n);
         ap_rprintf(r, "PanoptesStreamSubscribers: %u\n"
@@ -1537,8 +1572,10 @@ static int ptm_status_hook(request_rec *r, int flags)
     }
     ap_rprintf(r, "<tr><td>reads without the lock</td><td>%"
                APR_UINT64_T_FMT " copies made again, %" APR_UINT64_T_FMT
-               " reads that took the lock</td></tr>\n", st.view_retries,
-               st.view_locked);
+               " reads that took the lock</td></tr>\n"
+               "<tr><td>state lock waits</td><td>%" APR_UINT64_T_FMT
+               "</td></tr>\n", st.view_retries, st.view_locked,
+               st.lock_waits);
     ap_rprintf(r, "<tr><td>shared state</td><td>%" APR_UINT64_T_FMT " of %"
                APR_UINT64_T_FMT " bytes used</td></tr>\n"
                "<tr><td>write errors</td><td>%" APR_UINT64_T_FMT

@@ -85,6 +85,11 @@ void ptm_store_use_sync(ptm_store_t *st, ptm_sync_t *board)
     st->sync = board;
 }
 
+void ptm_store_use_lock(ptm_store_t *st, ptm_lock_t *lock)
+{
+    st->lock = lock;
+}
+
 void ptm_store_close_files(ptm_store_t *st)
 {
     ptm_ndjson_file_close(&st->files[0]);
@@ -148,23 +153,47 @@ static int torn(const hdr_t *h)
     return h->writing || (__atomic_load_n(&h->view_gen, __ATOMIC_RELAXED) & 1);
 }
 
+static void give_lock(ptm_store_t *st)
+{
+    if (st->mutex) {
+        apr_global_mutex_unlock(st->mutex);
+    }
+    if (st->lock) {
+        ptm_lock_give(st->lock);
+    }
+    if (st->mutex || st->lock) {
+        release_signals();
+    }
+}
+
+/* The front lock first (ptm_lock.h: the global mutex behind it is then
+ * free whenever it is taken, unless a process without the front lock
+ * holds it), then the global mutex. */
 static apr_status_t take_lock(ptm_store_t *st, int wait)
 {
     apr_status_t rv;
 
-    if (!st->mutex) {
+    if (!st->mutex && !st->lock) {
         return torn(st->hdr) ? ptm_repair_locked(st) : APR_SUCCESS;
     }
     hold_signals();
-    rv = wait ? apr_global_mutex_lock(st->mutex)
-              : apr_global_mutex_trylock(st->mutex);
-    if (rv != APR_SUCCESS) {
+    if (st->lock && (rv = ptm_lock_take(st->lock, wait)) != APR_SUCCESS) {
         release_signals();
         return rv;
     }
+    if (st->mutex) {
+        rv = wait ? apr_global_mutex_lock(st->mutex)
+                  : apr_global_mutex_trylock(st->mutex);
+        if (rv != APR_SUCCESS) {
+            if (st->lock) {
+                ptm_lock_give(st->lock);
+            }
+            release_signals();
+            return rv;
+        }
+    }
     if (torn(st->hdr) && (rv = ptm_repair_locked(st)) != APR_SUCCESS) {
-        apr_global_mutex_unlock(st->mutex);
-        release_signals();
+        give_lock(st);
         return rv;
     }
     return APR_SUCCESS;
@@ -196,10 +225,7 @@ void ptm_store_end_locked(hdr_t *h)
 
 void ptm_store_unlock(ptm_store_t *st)
 {
-    if (st->mutex) {
-        apr_global_mutex_unlock(st->mutex);
-        release_signals();
-    }
+    give_lock(st);
 }
 
 apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
@@ -503,6 +529,7 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
     stats->view_retries = __atomic_load_n(&h->view_retries,
                                           __ATOMIC_RELAXED);
     stats->view_locked = __atomic_load_n(&h->view_locked, __ATOMIC_RELAXED);
+    stats->lock_waits = st->lock ? ptm_lock_waits(st->lock) : 0;
     if (stats->busy) {
         return APR_SUCCESS;
     }

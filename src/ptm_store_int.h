@@ -156,6 +156,8 @@ struct ptm_store_t {
     /* Group commit's board (ptm_sync.h), or NULL: Sync On then flushes
      * each line under the lock. */
     ptm_sync_t *sync;
+    /* The front lock (ptm_lock.h), or NULL: the global mutex alone. */
+    ptm_lock_t *lock;
 };
 
 #define BLOB_TOTAL(len) (sizeof(blob_t) + ALIGN8((uint64_t)(len)))

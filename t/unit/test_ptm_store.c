@@ -1292,6 +1292,10 @@ static void mp_event(ptm_store_event_t *ev, apr_pool_t *p, uint64_t gen,
              i % 11 != 7, fd);
 }
 
+/* The front lock the even children take (test_multiprocess_front_lock),
+ * or NULL. */
+static ptm_lock_t *mp_lock;
+
 static void mp_child(fx_t *fx, int k)
 {
     apr_pool_t *p, *iter;
@@ -1309,6 +1313,9 @@ static void mp_child(fx_t *fx, int k)
         _exit(20);
     }
     st = ptm_store_attach(fx->base, mx, p);
+    if (mp_lock && k % 2 == 0) {
+        ptm_store_use_lock(st, mp_lock);
+    }
     fd = open(fx->file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || ptm_store_run_peek(&run, st, p) != APR_SUCCESS) {
         _exit(21);
@@ -1324,7 +1331,30 @@ static void mp_child(fx_t *fx, int k)
     _exit(0);
 }
 
+static void multiprocess_appends(ptm_lock_t *(*make_lock)(fx_t *));
+
 static void test_multiprocess_appends(void **state)
+{
+    multiprocess_appends(NULL);
+}
+
+static ptm_lock_t *front_lock(fx_t *fx)
+{
+    ptm_lock_t *lock;
+
+    assert_int_equal(ptm_lock_create(&lock, fx->p), APR_SUCCESS);
+    return lock;
+}
+
+/* The same with the front lock (ptm_lock.h) taken by half of the writers
+ * only: the others, like children of a module version without it across a
+ * graceful restart, are still excluded by the global mutex. */
+static void test_multiprocess_front_lock(void **state)
+{
+    multiprocess_appends(front_lock);
+}
+
+static void multiprocess_appends(ptm_lock_t *(*make_lock)(fx_t *))
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
     pid_t pids[NPROC];
@@ -1339,6 +1369,7 @@ static void test_multiprocess_appends(void **state)
     apr_pool_t *iter;
 
     fx_open(&fx, 4 * 1024 * 1024);
+    mp_lock = make_lock ? make_lock(&fx) : NULL;
     memset(seen, 0, sizeof(seen));
     for (k = 0; k < NPROC; k++) {
         pids[k] = fork();
@@ -1417,6 +1448,7 @@ static void test_multiprocess_appends(void **state)
         check_model(&fx, &cur, &none, NPROC * NEVENTS);
     }
     model_clear(&cur);
+    mp_lock = NULL;
     fx_close(&fx);
 }
 
@@ -3182,6 +3214,7 @@ int main(void)
         T(test_full_type_table),
         T(test_arena_compaction),
         T(test_multiprocess_appends),
+        T(test_multiprocess_front_lock),
         T(test_state_file_new_recovered_busy),
         T(test_state_file_unrecognised),
         T(test_state_file_resized),
