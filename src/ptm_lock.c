@@ -18,6 +18,9 @@ struct ptm_lock_t {
     /* Its own cache line: bumped by waiters while the holder works. */
     char pad1[64];
     uint64_t waits;
+    char pad2[56];
+    /* Under the lock only. */
+    ptm_ndjson_tail_t tail[2];
 };
 
 size_t ptm_lock_size(void)
@@ -46,6 +49,7 @@ ptm_lock_t *ptm_lock_init(void *mem, apr_status_t *rv)
         *rv = APR_FROM_OS_ERROR(err);
         return NULL;
     }
+    l->tail[0].end = l->tail[1].end = -1;
     l->version = LOCK_VERSION;
     l->magic = LOCK_MAGIC;
     *rv = APR_SUCCESS;
@@ -93,6 +97,11 @@ apr_status_t ptm_lock_take(ptm_lock_t *l, int wait)
 void ptm_lock_give(ptm_lock_t *l)
 {
     pthread_mutex_unlock(&l->mutex);
+}
+
+ptm_ndjson_tail_t *ptm_lock_tail(ptm_lock_t *l, int stream)
+{
+    return &l->tail[stream & 1];
 }
 
 apr_uint64_t ptm_lock_waits(const ptm_lock_t *l)

@@ -23,12 +23,19 @@
  * across graceful restarts (children inherit it by fork).  A holder that
  * dies leaves it to the next taker (robust: EOWNERDEAD is made consistent
  * here); what the dead holder left half done is the store's to repair (its
- * writing mark), as with the global mutex. */
+ * writing mark), as with the global mutex.
+ *
+ * The board also keeps what its holders share and the state file must
+ * not: where the last line of each stream ended (ptm_ndjson_tail_t), so
+ * that an append need not read the file's last byte back when another
+ * process wrote last.  Only this parent's children know it; a file may
+ * change while httpd is stopped. */
 #ifndef PTM_LOCK_H
 #define PTM_LOCK_H
 
 #include <apr_errno.h>
 #include <apr_pools.h>
+#include "ptm_ndjson.h"
 
 typedef struct ptm_lock_t ptm_lock_t;
 
@@ -56,6 +63,10 @@ apr_status_t ptm_lock_take(ptm_lock_t *lock, int wait);
 
 /** Let it go. */
 void ptm_lock_give(ptm_lock_t *lock);
+
+/** Where the last line of `stream` (0 or 1) ended, to read and write
+ * only while holding the lock. */
+ptm_ndjson_tail_t *ptm_lock_tail(ptm_lock_t *lock, int stream);
 
 /** How many takes found the lock held and waited for it (a counter for
  * server-status; relaxed). */

@@ -315,11 +315,16 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         if (group) {
             ticket = ptm_sync_ticket_locked(st->sync, ev->stream);
         }
+        ptm_ndjson_tail_t *tail = st->lock ? ptm_lock_tail(st->lock,
+                                                           ev->stream)
+                                           : NULL;
+
         rv = ev->fd >= 0
-             ? ptm_ndjson_append(ev->fd, iov, 5, ev->sync && !group)
-             : ptm_ndjson_file_append(&st->files[ev->stream], ev->path, iov,
-                                      5, ev->sync && !group, &step,
-                                      ev->pool);
+             ? ptm_ndjson_append_tail(ev->fd, iov, 5, ev->sync && !group,
+                                      tail)
+             : ptm_ndjson_file_append_tail(&st->files[ev->stream], ev->path,
+                                           iov, 5, ev->sync && !group, tail,
+                                           &step, ev->pool);
         if (rv != APR_SUCCESS) {
             ptm_store_end_locked(h);              /* the append left nothing behind */
             if (ev->failed_step) {
