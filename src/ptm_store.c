@@ -124,24 +124,45 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
  * is destroyed under everyone (every request 500 until httpd is stopped
  * and started).  SIGKILL still ends a holder: APR recovers from that. */
 static __thread sigset_t held_mask;
+/* 1 once this thread was found blocking them all already: the threads of
+ * worker and event block every signal for good (their child's main thread
+ * handles them), and two system calls per lock are then saved.  prefork's
+ * process, which takes them, blocks and unblocks each time. */
+static __thread int always_held;
+
+static const int ending_signals[] = {
+    SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGWINCH
+};
 
 static void hold_signals(void)
 {
     sigset_t ending;
+    size_t i;
 
+    if (always_held) {
+        return;
+    }
     sigemptyset(&ending);
-    sigaddset(&ending, SIGHUP);
-    sigaddset(&ending, SIGTERM);
-    sigaddset(&ending, SIGINT);
-    sigaddset(&ending, SIGQUIT);
-    sigaddset(&ending, SIGUSR1);
-    sigaddset(&ending, SIGWINCH);
+    for (i = 0; i < sizeof(ending_signals) / sizeof(ending_signals[0]); i++) {
+        sigaddset(&ending, ending_signals[i]);
+    }
     pthread_sigmask(SIG_BLOCK, &ending, &held_mask);
 }
 
 static void release_signals(void)
 {
+    size_t i;
+
+    if (always_held) {
+        return;
+    }
     pthread_sigmask(SIG_SETMASK, &held_mask, NULL);
+    for (i = 0; i < sizeof(ending_signals) / sizeof(ending_signals[0]); i++) {
+        if (sigismember(&held_mask, ending_signals[i]) != 1) {
+            return;
+        }
+    }
+    always_held = 1;
 }
 
 /* A state left mid-update: the writing mark set (a process died inside
