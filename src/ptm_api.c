@@ -641,6 +641,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         || ptm_event_validate(&ev, body, &err) != 0) {
         goto fail;
     }
+    ev.size_hint = req->body_len;
     /* The file is chosen from the server clock, never from a client ts. */
     ptm_time_utc_iso(ts, req->now);
     if ((rv = ptm_time_day_key(day, req->now)) != APR_SUCCESS) {

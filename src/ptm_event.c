@@ -253,7 +253,11 @@ int ptm_event_envelope(ptm_envelope_t *env, ptm_err_t *err,
         json_object_set_new(ev->meta, "run_id",
                             json_stringn(run_id, run_id_len));
     }
-    ptm_buf_init(&b, p, 256);
+    /* The ts, the keys, a run_id put into meta: the rest is about the
+     * body as sent (written again in the same form, numbers and escapes
+     * alike, mostly). */
+    ptm_buf_init(&b, p, ev->size_hint + run_id_len + 128 > 256
+                        ? ev->size_hint + run_id_len + 128 : 256);
     ptm_buf_puts(&b, ",\"ts\":");
     if (ev->ts) {
         ptm_json_dump_string(&b, ev->ts, ev->ts_len);

@@ -32,6 +32,9 @@ typedef struct {
     size_t ts_len;
     int make_current;
     int store_permanently;
+    size_t size_hint;      /* the body's bytes (0: unknown): the envelope
+                            * is about as long, so its buffer is made that
+                            * big at once rather than grown by doubling */
 } ptm_event_req_t;
 
 /**
