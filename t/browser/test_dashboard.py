@@ -17,6 +17,9 @@ so that the server ends the page's live feed every 6 s.
   * on a phone-sized screen nothing sticks out sideways;
   * mounted at /telemetry with the shipped conf/panoptes_telemetry.conf,
     the page works too, with its CSP and cache headers;
+  * with httpd stopped under it the page says "reconnecting", then
+    "offline" (after 10 s); started again, "live", and the events posted
+    meanwhile arrive once;
   * with 5,000 current types (anyone who may POST can make them) the page
     is ready within 3 s, shows its first cards and "N more types not
     shown", stays responsive while events of types it does not show keep
@@ -374,6 +377,56 @@ class MountedAtTelemetry(unittest.TestCase):
             self.assertTrue(api, paths)
             self.assertTrue(all(p.startswith("/telemetry/") for p in api),
                             sorted(paths))
+            self.assertEqual(s.crash_lines(), [])
+
+
+class ServerGoneAndBack(unittest.TestCase):
+    """httpd stops under the page (a crash, a reboot of the unit): the
+    browser retries the feed by itself and for ever, so the page must not
+    say "reconnecting" for as long as the server is away: "reconnecting",
+    then "offline" (dashboard.js: OFFLINE_AFTER_MS, 10 s); started again,
+    "live", and the events posted before the page is back arrive once."""
+
+    OFFLINE_S = 10
+
+    def test_offline_while_httpd_is_down_then_live_again(self):
+        with Server("dashboard-gone") as s:
+            code, _ = s.http("POST", "/event", {"type": "weather", "data": {
+                "ambient_temp_C": 4.5}})
+            self.assertEqual(code, 200)
+            with Browser(width=1000, height=900) as b:
+                b.navigate(s.url + "/ui/")
+                b.wait_for("document.body && document.body.dataset.ready === "
+                           "'true' && window.ptmDash.state.conn === 'live'",
+                           timeout=30)
+                mark = b.evaluate("window.ptmDash.state.connLog.length")
+                first = b.evaluate("window.ptmDash.state.received.length")
+                t0 = time.monotonic()
+                s.stop()
+                b.wait_for("window.ptmDash.state.conn === 'reconnecting'",
+                           timeout=5)
+                b.wait_for("window.ptmDash.state.conn === 'offline'",
+                           timeout=self.OFFLINE_S + 5)
+                took = time.monotonic() - t0
+                print("offline %.1f s after httpd stopped" % took)
+                self.assertGreaterEqual(took, self.OFFLINE_S - 1)
+                self.assertEqual(b.evaluate(
+                    "document.getElementById('conn').textContent"), "offline")
+                s.start(fresh=False)
+                sent = [s.http("POST", "/event", {"type": "probe", "data": {
+                    "n": i}, "make_current": False})[1] for i in range(5)]
+                b.wait_for("window.ptmDash.state.conn === 'live'",
+                           timeout=15)
+                b.wait_for("window.ptmDash.state.received.length >= %d"
+                           % (first + len(sent)), timeout=5)
+                log = b.evaluate("window.ptmDash.state.connLog.slice(%d)"
+                                 ".map(e => e[1])" % mark)
+                self.assertEqual(log, ["reconnecting", "offline", "live"])
+                got = b.evaluate("window.ptmDash.state.received.slice(%d)"
+                                 % first)
+                self.assertEqual([r[3] for r in got if r[1] == "probe"],
+                                 [e["seq"] for e in sent],
+                                 "each once, in order")
             self.assertEqual(s.crash_lines(), [])
 
 
