@@ -8,7 +8,10 @@
 #include "ptm_shm.h"
 
 #define SYNC_MAGIC 0x43595350u          /* "PSYC" */
-#define SYNC_VERSION 2u                  /* 2: identities, flusher_pid */
+#define SYNC_VERSION 3u          /* 2: identities; 3: poison records */
+
+/* Poisons a stream remembers the error of (poison()). */
+#define POISONS 8
 
 /* One file a stream's lines went to.  `gen` is its identity on the board
  * (0: unused; never reused, so a waiter that finds another gen knows its
@@ -32,9 +35,10 @@ typedef struct {
     uint64_t issued;        /* tickets given */
     uint64_t poisoned;      /* tickets at or below it answer an error */
     uint64_t gen;           /* last entry gen given */
-    uint32_t poison_err;    /* errno of the last failed flush; 0: the
-                             * entry was reused before its flush */
-    uint32_t pad;
+    uint64_t npoisons;      /* records written to `poisons` */
+    uint64_t poisons[POISONS];  /* the last poisons that raised the mark:
+                             * upto << 16 | errno (0: an entry reused
+                             * before its flush) */
     uint64_t lines;
     uint64_t flushes;
     uint64_t failures;
@@ -125,11 +129,31 @@ apr_status_t ptm_sync_create(ptm_sync_t **out, apr_pool_t *p)
     return APR_SUCCESS;
 }
 
-/* Every ticket up to `upto` answers an error.  The errno goes first, so
- * that a waiter who sees the mark sees why. */
+/* Every ticket up to `upto` answers an error, `err` (0: unconfirmed)
+ * those no poison covered before.  A line keeps the error of the first
+ * poison that covered it: one stream-wide errno, the last one, told an
+ * EIO'd line "unconfirmed" once its entry was reused (or the reverse), or
+ * another flush's errno.  The first is the one that failed the line; a
+ * later one covers it only because it covers everything issued.  So each
+ * poison that raises the mark writes down (upto, err) in a ring, before
+ * raising it, so that a waiter who sees the mark finds why (err_of); one
+ * that does not raise it covers only lines that already have an error,
+ * and writes nothing.  Tickets are kept in 48 bits there: beyond 2^48
+ * lines on a stream the text may be wrong, never the verdict (that is
+ * the mark's). */
 static void poison(stream_t *s, uint64_t upto, int err)
 {
-    STORE(&s->poison_err, (uint32_t)err);
+    uint64_t i;
+
+    if (upto <= LOAD(&s->poisoned)) {
+        return;
+    }
+    if (err < 0 || err > 0xffff) {
+        err = EIO;
+    }
+    i = __atomic_fetch_add(&s->npoisons, 1, __ATOMIC_SEQ_CST);
+    STORE(&s->poisons[i % POISONS],
+          ((upto & 0xffffffffffffu) << 16) | (uint64_t)err);
     raise_to(&s->poisoned, upto);
 }
 
@@ -240,11 +264,28 @@ static uint64_t new_token(uint32_t id)
     return ((uint64_t)id << 32) | (k ? k : 1);
 }
 
-static apr_status_t poisoned_status(stream_t *s)
+/* The error of ticket `t`, poisoned: that of the poison with the lowest
+ * mark at or above it, the first that covered it.  When more than POISONS
+ * raised the mark while its line waited, the first's record is gone and a
+ * later one (which covered it too) answers.  None at all (records being
+ * rewritten this instant): EIO. */
+static apr_status_t poisoned_status(stream_t *s, uint64_t t)
 {
-    uint32_t err = LOAD(&s->poison_err);
+    uint64_t best = 0, tt = t & 0xffffffffffffu;
+    int i;
 
-    return err ? APR_FROM_OS_ERROR((int)err) : PTM_SYNC_UNCONFIRMED;
+    for (i = 0; i < POISONS; i++) {
+        uint64_t r = LOAD(&s->poisons[i]);
+
+        if (r != 0 && r >> 16 >= tt && (best == 0 || r >> 16 < best >> 16)) {
+            best = r;
+        }
+    }
+    if (best == 0) {
+        return APR_FROM_OS_ERROR(EIO);
+    }
+    return (best & 0xffff) ? APR_FROM_OS_ERROR((int)(best & 0xffff))
+                           : PTM_SYNC_UNCONFIRMED;
 }
 
 /* The answer once the line's fate is known: covered by a good flush (or
@@ -254,7 +295,7 @@ static apr_status_t poisoned_status(stream_t *s)
  * next flusher start) is always seen. */
 static apr_status_t verdict(stream_t *s, uint64_t t)
 {
-    return t <= LOAD(&s->poisoned) ? poisoned_status(s) : APR_SUCCESS;
+    return t <= LOAD(&s->poisoned) ? poisoned_status(s, t) : APR_SUCCESS;
 }
 
 /* Flush `fd` for entry `e` (gen `gen`) while holding its token.  Returns
@@ -328,7 +369,7 @@ apr_status_t ptm_sync_wait(ptm_sync_t *b, const ptm_sync_line_t *line,
         uint64_t g2 = LOAD(&e->gen);
 
         if (t <= LOAD(&s->poisoned)) {
-            return poisoned_status(s);
+            return poisoned_status(s, t);
         }
         if (g1 != gen || g2 != gen) {
             /* Reused: every line of the old file that no good flush

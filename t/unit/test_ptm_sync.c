@@ -3,7 +3,8 @@
  * after; a failed flush fails every line written before it was noticed,
  * whatever flush succeeds later (PostgreSQL's fsync lesson); a file's
  * flush never covers another file's lines; an entry reused early fails
- * its lines (PTM_SYNC_UNCONFIRMED); a flusher killed mid-flush does not
+ * its lines (PTM_SYNC_UNCONFIRMED); a failed line keeps the error of the
+ * first failure that covered it; a flusher killed mid-flush does not
  * stall its waiters, not even a new process that was given its pid; and,
  * with real fork()ed writers on real files, no wait ever returns success
  * for a line a model disk has not kept.
@@ -52,6 +53,7 @@ typedef struct {
     unsigned fails;
     unsigned fail_every;            /* fail every n-th call (0: never) */
     int fail_next;                  /* fail the next call (then 0) */
+    int fail_errno;                 /* with it (0: EIO) */
     unsigned delay_us;              /* time a flush takes */
     int block;                      /* the next call never returns */
     int blocked;                    /* ... and it has begun */
@@ -262,7 +264,7 @@ static int model_flush(int fd)
         }
         sh->fails++;
         pthread_mutex_unlock(&sh->model);
-        errno = EIO;
+        errno = sh->fail_errno ? sh->fail_errno : EIO;
         return -1;
     }
     if (before > sh->durable[f]) {
@@ -519,6 +521,94 @@ static void test_entry_reused(void **state)
     }
     ptm_sync_stats(board, &s);
     assert_int_equal(s.unconfirmed, 1 + PTM_SYNC_FILES);
+    shared_close();
+}
+
+/* A line keeps the error of the first failure that covered it, whatever
+ * fails after it: an entry reused after a failed flush does not turn its
+ * EIO into "unconfirmed", nor another flush's failure into that one's
+ * errno; lines that only the later failure covered get its error. */
+static void test_first_error_kept(void **state)
+{
+    ptm_sync_line_t a, b;
+    ptm_sync_stats_t s;
+    int i;
+
+    (void)state;
+    setup_model();
+    append(&a, 0, 0, NULL, NULL);
+    sh->fail_next = 1;
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]),
+                     APR_FROM_OS_ERROR(EIO));
+    /* a's file (never flushed well) loses its entry: unconfirmed too. */
+    for (i = 0; i < PTM_SYNC_FILES; i++) {
+        assert_int_equal(line_in_new_file(i, 0), APR_SUCCESS);
+    }
+    ptm_sync_stats(board, &s);
+    assert_int_equal(s.unconfirmed, 1);
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]),
+                     APR_FROM_OS_ERROR(EIO));
+    /* Another failure, of another errno: a keeps its own. */
+    append(&b, 1, 0, NULL, NULL);
+    sh->fail_next = 1;
+    sh->fail_errno = ENOSPC;
+    assert_int_equal(ptm_sync_wait(board, &b, fds[1]),
+                     APR_FROM_OS_ERROR(ENOSPC));
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]),
+                     APR_FROM_OS_ERROR(EIO));
+    assert_int_equal(ptm_sync_wait(board, &b, fds[1]),
+                     APR_FROM_OS_ERROR(ENOSPC));
+    shared_close();
+}
+
+/* The reverse: a line that could not be confirmed (its entry reused) says
+ * so, though a failed flush later covers it as well. */
+static void test_unconfirmed_kept(void **state)
+{
+    ptm_sync_line_t u, x;
+    int i;
+
+    (void)state;
+    setup_model();
+    append(&u, 0, 0, NULL, NULL);
+    for (i = 0; i < PTM_SYNC_FILES; i++) {
+        assert_int_equal(line_in_new_file(i, 0), APR_SUCCESS);
+    }
+    append(&x, 1, 0, NULL, NULL);
+    sh->fail_next = 1;
+    assert_int_equal(ptm_sync_wait(board, &x, fds[1]),
+                     APR_FROM_OS_ERROR(EIO));
+    assert_int_equal(ptm_sync_wait(board, &u, fds[0]),
+                     PTM_SYNC_UNCONFIRMED);
+    shared_close();
+}
+
+/* A line that waits while many more failures come (more than the board
+ * remembers) still fails, with the error of one that covered it. */
+static void test_many_failures_still_fail(void **state)
+{
+    ptm_sync_line_t a, b;
+    apr_status_t rv;
+    int i;
+
+    (void)state;
+    setup_model();
+    append(&a, 0, 0, NULL, NULL);
+    sh->fail_next = 1;
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]),
+                     APR_FROM_OS_ERROR(EIO));
+    sh->fail_errno = ENOSPC;
+    for (i = 0; i < 40; i++) {
+        append(&b, 0, 0, NULL, NULL);
+        sh->fail_next = 1;
+        assert_int_equal(ptm_sync_wait(board, &b, fds[0]),
+                         APR_FROM_OS_ERROR(ENOSPC));
+    }
+    rv = ptm_sync_wait(board, &a, fds[0]);
+    assert_true(rv == APR_FROM_OS_ERROR(EIO)
+                || rv == APR_FROM_OS_ERROR(ENOSPC));
+    append(&b, 0, 0, NULL, NULL);
+    assert_int_equal(ptm_sync_wait(board, &b, fds[0]), APR_SUCCESS);
     shared_close();
 }
 
@@ -779,6 +869,9 @@ int main(void)
         T(test_files_apart),
         T(test_streams_apart),
         T(test_entry_reused),
+        T(test_first_error_kept),
+        T(test_unconfirmed_kept),
+        T(test_many_failures_still_fail),
         T(test_flusher_killed),
         T(test_flusher_pid_reused),
         T(test_many_processes),
