@@ -34,7 +34,7 @@ build/unit/test_ptm_api build/asan/unit/test_ptm_api: \
 build/unit/test_ptm_fs build/asan/unit/test_ptm_fs: \
     UNIT_LDFLAGS := -Wl,--wrap=mkdirat
 
-.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-sync bench-stream bench-forward bench-readers profile run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-sync bench-stream bench-forward bench-readers bench-scaling profile run clean install
 
 all: build
 
@@ -125,6 +125,9 @@ test-valgrind: $(UNIT_BIN)
 # bench-forward alone).
 # bench/readers.py: GET /current by 56 readers alone and beside 8 writers
 # posting as fast as they can (make bench-readers alone).
+# bench/scaling.py: how cost grows, GET /current with 20 to 2,000 types,
+# POST /event with 200 B to 64 kB bodies, and with 1 to 64 connections
+# over 1 to 16 children under event and prefork (make bench-scaling alone).
 bench: build
 	@sh mk/ensure-packages wrk apache2-utils
 	$(PYTHON) bench/bench.py
@@ -132,12 +135,17 @@ bench: build
 	$(PYTHON) bench/stream.py
 	$(PYTHON) bench/forward.py
 	$(PYTHON) bench/readers.py
+	$(PYTHON) bench/scaling.py
 
 bench-readers: build
 	@sh mk/ensure-packages wrk
 	$(PYTHON) bench/readers.py
 
 # bench/bench.py sync: only PanoptesTelemetrySync On against Off.
+bench-scaling: build
+	@sh mk/ensure-packages wrk
+	$(PYTHON) bench/scaling.py
+
 bench-sync: build
 	@sh mk/ensure-packages wrk
 	$(PYTHON) bench/bench.py sync
