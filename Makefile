@@ -160,8 +160,14 @@ bench-forward: build
 
 # make profile: instructions per request in the core (callgrind counts are
 # stable on a shared machine; wall-clock numbers come from make bench).
+# Each kind (bench/core_profile.c) with its count of requests: the costly
+# ones of bench/scaling.py (2,000 types, 64 kB bodies) with fewer.
 PROFILE_BIN := build/profile/core_profile
 PROFILE_N   ?= 20000
+PROFILE_KINDS ?= event:$(PROFILE_N) event-5k:$(PROFILE_N) run:$(PROFILE_N) \
+                 current:$(PROFILE_N) current-one:$(PROFILE_N) \
+                 current-200:2000 current-2000:500 event-2000:$(PROFILE_N) \
+                 current-one-2000:$(PROFILE_N) event-64k:200
 
 $(PROFILE_BIN): bench/core_profile.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 	@mkdir -p build/profile
@@ -170,14 +176,14 @@ $(PROFILE_BIN): bench/core_profile.c $(CORE_SRC) $(CORE_HDR) build/.deps-ok
 
 profile: $(PROFILE_BIN)
 	@sh mk/ensure-packages valgrind
-	@for m in event event-5k run current current-one; do \
+	@for kn in $(PROFILE_KINDS); do m=$${kn%%:*}; n=$${kn##*:}; \
 	    valgrind --tool=callgrind --callgrind-out-file=build/profile/callgrind.$$m \
 	        $(PROFILE_BIN) $$m 1 >/dev/null 2>&1 || exit 1; \
 	    base=$$(callgrind_annotate build/profile/callgrind.$$m | awk '/PROGRAM TOTALS/ {gsub(",","",$$1); print $$1}'); \
 	    valgrind --tool=callgrind --callgrind-out-file=build/profile/callgrind.$$m \
-	        $(PROFILE_BIN) $$m $(PROFILE_N) >/dev/null 2>&1 || exit 1; \
+	        $(PROFILE_BIN) $$m $$n >/dev/null 2>&1 || exit 1; \
 	    all=$$(callgrind_annotate build/profile/callgrind.$$m | awk '/PROGRAM TOTALS/ {gsub(",","",$$1); print $$1}'); \
-	    echo "$$m: $$(( (all - base) / ($(PROFILE_N) - 1) )) instructions per request (build/profile/callgrind.$$m)"; \
+	    echo "$$m: $$(( (all - base) / (n - 1) )) instructions per request (build/profile/callgrind.$$m)"; \
 	done
 
 # --- everything -------------------------------------------------------------
