@@ -86,13 +86,15 @@ PanoptesTelemetrySync {sync}
 
 # The MPM part of CONF (mpm_conf): `children` processes, never grown or
 # shrunk mid-run, so that the CPU count is stable; under event, of 64
-# threads each, so no keep-alive connection is dropped at c=64.
+# threads each by default.  More threads in all than connections: a child
+# whose workers are all busy closes its idle kept-alive connections (the
+# client sees them reset), so 2 x 64 for c=64.
 MPM_EVENT = """\
 LoadModule mpm_event_module {mods}/mod_mpm_event.so
 StartServers {n}
 ServerLimit {n}
-ThreadsPerChild 64
-ThreadLimit 64
+ThreadsPerChild {tpc}
+ThreadLimit {tpc}
 MaxRequestWorkers {threads}
 MinSpareThreads {threads}
 MaxSpareThreads {threads}
@@ -120,12 +122,12 @@ KeepAliveTimeout 30
 """
 
 
-def mpm_conf(mpm="event", children=2):
-    """The MPM lines of a Server's config: `mpm` "event" (64 threads a
+def mpm_conf(mpm="event", children=2, threads=64):
+    """The MPM lines of a Server's config: `mpm` "event" (`threads` a
     child) or "prefork", with `children` processes."""
     block = MPM_EVENT if mpm == "event" else MPM_PREFORK
-    return block.format(mods=MODULES, n=children,
-                        threads=64 * children).rstrip("\n")
+    return block.format(mods=MODULES, n=children, tpc=threads,
+                        threads=threads * children).rstrip("\n")
 
 
 def http(method, path, body=None, base=BASE, headers=None):
@@ -251,9 +253,12 @@ def site_lines(site=None):
     return n
 
 
-def wrk(mode, path, conc, seconds, base=BASE, accept=None, body=None):
+def wrk(mode, path, conc, seconds, base=BASE, accept=None, body=None,
+        timeout=None):
     """wrk with bench/wrk.lua; `body`: POST bodies of about that many
-    bytes (BENCH_BODY) instead of its ~200 B ones."""
+    bytes (BENCH_BODY) instead of its ~200 B ones; `timeout` (s): how
+    long an answer may take before wrk counts it as a timeout (its
+    default: 2)."""
     env = dict(os.environ, BENCH_MODE=mode, BENCH_PATH=path)
     env.pop("BENCH_BODY", None)
     if accept:
@@ -262,8 +267,10 @@ def wrk(mode, path, conc, seconds, base=BASE, accept=None, body=None):
         env["BENCH_BODY"] = str(body)
     threads = min(conc, 2)
     out = subprocess.run(["wrk", "--latency", "-t%d" % threads,
-                          "-c%d" % conc, "-d%ds" % seconds, "-s", LUA,
-                          base + path], capture_output=True, text=True,
+                          "-c%d" % conc, "-d%ds" % seconds, "-s", LUA]
+                         + (["--timeout", "%ds" % timeout] if timeout
+                            else [])
+                         + [base + path], capture_output=True, text=True,
                          env=env)
     m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
     if not m:
@@ -275,12 +282,12 @@ def wrk(mode, path, conc, seconds, base=BASE, accept=None, body=None):
 
 
 def wrk_cpu(server, mode, path, conc, seconds=None, accept=None,
-            body=None):
+            body=None, timeout=None):
     """wrk against `server`, with its CPU time per request (all of its
     processes, user and system) in r["cpu_per_req_us"]."""
     cpu0 = server.cpu_ticks()
     r = wrk(mode, path, conc, SECONDS if seconds is None else seconds,
-            base=server.base, accept=accept, body=body)
+            base=server.base, accept=accept, body=body, timeout=timeout)
     r["cpu_per_req_us"] = ((server.cpu_ticks() - cpu0) * 1e6
                            / os.sysconf("SC_CLK_TCK") / max(r["requests"], 1))
     return r

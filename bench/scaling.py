@@ -16,10 +16,10 @@ one repetition to the next); the tables print the medians.
       reads and drops it and answers with a small file: bench.py's
       ceiling);
   POST /event (200 B) with 1, 8 and 64 connections over 1, 4 and 16
-      children, under the event MPM (64 threads a child) and prefork
-      (100 requests per kept-alive connection, so that connections beyond
-      the children take turns): each against a static POST on the same
-      server.
+      children, under the event MPM (64 threads a child, 128 for one
+      child) and prefork (100 requests per kept-alive connection, so that
+      connections beyond the children take turns; wrk waits up to 10 s
+      for an answer): each against a static POST on the same server.
 
 Ten httpds (bench.Server, no access log), all up at once so that rows can
 be interleaved: BENCH_PORT + 0..2 hold 20, 200 and 2,000 types, + 3 takes
@@ -62,9 +62,9 @@ def kb(n):
 class Job:
     """One wrk run: `mode` (bench/wrk.lua's) on `path` of `server`."""
 
-    def __init__(self, server, mode, path, conc, body=None):
+    def __init__(self, server, mode, path, conc, body=None, timeout=None):
         self.server, self.mode, self.path = server, mode, path
-        self.conc, self.body = conc, body
+        self.conc, self.body, self.timeout = conc, body, timeout
 
     def run(self, what, problems):
         srv = self.server
@@ -72,7 +72,8 @@ class Job:
             bench.settle(srv.site)
             before = bench.site_lines(srv.site)
         r = bench.wrk_cpu(srv, self.mode, self.path, self.conc,
-                          seconds=SECONDS, body=self.body)
+                          seconds=SECONDS, body=self.body,
+                          timeout=self.timeout)
         if self.mode == "event":
             # Every answered POST is one line; wrk stops with up to
             # `conc` requests in flight, answered after it counted.
@@ -102,7 +103,10 @@ def start_servers():
     add("bodies", 3)
     for i, mpm in enumerate(MPMS):
         for j, ch in enumerate(GRID_CHILDREN):
-            add((mpm, ch), 4 + 3 * i + j, mpm=bench.mpm_conf(mpm, ch))
+            # One event child of 64 threads would close kept-alive
+            # connections at c=64 (bench.MPM_EVENT): 128 for it.
+            add((mpm, ch), 4 + 3 * i + j,
+                mpm=bench.mpm_conf(mpm, ch, 128 if ch == 1 else 64))
     try:
         for srv in servers.values():
             srv.start()
@@ -144,12 +148,18 @@ def rows(servers):
                                        body),
                     Job(srv, "post", "/ok.json", CONC, body)))
     for mpm in MPMS:
+        # Under prefork, connections beyond the children wait in the
+        # listen queue for their turn (100 requests each): longer than
+        # wrk's 2 s at 64 over 1 on a loaded machine.
+        timeout = 10 if mpm == "prefork" else None
         for ch in GRID_CHILDREN:
             srv = servers[(mpm, ch)]
             for c in GRID_CONC:
                 out.append(((mpm, ch, c),
-                            Job(srv, "event", "/api/event", c),
-                            Job(srv, "post", "/ok.json", c)))
+                            Job(srv, "event", "/api/event", c,
+                                timeout=timeout),
+                            Job(srv, "post", "/ok.json", c,
+                                timeout=timeout)))
     return out
 
 
