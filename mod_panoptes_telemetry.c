@@ -1221,6 +1221,14 @@ static int stream_stopping(void *ctx)
            && state == AP_MPMQ_STOPPING;
 }
 
+/* A peer's half-close is POLLRDHUP on Linux only; elsewhere a hang-up is
+ * only seen once it is whole (POLLHUP), or when httpd writes. */
+#ifdef POLLRDHUP
+#define PTM_POLLRDHUP POLLRDHUP
+#else
+#define PTM_POLLRDHUP 0
+#endif
+
 /* 1 when the client has hung up: a long GET /events stops rather than
  * work for nobody.  Nothing may have been written yet (a JSON answer is
  * built whole), so httpd has not noticed: the socket is asked, without
@@ -1240,10 +1248,10 @@ static int stream_gone(void *ctx)
         return 0;
     }
     pfd.fd = fd;
-    pfd.events = POLLIN | POLLRDHUP;
+    pfd.events = POLLIN | PTM_POLLRDHUP;
     pfd.revents = 0;
     return poll(&pfd, 1, 0) == 1
-           && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+           && (pfd.revents & (PTM_POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 /* The end of a streamed answer: what is left in the brigade goes; an

@@ -62,7 +62,7 @@ ServerName localhost
 DefaultRuntimeDir "{work}"
 PidFile "{work}/httpd.pid"
 Listen 127.0.0.1:{port}
-LoadModule mpm_event_module {mods}/mod_mpm_event.so
+{mpm}
 LoadModule authz_core_module {mods}/mod_authz_core.so
 LoadModule authz_host_module {mods}/mod_authz_host.so
 LoadModule mime_module {mods}/mod_mime.so
@@ -72,19 +72,6 @@ LoadModule panoptes_telemetry_module {so}
 ErrorLog "{work}/error_log"
 LogLevel warn
 TypesConfig /etc/mime.types
-# Two processes of 64 threads, never grown or shrunk mid-run: no
-# keep-alive connection is dropped at c=64, and the CPU count is stable.
-StartServers 2
-ServerLimit 2
-ThreadsPerChild 64
-ThreadLimit 64
-MaxRequestWorkers 128
-MinSpareThreads 128
-MaxSpareThreads 128
-MaxConnectionsPerChild 0
-KeepAlive On
-MaxKeepAliveRequests 0
-KeepAliveTimeout 30
 # As Debian's apache2.conf: no .htaccess lookups, nothing served outside
 # the document root.
 <Directory />
@@ -109,6 +96,51 @@ PanoptesTelemetrySync {sync}
 </Location>
 """
 
+# The MPM part of CONF (mpm_conf): `children` processes, never grown or
+# shrunk mid-run, so that the CPU count is stable; under event, of 64
+# threads each by default.  More threads in all than connections: a child
+# whose workers are all busy closes its idle kept-alive connections (the
+# client sees them reset), so 2 x 64 for c=64.
+MPM_EVENT = """\
+LoadModule mpm_event_module {mods}/mod_mpm_event.so
+StartServers {n}
+ServerLimit {n}
+ThreadsPerChild {tpc}
+ThreadLimit {tpc}
+MaxRequestWorkers {threads}
+MinSpareThreads {threads}
+MaxSpareThreads {threads}
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 30
+"""
+
+# A prefork child serves one connection at a time and holds it while it
+# is kept alive: with more connections than children, the others wait in
+# the listen queue until it is closed.  Apache's default of 100 requests
+# per connection lets every connection in turn.
+MPM_PREFORK = """\
+LoadModule mpm_prefork_module {mods}/mod_mpm_prefork.so
+StartServers {n}
+ServerLimit {n}
+MinSpareServers {n}
+MaxSpareServers {n}
+MaxRequestWorkers {n}
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 100
+KeepAliveTimeout 30
+"""
+
+
+def mpm_conf(mpm="event", children=2, threads=64):
+    """The MPM lines of a Server's config: `mpm` "event" (`threads` a
+    child) or "prefork", with `children` processes."""
+    block = MPM_EVENT if mpm == "event" else MPM_PREFORK
+    return block.format(mods=MODULES, n=children, tpc=threads,
+                        threads=threads * children).rstrip("\n")
+
 
 def http(method, path, body=None, base=BASE, headers=None):
     data = json.dumps(body).encode() if body is not None else None
@@ -127,11 +159,14 @@ def http(method, path, body=None, base=BASE, headers=None):
 class Server:
     """One generated httpd in `work` (wiped at start) on `port`; its site
     directory is work/site unless `site` names one (bench/history.py
-    serves prepared fixtures); `extra` is appended to the config."""
+    serves prepared fixtures); `extra` is appended to the config; `mpm`
+    is its MPM part (mpm_conf; default event, 2 x 64 threads)."""
 
-    def __init__(self, sync, work=WORK, port=PORT, site=None, extra=""):
+    def __init__(self, sync, work=WORK, port=PORT, site=None, extra="",
+                 mpm=None):
         self.sync = sync
         self.extra = extra
+        self.mpm = mpm or mpm_conf()
         self.work = work
         self.port = port
         self.base = "http://127.0.0.1:%d" % port
@@ -149,11 +184,15 @@ class Server:
         with open(conf, "w") as f:
             f.write(CONF.format(work=self.work, port=self.port,
                                 mods=MODULES, so=SO, user=user,
+                                mpm=self.mpm,
                                 site=self.site,
                                 sync="On" if self.sync else "Off"))
             f.write(self.extra)
+        # A process group of its own: prefork's parent, stopping, signals
+        # its whole group (which would be ours).
         self.proc = subprocess.Popen(["/usr/sbin/apache2", "-f", conf,
-                                      "-DFOREGROUND"])
+                                      "-DFOREGROUND"],
+                                     start_new_session=True)
         for _ in range(100):
             try:
                 if http("GET", "/api/health", base=self.base)[0] == 200:
@@ -198,6 +237,23 @@ class Server:
         return rss
 
 
+WEATHER = {"sky": "clear", "temp_c": 11.5, "humidity": 0.42,
+           "wind_kph": [3.1, 4.7, 2.2], "safe": True,
+           "station": "pan001-aag"}
+
+
+def seed_types(n, base=BASE):
+    """POST one event of each of `n` types weather00, weather01, ...: the
+    20 first are the ones bench/wrk.lua's POSTs cycle over; /current then
+    holds n values of about 265 bytes."""
+    for i in range(n):
+        code, _ = http("POST", "/api/event", {
+            "type": "weather%02d" % i, "data": WEATHER,
+            "meta": {"unit": "PAN001", "source": "bench"}}, base=base)
+        if code != 200:
+            sys.exit("bench: seeding type %d of %d answered %d" % (i, n, code))
+
+
 def site_lines(site=None):
     n = 0
     site = site or os.path.join(WORK, "site")
@@ -209,14 +265,24 @@ def site_lines(site=None):
     return n
 
 
-def wrk(mode, path, conc, seconds, base=BASE, accept=None):
+def wrk(mode, path, conc, seconds, base=BASE, accept=None, body=None,
+        timeout=None):
+    """wrk with bench/wrk.lua; `body`: POST bodies of about that many
+    bytes (BENCH_BODY) instead of its ~200 B ones; `timeout` (s): how
+    long an answer may take before wrk counts it as a timeout (its
+    default: 2)."""
     env = dict(os.environ, BENCH_MODE=mode, BENCH_PATH=path)
+    env.pop("BENCH_BODY", None)
     if accept:
         env["BENCH_ACCEPT"] = accept
+    if body:
+        env["BENCH_BODY"] = str(body)
     threads = min(conc, 2)
     out = subprocess.run(["wrk", "--latency", "-t%d" % threads,
-                          "-c%d" % conc, "-d%ds" % seconds, "-s", LUA,
-                          base + path], capture_output=True, text=True,
+                          "-c%d" % conc, "-d%ds" % seconds, "-s", LUA]
+                         + (["--timeout", "%ds" % timeout] if timeout
+                            else [])
+                         + [base + path], capture_output=True, text=True,
                          env=env)
     m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
     if not m:
@@ -227,12 +293,13 @@ def wrk(mode, path, conc, seconds, base=BASE, accept=None):
     return r
 
 
-def wrk_cpu(server, mode, path, conc, seconds=None, accept=None):
+def wrk_cpu(server, mode, path, conc, seconds=None, accept=None,
+            body=None, timeout=None):
     """wrk against `server`, with its CPU time per request (all of its
     processes, user and system) in r["cpu_per_req_us"]."""
     cpu0 = server.cpu_ticks()
     r = wrk(mode, path, conc, SECONDS if seconds is None else seconds,
-            base=server.base, accept=accept)
+            base=server.base, accept=accept, body=body, timeout=timeout)
     r["cpu_per_req_us"] = ((server.cpu_ticks() - cpu0) * 1e6
                            / os.sysconf("SC_CLK_TCK") / max(r["requests"], 1))
     return r
@@ -539,12 +606,7 @@ def main_sync():
 def prepare():
     """The ceilings' files: the static POST's target, and for the static
     GET a /current of 20 types saved as a file."""
-    for i in range(20):
-        http("POST", "/api/event", {"type": "weather%02d" % i,
-             "data": {"sky": "clear", "temp_c": 11.5, "humidity": 0.42,
-                      "wind_kph": [3.1, 4.7, 2.2], "safe": True,
-                      "station": "pan001-aag"},
-             "meta": {"unit": "PAN001", "source": "bench"}})
+    seed_types(20)
     _, cur = http("GET", "/api/current")
     with open(os.path.join(WORK, "htdocs", "current.json"), "wb") as f:
         f.write(cur)

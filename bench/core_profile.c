@@ -5,7 +5,13 @@
  * stable on a noisy machine, unlike wall-clock time; the httpd side of a
  * request is measured by `make bench`, not here.
  *
- *   core_profile event|event-5k|run|current|current-one N
+ *   core_profile MODE N
+ *
+ * MODE: event (the ~200 B bodies over 20 types), event-5k and event-64k
+ * (a reading with a long series of numbers, about that size), run (event
+ * with a run active), current and current-one (GET /current and
+ * /current/weather07 over 20 types); current-T and event-T for T types
+ * instead of 20 (how cost grows, bench/scaling.py), e.g. current-2000.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +28,8 @@
 #include "ptm_api.h"
 #include "ptm_store.h"
 
-#define SEGMENT (4 * 1024 * 1024)
+/* PanoptesTelemetryStateSize's default. */
+#define SEGMENT (16 * 1024 * 1024)
 
 static void die(const char *what)
 {
@@ -54,19 +61,20 @@ static void serve(const ptm_api_conf_t *conf, ptm_method_e method,
     }
 }
 
-static const char *event_body(char *buf, size_t n, long i)
+static const char *event_body(char *buf, size_t n, long i, long types)
 {
     snprintf(buf, n,
              "{\"type\":\"weather%02ld\",\"data\":{\"sky\":\"clear\","
              "\"temp_c\":%ld.5,\"humidity\":0.42,\"wind_kph\":[3.1,4.7,2.2],"
              "\"safe\":true,\"station\":\"pan001-aag\"},\"meta\":{\"unit\":"
              "\"PAN001\",\"source\":\"bench\",\"seq_hint\":%ld}}",
-             i % 20, i % 40, i);
+             i % types, i % 40, i);
     return buf;
 }
 
-/* About 5 kB: a reading with a long series (issue 14's "5 kB event"). */
-static const char *big_body(char *buf, size_t n, long i)
+/* About `size` bytes (< n): a reading with a long series (issue 14's
+ * "5 kB event" at 5000). */
+static const char *big_body(char *buf, size_t n, long i, size_t size)
 {
     size_t len;
     int k;
@@ -74,12 +82,31 @@ static const char *big_body(char *buf, size_t n, long i)
     len = (size_t)snprintf(buf, n, "{\"type\":\"spectrum%02ld\",\"data\":"
                            "{\"station\":\"pan001-cam\",\"counts\":[",
                            i % 20);
-    for (k = 0; k < 600 && len + 16 < n; k++) {
+    for (k = 0; len + 32 < size && len + 16 < n; k++) {
         len += (size_t)snprintf(buf + len, n - len, "%s%ld.%d", k ? "," : "",
                                 (i + k) % 997, k % 10);
     }
     snprintf(buf + len, n - len, "]},\"meta\":{\"seq_hint\":%ld}}", i);
     return buf;
+}
+
+/* "current-2000" -> 2000 (and *kind "current"); no suffix -> 20. */
+static long mode_types(const char *mode, size_t *kind_len)
+{
+    const char *dash = strrchr(mode, '-');
+    char *end;
+    long t;
+
+    *kind_len = strlen(mode);
+    if (!dash || dash[1] < '0' || dash[1] > '9') {
+        return 20;
+    }
+    t = strtol(dash + 1, &end, 10);
+    if (*end) {
+        return 20;      /* event-5k, event-64k: a body size */
+    }
+    *kind_len = (size_t)(dash - mode);
+    return t;
 }
 
 int main(int argc, char **argv)
@@ -89,13 +116,40 @@ int main(int argc, char **argv)
     ptm_api_conf_t conf;
     char dir[] = "/tmp/ptm-profile-XXXXXX", body[512];
     const char *mode;
+    char *kind, *big[20];
+    size_t kind_len, big_size = 0;
     void *seg;
-    long i, n;
+    long i, n, types;
 
     if (argc != 3 || (n = atol(argv[2])) <= 0) {
-        die("usage: core_profile event|event-5k|run|current|current-one N");
+        die("usage: core_profile MODE N (see the top of core_profile.c)");
     }
     mode = argv[1];
+    types = mode_types(mode, &kind_len);
+    if (types < 1 || types > 4000) {
+        die("between 1 and 4000 types");
+    }
+    if (!(kind = strndup(mode, kind_len))) {
+        die("strndup");
+    }
+    if (strcmp(kind, "event-5k") == 0) {
+        big_size = 5000;
+    }
+    else if (strcmp(kind, "event-64k") == 0) {
+        big_size = 65536;
+    }
+    else if (strcmp(kind, "event") && strcmp(kind, "run")
+             && strcmp(kind, "current") && strcmp(kind, "current-one")) {
+        die("unknown mode");
+    }
+    /* Made once: printing thousands of numbers would outweigh the
+     * request. */
+    for (i = 0; big_size && i < 20; i++) {
+        if (!(big[i] = malloc(big_size + 64))) {
+            die("malloc");
+        }
+        big_body(big[i], big_size + 64, i, big_size);
+    }
     apr_initialize();
     apr_pool_create(&pool, NULL);
     apr_pool_create(&req_pool, pool);
@@ -116,37 +170,30 @@ int main(int argc, char **argv)
     conf.run_roots = apr_array_make(pool, 1, sizeof(const char *));
     conf.version = "profile";
 
-    /* The 20 types /current serves, and a run for the run stream. */
-    for (i = 0; i < 20; i++) {
-        serve(&conf, PTM_POST, "/event", event_body(body, sizeof(body), i),
-              req_pool, 200);
+    /* The types /current serves (20 unless the mode names a count), and
+     * a run for the run stream. */
+    for (i = 0; i < types; i++) {
+        serve(&conf, PTM_POST, "/event",
+              event_body(body, sizeof(body), i, types), req_pool, 200);
+        apr_pool_clear(req_pool);
     }
-    if (strcmp(mode, "run") == 0) {
+    if (strcmp(kind, "run") == 0) {
         serve(&conf, PTM_POST, "/run/start", "{}", req_pool, 200);
     }
     apr_pool_clear(req_pool);
     for (i = 0; i < n; i++) {
-        if (strcmp(mode, "event") == 0 || strcmp(mode, "run") == 0) {
+        if (strcmp(kind, "event") == 0 || strcmp(kind, "run") == 0) {
             serve(&conf, PTM_POST, "/event",
-                  event_body(body, sizeof(body), i), req_pool, 200);
+                  event_body(body, sizeof(body), i, types), req_pool, 200);
         }
-        else if (strcmp(mode, "event-5k") == 0) {
-            /* Made once: printing 600 numbers would outweigh the request. */
-            static char big[20][8192];
-
-            if (!big[i % 20][0]) {
-                big_body(big[i % 20], sizeof(big[0]), i % 20);
-            }
+        else if (big_size) {
             serve(&conf, PTM_POST, "/event", big[i % 20], req_pool, 200);
         }
-        else if (strcmp(mode, "current") == 0) {
+        else if (strcmp(kind, "current") == 0) {
             serve(&conf, PTM_GET, "/current", NULL, req_pool, 200);
         }
-        else if (strcmp(mode, "current-one") == 0) {
-            serve(&conf, PTM_GET, "/current/weather07", NULL, req_pool, 200);
-        }
         else {
-            die("unknown mode");
+            serve(&conf, PTM_GET, "/current/weather07", NULL, req_pool, 200);
         }
         apr_pool_clear(req_pool);
     }

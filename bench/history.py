@@ -16,10 +16,13 @@ repetition (the scenarios interleaved) and shown as the median:
       >= 0.5.
 
 As on a unit that has run for a while, each server's recent-events ring
-first gets the ephemeral events of the last 24 h (POSTed with their ts and
-store_permanently=false; BENCH_HISTORY_RING=0 leaves the rings empty).
-They are in no file, so the answers hold them too: the static ceilings are
-the answers themselves, and with an empty ring the export is the day file.
+is first filled (POSTed with their ts and store_permanently=false): with
+the ephemeral events of the last 24 h, after copies of them moved back by
+1 to 8 days, oldest first, so that the ring (8 MiB, the default) is about
+nine tenths full and holds nine days, as on a unit running for longer
+(BENCH_HISTORY_RING=day: the last 24 h only; 0: empty rings).  They are
+in no file, so the answers hold them too: the static ceilings are the
+answers themselves, and with an empty ring the export is the day file.
 
 Before timing, it checks the answers against the fixture's files
 (bench/history_expect.py): the weather of the last 24 h and the run events
@@ -31,8 +34,8 @@ are shared and noisy: a benchmark, never a test).
 
 Environment: BENCH_SECONDS, BENCH_REPS and BENCH_PORT as bench.py (the
 servers listen on BENCH_PORT+1 and BENCH_PORT+2), BENCH_HISTORY_CONC
-(default "1"), BENCH_HISTORY_SEED (default 1), BENCH_HISTORY_RING (default
-1).
+(default "1"), BENCH_HISTORY_SEED (default 1), BENCH_HISTORY_RING
+("full", the default; "day"; "0").
 """
 
 import datetime
@@ -52,7 +55,8 @@ import history_fixture as fixture
 WORK = os.path.join(bench.TOP, "build", "bench-history")
 CONC = [int(c) for c in os.environ.get("BENCH_HISTORY_CONC", "1").split()]
 SEED = os.environ.get("BENCH_HISTORY_SEED", "1")
-RING = os.environ.get("BENCH_HISTORY_RING", "1") != "0"
+RING = os.environ.get("BENCH_HISTORY_RING", "full")
+RING_DAYS_BACK = 8          # the copies moved back, "full"
 NDJSON = "application/x-ndjson"
 Q_24H = "/api/events?type=weather&since=24h"
 
@@ -104,7 +108,26 @@ def make_fixtures(now_ms):
         sites["%dd" % days] = out
     with open(eph, "rb") as f:
         bodies = f.read().splitlines()
-    return sites, bodies if RING else []
+    if RING == "0":
+        return sites, []
+    if RING == "day":
+        return sites, bodies
+    return sites, older_copies(bodies, RING_DAYS_BACK) + bodies
+
+
+def older_copies(bodies, days):
+    """The events of `bodies` again, moved back by days..1 days (the
+    oldest first, as a ring holds them)."""
+    out = []
+    for back in range(days, 0, -1):
+        for b in bodies:
+            e = json.loads(b)
+            d = datetime.datetime.fromisoformat(e["ts"].replace("Z",
+                                                                "+00:00"))
+            e["ts"] = fixture.utc_iso(round(d.timestamp() * 1000)
+                                      - back * 86400000)
+            out.append(json.dumps(e, separators=(",", ":")).encode())
+    return out
 
 
 def fill_ring(server, bodies, problems):
@@ -226,7 +249,22 @@ def prepare(servers, sites, now_ms, ring, problems):
     return path, {"answer": len(body), "events": len(k365),
                   "next": a365.get("next") is not None,
                   "export": len(export), "export_lines": len(lines),
-                  "day_key": key, "ring": len(ring)}
+                  "day_key": key, "ring": len(ring),
+                  "ring_state": ring_state(servers["365d"])}
+
+
+def ring_state(server):
+    """What server-status says of the ring: events held, MiB of MiB."""
+    _, body = bench.http("GET", "/server-status?auto", base=server.base)
+    st = dict(l.split(": ", 1) for l in body.decode().splitlines()
+              if l.startswith("PanoptesRecent") and ": " in l)
+    try:
+        return "%s held, %.1f of %.1f MiB" % (
+            st["PanoptesRecentEvents"],
+            int(st["PanoptesRecentBytes"]) / 1048576,
+            int(st["PanoptesRecentSize"]) / 1048576)
+    except (KeyError, ValueError):
+        return "server-status says nothing of it"
 
 
 def measure(servers, export_path, results, problems):
@@ -245,8 +283,8 @@ def report(results, sizes):
     med = statistics.median
     print()
     print("make bench (history): %d repetitions x %d s per run, wrk, "
-          "event MPM; %d ephemeral events in each ring"
-          % (bench.REPS, bench.SECONDS, sizes["ring"]))
+          "event MPM; %d ephemeral events in each ring (%s)"
+          % (bench.REPS, bench.SECONDS, sizes["ring"], sizes["ring_state"]))
     print("24 h weather answer: %d events%s, %.1f KB; export of day %s: "
           "%d lines, %.1f KB"
           % (sizes["events"], " (limit reached)" if sizes["next"] else "",

@@ -118,14 +118,7 @@ def main():
         f.write('{"ok":true}\n')
     reps = []
     try:
-        for i in range(20):
-            bench.http("POST", "/api/event", {
-                "type": "weather%02d" % i,
-                "data": {"sky": "clear", "temp_c": 11.5, "humidity": 0.42,
-                         "wind_kph": [3.1, 4.7, 2.2], "safe": True,
-                         "station": "pan001-aag"},
-                "meta": {"unit": "PAN001", "source": "bench"}},
-                base=server.base)
+        bench.seed_types(20, base=server.base)
         for rep in range(bench.REPS):
             res = {}
             order = ["alone", "both", "writers", "static"]

@@ -8,6 +8,8 @@
 #                     plotting library, Debian's libjs-dygraphs, and
 #                     javascript-common (its /javascript/ alias)
 #   make install      also installs build/ui into $(DESTDIR)/usr/share/panoptes-telemetry/ui
+#                     (without DESTDIR: and the two packages, as the .deb
+#                     depends on them)
 #   make uninstall    also removes it
 
 UI_FILES       := ui/index.html ui/dashboard.js ui/dashboard.css ui/icon.svg
@@ -32,8 +34,10 @@ run: ui
 
 install: install-ui
 
-# Staging into DESTDIR needs neither root nor the library.
-install-ui: ui-stage
+# Staging into DESTDIR needs neither root nor the library; installing
+# into this machine needs the library and javascript-common's alias (the
+# README's next step is a2enconf javascript-common), as the .deb's Depends.
+install-ui: ui-stage $(if $(DESTDIR),,build/.ui-deps-ok)
 	$(INSTALL_SUDO) install -d -m 0755 $(DESTDIR)$(UI_INSTALL_DIR)
 	$(INSTALL_SUDO) install -m 0644 $(addprefix $(UI_STAGE)/,$(notdir $(UI_FILES))) \
 	    $(DESTDIR)$(UI_INSTALL_DIR)/

@@ -849,6 +849,43 @@ static apr_status_t take_copies(hist_t *h, slice_t *sl)
 
 static unsigned ring_hint;
 
+typedef struct {
+    void *mem;
+    size_t cap;
+} stashed_t;
+
+static apr_status_t stashed_give(void *data)
+{
+    stashed_t *sd = data;
+
+    ptm_stash_give(sd->mem, sd->cap);
+    return APR_SUCCESS;
+}
+
+/* An array of `n` ptm_recent_t in a buffer this thread kept from an
+ * earlier request (ptm_stash): the first look's copies of a day of a
+ * full ring run to thousands, and fresh pool memory for them (cleared by
+ * apr_array_make) cost more than the copying.  It grows in `p` as any
+ * array if it must. */
+static apr_array_header_t *stash_array(apr_pool_t *p, unsigned n)
+{
+    stashed_t *sd = apr_palloc(p, sizeof(*sd));
+    apr_array_header_t *a;
+
+    sd->mem = ptm_stash_take(n * sizeof(ptm_recent_t), &sd->cap);
+    if (!sd->mem) {
+        return apr_array_make(p, (int)n, sizeof(ptm_recent_t));
+    }
+    apr_pool_cleanup_register(p, sd, stashed_give, apr_pool_cleanup_null);
+    a = apr_palloc(p, sizeof(*a));
+    a->pool = p;
+    a->elt_size = sizeof(ptm_recent_t);
+    a->nelts = 0;
+    a->nalloc = (int)(sd->cap / sizeof(ptm_recent_t));
+    a->elts = sd->mem;
+    return a;
+}
+
 /* The first look at the ring: the copies of the events of the whole
  * window, when there are at most SLICE_CAP of them, for every slice to
  * take its own from (one walk of the ring under the lock per request,
@@ -875,11 +912,10 @@ static apr_status_t look_ring(hist_t *h)
     /* Room for as many as the last look of this child found (up to a
      * point): the array is not grown (copied) a dozen times. */
     hint = __atomic_load_n(&ring_hint, __ATOMIC_RELAXED);
-    all = apr_array_make(p, (int)(hint < 8192 ? hint : 8192) + 64,
-                         sizeof(ptm_recent_t));
-    rv = ptm_store_recent(&h->ring_all_info, all, &truncated,
-                          h->conf->store, 0, (unsigned)SLICE_CAP, ring_want,
-                          &w, p);
+    all = stash_array(p, (hint < 8192 ? hint : 8192) + 64);
+    rv = ptm_store_recent_window(&h->ring_all_info, all, &truncated,
+                                 h->conf->store, h->lo, h->hi,
+                                 (unsigned)SLICE_CAP, ring_want, &w, p);
     if (rv != APR_SUCCESS) {
         apr_pool_destroy(p);
         return rv;
@@ -932,9 +968,12 @@ static apr_status_t take_ring(hist_t *h, slice_t *sl)
     w.min = APR_INT64_MAX;
     w.max = APR_INT64_MIN;
     sl->ring = apr_array_make(sl->p, 16, sizeof(ptm_recent_t));
-    rv = ptm_store_recent(&sl->info, sl->ring, &truncated, h->conf->store, 0,
-                          sl->cap == SIZE_MAX ? 0 : (unsigned)sl->cap,
-                          ring_want, &w, sl->p);
+    /* The query's window, not the slice's: the ts range of what matches
+     * (w.track) must count every record the query may want. */
+    rv = ptm_store_recent_window(&sl->info, sl->ring, &truncated,
+                                 h->conf->store, h->lo, h->hi,
+                                 sl->cap == SIZE_MAX ? 0 : (unsigned)sl->cap,
+                                 ring_want, &w, sl->p);
     if (rv != APR_SUCCESS) {
         return rv;
     }

@@ -318,22 +318,74 @@ static apr_status_t info_locked(ptm_recent_info_t *info, int *truncated,
     return APR_SUCCESS;
 }
 
-apr_status_t ptm_store_recent(ptm_recent_info_t *info,
-                              apr_array_header_t *out, int *truncated,
-                              ptm_store_t *st, uint64_t from_n,
-                              unsigned max, ptm_recent_want_fn want,
-                              void *ctx, apr_pool_t *p)
+/* Note the record of `ev` in the spans of seqs: seqs of a stream (a run)
+ * count up by one from event to event, but for the ones a crash left
+ * unused or a start raised past. */
+static int add_span(apr_array_header_t *spans, int stream, uint32_t tie,
+                    uint64_t lo, uint64_t hi)
+{
+    ptm_recent_span_t *sp = NULL;
+    int k;
+
+    for (k = spans->nelts - 1; k >= 0; k--) {
+        sp = &APR_ARRAY_IDX(spans, k, ptm_recent_span_t);
+        if (sp->stream == stream && sp->tie == tie) {
+            break;
+        }
+        sp = NULL;
+    }
+    if (sp && sp->hi + 1 == lo) {
+        sp->hi = hi;
+        return 0;
+    }
+    sp = apr_array_push(spans);
+    sp->stream = stream;
+    sp->tie = tie;
+    sp->lo = lo;
+    sp->hi = hi;
+    return 1;
+}
+
+/* Copy the record of `ev` into `out` if `want` takes it and `max` allows
+ * (else note that more were wanted). */
+static void take_locked(apr_array_header_t *out, int *truncated,
+                        ptm_recent_t *ev, unsigned max,
+                        ptm_recent_want_fn want, void *ctx, apr_pool_t *p)
+{
+    char *c;
+
+    if (want && !want(ctx, ev)) {
+        return;
+    }
+    if (max && (unsigned)out->nelts >= max) {
+        if (truncated) {
+            *truncated = 1;
+        }
+        return;
+    }
+    /* One block for both (each NUL-terminated): half the allocations,
+     * under the lock. */
+    c = apr_palloc(p, ev->type_len + ev->line_len + 2);
+    memcpy(c, ev->type, ev->type_len);
+    c[ev->type_len] = '\0';
+    memcpy(c + ev->type_len + 1, ev->line, ev->line_len);
+    c[ev->type_len + 1 + ev->line_len] = '\0';
+    ev->type = c;
+    ev->line = c + ev->type_len + 1;
+    *(ptm_recent_t *)apr_array_push(out) = *ev;
+}
+
+/* The walk of every held record, from the oldest. */
+static void walk_all_locked(ptm_recent_info_t *info, apr_array_header_t *out,
+                            int *truncated, ptm_store_t *st,
+                            uint64_t from_n, unsigned max,
+                            ptm_recent_want_fn want, void *ctx,
+                            apr_pool_t *p)
 {
     hdr_t *h = st->hdr;
-    char *ring;
-    uint64_t off, i;
-    apr_status_t rv;
+    char *ring = st->base + h->ring;
+    uint64_t off = h->ring_head, i;
 
-    if ((rv = info_locked(info, truncated, st, p)) != APR_SUCCESS) {
-        return rv;
-    }
-    ring = st->base + h->ring;
-    off = h->ring_head;
     for (i = 0; i < h->ring_count; i++) {
         rec_t *r;
         ptm_recent_t ev;
@@ -345,52 +397,25 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
         if (i == 0) {
             info->oldest = r->accepted;
         }
-        /* Seqs of a stream (a run) count up by one from event to event,
-         * but for the ones a crash left unused or a start raised past. */
-        {
-            ptm_recent_span_t *sp = NULL;
-            int k;
-
-            for (k = info->spans->nelts - 1; k >= 0; k--) {
-                sp = &APR_ARRAY_IDX(info->spans, k, ptm_recent_span_t);
-                if (sp->stream == ev.stream && sp->tie == ev.tie) {
-                    break;
-                }
-                sp = NULL;
-            }
-            if (sp && sp->hi + 1 == r->seq) {
-                sp->hi = r->seq;
-            }
-            else {
-                sp = apr_array_push(info->spans);
-                sp->stream = ev.stream;
-                sp->tie = ev.tie;
-                sp->lo = sp->hi = r->seq;
-            }
+        add_span(info->spans, ev.stream, ev.tie, r->seq, r->seq);
+        if (out && r->n >= from_n) {
+            take_locked(out, truncated, &ev, max, want, ctx, p);
         }
-        if (!out || r->n < from_n || (want && !want(ctx, &ev))) {
-            continue;
-        }
-        if (max && (unsigned)out->nelts >= max) {
-            if (truncated) {
-                *truncated = 1;
-            }
-            continue;
-        }
-        {
-            /* One block for both (each NUL-terminated): half the
-             * allocations, under the lock. */
-            char *c = apr_palloc(p, ev.type_len + ev.line_len + 2);
-
-            memcpy(c, ev.type, ev.type_len);
-            c[ev.type_len] = '\0';
-            memcpy(c + ev.type_len + 1, ev.line, ev.line_len);
-            c[ev.type_len + 1 + ev.line_len] = '\0';
-            ev.type = c;
-            ev.line = c + ev.type_len + 1;
-        }
-        *(ptm_recent_t *)apr_array_push(out) = ev;
     }
+}
+
+apr_status_t ptm_store_recent(ptm_recent_info_t *info,
+                              apr_array_header_t *out, int *truncated,
+                              ptm_store_t *st, uint64_t from_n,
+                              unsigned max, ptm_recent_want_fn want,
+                              void *ctx, apr_pool_t *p)
+{
+    apr_status_t rv;
+
+    if ((rv = info_locked(info, truncated, st, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    walk_all_locked(info, out, truncated, st, from_n, max, want, ctx, p);
     ptm_store_unlock(st);
     return APR_SUCCESS;
 }
@@ -405,6 +430,330 @@ static int held(const hdr_t *h, uint64_t off)
         return off >= h->ring_head && off < h->ring_tail;
     }
     return off >= h->ring_head || off < h->ring_tail;
+}
+
+/* ---- this process's summary of the ring ----------------------------------
+ *
+ * GET /events wants the ring's events of a window of ts.  A walk of the
+ * whole ring under the lock costs every query (and every POST waiting
+ * behind it) the ring's size, 26k records for the default 8 MiB, though a
+ * one-day window of an 8-day ring holds an eighth of them.  So each
+ * process keeps, per block of IDX_BLOCK consecutive records, where the
+ * block starts, the range of its ts and its spans of seqs, and brings it
+ * up to date under the lock with the records added since (a handful per
+ * query).  A held record never changes and its n is never given twice
+ * (within an epoch), so what a block says of its records stays true while
+ * they are held; where they are may change (a repair lays the ring out
+ * anew), so a block's first record is checked before it is read, and any
+ * surprise throws the summary away: that query walks the whole ring, the
+ * next builds the summary again. */
+
+#define IDX_BLOCK 128
+
+typedef struct {
+    uint64_t first_n, last_n;   /* of its records */
+    uint64_t off;               /* where its first record starts */
+    uint32_t count;
+    apr_time_t min, max;        /* ts range (PTM_TS_NONE left out) */
+    ptm_recent_span_t *spans;   /* its records' spans, as add_span */
+    uint32_t nspans, cap;
+} blk_t;
+
+struct ptm_ring_idx_t {
+    uint64_t epoch, ring, size; /* of the ring it describes */
+    uint64_t next_n;            /* the n after the last one summed up */
+    uint64_t next_off;          /* where that one's record goes */
+    blk_t *b;
+    size_t b0, nb, cap;         /* blocks b[b0..nb) */
+};
+
+static void idx_reset(struct ptm_ring_idx_t *x)
+{
+    size_t i;
+
+    for (i = x->b0; i < x->nb; i++) {
+        free(x->b[i].spans);        /* those before b0 went already */
+    }
+    x->b0 = x->nb = 0;
+    x->next_n = 0;
+    x->next_off = PTM_RING_NOWHERE;
+}
+
+apr_status_t ptm_ring_index_free(void *data)
+{
+    ptm_store_t *st = data;
+
+    if (st->ridx) {
+        idx_reset(st->ridx);
+        free(st->ridx->b);
+        free(st->ridx);
+        st->ridx = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Sum up one more record (the newest) in the last block or a new one.
+ * Returns 0, or -1 out of memory. */
+static int idx_add(struct ptm_ring_idx_t *x, const rec_t *r, uint64_t off)
+{
+    blk_t *b = x->nb > x->b0 ? &x->b[x->nb - 1] : NULL;
+    ptm_recent_span_t *sp = NULL;
+    int stream = (int)(r->flags & 1u);
+    uint32_t k;
+
+    if (!b || b->count == IDX_BLOCK) {
+        if (x->b0 && x->nb == x->cap) {
+            /* Blocks dropped at the front make room at the back. */
+            memmove(x->b, x->b + x->b0, (x->nb - x->b0) * sizeof(blk_t));
+            x->nb -= x->b0;
+            x->b0 = 0;
+        }
+        if (x->nb == x->cap) {
+            size_t cap = x->cap ? x->cap * 2 : 64;
+            blk_t *nb = realloc(x->b, cap * sizeof(blk_t));
+
+            if (!nb) {
+                return -1;
+            }
+            x->b = nb;
+            x->cap = cap;
+        }
+        b = &x->b[x->nb++];
+        memset(b, 0, sizeof(*b));
+        b->first_n = r->n;
+        b->off = off;
+        b->min = APR_INT64_MAX;
+        b->max = APR_INT64_MIN;
+    }
+    for (k = b->nspans; k-- > 0;) {
+        if (b->spans[k].stream == stream && b->spans[k].tie == r->tie) {
+            sp = &b->spans[k];
+            break;
+        }
+    }
+    if (!sp || sp->hi + 1 != r->seq) {
+        if (b->nspans == b->cap) {
+            uint32_t cap = b->cap ? b->cap * 2 : 4;
+            ptm_recent_span_t *ns = realloc(b->spans, cap * sizeof(*ns));
+
+            if (!ns) {
+                return -1;
+            }
+            b->spans = ns;
+            b->cap = cap;
+        }
+        sp = &b->spans[b->nspans++];
+        sp->stream = stream;
+        sp->tie = r->tie;
+        sp->lo = r->seq;
+    }
+    sp->hi = r->seq;
+    if (r->ts != PTM_TS_NONE) {
+        if (r->ts < b->min) {
+            b->min = r->ts;
+        }
+        if (r->ts > b->max) {
+            b->max = r->ts;
+        }
+    }
+    b->last_n = r->n;
+    b->count++;
+    return 0;
+}
+
+/* The record at ring offset `off` (wrapped) if it is whole and has the
+ * very n `n` (n 0: any n from `from` on, below next_n). */
+static const rec_t *idx_rec(const hdr_t *h, char *ring, uint64_t off,
+                            uint64_t n, uint64_t from)
+{
+    const rec_t *r;
+
+    if (off % 8 || off + sizeof(rec_t) > h->ring_size || !held(h, off)) {
+        return NULL;
+    }
+    r = (const rec_t *)(ring + off);
+    if (r->len < sizeof(rec_t) || r->len % 8
+        || r->len > h->ring_size - off
+        || REC_TOTAL(r->type_len, r->line_len) != r->len
+        || (n ? r->n != n : (r->n < from || r->n >= h->next_n))) {
+        return NULL;
+    }
+    return r;
+}
+
+/* Bring this process's summary up to date with the ring.  Returns 0, or
+ * -1 when it cannot be trusted (it is then thrown away; the caller walks
+ * the whole ring). */
+static int idx_sync_locked(ptm_store_t *st)
+{
+    hdr_t *h = st->hdr;
+    char *ring = st->base + h->ring;
+    struct ptm_ring_idx_t *x = st->ridx;
+    uint64_t off, prev = 0, i;
+    const rec_t *r;
+
+    if (!x) {
+        if (!(x = st->ridx = calloc(1, sizeof(*x)))) {
+            return -1;
+        }
+        idx_reset(x);
+    }
+    if (x->epoch != h->epoch || x->ring != h->ring || x->size != h->ring_size
+        || x->next_n > h->next_n) {
+        idx_reset(x);
+        x->epoch = h->epoch;
+        x->ring = h->ring;
+        x->size = h->ring_size;
+    }
+    while (x->b0 < x->nb && x->b[x->b0].last_n < h->ring_first_n) {
+        free(x->b[x->b0].spans);
+        x->b0++;
+    }
+    if (!h->ring_count) {
+        idx_reset(x);
+        x->next_n = h->next_n;
+        return 0;
+    }
+    if (x->b0 == x->nb) {
+        /* Nothing summed up is held: from the oldest. */
+        x->b0 = x->nb = 0;
+        off = h->ring_head;
+        prev = h->ring_first_n;
+    }
+    else if (x->next_n == h->next_n) {
+        return 0;                       /* nothing new */
+    }
+    else {
+        /* From where the last one ended: the very next n (ids are given
+         * one after the other but for a repair, which also moves the
+         * records: then build it again). */
+        off = x->next_off;
+        if (off == h->ring_tail || off % 8 || off >= h->ring_size
+            || !idx_rec(h, ring, wrap(ring, h->ring_size, off), x->next_n,
+                        0)) {
+            idx_reset(x);
+            return -1;
+        }
+        prev = x->next_n;
+    }
+    for (i = 0; i <= h->ring_count; i++) {
+        if (i && off == h->ring_tail) {
+            x->next_off = off;
+            x->next_n = h->next_n;
+            return 0;
+        }
+        off = wrap(ring, h->ring_size, off);
+        if (!(r = idx_rec(h, ring, off, 0, prev)) || idx_add(x, r, off)) {
+            break;
+        }
+        prev = r->n + 1;
+        off += r->len;
+    }
+    idx_reset(x);
+    return -1;
+}
+
+/* The walk through the summary: the first block's records one by one
+ * (some of them may have been dropped), then each later block's spans
+ * and, when its ts range meets [t0, t1), its records.  Returns 0, or -1
+ * when a block is not where the summary says (nothing was taken). */
+static int walk_index_locked(ptm_recent_info_t *info,
+                             apr_array_header_t *out, int *truncated,
+                             ptm_store_t *st, apr_time_t t0, apr_time_t t1,
+                             unsigned max, ptm_recent_want_fn want,
+                             void *ctx, apr_pool_t *p)
+{
+    hdr_t *h = st->hdr;
+    char *ring = st->base + h->ring;
+    struct ptm_ring_idx_t *x = st->ridx;
+    size_t i;
+    uint32_t k;
+
+    for (i = x->b0; i < x->nb; i++) {
+        const blk_t *b = &x->b[i];
+        uint64_t off = b->off, prev = 0;
+        int first = i == x->b0, look;
+
+        look = b->min <= b->max && b->max >= t0 && b->min < t1;
+        if (!first) {
+            for (k = 0; k < b->nspans; k++) {
+                add_span(info->spans, b->spans[k].stream, b->spans[k].tie,
+                         b->spans[k].lo, b->spans[k].hi);
+            }
+            if (!look) {
+                continue;
+            }
+        }
+        else {
+            off = h->ring_head;         /* its held part */
+        }
+        for (k = 0; k < b->count; k++) {
+            const rec_t *r;
+            ptm_recent_t ev;
+
+            if (k && off == h->ring_tail) {
+                return -1;              /* fewer than it said */
+            }
+            off = wrap(ring, h->ring_size, off);
+            if (!(r = idx_rec(h, ring, off, k || first ? 0 : b->first_n,
+                              prev))
+                || r->n > b->last_n || (!k && !first
+                                        && rec_check(r) != r->check)) {
+                return -1;
+            }
+            prev = r->n + 1;
+            off += r->len;
+            event_of(&ev, r);
+            if (first) {
+                add_span(info->spans, ev.stream, ev.tie, r->seq, r->seq);
+            }
+            if (look) {
+                take_locked(out, truncated, &ev, max, want, ctx, p);
+            }
+            if (r->n == b->last_n) {
+                break;
+            }
+        }
+        if (prev != b->last_n + 1) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+apr_status_t ptm_store_recent_window(ptm_recent_info_t *info,
+                                     apr_array_header_t *out,
+                                     int *truncated, ptm_store_t *st,
+                                     apr_time_t t0, apr_time_t t1,
+                                     unsigned max, ptm_recent_want_fn want,
+                                     void *ctx, apr_pool_t *p)
+{
+    hdr_t *h = st->hdr;
+    apr_status_t rv;
+
+    if ((rv = info_locked(info, truncated, st, p)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (h->ring_count) {
+        info->oldest = ptm_ring_oldest_locked(st);
+    }
+    if (h->ring_count
+        && (idx_sync_locked(st) != 0
+            || walk_index_locked(info, out, truncated, st, t0, t1, max,
+                                 want, ctx, p) != 0)) {
+        /* Not to be trusted: the whole ring, as ptm_store_recent. */
+        if (st->ridx) {
+            idx_reset(st->ridx);
+        }
+        apr_array_clear(out);
+        apr_array_clear(info->spans);
+        if (truncated) {
+            *truncated = 0;
+        }
+        walk_all_locked(info, out, truncated, st, 0, max, want, ctx, p);
+    }
+    ptm_store_unlock(st);
+    return APR_SUCCESS;
 }
 
 /* The record of `pos` if the hint still names it: held, whole (its check:

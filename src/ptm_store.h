@@ -317,6 +317,23 @@ apr_status_t ptm_store_recent(ptm_recent_info_t *info,
                               unsigned max, ptm_recent_want_fn want,
                               void *ctx, apr_pool_t *p);
 
+/**
+ * ptm_store_recent from n 0, for a query of events whose ts lies in
+ * [t0, t1): `want` is only asked about records that may (those of a part
+ * of the ring whose ts range overlaps the window), and must refuse any
+ * outside it.  What it gives (events, spans, info) is what
+ * ptm_store_recent gives with that `want`, but the walk under the lock
+ * follows the window, not the ring: this process keeps a summary of the
+ * ring's records in blocks (their ts range and seq spans), brought up to
+ * date with the records added since its last call.
+ */
+apr_status_t ptm_store_recent_window(ptm_recent_info_t *info,
+                                     apr_array_header_t *out,
+                                     int *truncated, ptm_store_t *st,
+                                     apr_time_t t0, apr_time_t t1,
+                                     unsigned max, ptm_recent_want_fn want,
+                                     void *ctx, apr_pool_t *p);
+
 /* Where a follower of the ring (GET /stream, forwarding) is: the n of the
  * next event to look at, and where its record was (a hint, checked before
  * it is used; PTM_RING_NOWHERE: none). */

@@ -156,6 +156,9 @@ struct ptm_store_t {
     /* Group commit's board (ptm_sync.h), or NULL: Sync On then flushes
      * each line under the lock. */
     ptm_sync_t *sync;
+    /* This process's summary of the ring (ptm_ring.c), used under the
+     * lock only; NULL until GET /events first asks. */
+    struct ptm_ring_idx_t *ridx;
     /* The front lock (ptm_lock.h), or NULL: the global mutex alone. */
     ptm_lock_t *lock;
 };
@@ -289,6 +292,9 @@ void ptm_ring_append_locked(ptm_store_t *st, const rec_t *r,
 
 /* When the oldest event held was accepted; 0 when none is. */
 apr_time_t ptm_ring_oldest_locked(ptm_store_t *st);
+
+/* Free this handle's summary of the ring (a cleanup of its pool). */
+apr_status_t ptm_ring_index_free(void *st);
 
 /* Copy into the fresh ring of `h` (at `base`) the newest records of the
  * ring of `o` (of `size` bytes really there, header read up to

@@ -25,7 +25,8 @@
  *     a failed writeback Linux may have dropped the dirty pages (or marked
  *     them clean), and it reports the error once per open file description,
  *     so a second fdatasync can succeed without those lines ever reaching
- *     the disk.  Nothing is retried to claim them.
+ *     the disk.  Nothing is retried to claim them.  Each line answers the
+ *     error of the first poison that covered it (a few are remembered).
  *
  * A line's waiter flushes with its own descriptor of the file its line
  * went to (fdatasync on any descriptor of an inode flushes that inode), so
@@ -99,7 +100,8 @@ void ptm_sync_written_locked(ptm_sync_t *b, ptm_sync_line_t *line,
  * Without the lock: return once `line` is on stable storage, flushing
  * with `fd` (a descriptor of the line's file) when no other waiter is
  * doing it.  Returns APR_SUCCESS; the error of a failed fdatasync that
- * covered the line (this waiter's or another's); or PTM_SYNC_UNCONFIRMED.
+ * covered the line (this waiter's or another's); or PTM_SYNC_UNCONFIRMED:
+ * of those, whichever came first for this line.
  * Never APR_SUCCESS for a line written before a failed flush of its
  * stream was noticed, even if a later flush succeeds.
  */

@@ -6,7 +6,8 @@
  * I/O): they copy what they need without the lock under the view's
  * sequence lock (ptm_seqlock.h, ptm_view_read), bounding every offset and
  * length they read, since the bytes may change under them (or be
- * crafted: SPEC §11.6), and build the answer from their private copy. */
+ * crafted: SPEC §11.6), and build the answer from their private copy
+ * (GET /current: the copy is the answer, kept only if it checks out). */
 #include <string.h>
 #include "ptm_store_int.h"
 #include "ptm_test_hook.h"
@@ -156,149 +157,206 @@ const char *ptm_view_payload(const ptm_store_t *st, uint64_t payload,
     return st->base + a + payload;
 }
 
-/* A private copy of both maps: their slots, site first, each blob
- * offset rewritten to where its [key][envelope] is in `bytes`. */
+/* {"current":{...}} built straight from the segment into the answer:
+ * the site's entries in order, each copied once from its blob into
+ * place, with the run's value in place of the site's where the run has
+ * the type, then the run-only types.  Only the run's values are copied
+ * twice (into `run` first: they are looked up by key), and the run's
+ * types are found through a table built here (the segment's index is
+ * not copied).  What the answer holds is kept only if the generation
+ * did not move (ptm_view_read); a retry starts it again. */
 typedef struct {
     apr_pool_t *p;
-    slot_t *sl;
+    ptm_buf_t *out;
+    size_t len0;            /* what `out` held before */
+    slot_t *sl;             /* both maps' slots, site first */
     uint64_t sl_cap;        /* slots `sl` has room for */
-    char *bytes;
-    uint64_t bytes_cap;
-    uint64_t used;          /* bytes copied */
+    char *run;              /* the run's [key][envelope]s; each run slot's
+                             * blob rewritten to its offset here */
+    uint64_t run_cap;
+    uint32_t *tab;          /* run slot + 1 by hash, 0 empty */
+    unsigned char *taken;   /* run slots printed in a site's place */
+    uint32_t tab_cap, taken_cap;
     uint32_t n[2];
     uint64_t next_n;
 } snap_t;
 
-/* A ptm_view_read_fn: both maps into the snap_t `ctx`.  The copy is
- * bounded by the maps' byte counts (what the answer holds), those by the
- * arena. */
-static apr_status_t snap_copy(ptm_store_t *st, void *ctx)
+/* Whether `len` more bytes fit in the room made for the answer at the
+ * start.  A snapshot's answer always does: each of its bytes comes from
+ * a different byte of the maps' (their byte counts) but for a ',' and a
+ * ':' per type and the wrapping.  A torn copy may not, and is refused
+ * rather than let grow (two site slots read with one key, say, would
+ * print the run's value twice). */
+static int snap_fits(const ptm_buf_t *out, const char *d, uint64_t len)
+{
+    return len <= (uint64_t)(out->cap - (size_t)(d - out->data));
+}
+
+/* A ptm_view_read_fn: the answer into the snap_t `ctx`.  Every payload
+ * is bounded by the maps' byte counts (what the answer holds), those by
+ * the arena. */
+static apr_status_t snap_build(ptm_store_t *st, void *ctx)
 {
     snap_t *sn = ctx;
+    ptm_buf_t *out = sn->out;
     const hdr_t *h = st->hdr;
     uint64_t arena_size = ptm_seq_ld64(&h->arena_size);
-    uint64_t budget = 0, off[2], i, total;
-    uint32_t cap;
-    int s;
+    uint64_t budget = 0, off[2], bytes[2], i, total, used = 0;
+    uint64_t run_used = 0;
+    uint32_t cap, nrun, mask = 0, j;
+    const slot_t *site, *run;
+    int s, first = 1;
+    char *d;
 
+    out->len = sn->len0;
     /* The arena inside the segment first: its size bounds what is
-     * allocated for the copy. */
+     * allocated for the answer. */
     if (!ptm_view_at(st, ptm_seq_ld64(&h->arena), arena_size, 1)) {
         return PTM_VIEW_TORN;
     }
     for (s = 0; s < 2; s++) {
         const map_t *m = &h->map[s];
-        uint64_t bytes = ptm_seq_ld64(&m->bytes);
 
+        bytes[s] = ptm_seq_ld64(&m->bytes);
         sn->n[s] = ptm_seq_ld32(&m->count);
         cap = ptm_seq_ld32(&m->cap);
         off[s] = ptm_seq_ld64(&m->slots);
         if (sn->n[s] > cap
             || !ptm_view_at(st, off[s], (uint64_t)cap * sizeof(slot_t), 1)
-            || bytes > arena_size) {
+            || bytes[s] > arena_size) {
             return PTM_VIEW_TORN;
         }
-        budget += bytes;
+        budget += bytes[s];
     }
     if (budget > arena_size) {
         return PTM_VIEW_TORN;
     }
     total = (uint64_t)sn->n[0] + sn->n[1];
-    /* Memory for the copy from the pool, only when it grows: a retry
-     * reuses it. */
+    nrun = sn->n[1];
+    /* Memory from the pool, only when it grows: a retry reuses it. */
     if (total > sn->sl_cap) {
         sn->sl = apr_palloc(sn->p, (apr_size_t)total * sizeof(slot_t));
         sn->sl_cap = total;
     }
-    if (budget > sn->bytes_cap) {
-        sn->bytes = apr_palloc(sn->p, (apr_size_t)budget);
-        sn->bytes_cap = budget;
-    }
     ptm_seq_copy(sn->sl, st->base + off[0], sn->n[0] * sizeof(slot_t));
     ptm_seq_copy(sn->sl + sn->n[0], st->base + off[1],
-                 sn->n[1] * sizeof(slot_t));
-    sn->used = 0;
-    for (i = 0; i < total; i++) {
-        slot_t *x = &sn->sl[i];
-        uint64_t len = (uint64_t)x->key_len + x->env_len;
-        const char *src = ptm_view_payload(st, x->blob, len);
+                 nrun * sizeof(slot_t));
+    site = sn->sl;
+    run = sn->sl + sn->n[0];
 
-        if (!src || len > budget - sn->used) {
-            return PTM_VIEW_TORN;
-        }
-        ptm_seq_copy(sn->bytes + sn->used, src, (size_t)len);
-        x->blob = sn->used;
-        sn->used += len;
-    }
-    sn->next_n = ptm_seq_ld64(&h->next_n);
-    return APR_SUCCESS;
-}
-
-static void put_entry(ptm_buf_t *out, const char *bytes, const slot_t *key,
-                      const slot_t *val, int *first)
-{
-    char *d = ptm_buf_reserve(out, 2 + key->key_len + val->env_len);
-
-    if (!*first) {
-        *d++ = ',';
-    }
-    *first = 0;
-    memcpy(d, bytes + key->blob, key->key_len);
-    d += key->key_len;
-    *d++ = ':';
-    memcpy(d, bytes + val->blob + val->key_len, val->env_len);
-    d += val->env_len;
-    out->len = (size_t)(d - out->data);
-}
-
-/* {"current":{...}} from the private copy: site order, run values win in
- * place, run-only types after.  The run's types are found through a
- * table built here (the segment's index is not copied). */
-static void snap_print(const snap_t *sn, ptm_buf_t *out, apr_pool_t *p)
-{
-    const slot_t *site = sn->sl, *run = sn->sl + sn->n[0];
-    uint32_t nrun = sn->n[1], *tab = NULL, mask = 0, i, j;
-    unsigned char *taken = NULL;
-    int first = 1;
-
-    ptm_buf_reserve(out, 16 + sn->used + 2 * ((size_t)sn->n[0] + nrun));
-    ptm_buf_puts(out, "{\"current\":{");
+    /* The run's values, and the table that finds them by key. */
     if (nrun) {
         for (mask = 32; mask < 2 * nrun; mask *= 2) {
         }
-        tab = apr_pcalloc(p, (apr_size_t)mask * sizeof(*tab));
-        taken = apr_pcalloc(p, nrun);
+        if (mask > sn->tab_cap) {
+            sn->tab = apr_palloc(sn->p, (apr_size_t)mask * sizeof(*sn->tab));
+            sn->tab_cap = mask;
+        }
+        if (nrun > sn->taken_cap) {
+            sn->taken = apr_palloc(sn->p, nrun);
+            sn->taken_cap = nrun;
+        }
+        /* The run's map holds exactly its byte count (kept with every
+         * change): more is a torn copy. */
+        if (bytes[1] > sn->run_cap) {
+            sn->run = apr_palloc(sn->p, (apr_size_t)bytes[1]);
+            sn->run_cap = bytes[1];
+        }
+        memset(sn->tab, 0, (size_t)mask * sizeof(*sn->tab));
+        memset(sn->taken, 0, nrun);
         mask--;
         for (i = 0; i < nrun; i++) {
-            for (j = run[i].hash & mask; tab[j]; j = (j + 1) & mask) {
+            slot_t *x = &sn->sl[sn->n[0] + i];
+            uint64_t len = (uint64_t)x->key_len + x->env_len;
+            const char *src = ptm_view_payload(st, x->blob, len);
+
+            if (!src || len > budget - used || len > bytes[1] - run_used) {
+                return PTM_VIEW_TORN;
             }
-            tab[j] = i + 1;
+            ptm_seq_copy(sn->run + run_used, src, (size_t)len);
+            x->blob = run_used;
+            run_used += len;
+            used += len;
+            for (j = x->hash & mask; sn->tab[j]; j = (j + 1) & mask) {
+            }
+            sn->tab[j] = (uint32_t)i + 1;
         }
     }
+
+    /* Room for the answer once (snap_fits). */
+    ptm_buf_reserve(out, 16 + (size_t)budget + 2 * (size_t)total);
+    ptm_buf_puts(out, "{\"current\":{");
     for (i = 0; i < sn->n[0]; i++) {
-        const slot_t *val = &site[i];
+        const slot_t *x = &site[i], *val = NULL;
+        uint64_t len = (uint64_t)x->key_len + x->env_len;
+        const char *src = ptm_view_payload(st, x->blob, len);
+        char *key;
 
+        d = out->data + out->len;
+        if (!src || len > budget - used || !snap_fits(out, d, 2 + len)) {
+            return PTM_VIEW_TORN;
+        }
+        used += len;
+        if (!first) {
+            *d++ = ',';
+        }
+        first = 0;
+        key = d;
+        /* Key and value in one copy from where the blob is aligned (the
+         * copy goes word by word from there), one byte on; then the key
+         * (short) one byte back, for the ':'. */
+        ptm_seq_copy(d + 1, src, (size_t)len);
+        memmove(d, d + 1, x->key_len);
+        d += x->key_len;
+        *d++ = ':';
         if (nrun) {
-            for (j = site[i].hash & mask; tab[j]; j = (j + 1) & mask) {
-                const slot_t *r = &run[tab[j] - 1];
+            for (j = x->hash & mask; sn->tab[j]; j = (j + 1) & mask) {
+                const slot_t *r = &run[sn->tab[j] - 1];
 
-                if (r->hash == site[i].hash && r->key_len == site[i].key_len
-                    && memcmp(sn->bytes + r->blob, sn->bytes + site[i].blob,
-                              r->key_len) == 0) {
+                if (r->hash == x->hash && r->key_len == x->key_len
+                    && memcmp(sn->run + r->blob, key, r->key_len) == 0) {
                     val = r;
-                    taken[tab[j] - 1] = 1;
+                    sn->taken[sn->tab[j] - 1] = 1;
                     break;
                 }
             }
         }
-        put_entry(out, sn->bytes, &site[i], val, &first);
+        if (val) {
+            /* The run's value may be longer than the site's. */
+            if (!snap_fits(out, d, val->env_len)) {
+                return PTM_VIEW_TORN;
+            }
+            memcpy(d, sn->run + val->blob + val->key_len, val->env_len);
+            d += val->env_len;
+        }
+        else {
+            d += x->env_len;
+        }
+        out->len = (size_t)(d - out->data);
     }
     for (i = 0; i < nrun; i++) {
-        if (!taken[i]) {
-            put_entry(out, sn->bytes, &run[i], &run[i], &first);
+        const slot_t *r = &run[i];
+
+        if (sn->taken[i]) {
+            continue;
         }
+        d = out->data + out->len;
+        if (!snap_fits(out, d, 2 + (uint64_t)r->key_len + r->env_len)) {
+            return PTM_VIEW_TORN;
+        }
+        if (!first) {
+            *d++ = ',';
+        }
+        first = 0;
+        memcpy(d, sn->run + r->blob, r->key_len);
+        d += r->key_len;
+        *d++ = ':';
+        memcpy(d, sn->run + r->blob + r->key_len, r->env_len);
+        out->len = (size_t)(d - out->data) + r->env_len;
     }
     ptm_buf_puts(out, "}}");
+    sn->next_n = ptm_seq_ld64(&h->next_n);
+    return APR_SUCCESS;
 }
 
 apr_status_t ptm_store_current(ptm_store_t *st, ptm_buf_t *out)
@@ -314,10 +372,12 @@ apr_status_t ptm_store_current_at(ptm_store_t *st, ptm_buf_t *out,
 
     memset(&sn, 0, sizeof(sn));
     sn.p = out->pool;
-    if ((rv = ptm_view_read(st, snap_copy, &sn, 1)) != APR_SUCCESS) {
+    sn.out = out;
+    sn.len0 = out->len;
+    if ((rv = ptm_view_read(st, snap_build, &sn, 1)) != APR_SUCCESS) {
+        out->len = sn.len0;
         return rv;
     }
-    snap_print(&sn, out, out->pool);
     if (next_n) {
         *next_n = sn.next_n;
     }

@@ -33,6 +33,10 @@ const DEFAULT_TYPES = ["weather", "power"];
 const STALE_MS = 10 * 60e3;     // POCS posts each type at least every 5 min
 const RECONCILE_MS = 1500;      // GET ../current after a burst of events
 const POLL_MS = 30e3;           // ../ready and ../run; ../current when offline
+// The browser retries a lost feed by itself, for ever, and says no more
+// than "connecting" whether the server restarts (a second or two) or is
+// gone: after this long without a stream open again, "offline".
+const OFFLINE_AFTER_MS = 10e3;
 const KEEP_IDS = 2000;          // received events remembered, for the tests
 // Cards shown at most: the first CARD_CAP types in the order of GET
 // ../current (the order they were first posted, SPEC 3.7) and the plotted
@@ -828,6 +832,8 @@ let reconcileTimer = 0;
 let retryTimer = 0;
 let retryDelay = 2000;
 let resetting = false;
+let offlineTimer = 0;           // "reconnecting" becomes "offline" (OFFLINE_AFTER_MS)
+let busy = false;               // this stream was a refusal at the cap
 
 function setConn(s, why = "") {
     if (s !== state.conn) {
@@ -889,6 +895,8 @@ async function reconcile() {
 
 function connect() {
     clearTimeout(retryTimer);
+    clearTimeout(offlineTimer);
+    offlineTimer = 0;
     if (source) {
         source.close();
     }
@@ -898,6 +906,9 @@ function connect() {
     source = es;
     es.addEventListener("open", () => {
         retryDelay = 2000;
+        busy = false;
+        clearTimeout(offlineTimer);
+        offlineTimer = 0;
         setConn("live");
     });
     es.addEventListener("current", (e) => {
@@ -919,6 +930,7 @@ function connect() {
         resetting = true;
     });
     es.addEventListener("busy", () => {
+        busy = true;
         setConn("reconnecting", "the server has too many live-feed subscribers");
     });
     es.addEventListener("error", () => {
@@ -926,12 +938,26 @@ function connect() {
             return;
         }
         if (es.readyState === EventSource.CONNECTING) {
-            // The browser reconnects by itself, with Last-Event-ID.
-            if (state.conn !== "reconnecting") {
+            // The browser reconnects by itself, with Last-Event-ID; a
+            // server that does not come back within OFFLINE_AFTER_MS is
+            // offline (one that refused at the cap answers: it is not).
+            const refused = busy;
+            busy = false;
+            if (state.conn === "live") {
                 setConn("reconnecting");
+            }
+            if (!refused && !offlineTimer && state.conn !== "offline") {
+                offlineTimer = setTimeout(() => {
+                    offlineTimer = 0;
+                    if (es === source && es.readyState !== EventSource.OPEN) {
+                        setConn("offline", "the server does not answer; retrying");
+                    }
+                }, OFFLINE_AFTER_MS);
             }
             return;
         }
+        clearTimeout(offlineTimer);
+        offlineTimer = 0;
         // Closed for good (an answer that is not a stream): try again later.
         setConn("offline", "no live feed; retrying");
         retryTimer = setTimeout(connect, retryDelay);

@@ -118,21 +118,24 @@ class Server:
                    'Include "%s"' % conf]) + "\n")
         return main
 
-    def start(self, timeout=10):
+    def start(self, timeout=10, fresh=True):
+        """Start httpd; `fresh=False` starts it again after stop() on
+        what it left (its state, site directory and logs)."""
         module = os.environ.get("PTM_MODULE", os.path.join(
             TOP, ".libs", "mod_panoptes_telemetry.so"))
         if not os.path.isfile(module):
             raise RuntimeError("%s is missing: run 'make build' first"
                                % module)
-        if os.path.isdir(self.work):
-            shutil.rmtree(self.work)
-        os.makedirs(self.work)
+        if fresh:
+            if os.path.isdir(self.work):
+                shutil.rmtree(self.work)
+            os.makedirs(self.work)
         if os.geteuid() == 0:
             user = group = "www-data"
         else:
             user = pwd.getpwuid(os.getuid()).pw_name
             group = grp.getgrgid(os.getgid()).gr_name
-        if self.prepare:
+        if self.prepare and fresh:
             os.makedirs(self.site)
             self.prepare(self.site)
             if os.geteuid() == 0:
@@ -148,15 +151,17 @@ class Server:
                    PTM_GROUP=group, PTM_LOGLEVEL="info",
                    PTM_UI_DIR=self.ui_dir,
                    PANOPTES_TELEMETRY_SITE_DIR=self.site)
-        if self.mount:
+        if self.mount and fresh:
             conf = self._mounted_config(user, group)
+        elif self.mount:
+            conf = os.path.join(self.work, "httpd.conf")
         else:
             conf = os.path.join(TOP, "conf", "httpd-standalone.conf")
         cmd = [os.environ.get("APACHE2", "/usr/sbin/apache2"), "-f", conf,
                "-DFOREGROUND"]
         for line in self._directives():
             cmd += ["-c", line]
-        with open(self.log, "wb") as log:
+        with open(self.log, "wb" if fresh else "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log,
                                          stderr=subprocess.STDOUT,
                                          cwd=self.work)

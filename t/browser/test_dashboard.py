@@ -17,6 +17,11 @@ so that the server ends the page's live feed every 6 s.
   * on a phone-sized screen nothing sticks out sideways;
   * mounted at /telemetry with the shipped conf/panoptes_telemetry.conf,
     the page works too, with its CSP and cache headers;
+  * the active run's card (id, directory, start, elapsed ticking) and its
+    end seen live; a card older than 10 minutes is marked stale;
+  * with httpd stopped under it the page says "reconnecting", then
+    "offline" (after 10 s); started again, "live", and the events posted
+    meanwhile arrive once;
   * with 5,000 current types (anyone who may POST can make them) the page
     is ready within 3 s, shows its first cards and "N more types not
     shown", stays responsive while events of types it does not show keep
@@ -374,6 +379,114 @@ class MountedAtTelemetry(unittest.TestCase):
             self.assertTrue(api, paths)
             self.assertTrue(all(p.startswith("/telemetry/") for p in api),
                             sorted(paths))
+            self.assertEqual(s.crash_lines(), [])
+
+
+class RunCardAndStale(unittest.TestCase):
+    """The active run's card (id, directory, start, elapsed time ticking),
+    a card older than 10 minutes marked stale, and the run's end seen from
+    the live feed (a site event once the run has stopped)."""
+
+    def test_run_card_and_stale_marking(self):
+        with Server("dashboard-run") as s:
+            old = (datetime.datetime.now(datetime.timezone.utc)
+                   - datetime.timedelta(minutes=20))
+            code, _ = s.http("POST", "/event", {
+                "type": "environment", "data": {"camera_box": {"temp_C": 3}},
+                "ts": old.strftime("%Y-%m-%dT%H:%M:%S.000Z")})
+            self.assertEqual(code, 200)
+            code, run = s.http("POST", "/run/start", {
+                "run_id": "007", "run_dir": "run007"})
+            self.assertEqual(code, 200, run)
+            code, _ = s.http("POST", "/event", {"type": "weather", "data": {
+                "safe": True, "ambient_temp_C": 2.5}})
+            self.assertEqual(code, 200)
+            with Browser(width=1000, height=900) as b:
+                b.navigate(s.url + "/ui/")
+                b.wait_for("document.body && document.body.dataset.ready === "
+                           "'true' && window.ptmDash.state.conn === 'live'",
+                           timeout=30)
+                rows = """(() => Object.fromEntries([...document.querySelectorAll(
+                    '#run .fields > div')].map(d => [d.dataset.key,
+                    d.querySelector('dd').textContent])))()"""
+                b.wait_for("document.getElementById('run').dataset.runId "
+                           "=== '007'", timeout=5)
+                r1 = b.evaluate(rows)
+                self.assertEqual(r1["run_id"], "007")
+                self.assertEqual(r1["run_dir"], run["run_dir"])
+                self.assertRegex(r1["started_at"], r"^\d\d:\d\d:\d\d$")
+                self.assertRegex(r1["elapsed"], r"^\d+ s$")
+                time.sleep(2.2)
+                r2 = b.evaluate(rows)
+                self.assertNotEqual(r2["elapsed"], r1["elapsed"],
+                                    "the elapsed time ticks")
+                cards = b.evaluate(CARD_VALUES)
+                self.assertEqual(cards["environment"]["stale"], "true")
+                self.assertRegex(cards["environment"]["age"],
+                                 r"^(19|20|21) min \d\d s ago$")
+                self.assertEqual(cards["weather"]["stale"], "false")
+                self.assertTrue(b.evaluate(
+                    "document.querySelector('#cards > [data-type=environment]')"
+                    ".classList.contains('stale')"))
+                self.assertEqual(s.http("POST", "/run/stop")[0], 200)
+                s.http("POST", "/event", {"type": "weather", "data": {
+                    "safe": True, "ambient_temp_C": 2.0}})
+                b.wait_for("document.getElementById('run').dataset.runId "
+                           "=== ''", timeout=2)
+                self.assertEqual(b.evaluate(
+                    "document.querySelector('#run .none').textContent"),
+                    "No run is active.")
+                self.assertEqual(b.problems(), [])
+            self.assertEqual(s.crash_lines(), [])
+
+
+class ServerGoneAndBack(unittest.TestCase):
+    """httpd stops under the page (a crash, a reboot of the unit): the
+    browser retries the feed by itself and for ever, so the page must not
+    say "reconnecting" for as long as the server is away: "reconnecting",
+    then "offline" (dashboard.js: OFFLINE_AFTER_MS, 10 s); started again,
+    "live", and the events posted before the page is back arrive once."""
+
+    OFFLINE_S = 10
+
+    def test_offline_while_httpd_is_down_then_live_again(self):
+        with Server("dashboard-gone") as s:
+            code, _ = s.http("POST", "/event", {"type": "weather", "data": {
+                "ambient_temp_C": 4.5}})
+            self.assertEqual(code, 200)
+            with Browser(width=1000, height=900) as b:
+                b.navigate(s.url + "/ui/")
+                b.wait_for("document.body && document.body.dataset.ready === "
+                           "'true' && window.ptmDash.state.conn === 'live'",
+                           timeout=30)
+                mark = b.evaluate("window.ptmDash.state.connLog.length")
+                first = b.evaluate("window.ptmDash.state.received.length")
+                t0 = time.monotonic()
+                s.stop()
+                b.wait_for("window.ptmDash.state.conn === 'reconnecting'",
+                           timeout=5)
+                b.wait_for("window.ptmDash.state.conn === 'offline'",
+                           timeout=self.OFFLINE_S + 5)
+                took = time.monotonic() - t0
+                print("offline %.1f s after httpd stopped" % took)
+                self.assertGreaterEqual(took, self.OFFLINE_S - 1)
+                self.assertEqual(b.evaluate(
+                    "document.getElementById('conn').textContent"), "offline")
+                s.start(fresh=False)
+                sent = [s.http("POST", "/event", {"type": "probe", "data": {
+                    "n": i}, "make_current": False})[1] for i in range(5)]
+                b.wait_for("window.ptmDash.state.conn === 'live'",
+                           timeout=15)
+                b.wait_for("window.ptmDash.state.received.length >= %d"
+                           % (first + len(sent)), timeout=5)
+                log = b.evaluate("window.ptmDash.state.connLog.slice(%d)"
+                                 ".map(e => e[1])" % mark)
+                self.assertEqual(log, ["reconnecting", "offline", "live"])
+                got = b.evaluate("window.ptmDash.state.received.slice(%d)"
+                                 % first)
+                self.assertEqual([r[3] for r in got if r[1] == "probe"],
+                                 [e["seq"] for e in sent],
+                                 "each once, in order")
             self.assertEqual(s.crash_lines(), [])
 
 

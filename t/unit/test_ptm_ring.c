@@ -617,6 +617,190 @@ static void test_follow_budget(void **state)
     fx_close(&fx);
 }
 
+typedef struct {
+    apr_time_t t0, t1;
+    unsigned mod;
+    uint64_t asked;
+} win_t;
+
+static int want_window(void *ctx, const ptm_recent_t *ev)
+{
+    win_t *w = ctx;
+
+    w->asked++;
+    return ev->ts != PTM_TS_NONE && ev->ts >= w->t0 && ev->ts < w->t1
+           && (w->mod == 0 || ev->n % w->mod != 0);
+}
+
+static void assert_same_recent(const ptm_recent_info_t *ia,
+                               const apr_array_header_t *a, int ta,
+                               const ptm_recent_info_t *ib,
+                               const apr_array_header_t *b, int tb)
+{
+    int k;
+
+    assert_int_equal(ta, tb);
+    assert_int_equal(a->nelts, b->nelts);
+    for (k = 0; k < a->nelts; k++) {
+        const ptm_recent_t *x = &APR_ARRAY_IDX(a, k, ptm_recent_t);
+        const ptm_recent_t *y = &APR_ARRAY_IDX(b, k, ptm_recent_t);
+
+        assert_int_equal(x->n, y->n);
+        assert_int_equal(x->ts, y->ts);
+        assert_int_equal(x->seq, y->seq);
+        assert_int_equal(x->line_len, y->line_len);
+        assert_memory_equal(x->line, y->line, x->line_len);
+        assert_int_equal(x->type_len, y->type_len);
+        assert_memory_equal(x->type, y->type, x->type_len);
+    }
+    assert_int_equal(ia->first_n, ib->first_n);
+    assert_int_equal(ia->next_n, ib->next_n);
+    assert_int_equal(ia->count, ib->count);
+    assert_int_equal(ia->oldest, ib->oldest);
+    assert_int_equal(ia->spans->nelts, ib->spans->nelts);
+    for (k = 0; k < ia->spans->nelts; k++) {
+        const ptm_recent_span_t *x = &APR_ARRAY_IDX(ia->spans, k,
+                                                    ptm_recent_span_t);
+        const ptm_recent_span_t *y = &APR_ARRAY_IDX(ib->spans, k,
+                                                    ptm_recent_span_t);
+
+        assert_int_equal(x->stream, y->stream);
+        assert_int_equal(x->tie, y->tie);
+        assert_int_equal(x->lo, y->lo);
+        assert_int_equal(x->hi, y->hi);
+    }
+}
+
+/* ptm_store_recent_window gives what ptm_store_recent gives with the same
+ * filter, for any window, as the ring fills, wraps round, is emptied by an
+ * event bigger than it, is laid out anew by repairs, and holds events of
+ * both streams and several runs, with ts mostly rising, some far off and
+ * some missing. */
+static void test_window_matches_recent(void **state)
+{
+    fx_t fx;
+    char *data;
+    int i, q;
+    uint64_t asked_all = 0, asked_win = 0;
+
+    (void)state;
+    fx_open(&fx, 96 * 1024);
+    srand(11);
+    for (i = 0; i < 6000; i++) {
+        int len = rand() % 200, stream = rand() % 5 == 0;
+        apr_time_t ts = (apr_time_t)i * 1000 + rand() % 5000;
+
+        if (i % 1500 == 1499) {
+            len = 200 * 1024;           /* bigger than the ring */
+        }
+        if (rand() % 1000 == 0) {
+            ts = (apr_time_t)(rand() % 6000) * 1000;    /* far off */
+        }
+        if (rand() % 97 == 0) {
+            ts = PTM_TS_NONE;
+        }
+        data = apr_palloc(fx.p, (apr_size_t)len + 3);
+        data[0] = '"';
+        memset(data + 1, 'z', (size_t)len);
+        data[len + 1] = '"';
+        data[len + 2] = '\0';
+        if (i % 900 == 450) {
+            H(&fx)->writing = 1;        /* a writer died: repair */
+        }
+        post(&fx, stream, "w", data, ts, stream ? (uint32_t)(i / 700) : 0,
+             NULL);
+        for (q = 0; q < (i % 7 == 0 ? 3 : 0); q++) {
+            ptm_recent_info_t ia, ib;
+            apr_array_header_t *a, *b;
+            int ta = 0, tb = 0;
+            unsigned max = rand() % 4 == 0 ? (unsigned)(rand() % 40) : 0;
+            win_t w;
+            apr_time_t lo = (apr_time_t)(rand() % (i + 1)) * 1000;
+
+            w.t0 = lo;
+            w.t1 = lo + (apr_time_t)(rand() % 400 + 1) * 1000;
+            w.mod = (unsigned)(rand() % 3);
+            w.asked = 0;
+            a = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
+            b = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
+            assert_int_equal(ptm_store_recent(&ia, a, &ta, fx.st, 0, max,
+                                              want_window, &w, fx.p),
+                             APR_SUCCESS);
+            asked_all += w.asked;
+            w.asked = 0;
+            assert_int_equal(ptm_store_recent_window(&ib, b, &tb, fx.st,
+                                                     w.t0, w.t1, max,
+                                                     want_window, &w, fx.p),
+                             APR_SUCCESS);
+            asked_win += w.asked;
+            assert_same_recent(&ia, a, ta, &ib, b, tb);
+        }
+    }
+    /* The window's walk really looked at fewer records (a block with a
+     * far-off ts is looked at for every window). */
+    assert_true(asked_win * 2 < asked_all);
+    fx_close(&fx);
+}
+
+/* A narrow window of a full ring asks about the records of the blocks it
+ * meets (and the first block's), not the whole ring; records moved by a
+ * repair are found again. */
+static void test_window_walk_follows_window(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    win_t w;
+    uint64_t held, i;
+
+    (void)state;
+    fx_open(&fx, 3 * 1024 * 1024);
+    for (i = 0; i < 20000; i++) {
+        post(&fx, PTM_STREAM_SITE, "a", "1", (apr_time_t)i * 10, 0, NULL);
+    }
+    held = H(&fx)->ring_count;
+    assert_int_equal(held, 20000);
+    memset(&w, 0, sizeof(w));
+    w.t0 = 100000;                      /* events 10000..10099 */
+    w.t1 = 101000;
+    out = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
+    assert_int_equal(ptm_store_recent_window(&info, out, NULL, fx.st, w.t0,
+                                             w.t1, 0, want_window, &w,
+                                             fx.p), APR_SUCCESS);
+    assert_int_equal(out->nelts, 100);
+    assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).n, 10001);
+    assert_true(w.asked <= 100 + 3 * 128);
+    assert_int_equal(info.spans->nelts, 1);
+    assert_int_equal(APR_ARRAY_IDX(info.spans, 0, ptm_recent_span_t).lo, 1);
+    assert_int_equal(APR_ARRAY_IDX(info.spans, 0, ptm_recent_span_t).hi,
+                     20000);
+    /* Windows of one event each, at every block's edges. */
+    for (i = 0; i < 2000; i++) {
+        w.t0 = (apr_time_t)i * 10;
+        w.t1 = w.t0 + 10;
+        out = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
+        assert_int_equal(ptm_store_recent_window(&info, out, NULL, fx.st,
+                                                 w.t0, w.t1, 0, want_window,
+                                                 &w, fx.p), APR_SUCCESS);
+        assert_int_equal(out->nelts, 1);
+        assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).n, i + 1);
+    }
+    w.t0 = 100000;
+    w.t1 = 101000;
+    /* A repair lays the ring out anew (the summary's offsets are stale);
+     * the answer is the same. */
+    H(&fx)->writing = 1;
+    post(&fx, PTM_STREAM_SITE, "a", "1", 5, 0, NULL);
+    w.asked = 0;
+    out = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
+    assert_int_equal(ptm_store_recent_window(&info, out, NULL, fx.st, w.t0,
+                                             w.t1, 0, want_window, &w,
+                                             fx.p), APR_SUCCESS);
+    assert_int_equal(out->nelts, 100);
+    assert_int_equal(APR_ARRAY_IDX(out, 99, ptm_recent_t).n, 10100);
+    fx_close(&fx);
+}
+
 
 /* A repair keeps no record whose line is not well-formed JSON (GET
  * /events serves ring lines as they are): a ring holding one is dropped,
@@ -658,6 +842,8 @@ int main(void)
         cmocka_unit_test(test_want_and_max),
         cmocka_unit_test(test_follow_matches_recent),
         cmocka_unit_test(test_follow_budget),
+        cmocka_unit_test(test_window_matches_recent),
+        cmocka_unit_test(test_window_walk_follows_window),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -832,6 +832,47 @@ static void test_current_merge_order(void **state)
     fx_close(&fx);
 }
 
+/* /current is built in place from the segment: a run value much longer
+ * (or shorter) than the site value it replaces, run-only types after,
+ * and what the buffer held before kept in front. */
+static void test_current_run_value_sizes(void **state)
+{
+    static fx_t fx;     /* outlives a failed test for its teardown */
+    prep_t prep = { 0, APR_SUCCESS, 0 };
+    const char *sb, *ra, *rc, *rd, *want;
+    char *big;
+    ptm_buf_t b;
+    int i;
+
+    fx_open(&fx, 1024 * 1024);
+    big = apr_palloc(fx.p, 3003);
+    big[0] = '"';
+    for (i = 1; i < 3001; i++) {
+        big[i] = (char)('a' + i % 26);
+    }
+    big[3001] = '"';
+    big[3002] = '\0';
+    post_ok(&fx, PTM_STREAM_SITE, "a", "1", 1, -1, 1);
+    sb = post_ok(&fx, PTM_STREAM_SITE, "b", "2", 1, -1, 2);
+    post_ok(&fx, PTM_STREAM_SITE, "c", big, 1, -1, 3);
+    assert_int_equal(start_run(&fx, RUN_OBJ("001"), "001", "/srv/t/001",
+                               &prep), APR_SUCCESS);
+    ra = post_ok(&fx, PTM_STREAM_RUN, "a", big, 1, -1, 1);
+    rd = post_ok(&fx, PTM_STREAM_RUN, "d", "4", 1, -1, 2);
+    rc = post_ok(&fx, PTM_STREAM_RUN, "c", "3", 1, -1, 3);
+    want = apr_pstrcat(fx.p, "{\"current\":{", entry(fx.p, "a", ra), ",",
+                       entry(fx.p, "b", sb), ",", entry(fx.p, "c", rc), ",",
+                       entry(fx.p, "d", rd), "}}", NULL);
+    check_current(&fx, want);
+    ptm_buf_init(&b, fx.p, 64);
+    ptm_buf_puts(&b, "before:");
+    assert_int_equal(ptm_store_current(fx.st, &b), APR_SUCCESS);
+    ptm_buf_putc(&b, '\0');
+    assert_string_equal(b.data, apr_pstrcat(fx.p, "before:", want, NULL));
+    stop_run(&fx);
+    fx_close(&fx);
+}
+
 /* run_start's prepare error: returned, and no run. */
 static void test_run_start_prepare_error(void **state)
 {
@@ -3236,6 +3277,7 @@ int main(void)
         T(test_run_lifecycle_and_seq),
         T(test_run_seen),
         T(test_current_merge_order),
+        T(test_current_run_value_sizes),
         T(test_run_start_prepare_error),
         T(test_write_failure_changes_nothing),
         T(test_full_big_envelopes),

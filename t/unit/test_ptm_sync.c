@@ -3,9 +3,11 @@
  * after; a failed flush fails every line written before it was noticed,
  * whatever flush succeeds later (PostgreSQL's fsync lesson); a file's
  * flush never covers another file's lines; an entry reused early fails
- * its lines (PTM_SYNC_UNCONFIRMED); a flusher killed mid-flush does not
- * stall its waiters; and, with real fork()ed writers on real files, no
- * wait ever returns success for a line a model disk has not kept.
+ * its lines (PTM_SYNC_UNCONFIRMED); a failed line keeps the error of the
+ * first failure that covered it; a flusher killed mid-flush does not
+ * stall its waiters, not even a new process that was given its pid; and,
+ * with real fork()ed writers on real files, no wait ever returns success
+ * for a line a model disk has not kept.
  *
  * The flush is the core's test seam (ptm_sync_test_flush, compiled only
  * into these builds): it counts, sleeps, fails, and keeps the model disk:
@@ -51,6 +53,7 @@ typedef struct {
     unsigned fails;
     unsigned fail_every;            /* fail every n-th call (0: never) */
     int fail_next;                  /* fail the next call (then 0) */
+    int fail_errno;                 /* with it (0: EIO) */
     unsigned delay_us;              /* time a flush takes */
     int block;                      /* the next call never returns */
     int blocked;                    /* ... and it has begun */
@@ -59,10 +62,13 @@ typedef struct {
     int append_in_flush;
     ptm_sync_line_t in_flush_line;
     unsigned in_flush_fd_file;
+    ptm_sync_line_t reused_line;    /* test_flusher_pid_reused's */
     long board[];                   /* the board, 8-aligned */
 } shared_t;
 
 static shared_t *sh;
+static int sh_fd = -1;              /* its memory (a memfd: an exec'd
+                                     * image maps it again) */
 static ptm_sync_t *board;
 static char *dir;
 static int fds[NFILES];             /* this process's descriptors */
@@ -74,8 +80,11 @@ static void shared_open(void)
     pthread_mutexattr_t a;
     int i;
 
-    sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-              -1, 0);
+    /* Not close-on-exec: test_flusher_pid_reused's exec'd image maps it. */
+    sh_fd = memfd_create("ptm_sync_test", 0);
+    assert_true(sh_fd >= 0);
+    assert_int_equal(ftruncate(sh_fd, (off_t)size), 0);
+    sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, sh_fd, 0);
     assert_true(sh != MAP_FAILED);
     memset(sh, 0, size);
     pthread_mutexattr_init(&a);
@@ -117,6 +126,10 @@ static void shared_close(void)
     if (sh) {
         munmap(sh, sizeof(shared_t) + ptm_sync_size());
         sh = NULL;
+    }
+    if (sh_fd >= 0) {
+        close(sh_fd);
+        sh_fd = -1;
     }
 }
 
@@ -251,7 +264,7 @@ static int model_flush(int fd)
         }
         sh->fails++;
         pthread_mutex_unlock(&sh->model);
-        errno = EIO;
+        errno = sh->fail_errno ? sh->fail_errno : EIO;
         return -1;
     }
     if (before > sh->durable[f]) {
@@ -511,6 +524,94 @@ static void test_entry_reused(void **state)
     shared_close();
 }
 
+/* A line keeps the error of the first failure that covered it, whatever
+ * fails after it: an entry reused after a failed flush does not turn its
+ * EIO into "unconfirmed", nor another flush's failure into that one's
+ * errno; lines that only the later failure covered get its error. */
+static void test_first_error_kept(void **state)
+{
+    ptm_sync_line_t a, b;
+    ptm_sync_stats_t s;
+    int i;
+
+    (void)state;
+    setup_model();
+    append(&a, 0, 0, NULL, NULL);
+    sh->fail_next = 1;
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]),
+                     APR_FROM_OS_ERROR(EIO));
+    /* a's file (never flushed well) loses its entry: unconfirmed too. */
+    for (i = 0; i < PTM_SYNC_FILES; i++) {
+        assert_int_equal(line_in_new_file(i, 0), APR_SUCCESS);
+    }
+    ptm_sync_stats(board, &s);
+    assert_int_equal(s.unconfirmed, 1);
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]),
+                     APR_FROM_OS_ERROR(EIO));
+    /* Another failure, of another errno: a keeps its own. */
+    append(&b, 1, 0, NULL, NULL);
+    sh->fail_next = 1;
+    sh->fail_errno = ENOSPC;
+    assert_int_equal(ptm_sync_wait(board, &b, fds[1]),
+                     APR_FROM_OS_ERROR(ENOSPC));
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]),
+                     APR_FROM_OS_ERROR(EIO));
+    assert_int_equal(ptm_sync_wait(board, &b, fds[1]),
+                     APR_FROM_OS_ERROR(ENOSPC));
+    shared_close();
+}
+
+/* The reverse: a line that could not be confirmed (its entry reused) says
+ * so, though a failed flush later covers it as well. */
+static void test_unconfirmed_kept(void **state)
+{
+    ptm_sync_line_t u, x;
+    int i;
+
+    (void)state;
+    setup_model();
+    append(&u, 0, 0, NULL, NULL);
+    for (i = 0; i < PTM_SYNC_FILES; i++) {
+        assert_int_equal(line_in_new_file(i, 0), APR_SUCCESS);
+    }
+    append(&x, 1, 0, NULL, NULL);
+    sh->fail_next = 1;
+    assert_int_equal(ptm_sync_wait(board, &x, fds[1]),
+                     APR_FROM_OS_ERROR(EIO));
+    assert_int_equal(ptm_sync_wait(board, &u, fds[0]),
+                     PTM_SYNC_UNCONFIRMED);
+    shared_close();
+}
+
+/* A line that waits while many more failures come (more than the board
+ * remembers) still fails, with the error of one that covered it. */
+static void test_many_failures_still_fail(void **state)
+{
+    ptm_sync_line_t a, b;
+    apr_status_t rv;
+    int i;
+
+    (void)state;
+    setup_model();
+    append(&a, 0, 0, NULL, NULL);
+    sh->fail_next = 1;
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]),
+                     APR_FROM_OS_ERROR(EIO));
+    sh->fail_errno = ENOSPC;
+    for (i = 0; i < 40; i++) {
+        append(&b, 0, 0, NULL, NULL);
+        sh->fail_next = 1;
+        assert_int_equal(ptm_sync_wait(board, &b, fds[0]),
+                         APR_FROM_OS_ERROR(ENOSPC));
+    }
+    rv = ptm_sync_wait(board, &a, fds[0]);
+    assert_true(rv == APR_FROM_OS_ERROR(EIO)
+                || rv == APR_FROM_OS_ERROR(ENOSPC));
+    append(&b, 0, 0, NULL, NULL);
+    assert_int_equal(ptm_sync_wait(board, &b, fds[0]), APR_SUCCESS);
+    shared_close();
+}
+
 /* ---- several processes ------------------------------------------------- */
 
 #define CHILD_CHECK(cond, code) \
@@ -577,6 +678,106 @@ static void test_flusher_killed(void **state)
     assert_int_equal(ptm_sync_wait(board, &b, fds[0]), APR_SUCCESS);
     assert_int_equal(ptm_sync_wait(board, &a, fds[0]), APR_SUCCESS);
     assert_true(kept(0, 0, sh->durable[0]) && sh->durable[0] > 0);
+    shared_close();
+}
+
+/* The exec'd image of test_flusher_pid_reused: `arg` is "<memfd>:<path
+ * of file 0>".  Waits for the line the test left on the board; exit 0
+ * if it was answered success. */
+static int reused_pid_waiter(const char *arg)
+{
+    size_t size = sizeof(shared_t) + ptm_sync_size();
+    char *colon;
+    int mfd, fd;
+
+    mfd = (int)strtol(arg, &colon, 10);
+    if (*colon != ':') {
+        return 3;
+    }
+    sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (sh == MAP_FAILED) {
+        return 4;
+    }
+    board = (ptm_sync_t *)sh->board;
+    if (!ptm_sync_is_ours(board)
+        || (fd = open(colon + 1, O_RDWR | O_APPEND | O_CLOEXEC)) < 0) {
+        return 5;
+    }
+    ptm_sync_test_flush = model_flush;
+    return ptm_sync_wait(board, &sh->reused_line, fd) == APR_SUCCESS ? 0 : 6;
+}
+
+static void *flush_in_thread(void *arg)
+{
+    ptm_sync_wait(board, arg, fds[0]);      /* blocks in the flush */
+    return NULL;
+}
+
+/* A flusher whose process ended in the middle of its flush, and whose pid
+ * was then given to a new process before any other waiter took the flush
+ * over: the new process's waiter takes it over (its own pid in the token
+ * does not make the flush its own) and is answered.  The pid reuse is an
+ * exec: the same pid, nothing else of the old process (its flushing
+ * thread ends with it).  Bounded: a waiter that naps forever fails the
+ * test after 5 s. */
+static void test_flusher_pid_reused(void **state)
+{
+    char self[4096], env[4200];
+    ptm_sync_line_t a;
+    int64_t off, end;
+    ssize_t n;
+    pid_t pid;
+    int status = 0, i;
+
+    (void)state;
+    /* The test binary (under valgrind, the program, not valgrind). */
+    n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    assert_true(n > 0);
+    self[n] = '\0';
+    setup_model();
+    append(&a, 0, 0, &off, &end);
+    sh->reused_line = a;
+    snprintf(env, sizeof(env), "%d:%s", sh_fd, paths[0]);
+    sh->block = 1;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pthread_t th;
+        char *argv[] = { self, NULL };
+
+        child_signals();
+        reopen_files();
+        CHILD_CHECK(pthread_create(&th, NULL, flush_in_thread, &a) == 0, 1);
+        for (i = 0; i < 500
+                    && !__atomic_load_n(&sh->blocked, __ATOMIC_SEQ_CST);
+             i++) {
+            usleep(10000);
+        }
+        CHILD_CHECK(sh->blocked, 2);
+        __atomic_store_n(&sh->block, 0, __ATOMIC_SEQ_CST);
+        setenv("PTM_SYNC_TEST_REUSED_PID", env, 1);
+        execv(self, argv);
+        _exit(7);
+    }
+    for (i = 0; i < 500 && waitpid(pid, &status, WNOHANG) == 0; i++) {
+        usleep(10000);
+    }
+    if (i == 500) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("the waiter of a process with a dead flusher's pid still "
+                 "waits after 5 s");
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fail_msg("the waiter with a dead flusher's pid: %s %d",
+                 WIFEXITED(status) ? "exit" : "signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    }
+    assert_true(kept(0, off, end));
+    /* Answered here too, without another flush. */
+    i = (int)sh->flushes;
+    assert_int_equal(ptm_sync_wait(board, &a, fds[0]), APR_SUCCESS);
+    assert_int_equal(sh->flushes, (unsigned)i);
     shared_close();
 }
 
@@ -668,12 +869,20 @@ int main(void)
         T(test_files_apart),
         T(test_streams_apart),
         T(test_entry_reused),
+        T(test_first_error_kept),
+        T(test_unconfirmed_kept),
+        T(test_many_failures_still_fail),
         T(test_flusher_killed),
+        T(test_flusher_pid_reused),
         T(test_many_processes),
         T(test_many_processes_failing),
     };
+    const char *reused = getenv("PTM_SYNC_TEST_REUSED_PID");
     int i;
 
+    if (reused) {
+        return reused_pid_waiter(reused);
+    }
     for (i = 0; i < NFILES; i++) {
         fds[i] = -1;
     }
