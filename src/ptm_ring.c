@@ -492,6 +492,11 @@ apr_status_t ptm_ring_index_free(void *data)
     return APR_SUCCESS;
 }
 
+void ptm_store_forget_ring(ptm_store_t *st)
+{
+    ptm_ring_index_free(st);
+}
+
 /* Sum up one more record (the newest) in the last block or a new one.
  * Returns 0, or -1 out of memory. */
 static int idx_add(struct ptm_ring_idx_t *x, const rec_t *r, uint64_t off)
