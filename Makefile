@@ -34,7 +34,7 @@ build/unit/test_ptm_api build/asan/unit/test_ptm_api: \
 build/unit/test_ptm_fs build/asan/unit/test_ptm_fs: \
     UNIT_LDFLAGS := -Wl,--wrap=mkdirat
 
-.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-sync bench-stream bench-stream-check bench-forward bench-readers bench-scaling profile run clean install
+.PHONY: all build deps test test-unit test-httpd test-asan test-valgrind bench bench-sync bench-contended bench-stream bench-stream-check bench-forward bench-readers bench-scaling profile run clean install
 
 all: build
 
@@ -149,6 +149,12 @@ bench-scaling: build
 bench-sync: build
 	@sh mk/ensure-packages wrk
 	$(PYTHON) bench/bench.py sync
+
+# bench/bench.py contended: only the POST scenarios, without and with a
+# busy loop per core beside the server (BENCH_CONTEND loops).
+bench-contended: build
+	@sh mk/ensure-packages wrk
+	$(PYTHON) bench/bench.py contended
 
 bench-stream: build
 	@sh mk/ensure-packages wrk

@@ -65,6 +65,7 @@
 #define PTM_LIVE_KEY "mod_panoptes_telemetry-live"
 /* Group commit's board (ptm_sync.h), kept the same way. */
 #define PTM_SYNC_KEY "mod_panoptes_telemetry-sync"
+#define PTM_LOCK_KEY "mod_panoptes_telemetry-lock"
 #define PTM_DEFAULT_STREAM_MAX 8
 #define PTM_DEFAULT_STREAM_TIMEOUT 600
 #define PTM_MAX_STREAM_TIMEOUT (366 * 24 * 3600)
@@ -639,6 +640,35 @@ static void attach_sync(server_rec *s)
     ptm_sync = data;
 }
 
+/* The store's front lock (ptm_lock.h), made with the global mutex, once
+ * per parent (`make`), in its process pool: every child of every
+ * generation then takes the same one.  A parent whose mutex was made
+ * without one (by an earlier version of the module, before a graceful
+ * restart into this one) keeps to the global mutex alone, as does one
+ * whose board another version laid out: the global mutex still excludes
+ * them all.  NULL then. */
+static ptm_lock_t *attach_lock(server_rec *s, int make)
+{
+    apr_pool_t *pp = s->process->pool;
+    void *data = NULL;
+    ptm_lock_t *lock;
+    apr_status_t rv;
+
+    apr_pool_userdata_get(&data, PTM_LOCK_KEY, pp);
+    if (!data && make) {
+        if ((rv = ptm_lock_create(&lock, pp)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s,
+                         "cannot make the store's front lock in shared "
+                         "memory: the " PTM_MUTEX " mutex alone guards the "
+                         "state");
+            return NULL;
+        }
+        apr_pool_userdata_set(lock, PTM_LOCK_KEY, apr_pool_cleanup_null, pp);
+        data = lock;
+    }
+    return ptm_lock_is_ours(data) ? data : NULL;
+}
+
 /* In the parent, when a child has ended (killed, crashed, or done): the
  * slots its streams held are free again (a child killed in the middle of
  * a stream never ran its cleanups). */
@@ -696,6 +726,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         if (rv != APR_SUCCESS) {
             return HTTP_INTERNAL_SERVER_ERROR;
         }
+        attach_lock(s, 1);
         if (strcmp(apr_global_mutex_name(ret->mutex), "posixsem") == 0) {
             /* Not released when its holder dies: one crashed child would
              * stop every request for good. */
@@ -707,6 +738,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ret->site_dir = apr_pstrdup(s->process->pool, sc->site_dir);
         ret->state_dir = apr_pstrdup(s->process->pool, sc->state_dir);
         store = ptm_store_attach(ret->base, ret->mutex, ptemp);
+        ptm_store_use_lock(store, attach_lock(s, 0));
         /* The files may be ahead of the state (a crash between append and
          * counter, a deleted state file): never give out a seq twice. */
         rv = ptm_store_reconcile(store, sc->site_dir, sc->run_roots, ptemp);
@@ -743,6 +775,7 @@ static int ptm_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     ptm_store = ptm_store_attach(ret->base, ret->mutex, pconf);
+    ptm_store_use_lock(ptm_store, attach_lock(s, 0));
     /* Forwarding (SPEC §12.5): the program, the pipe, the thread. */
     if (ptm_fwd_post_config(s, sc->forward, ret->recent, ptm_live, pconf,
                             ptemp) != OK) {
@@ -789,6 +822,7 @@ static void ptm_child_init(apr_pool_t *p, server_rec *s)
     }
     ptm_store = ptm_store_attach(ret->base, mutex, p);
     ptm_store_use_sync(ptm_store, ptm_sync);
+    ptm_store_use_lock(ptm_store, attach_lock(s, 0));
     /* Only here, on the child's pool: a cleanup on a pool that outlives
      * this module's DSO (the parent's) would call unloaded code at exit. */
     apr_pool_cleanup_register(p, ptm_store, close_files,
@@ -860,12 +894,65 @@ static size_t mount_length(request_rec *r)
 #define PTM_BAD_BODY "{\"detail\":\"Malformed request body (chunked " \
                      "encoding or Content-Length)\"}"
 
-/* The answers httpd sends itself when its input filter refuses a body
- * (see prepare_answers), in the request's config. */
+/* The request's config: whether its URI is the API's (ptm_translate), and
+ * the answers httpd sends itself when its input filter refuses a body (see
+ * prepare_answers; NULL until then). */
 typedef struct {
+    const char *api_uri;               /* r->uri when it was found the API's */
     const char *bad;                   /* 400 */
     const char *too_large;             /* 413 */
 } ptm_req_answers_t;
+
+static ptm_req_answers_t *req_config(request_rec *r)
+{
+    ptm_req_answers_t *a = ap_get_module_config(r->request_config,
+                                                &panoptes_telemetry_module);
+
+    if (!a) {
+        a = apr_pcalloc(r->pool, sizeof(*a));
+        ap_set_module_config(r->request_config, &panoptes_telemetry_module,
+                             a);
+    }
+    return a;
+}
+
+/* The API's URLs name no file: httpd's walk of the file system for them
+ * (a stat of the path, then an lstat of each of its directories, since
+ * the file is not there: 6 system calls for /api/event under /tmp/x/htdocs)
+ * is work for nothing, as for mod_proxy's URLs.  Before the translation,
+ * the request's config is that of its <Location> and <If> sections, which
+ * httpd merges after any <Directory> or <Files> one: a SetHandler of ours
+ * there is the handler the request will have.  Noted here; map_to_storage
+ * then skips the walk.  Access control is unchanged where it is set for
+ * the API, in its <Location> (httpd walks the locations again after
+ * map_to_storage); <Directory> sections and .htaccess files no longer
+ * apply to the API's URLs (README "Security"). */
+static int ptm_translate(request_rec *r)
+{
+    core_dir_config *d = ap_get_core_module_config(r->per_dir_config);
+    const char *h, *err = NULL;
+
+    if (d->expr_handler && r->uri && r->uri[0] == '/'
+        && (h = ap_expr_str_exec(r, d->expr_handler, &err)) != NULL
+        && strcasecmp(h, PTM_HANDLER) == 0) {
+        req_config(r)->api_uri = r->uri;
+    }
+    return DECLINED;
+}
+
+static int ptm_map_to_storage(request_rec *r)
+{
+    ptm_req_answers_t *a = ap_get_module_config(r->request_config,
+                                                &panoptes_telemetry_module);
+
+    /* TRACE stays httpd's (TraceEnable); a URI another translate_name
+     * hook changed (mod_rewrite's [PT], say) is walked as before. */
+    if (!a || !a->api_uri || r->method_number == M_TRACE
+        || strcmp(a->api_uri, r->uri) != 0) {
+        return DECLINED;
+    }
+    return OK;
+}
 
 static ap_filter_rec_t *json_error_filter_handle;
 
@@ -904,7 +991,7 @@ static int has_body(request_rec *r)
  * json_error_filter (inserted by ptm_insert_error_filter) corrects. */
 static void prepare_answers(request_rec *r, apr_size_t limit)
 {
-    ptm_req_answers_t *a = apr_palloc(r->pool, sizeof(*a));
+    ptm_req_answers_t *a = req_config(r);
 
     /* Built by hand, as ptm_api_error would: nothing here needs escaping,
      * and this runs for every request with a body. */
@@ -913,7 +1000,6 @@ static void prepare_answers(request_rec *r, apr_size_t limit)
                                "\"}", NULL);
     ap_custom_response(r, HTTP_BAD_REQUEST, a->bad);
     ap_custom_response(r, HTTP_REQUEST_ENTITY_TOO_LARGE, a->too_large);
-    ap_set_module_config(r->request_config, &panoptes_telemetry_module, a);
 }
 
 /* The error answer arrives here whole (ap_rputs buffers it until the EOS).
@@ -935,10 +1021,13 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 
 static void ptm_insert_error_filter(request_rec *r)
 {
+    ptm_req_answers_t *a;
+
     if ((r->status == HTTP_BAD_REQUEST
          || r->status == HTTP_REQUEST_ENTITY_TOO_LARGE)
-        && ap_get_module_config(r->request_config,
-                                &panoptes_telemetry_module)) {
+        && (a = ap_get_module_config(r->request_config,
+                                     &panoptes_telemetry_module)) != NULL
+        && a->bad) {
         ap_add_output_filter_handle(json_error_filter_handle, NULL, r,
                                     r->connection);
     }
@@ -1037,7 +1126,7 @@ static int answered_by_httpd(request_rec *r)
 {
     ptm_req_answers_t *a = ap_get_module_config(r->request_config,
                                                 &panoptes_telemetry_module);
-    const char *body = !a ? ""
+    const char *body = !a || !a->bad ? ""
                        : r->status == HTTP_BAD_REQUEST ? a->bad
                        : r->status == HTTP_REQUEST_ENTITY_TOO_LARGE
                        ? a->too_large : "";
@@ -1439,13 +1528,14 @@ static int ptm_status_hook(request_rec *r, int flags)
         ap_rprintf(r, "PanoptesStateBusy: %d\n"
                    "PanoptesReadRetries: %" APR_UINT64_T_FMT "\n"
                    "PanoptesReadLocked: %" APR_UINT64_T_FMT "\n"
+                   "PanoptesLockWaits: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentEvents: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentBytes: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentSize: %" APR_UINT64_T_FMT "\n"
                    "PanoptesRecentOldest: %s\n"
                    "PanoptesEventIdNext: %" APR_UINT64_T_FMT "-%"
                    APR_UINT64_T_FMT "\n", st.busy, st.view_retries,
-                   st.view_locked, st.recent_events,
+                   st.view_locked, st.lock_waits, st.recent_events,
                    st.recent_bytes, st.recent_size, oldest, st.epoch,
                    st.next_n);
         ap_rprintf(r, "PanoptesStreamSubscribers: %u\n"
@@ -1490,8 +1580,10 @@ static int ptm_status_hook(request_rec *r, int flags)
     }
     ap_rprintf(r, "<tr><td>reads without the lock</td><td>%"
                APR_UINT64_T_FMT " copies made again, %" APR_UINT64_T_FMT
-               " reads that took the lock</td></tr>\n", st.view_retries,
-               st.view_locked);
+               " reads that took the lock</td></tr>\n"
+               "<tr><td>state lock waits</td><td>%" APR_UINT64_T_FMT
+               "</td></tr>\n", st.view_retries, st.view_locked,
+               st.lock_waits);
     ap_rprintf(r, "<tr><td>shared state</td><td>%" APR_UINT64_T_FMT " of %"
                APR_UINT64_T_FMT " bytes used</td></tr>\n"
                "<tr><td>write errors</td><td>%" APR_UINT64_T_FMT
@@ -1533,6 +1625,9 @@ static void ptm_register_hooks(apr_pool_t *p)
     ap_hook_post_config(ptm_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ptm_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_status(ptm_child_status, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before mod_rewrite and mod_alias: it only notes the request. */
+    ap_hook_translate_name(ptm_translate, NULL, NULL, APR_HOOK_REALLY_FIRST);
+    ap_hook_map_to_storage(ptm_map_to_storage, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(ptm_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_insert_error_filter(ptm_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);

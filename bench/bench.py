@@ -14,10 +14,21 @@ c=64 on each in turn, the order swapped every repetition; the ratio is
 On / Off within the repetition. `bench/bench.py sync` (make bench-sync)
 runs only that part.
 
+Under competing CPU load (issue 14, 3): the POST scenarios once more, at
+c=8 and c=64 (those of BENCH_CONC), with one busy loop per core running
+beside the server (a plain Python loop, pinned to its core, at the nice
+level of the bench, as the server's). The ceiling is measured under the
+same load in the same repetition, so the ratio says what the load costs
+the module beyond what it costs Apache: a thread preempted while it holds
+the store lock stalls every other writer. `bench/bench.py contended`
+(make bench-contended) runs only the POST scenarios, without and with the
+load, interleaved.
+
 Environment: BENCH_SECONDS (per wrk run, default 3), BENCH_REPS (default 3),
 BENCH_CONC (default "1 8 64"), BENCH_MEMORY_EVENTS (default 1000000; 0 skips
 the memory check), BENCH_PORT (default 6590), BENCH_SO (the module to load;
-default the build's).
+default the build's), BENCH_CONTEND (busy loops for the run under load;
+default one per core; 0 skips that run).
 """
 
 import json
@@ -43,6 +54,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 CONC = [int(c) for c in os.environ.get("BENCH_CONC", "1 8 64").split()]
 MEMORY_EVENTS = int(os.environ.get("BENCH_MEMORY_EVENTS", "1000000"))
+CONTEND = int(os.environ.get("BENCH_CONTEND", str(os.cpu_count() or 1)))
 
 CONF = """\
 ServerRoot "{work}"
@@ -305,9 +317,46 @@ SCENARIOS = [
 ]
 
 
-def measure(server, results, rep, problems):
-    for conc in CONC:
-        for name, mode, path, _ in SCENARIOS:
+POST_SCENARIOS = [sc for sc in SCENARIOS if sc[1] in ("post", "event")]
+CONTEND_CONC = [c for c in CONC if c >= 8]
+
+
+class Load:
+    """A competing CPU load: `n` busy loops, each pinned to one core (in
+    turn), at the bench's nice level (the server's), from start() to
+    stop()."""
+
+    LOOP = ("import os, sys\n"
+            "try:\n"
+            "    os.sched_setaffinity(0, {int(sys.argv[1])})\n"
+            "except OSError:\n"
+            "    pass\n"
+            "while True:\n"
+            "    pass\n")
+
+    def __init__(self, n):
+        self.n = n
+        self.procs = []
+
+    def start(self):
+        cpus = sorted(os.sched_getaffinity(0))
+        for i in range(self.n):
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-c", self.LOOP, str(cpus[i % len(cpus)])]))
+        time.sleep(0.2)
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+        self.procs = []
+
+
+def measure(server, results, rep, problems, scenarios=SCENARIOS, conc_list=CONC,
+            label=""):
+    for conc in conc_list:
+        for name, mode, path, _ in scenarios:
             if name == "POST /event (run)":
                 http("POST", "/api/run/start", {})
             before_lines = site_lines()
@@ -318,15 +367,27 @@ def measure(server, results, rep, problems):
                 got = site_lines() - before_lines
                 ok = r["requests"] - r["status"]
                 if not ok <= got <= ok + conc:
-                    problems.append("%s c=%d: %d lines for %d answers"
-                                    % (name, conc, got, ok))
+                    problems.append("%s%s c=%d: %d lines for %d answers"
+                                    % (name, label, conc, got, ok))
             if name == "POST /event (run)":
                 http("POST", "/api/run/stop")
             if r["status"] or r["errors"]:
-                problems.append("%s c=%d rep %d: %d non-2xx, %d socket "
-                                "errors" % (name, conc, rep, r["status"],
-                                            r["errors"]))
+                problems.append("%s%s c=%d rep %d: %d non-2xx, %d socket "
+                                "errors" % (name, label, conc, rep,
+                                            r["status"], r["errors"]))
             results.setdefault((name, conc), []).append(r)
+
+
+def measure_contended(server, results, rep, problems):
+    """The POST scenarios at c >= 8 with CONTEND busy loops beside the
+    server, into `results`."""
+    load = Load(CONTEND)
+    load.start()
+    try:
+        measure(server, results, rep, problems, POST_SCENARIOS,
+                CONTEND_CONC, " (under load)")
+    finally:
+        load.stop()
 
 
 def exact_check(problems):
@@ -404,6 +465,35 @@ def memory_check(server, problems):
 
 def fmt_us(us):
     return "%.2f ms" % (us / 1000.0)
+
+
+def print_table(results, scenarios, conc_list):
+    """Medians over the repetitions; a ratio is to the scenario's ceiling
+    within each repetition, then the median of those."""
+    print("%-26s %4s %10s %10s %10s %12s %8s %9s %8s" % (
+        "scenario", "c", "req/s", "p50", "p99", "CPU/req", "ratio",
+        "p99 ratio", "CPU ratio"))
+    for conc in conc_list:
+        for name, _, _, base in scenarios:
+            rs = results[(name, conc)]
+            rps = statistics.median(r["rps"] for r in rs)
+            p50 = statistics.median(r["p50_us"] for r in rs)
+            p99 = statistics.median(r["p99_us"] for r in rs)
+            cpu = statistics.median(r["cpu_per_req_us"] for r in rs)
+            ratio = p99r = cpur = each = ""
+            if base:
+                bs = results[(base, conc)]
+                ratios = [r["rps"] / b["rps"] for r, b in zip(rs, bs)]
+                ratio = "%.2f" % statistics.median(ratios)
+                each = " ".join("%.2f" % x for x in ratios)
+                p99r = "%.2f" % statistics.median(
+                    r["p99_us"] / max(b["p99_us"], 1) for r, b in zip(rs, bs))
+                cpur = "%.2f" % statistics.median(
+                    r["cpu_per_req_us"] / max(b["cpu_per_req_us"], 1e-9)
+                    for r, b in zip(rs, bs))
+            print("%-26s %4d %10.0f %10s %10s %9.1f us %8s %9s %8s  %s" % (
+                name, conc, rps, fmt_us(p50), fmt_us(p99), cpu, ratio, p99r,
+                cpur, each))
 
 
 SYNC_CONC = (8, 64)
@@ -513,6 +603,17 @@ def main_sync():
         sys.exit(1)
 
 
+def prepare():
+    """The ceilings' files: the static POST's target, and for the static
+    GET a /current of 20 types saved as a file."""
+    seed_types(20)
+    _, cur = http("GET", "/api/current")
+    with open(os.path.join(WORK, "htdocs", "current.json"), "wb") as f:
+        f.write(cur)
+    with open(os.path.join(WORK, "htdocs", "ok.json"), "w") as f:
+        f.write('{"ok":true}\n')
+
+
 def main():
     if not os.path.exists(SO):
         sys.exit("bench: build the module first (make build)")
@@ -521,15 +622,12 @@ def main():
     server = Server(sync=False)
     server.start()
     try:
-        # The ceiling's GET is a /current of 20 types, saved as a file.
-        seed_types(20)
-        _, cur = http("GET", "/api/current")
-        with open(os.path.join(WORK, "htdocs", "current.json"), "wb") as f:
-            f.write(cur)
-        with open(os.path.join(WORK, "htdocs", "ok.json"), "w") as f:
-            f.write('{"ok":true}\n')
+        prepare()
+        contended = {}
         for rep in range(REPS):
             measure(server, results, rep, problems)
+            if CONTEND > 0 and CONTEND_CONC:
+                measure_contended(server, contended, rep, problems)
         exact = exact_check(problems)
         memory = memory_check(server, problems)
     finally:
@@ -541,29 +639,12 @@ def main():
     print()
     print("make bench: %d repetitions x %d s per run, wrk, event MPM, "
           "2 x 64 threads, keep-alive" % (REPS, SECONDS))
-    print("%-26s %4s %10s %10s %10s %12s %8s %9s %8s" % (
-        "scenario", "c", "req/s", "p50", "p99", "CPU/req", "ratio",
-        "p99 ratio", "CPU ratio"))
-    for conc in CONC:
-        for name, _, _, base in SCENARIOS:
-            rs = results[(name, conc)]
-            rps = statistics.median(r["rps"] for r in rs)
-            p50 = statistics.median(r["p50_us"] for r in rs)
-            p99 = statistics.median(r["p99_us"] for r in rs)
-            cpu = statistics.median(r["cpu_per_req_us"] for r in rs)
-            ratio = p99r = cpur = ""
-            if base:
-                bs = results[(base, conc)]
-                ratio = "%.2f" % statistics.median(
-                    r["rps"] / b["rps"] for r, b in zip(rs, bs))
-                p99r = "%.2f" % statistics.median(
-                    r["p99_us"] / max(b["p99_us"], 1) for r, b in zip(rs, bs))
-                cpur = "%.2f" % statistics.median(
-                    r["cpu_per_req_us"] / max(b["cpu_per_req_us"], 1e-9)
-                    for r, b in zip(rs, bs))
-            print("%-26s %4d %10.0f %10s %10s %9.1f us %8s %9s %8s" % (
-                name, conc, rps, fmt_us(p50), fmt_us(p99), cpu, ratio, p99r,
-                cpur))
+    print_table(results, SCENARIOS, CONC)
+    if contended:
+        print()
+        print("Under load: the POST scenarios again, with %d busy loops "
+              "beside the server" % CONTEND)
+        print_table(contended, POST_SCENARIOS, CONTEND_CONC)
     print_sync(sync_runs, sync_flushes)
     print()
     print("correctness: " + exact)
@@ -578,8 +659,43 @@ def main():
           "is one line")
 
 
+def main_contended():
+    """The POST scenarios only, without and with the competing load,
+    interleaved in each repetition."""
+    if not os.path.exists(SO):
+        sys.exit("bench: build the module first (make build)")
+    if CONTEND <= 0 or not CONTEND_CONC:
+        sys.exit("bench: BENCH_CONTEND and a BENCH_CONC of 8 or more, please")
+    problems = []
+    results, contended = {}, {}
+    server = Server(sync=False)
+    server.start()
+    try:
+        prepare()
+        for rep in range(REPS):
+            measure(server, results, rep, problems, POST_SCENARIOS,
+                    CONTEND_CONC)
+            measure_contended(server, contended, rep, problems)
+    finally:
+        server.stop()
+    print()
+    print("make bench-contended: %d repetitions x %d s per run, wrk, event "
+          "MPM, 2 x 64 threads, keep-alive" % (REPS, SECONDS))
+    print_table(results, POST_SCENARIOS, CONTEND_CONC)
+    print()
+    print("Under load: %d busy loops beside the server" % CONTEND)
+    print_table(contended, POST_SCENARIOS, CONTEND_CONC)
+    if problems:
+        print("\nPROBLEMS:")
+        for p in problems:
+            print("  " + p)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["sync"]:
         main_sync()
+    elif sys.argv[1:] == ["contended"]:
+        main_contended()
     else:
         main()

@@ -633,7 +633,6 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
     apr_time_t ts_us;
     int attempt;
     apr_status_t rv;
-    ptm_buf_t out;
 
     memset(&ev, 0, sizeof(ev));
     if (ptm_body_parse(&body, &err, req->content_type, req->body,
@@ -641,6 +640,7 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
         || ptm_event_validate(&ev, body, &err) != 0) {
         goto fail;
     }
+    ev.size_hint = req->body_len;
     /* The file is chosen from the server clock, never from a client ts. */
     ptm_time_utc_iso(ts, req->now);
     if ((rv = ptm_time_day_key(day, req->now)) != APR_SUCCESS) {
@@ -780,12 +780,8 @@ static void do_event(ptm_api_resp_t *resp, const ptm_api_conf_t *conf,
                     NULL));
         goto fail;
     }
-    ptm_buf_init(&out, p, env.ts_len + env.body_len + 32);
-    ptm_buf_puts(&out, "{\"seq\":");
-    ptm_buf_put_int(&out, (long long)seq);
-    ptm_buf_add(&out, env.ts_part, env.ts_len);
-    ptm_buf_add(&out, env.body_part, env.body_len);
-    respond(resp, 200, &out);
+    resp->status = 200;
+    resp->body = ptm_envelope_public(&env, seq, &resp->body_len);
     if (req->debug) {
         /* Like upstream's --verbose line for each event. */
         resp->debug = apr_psprintf(p, "event type=%.*s stream=%s seq=%"

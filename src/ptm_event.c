@@ -253,7 +253,12 @@ int ptm_event_envelope(ptm_envelope_t *env, ptm_err_t *err,
         json_object_set_new(ev->meta, "run_id",
                             json_stringn(run_id, run_id_len));
     }
-    ptm_buf_init(&b, p, 256);
+    /* The ts, the keys, a run_id put into meta: the rest is about the
+     * body as sent (written again in the same form, numbers and escapes
+     * alike, mostly). */
+    ptm_buf_init(&b, p, ev->size_hint + run_id_len + 128 > 256
+                        ? ev->size_hint + run_id_len + 128 : 256);
+    b.len = PTM_ENVELOPE_HEAD;          /* ptm_envelope_public's room */
     ptm_buf_puts(&b, ",\"ts\":");
     if (ev->ts) {
         ptm_json_dump_string(&b, ev->ts, ev->ts_len);
@@ -261,7 +266,7 @@ int ptm_event_envelope(ptm_envelope_t *env, ptm_err_t *err,
     else {
         ptm_json_dump_string(&b, server_ts, strlen(server_ts));
     }
-    env->ts_len = b.len;
+    env->ts_len = b.len - PTM_ENVELOPE_HEAD;
     ptm_buf_puts(&b, ",\"type\":");
     key_at = b.len;
     ptm_json_dump_string(&b, ev->type, ev->type_len);
@@ -276,16 +281,30 @@ int ptm_event_envelope(ptm_envelope_t *env, ptm_err_t *err,
     }
     ptm_buf_putc(&b, '}');
     /* Pieces point into one block: the buffer may have moved while growing. */
-    env->ts_part = b.data;
+    env->head = b.data;
+    env->ts_part = b.data + PTM_ENVELOPE_HEAD;
     env->key = b.data + key_at;
-    env->body_part = b.data + env->ts_len;
-    env->body_len = b.len - env->ts_len;
+    env->body_part = env->ts_part + env->ts_len;
+    env->body_len = b.len - PTM_ENVELOPE_HEAD - env->ts_len;
     return 0;
 
 unprintable:
     /* The parser refuses what could not be printed; be safe anyway. */
     ptm_err_set(err, 500, "Event could not be serialised");
     return -1;
+}
+
+const char *ptm_envelope_public(const ptm_envelope_t *env, uint64_t seq,
+                                size_t *len)
+{
+    char digits[20];
+    size_t n = ptm_fmt_u64(digits, seq);
+    char *at = env->head + PTM_ENVELOPE_HEAD - 7 - n;
+
+    memcpy(at, "{\"seq\":", 7);
+    memcpy(at + 7, digits, n);
+    *len = 7 + n + env->ts_len + env->body_len;
+    return at;
 }
 
 /* ---- RunStartRequest ---------------------------------------------------- */

@@ -32,6 +32,9 @@ typedef struct {
     size_t ts_len;
     int make_current;
     int store_permanently;
+    size_t size_hint;      /* the body's bytes (0: unknown): the envelope
+                            * is about as long, so its buffer is made that
+                            * big at once rather than grown by doubling */
 } ptm_event_req_t;
 
 /**
@@ -57,7 +60,23 @@ typedef struct {
     size_t ts_len;
     const char *body_part;
     size_t body_len;
+    /* The PTM_ENVELOPE_HEAD bytes right before ts_part, in the same
+     * block, free for {"seq":N: the public envelope is then one slice of
+     * the block (ptm_envelope_public), not a copy. */
+    char *head;
 } ptm_envelope_t;
+
+/* Room for {"seq": and 20 digits. */
+#define PTM_ENVELOPE_HEAD 27
+
+/**
+ * The public envelope of `env` with seq `seq` ({"seq":N <ts_part>
+ * <body_part>), written into the room before ts_part: returns where it
+ * starts, with its length in `*len`.  The block is changed: call it once
+ * the parts have been stored.
+ */
+const char *ptm_envelope_public(const ptm_envelope_t *env, uint64_t seq,
+                                size_t *len);
 
 /**
  * Serialise the envelope of `ev` with `server_ts` used when the client sent

@@ -215,22 +215,57 @@ undo:
     return APR_FROM_OS_ERROR(err);
 }
 
-apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
-                               int sync)
+/* 1 if `tail` says the file `st` ends where the last line appended to it
+ * did (so in a newline). */
+static int at_tail(const ptm_ndjson_tail_t *tail, const struct stat *st)
+{
+    return tail && tail->end >= 0 && tail->end == (int64_t)st->st_size
+           && tail->dev == (uint64_t)st->st_dev
+           && tail->ino == (uint64_t)st->st_ino;
+}
+
+static void set_tail(ptm_ndjson_tail_t *tail, const struct stat *st,
+                     apr_status_t rv, off_t end)
+{
+    if (!tail) {
+        return;
+    }
+    if (rv != APR_SUCCESS || !S_ISREG(st->st_mode)) {
+        tail->end = -1;
+        return;
+    }
+    tail->dev = (uint64_t)st->st_dev;
+    tail->ino = (uint64_t)st->st_ino;
+    tail->end = (int64_t)end;
+}
+
+apr_status_t ptm_ndjson_append_tail(int fd, const struct iovec *iov, int n,
+                                    int sync, ptm_ndjson_tail_t *tail)
 {
     struct stat st;
-    off_t end;
+    apr_status_t rv;
+    off_t end = -1;
 
     if (fstat(fd, &st) != 0) {
-        return APR_FROM_OS_ERROR(errno);
+        rv = APR_FROM_OS_ERROR(errno);
+        set_tail(tail, &st, rv, end);
+        return rv;
     }
     if (S_ISREG(st.st_mode) && st.st_nlink == 0) {
         /* Deleted (rotated, removed) since it was opened: the line would
          * go nowhere.  The caller opens the path again. */
         return APR_ENOENT;
     }
-    return append_at(fd, st.st_size, S_ISREG(st.st_mode), iov, n, sync,
-                     &end);
+    rv = append_at(fd, st.st_size, S_ISREG(st.st_mode) && !at_tail(tail, &st),
+                   iov, n, sync, &end);
+    set_tail(tail, &st, rv, end);
+    return rv;
+}
+
+apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
+                               int sync)
+{
+    return ptm_ndjson_append_tail(fd, iov, n, sync, NULL);
 }
 
 /* ---- a process's open files ---------------------------------------------- */
@@ -270,6 +305,15 @@ apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
                                     const struct iovec *iov, int n, int sync,
                                     const char **step, apr_pool_t *p)
 {
+    return ptm_ndjson_file_append_tail(f, path, iov, n, sync, NULL, step, p);
+}
+
+apr_status_t ptm_ndjson_file_append_tail(ptm_ndjson_file_t *f,
+                                         const char *path,
+                                         const struct iovec *iov, int n,
+                                         int sync, ptm_ndjson_tail_t *tail,
+                                         const char **step, apr_pool_t *p)
+{
     struct stat st;
     apr_status_t rv;
     off_t end;
@@ -278,6 +322,9 @@ apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
     *step = "open";
     if (!still_current(f, path, &st)) {
         ptm_ndjson_file_close(f);
+        if (tail) {
+            tail->end = -1;     /* whatever the failure, nothing is known */
+        }
         if ((rv = ptm_ndjson_open(&fd, path, p)) != APR_SUCCESS) {
             return rv;
         }
@@ -297,9 +344,11 @@ apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
     *step = "write";
     /* Ending where our own last line ended, the file ends in a newline:
      * no one else appended (or cut) since, so there is no partial line to
-     * look for. */
+     * look for; likewise where the last line of any process ended. */
     rv = append_at(f->fd, st.st_size, S_ISREG(st.st_mode)
-                   && st.st_size != f->end, iov, n, sync, &end);
+                   && st.st_size != f->end && !at_tail(tail, &st),
+                   iov, n, sync, &end);
+    set_tail(tail, &st, rv, end);
     if (rv != APR_SUCCESS) {
         /* A refused line leaves no trace, not even the empty file the
          * open created; and the next line opens afresh. */

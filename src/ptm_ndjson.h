@@ -43,6 +43,29 @@ apr_status_t ptm_ndjson_append(int fd, const struct iovec *iov, int n,
                                int sync);
 
 /**
+ * Where the last line appended to a stream ended: the file (device and
+ * inode) and the offset, or `end` -1 when unknown.  Shared by the
+ * processes that append under the store lock (ptm_lock.h's board), and
+ * only read or written under it, so that a file that still ends there is
+ * known to end in a newline without reading it back, whichever process
+ * appended last.
+ */
+typedef struct {
+    uint64_t dev;
+    uint64_t ino;
+    int64_t end;
+} ptm_ndjson_tail_t;
+
+/**
+ * ptm_ndjson_append, except that the check for a partial last line is
+ * skipped when `tail` (may be NULL) says the file ends where the last line
+ * appended to it did; `tail` then says where this line ends (or -1 after
+ * a failure).
+ */
+apr_status_t ptm_ndjson_append_tail(int fd, const struct iovec *iov, int n,
+                                    int sync, ptm_ndjson_tail_t *tail);
+
+/**
  * One stream file kept open by a process between lines, so that a line
  * costs a stat and a writev rather than an open, a read and a close
  * (regular files only: anything else is opened for each line).
@@ -79,6 +102,15 @@ void ptm_ndjson_file_close(ptm_ndjson_file_t *f);
 apr_status_t ptm_ndjson_file_append(ptm_ndjson_file_t *f, const char *path,
                                     const struct iovec *iov, int n, int sync,
                                     const char **step, apr_pool_t *p);
+
+/** ptm_ndjson_file_append with a shared `tail` (may be NULL), as
+ * ptm_ndjson_append_tail uses it: the check is also skipped when the file
+ * ends where the last line another process appended did. */
+apr_status_t ptm_ndjson_file_append_tail(ptm_ndjson_file_t *f,
+                                         const char *path,
+                                         const struct iovec *iov, int n,
+                                         int sync, ptm_ndjson_tail_t *tail,
+                                         const char **step, apr_pool_t *p);
 
 /**
  * Remove `path` if it is still the empty regular file open as `fd` (a

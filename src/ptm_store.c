@@ -85,6 +85,11 @@ void ptm_store_use_sync(ptm_store_t *st, ptm_sync_t *board)
     st->sync = board;
 }
 
+void ptm_store_use_lock(ptm_store_t *st, ptm_lock_t *lock)
+{
+    st->lock = lock;
+}
+
 void ptm_store_close_files(ptm_store_t *st)
 {
     ptm_ndjson_file_close(&st->files[0]);
@@ -121,24 +126,45 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
  * is destroyed under everyone (every request 500 until httpd is stopped
  * and started).  SIGKILL still ends a holder: APR recovers from that. */
 static __thread sigset_t held_mask;
+/* 1 once this thread was found blocking them all already: the threads of
+ * worker and event block every signal for good (their child's main thread
+ * handles them), and two system calls per lock are then saved.  prefork's
+ * process, which takes them, blocks and unblocks each time. */
+static __thread int always_held;
+
+static const int ending_signals[] = {
+    SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGWINCH
+};
 
 static void hold_signals(void)
 {
     sigset_t ending;
+    size_t i;
 
+    if (always_held) {
+        return;
+    }
     sigemptyset(&ending);
-    sigaddset(&ending, SIGHUP);
-    sigaddset(&ending, SIGTERM);
-    sigaddset(&ending, SIGINT);
-    sigaddset(&ending, SIGQUIT);
-    sigaddset(&ending, SIGUSR1);
-    sigaddset(&ending, SIGWINCH);
+    for (i = 0; i < sizeof(ending_signals) / sizeof(ending_signals[0]); i++) {
+        sigaddset(&ending, ending_signals[i]);
+    }
     pthread_sigmask(SIG_BLOCK, &ending, &held_mask);
 }
 
 static void release_signals(void)
 {
+    size_t i;
+
+    if (always_held) {
+        return;
+    }
     pthread_sigmask(SIG_SETMASK, &held_mask, NULL);
+    for (i = 0; i < sizeof(ending_signals) / sizeof(ending_signals[0]); i++) {
+        if (sigismember(&held_mask, ending_signals[i]) != 1) {
+            return;
+        }
+    }
+    always_held = 1;
 }
 
 /* A state left mid-update: the writing mark set (a process died inside
@@ -150,23 +176,47 @@ static int torn(const hdr_t *h)
     return h->writing || (__atomic_load_n(&h->view_gen, __ATOMIC_RELAXED) & 1);
 }
 
+static void give_lock(ptm_store_t *st)
+{
+    if (st->mutex) {
+        apr_global_mutex_unlock(st->mutex);
+    }
+    if (st->lock) {
+        ptm_lock_give(st->lock);
+    }
+    if (st->mutex || st->lock) {
+        release_signals();
+    }
+}
+
+/* The front lock first (ptm_lock.h: the global mutex behind it is then
+ * free whenever it is taken, unless a process without the front lock
+ * holds it), then the global mutex. */
 static apr_status_t take_lock(ptm_store_t *st, int wait)
 {
     apr_status_t rv;
 
-    if (!st->mutex) {
+    if (!st->mutex && !st->lock) {
         return torn(st->hdr) ? ptm_repair_locked(st) : APR_SUCCESS;
     }
     hold_signals();
-    rv = wait ? apr_global_mutex_lock(st->mutex)
-              : apr_global_mutex_trylock(st->mutex);
-    if (rv != APR_SUCCESS) {
+    if (st->lock && (rv = ptm_lock_take(st->lock, wait)) != APR_SUCCESS) {
         release_signals();
         return rv;
     }
+    if (st->mutex) {
+        rv = wait ? apr_global_mutex_lock(st->mutex)
+                  : apr_global_mutex_trylock(st->mutex);
+        if (rv != APR_SUCCESS) {
+            if (st->lock) {
+                ptm_lock_give(st->lock);
+            }
+            release_signals();
+            return rv;
+        }
+    }
     if (torn(st->hdr) && (rv = ptm_repair_locked(st)) != APR_SUCCESS) {
-        apr_global_mutex_unlock(st->mutex);
-        release_signals();
+        give_lock(st);
         return rv;
     }
     return APR_SUCCESS;
@@ -198,10 +248,7 @@ void ptm_store_end_locked(hdr_t *h)
 
 void ptm_store_unlock(ptm_store_t *st)
 {
-    if (st->mutex) {
-        apr_global_mutex_unlock(st->mutex);
-        release_signals();
-    }
+    give_lock(st);
 }
 
 apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
@@ -291,11 +338,16 @@ apr_status_t ptm_store_event(ptm_store_t *st, const ptm_store_event_t *ev,
         if (group) {
             ticket = ptm_sync_ticket_locked(st->sync, ev->stream);
         }
+        ptm_ndjson_tail_t *tail = st->lock ? ptm_lock_tail(st->lock,
+                                                           ev->stream)
+                                           : NULL;
+
         rv = ev->fd >= 0
-             ? ptm_ndjson_append(ev->fd, iov, 5, ev->sync && !group)
-             : ptm_ndjson_file_append(&st->files[ev->stream], ev->path, iov,
-                                      5, ev->sync && !group, &step,
-                                      ev->pool);
+             ? ptm_ndjson_append_tail(ev->fd, iov, 5, ev->sync && !group,
+                                      tail)
+             : ptm_ndjson_file_append_tail(&st->files[ev->stream], ev->path,
+                                           iov, 5, ev->sync && !group, tail,
+                                           &step, ev->pool);
         if (rv != APR_SUCCESS) {
             ptm_store_end_locked(h);              /* the append left nothing behind */
             if (ev->failed_step) {
@@ -505,6 +557,7 @@ apr_status_t ptm_store_stats(ptm_store_t *st, ptm_store_stats_t *stats,
     stats->view_retries = __atomic_load_n(&h->view_retries,
                                           __ATOMIC_RELAXED);
     stats->view_locked = __atomic_load_n(&h->view_locked, __ATOMIC_RELAXED);
+    stats->lock_waits = st->lock ? ptm_lock_waits(st->lock) : 0;
     if (stats->busy) {
         return APR_SUCCESS;
     }

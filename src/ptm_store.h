@@ -19,6 +19,7 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 #include "ptm_buf.h"
+#include "ptm_lock.h"
 #include "ptm_sync.h"
 
 typedef struct ptm_store_t ptm_store_t;
@@ -63,6 +64,12 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
 /** Let the events of `st` with `sync` set share flushes through `board`
  * (NULL: each is flushed under the lock, as before group commit). */
 void ptm_store_use_sync(ptm_store_t *st, ptm_sync_t *board);
+
+/** Take `lock` (ptm_lock.h) before the global mutex, every time `st` is
+ * locked (NULL: the global mutex alone).  Every handle on one segment
+ * should use the same board; one without it is still excluded, by the
+ * global mutex. */
+void ptm_store_use_lock(ptm_store_t *st, ptm_lock_t *lock);
 
 /** Close the stream files this process keeps open through `st`. */
 void ptm_store_close_files(ptm_store_t *st);
@@ -410,6 +417,8 @@ typedef struct {
     uint64_t view_retries;     /* reads without the lock made again */
     uint64_t view_locked;      /* reads that took the lock after
                                 * PTM_VIEW_TRIES tries */
+    uint64_t lock_waits;       /* takes of the lock that found it held
+                                * (the front lock's, ptm_lock.h) */
 } ptm_store_stats_t;
 
 /**

@@ -159,6 +159,8 @@ struct ptm_store_t {
     /* This process's summary of the ring (ptm_ring.c), used under the
      * lock only; NULL until GET /events first asks. */
     struct ptm_ring_idx_t *ridx;
+    /* The front lock (ptm_lock.h), or NULL: the global mutex alone. */
+    ptm_lock_t *lock;
 };
 
 #define BLOB_TOTAL(len) (sizeof(blob_t) + ALIGN8((uint64_t)(len)))

@@ -21,7 +21,7 @@ for my $k (qw(PanoptesEventsSite PanoptesEventsRun PanoptesSeqSite PanoptesSeqRu
               PanoptesAnswers405 PanoptesAnswers409 PanoptesAnswers413
               PanoptesAnswers422 PanoptesAnswers500 PanoptesAnswers503
               PanoptesAnswers507 PanoptesStateBusy PanoptesReadRetries
-              PanoptesReadLocked)) {
+              PanoptesReadLocked PanoptesLockWaits)) {
     like($a0->{$k} // '', qr/^\d+$/, "?auto has $k");
 }
 is($a0->{PanoptesRunActive}, 0, 'no run active');

@@ -696,6 +696,30 @@ static void test_event_envelope_table(void **state)
         snprintf(what, sizeof(what), "%s: key", c->name);
         check_mem(what, env.key, env.key_len, c->key);
         assert_int_equal(err.status, 0);
+        /* The public envelope, made in place before the parts, for seqs
+         * of every width (the parts stay as they were). */
+        {
+            static const uint64_t seqs[] = {
+                0, 7, 42, 1234567, 9223372036854775807ull,
+                18446744073709551615ull
+            };
+            size_t k;
+
+            for (k = 0; k < sizeof(seqs) / sizeof(seqs[0]); k++) {
+                char *want = apr_psprintf(gpool, "{\"seq\":%" APR_UINT64_T_FMT
+                                          "%s%s", seqs[k], c->ts_part,
+                                          c->body_part);
+                size_t len = 0;
+                const char *pub = ptm_envelope_public(&env, seqs[k], &len);
+
+                snprintf(what, sizeof(what), "%s: public, seq %" APR_UINT64_T_FMT,
+                         c->name, seqs[k]);
+                check_mem(what, pub, len, want);
+                assert_true(pub >= env.head);
+                check_mem(what, env.ts_part, env.ts_len, c->ts_part);
+                check_mem(what, env.body_part, env.body_len, c->body_part);
+            }
+        }
         ptm_event_req_free(&ev);
     }
 }

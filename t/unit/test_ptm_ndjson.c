@@ -951,6 +951,121 @@ static void test_append_deleted_file(void **state)
 }
 
 /* Only the very empty file that fd has open is removed. */
+/* ---- a stream's shared tail (ptm_lock.h's board) ------------------------- */
+
+/* The tail is trusted only for the file and size it names: a file that
+ * ends there is appended to without looking at its last byte (shown here
+ * with a partial line the tail claims is not there: kept), any other
+ * file, size or an unknown tail makes the append cut a partial line as
+ * ever.  After each append the tail names the line's end; after a failure
+ * it is unknown.  Through a process's open file too. */
+static void test_append_tail(void **state)
+{
+    static fx_t fx;     /* outlives a failed test for its teardown */
+    ptm_ndjson_tail_t tail;
+    ptm_ndjson_file_t f;
+    const char *path = NULL, *l1, *l2, *want;
+    struct iovec iov[1];
+    struct stat sb;
+    int fd, i;
+
+    fx_open(&fx);
+    l1 = mkline(fx.p, 1, 10);
+    l2 = mkline(fx.p, 2, 20);
+    for (i = 0; i < 5; i++) {
+        path = path_in(&fx, apr_psprintf(fx.p, "t%d.ndjson", i));
+        ptm_unit_put_file(path, apr_pstrcat(fx.p, l1, "{\"seq\":", NULL),
+                          strlen(l1) + 7);
+        assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
+        assert_int_equal(fstat(fd, &sb), 0);
+        tail.dev = (uint64_t)sb.st_dev;
+        tail.ino = (uint64_t)sb.st_ino;
+        tail.end = (int64_t)sb.st_size;
+        switch (i) {
+        case 1:
+            tail.end--;                 /* another size */
+            break;
+        case 2:
+            tail.ino++;                 /* another file */
+            break;
+        case 3:
+            tail.end = -1;              /* unknown */
+            break;
+        case 4:
+            tail.dev++;
+            break;
+        }
+        iov[0].iov_base = (void *)l2;
+        iov[0].iov_len = strlen(l2);
+        assert_int_equal(ptm_ndjson_append_tail(fd, iov, 1, 0, &tail),
+                         APR_SUCCESS);
+        want = i == 0 ? apr_pstrcat(fx.p, l1, "{\"seq\":", l2, NULL)
+                      : apr_pstrcat(fx.p, l1, l2, NULL);
+        check_file(&fx, path, want, strlen(want));
+        assert_int_equal(tail.end, (int64_t)strlen(want));
+        assert_int_equal(tail.ino, (uint64_t)sb.st_ino);
+        assert_int_equal(tail.dev, (uint64_t)sb.st_dev);
+        close(fd);
+    }
+
+    /* A failed append forgets it (a file size limit below the line). */
+    {
+        const char *big = mkline(fx.p, 3, 5000);
+
+        assert_int_equal(ptm_ndjson_open(&fd, path, fx.p), APR_SUCCESS);
+        set_fsize((rlim_t)(strlen(want) + 100));
+        iov[0].iov_base = (void *)big;
+        iov[0].iov_len = strlen(big);
+        assert_true(ptm_ndjson_append_tail(fd, iov, 1, 0, &tail)
+                    != APR_SUCCESS);
+        set_fsize(RLIM_INFINITY);
+        assert_int_equal(tail.end, -1);
+        check_file(&fx, path, want, strlen(want));
+        close(fd);
+    }
+
+    /* Through an open file: another process appended a whole line and
+     * said so in the tail; then a partial line the tail knows nothing of
+     * (a writer without the board, killed mid-line) is cut. */
+    path = path_in(&fx, "f.ndjson");
+    ptm_ndjson_file_init(&f);
+    {
+        struct iovec v[1];
+        const char *step;
+
+        v[0].iov_base = (void *)l1;
+        v[0].iov_len = strlen(l1);
+        tail.end = -1;
+        assert_int_equal(ptm_ndjson_file_append_tail(&f, path, v, 1, 0, &tail,
+                                                     &step, fx.p),
+                         APR_SUCCESS);
+        assert_int_equal(tail.end, (int64_t)strlen(l1));
+        /* "Another process": a line, then the tail moved, then a partial
+         * line the tail is told about (so trusted: kept). */
+        fd = open(path, O_WRONLY | O_APPEND);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, l2, strlen(l2)), (ssize_t)strlen(l2));
+        assert_int_equal(write(fd, "{\"x", 3), 3);
+        tail.end += (int64_t)strlen(l2) + 3;
+        assert_int_equal(ptm_ndjson_file_append_tail(&f, path, v, 1, 0, &tail,
+                                                     &step, fx.p),
+                         APR_SUCCESS);
+        want = apr_pstrcat(fx.p, l1, l2, "{\"x", l1, NULL);
+        check_file(&fx, path, want, strlen(want));
+        /* Now a partial line behind the tail's back: cut. */
+        assert_int_equal(write(fd, "{\"y", 3), 3);
+        assert_int_equal(ptm_ndjson_file_append_tail(&f, path, v, 1, 0, &tail,
+                                                     &step, fx.p),
+                         APR_SUCCESS);
+        want = apr_pstrcat(fx.p, want, l1, NULL);
+        check_file(&fx, path, want, strlen(want));
+        assert_int_equal(tail.end, (int64_t)strlen(want));
+        close(fd);
+    }
+    ptm_ndjson_file_close(&f);
+    fx_close(&fx);
+}
+
 /* ---- ptm_ndjson_file_append: a process's open stream file ---------------- */
 
 /* Append `line` through `f`; returns the status, `*step` the failed step. */
@@ -1349,6 +1464,7 @@ int main(void)
         T(test_last_seq_then_append),
         T(test_append_deleted_file),
         T(test_discard_if_empty),
+        T(test_append_tail),
         T(test_file_append),
         T(test_file_append_failures),
         T(test_file_append_fifo),

@@ -1333,6 +1333,10 @@ static void mp_event(ptm_store_event_t *ev, apr_pool_t *p, uint64_t gen,
              i % 11 != 7, fd);
 }
 
+/* The front lock the even children take (test_multiprocess_front_lock),
+ * or NULL. */
+static ptm_lock_t *mp_lock;
+
 static void mp_child(fx_t *fx, int k)
 {
     apr_pool_t *p, *iter;
@@ -1350,6 +1354,9 @@ static void mp_child(fx_t *fx, int k)
         _exit(20);
     }
     st = ptm_store_attach(fx->base, mx, p);
+    if (mp_lock && k % 2 == 0) {
+        ptm_store_use_lock(st, mp_lock);
+    }
     fd = open(fx->file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || ptm_store_run_peek(&run, st, p) != APR_SUCCESS) {
         _exit(21);
@@ -1365,7 +1372,30 @@ static void mp_child(fx_t *fx, int k)
     _exit(0);
 }
 
+static void multiprocess_appends(ptm_lock_t *(*make_lock)(fx_t *));
+
 static void test_multiprocess_appends(void **state)
+{
+    multiprocess_appends(NULL);
+}
+
+static ptm_lock_t *front_lock(fx_t *fx)
+{
+    ptm_lock_t *lock;
+
+    assert_int_equal(ptm_lock_create(&lock, fx->p), APR_SUCCESS);
+    return lock;
+}
+
+/* The same with the front lock (ptm_lock.h) taken by half of the writers
+ * only: the others, like children of a module version without it across a
+ * graceful restart, are still excluded by the global mutex. */
+static void test_multiprocess_front_lock(void **state)
+{
+    multiprocess_appends(front_lock);
+}
+
+static void multiprocess_appends(ptm_lock_t *(*make_lock)(fx_t *))
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
     pid_t pids[NPROC];
@@ -1380,6 +1410,7 @@ static void test_multiprocess_appends(void **state)
     apr_pool_t *iter;
 
     fx_open(&fx, 4 * 1024 * 1024);
+    mp_lock = make_lock ? make_lock(&fx) : NULL;
     memset(seen, 0, sizeof(seen));
     for (k = 0; k < NPROC; k++) {
         pids[k] = fork();
@@ -1458,6 +1489,7 @@ static void test_multiprocess_appends(void **state)
         check_model(&fx, &cur, &none, NPROC * NEVENTS);
     }
     model_clear(&cur);
+    mp_lock = NULL;
     fx_close(&fx);
 }
 
@@ -2181,6 +2213,10 @@ static void kw_event(ptm_store_event_t *ev, apr_pool_t *p, uint64_t gen,
 
 #define KW_RUN_DIR "/srv/t/001"
 
+/* The front lock every writer of the kill test takes
+ * (test_kill_writers_front_lock), or NULL. */
+static ptm_lock_t *kw_lock;
+
 /* A writer: events from k0 on, until killed; once in 64 events it stops
  * the run and starts it again. */
 static void kw_child(fx_t *fx, uint64_t k0, int sfd, int rfd)
@@ -2201,6 +2237,7 @@ static void kw_child(fx_t *fx, uint64_t k0, int sfd, int rfd)
     CHILD_CHECK(apr_global_mutex_child_init(&mx, fx->lock_path, p)
                 == APR_SUCCESS, 22);
     st = ptm_store_attach(fx->base, mx, p);
+    ptm_store_use_lock(st, kw_lock);
     for (k = k0; k < k0 + 1000000; k++) {
         apr_pool_clear(iter);
         if (k % 64 == 63) {
@@ -2412,7 +2449,23 @@ static double now_s(void)
  * middle of an update or not (mid-append, mid-copy, mid-compaction).
  * After each death the next operation works; at the end no number was
  * given out twice, no line is torn, and /current is whole. */
+static void kill_writers(int front_lock);
+
 static void test_kill_writers_at_random(void **state)
+{
+    kill_writers(0);
+}
+
+/* The same with the front lock (ptm_lock.h), which its dead holders leave
+ * to the next taker, and its tails: a writer killed mid-append leaves a
+ * file that no longer ends where the tail says, and its partial line is
+ * cut. */
+static void test_kill_writers_front_lock(void **state)
+{
+    kill_writers(1);
+}
+
+static void kill_writers(int front_lock)
 {
     static fx_t fx;     /* outlives a failed test for its teardown */
     int rounds = RUNNING_ON_VALGRIND ? 30 : 200, round, sfd, rfd;
@@ -2430,9 +2483,15 @@ static void test_kill_writers_at_random(void **state)
     }
     fx_open_dir(&fx);
     assert_int_equal(fx_map(&fx, 8 * 1024 * 1024), PTM_STORE_OPEN_NEW);
+    kw_lock = NULL;
+    if (front_lock) {
+        assert_int_equal(ptm_lock_create(&kw_lock, fx.p), APR_SUCCESS);
+        ptm_store_use_lock(fx.st, kw_lock);
+    }
     alarm(RUNNING_ON_VALGRIND ? 600 : 60);
-    print_message("kill test: mutex %s, seed %u\n",
-                  apr_global_mutex_name(fx.mx), seed);
+    print_message("kill test: mutex %s%s, seed %u\n",
+                  apr_global_mutex_name(fx.mx),
+                  front_lock ? " behind the front lock" : "", seed);
     srand(seed);
     run_file = apr_pstrcat(fx.p, fx.dir, "/run.ndjson", NULL);
     /* Opened as the module opens them. */
@@ -2529,6 +2588,7 @@ static void test_kill_writers_at_random(void **state)
         kw_check_state(&fx, fx.p, "reopened");
     }
     alarm(0);
+    kw_lock = NULL;
     fx_close(&fx);
 }
 
@@ -3224,6 +3284,7 @@ int main(void)
         T(test_full_type_table),
         T(test_arena_compaction),
         T(test_multiprocess_appends),
+        T(test_multiprocess_front_lock),
         T(test_state_file_new_recovered_busy),
         T(test_state_file_unrecognised),
         T(test_state_file_resized),
@@ -3236,6 +3297,7 @@ int main(void)
         T(test_refused_event_leaves_no_file),
         T(test_readers_never_wait),
         T(test_kill_writers_at_random),
+        T(test_kill_writers_front_lock),
         T(test_sync_group_commit),
         T(test_sync_failure),
     };
