@@ -139,38 +139,24 @@ static apr_status_t emit(void *ctx, const char *line, size_t len)
     return APR_SUCCESS;
 }
 
-/* The body of an answer held whole goes to the client after this returns
- * (the glue sends it; httpd copies what it cannot write at once): its
- * buffer goes back to the thread's stash with the request's pool. */
-typedef struct {
-    void *mem;
-    size_t cap;
-} held_t;
-
-static apr_status_t held_give(void *data)
-{
-    held_t *hd = data;
-
-    ptm_stash_give(hd->mem, hd->cap);
-    return APR_SUCCESS;
-}
-
 /* Start `b` in a buffer kept from an earlier request of this thread: a
  * large answer then costs no fresh pages (nor copies as it grows, up to
- * HELD_START; beyond, ptm_buf grows in the pool as before). */
+ * HELD_START; beyond, ptm_buf grows in the pool as before).  The body goes
+ * to the client after this returns (the glue sends it; httpd copies what
+ * it cannot write at once): the buffer goes back to the thread's stash
+ * with the request's pool. */
 static void held_init(ptm_buf_t *b, apr_pool_t *p)
 {
-    held_t *hd = apr_palloc(p, sizeof(*hd));
+    size_t cap;
+    void *mem = ptm_stash_take_for(p, HELD_START, &cap);
 
-    hd->mem = ptm_stash_take(HELD_START, &hd->cap);
-    if (!hd->mem) {
+    if (!mem) {
         ptm_buf_init(b, p, 4096);
         return;
     }
-    apr_pool_cleanup_register(p, hd, held_give, apr_pool_cleanup_null);
     b->pool = p;
-    b->data = hd->mem;
-    b->cap = hd->cap;
+    b->data = mem;
+    b->cap = cap;
     b->len = 0;
 }
 

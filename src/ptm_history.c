@@ -849,19 +849,6 @@ static apr_status_t take_copies(hist_t *h, slice_t *sl)
 
 static unsigned ring_hint;
 
-typedef struct {
-    void *mem;
-    size_t cap;
-} stashed_t;
-
-static apr_status_t stashed_give(void *data)
-{
-    stashed_t *sd = data;
-
-    ptm_stash_give(sd->mem, sd->cap);
-    return APR_SUCCESS;
-}
-
 /* An array of `n` ptm_recent_t in a buffer this thread kept from an
  * earlier request (ptm_stash): the first look's copies of a day of a
  * full ring run to thousands, and fresh pool memory for them (cleared by
@@ -869,20 +856,19 @@ static apr_status_t stashed_give(void *data)
  * array if it must. */
 static apr_array_header_t *stash_array(apr_pool_t *p, unsigned n)
 {
-    stashed_t *sd = apr_palloc(p, sizeof(*sd));
     apr_array_header_t *a;
+    size_t cap;
+    void *mem = ptm_stash_take_for(p, n * sizeof(ptm_recent_t), &cap);
 
-    sd->mem = ptm_stash_take(n * sizeof(ptm_recent_t), &sd->cap);
-    if (!sd->mem) {
+    if (!mem) {
         return apr_array_make(p, (int)n, sizeof(ptm_recent_t));
     }
-    apr_pool_cleanup_register(p, sd, stashed_give, apr_pool_cleanup_null);
     a = apr_palloc(p, sizeof(*a));
     a->pool = p;
     a->elt_size = sizeof(ptm_recent_t);
     a->nelts = 0;
-    a->nalloc = (int)(sd->cap / sizeof(ptm_recent_t));
-    a->elts = sd->mem;
+    a->nalloc = (int)(cap / sizeof(ptm_recent_t));
+    a->elts = mem;
     return a;
 }
 

@@ -89,6 +89,12 @@ apr_status_t ptm_lock_take(ptm_lock_t *l, int wait)
         if (err != 0) {
             pthread_mutex_unlock(&l->mutex);
         }
+        else {
+            /* It may have died between its write and its note of where
+             * the file ends: forget the ends (the next append reads the
+             * last byte back, as without the board). */
+            l->tail[0].end = l->tail[1].end = -1;
+        }
     }
     return err == 0 ? APR_SUCCESS
            : err == EBUSY ? APR_EBUSY : APR_FROM_OS_ERROR(err);

@@ -492,6 +492,14 @@ apr_status_t ptm_ring_index_free(void *data)
     return APR_SUCCESS;
 }
 
+void ptm_store_forget_ring(ptm_store_t *st)
+{
+    if (st->ridx && st->pool) {
+        apr_pool_cleanup_kill(st->pool, st, ptm_ring_index_free);
+    }
+    ptm_ring_index_free(st);
+}
+
 /* Sum up one more record (the newest) in the last block or a new one.
  * Returns 0, or -1 out of memory. */
 static int idx_add(struct ptm_ring_idx_t *x, const rec_t *r, uint64_t off)
@@ -597,6 +605,14 @@ static int idx_sync_locked(ptm_store_t *st)
             return -1;
         }
         idx_reset(x);
+        /* Only now, and so only for a handle that serves GET /events (a
+         * child's): the parent's handles live in pools (the process's)
+         * destroyed after httpd unloads this module, when a cleanup of
+         * ours can no longer be called. */
+        if (st->pool) {
+            apr_pool_cleanup_register(st->pool, st, ptm_ring_index_free,
+                                      apr_pool_cleanup_null);
+        }
     }
     if (x->epoch != h->epoch || x->ring != h->ring || x->size != h->ring_size
         || x->next_n > h->next_n) {

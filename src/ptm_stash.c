@@ -141,3 +141,28 @@ size_t ptm_stash_kept(void)
     return n;
 }
 #endif
+
+typedef struct {
+    void *mem;
+    size_t cap;
+} lent_t;
+
+static apr_status_t lent_give(void *data)
+{
+    lent_t *l = data;
+
+    ptm_stash_give(l->mem, l->cap);
+    return APR_SUCCESS;
+}
+
+void *ptm_stash_take_for(apr_pool_t *p, size_t want, size_t *cap)
+{
+    lent_t *l = apr_palloc(p, sizeof(*l));
+
+    if (!(l->mem = ptm_stash_take(want, &l->cap))) {
+        return NULL;
+    }
+    apr_pool_cleanup_register(p, l, lent_give, apr_pool_cleanup_null);
+    *cap = l->cap;
+    return l->mem;
+}

@@ -112,8 +112,7 @@ ptm_store_t *ptm_store_attach(void *base, apr_global_mutex_t *mutex,
     st->id = __atomic_add_fetch(&handles, 1, __ATOMIC_RELAXED);
     ptm_ndjson_file_init(&st->files[0]);
     ptm_ndjson_file_init(&st->files[1]);
-    apr_pool_cleanup_register(p, st, ptm_ring_index_free,
-                              apr_pool_cleanup_null);
+    st->pool = p;
     return st;
 }
 

@@ -334,6 +334,12 @@ apr_status_t ptm_store_recent_window(ptm_recent_info_t *info,
                                      unsigned max, ptm_recent_want_fn want,
                                      void *ctx, apr_pool_t *p);
 
+/** Forget this process's summary of the ring (the next
+ * ptm_store_recent_window builds it again).  Only a test that formats a
+ * segment anew under a handle needs it: the pool cleanup of the handle
+ * frees it otherwise. */
+void ptm_store_forget_ring(ptm_store_t *st);
+
 /* Where a follower of the ring (GET /stream, forwarding) is: the n of the
  * next event to look at, and where its record was (a hint, checked before
  * it is used; PTM_RING_NOWHERE: none). */

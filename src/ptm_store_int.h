@@ -157,8 +157,10 @@ struct ptm_store_t {
      * each line under the lock. */
     ptm_sync_t *sync;
     /* This process's summary of the ring (ptm_ring.c), used under the
-     * lock only; NULL until GET /events first asks. */
+     * lock only; NULL until GET /events first asks.  Freed with `pool`,
+     * the pool the handle was attached in. */
     struct ptm_ring_idx_t *ridx;
+    apr_pool_t *pool;
     /* The front lock (ptm_lock.h), or NULL: the global mutex alone. */
     ptm_lock_t *lock;
 };
@@ -293,7 +295,8 @@ void ptm_ring_append_locked(ptm_store_t *st, const rec_t *r,
 /* When the oldest event held was accepted; 0 when none is. */
 apr_time_t ptm_ring_oldest_locked(ptm_store_t *st);
 
-/* Free this handle's summary of the ring (a cleanup of its pool). */
+/* Free this handle's summary of the ring (a cleanup of its pool, from
+ * the summary's making on). */
 apr_status_t ptm_ring_index_free(void *st);
 
 /* Copy into the fresh ring of `h` (at `base`) the newest records of the
