@@ -136,11 +136,12 @@ sub scenario {
     my $up;
     if ($how eq 'graceful' || $how eq 'restart') {
         # httpd's event MPM (2.4.71, Debian) sometimes segfaults in a child
-        # that a SIGHUP finds with requests in flight (apr_os_sock_get in
-        # mod_mpm_event; it happens with the module not loaded at all), and
+        # that a SIGHUP or SIGTERM finds with requests in flight
+        # (apr_os_sock_get in close_worker_sockets of mod_mpm_event; it
+        # happens with the module not loaded at all), and
         # t/run-httpd-tests.sh rightly fails on any segfault.  Under event
-        # the clients therefore pause, between two requests, for SIGHUP;
-        # prefork and worker take it in flight.
+        # the clients therefore pause, between two requests, for SIGHUP and
+        # for SIGTERM; prefork and worker take both in flight.
         my $hold = $how eq 'restart' && $MPM eq 'event';
         ok(hold_clients($h, 30), "$name: clients paused between requests (event MPM)") if $hold;
         kill(($how eq 'graceful' ? 'USR1' : 'HUP') => $pid0);
@@ -151,7 +152,9 @@ sub scenario {
         release_clients($h) if $hold;
     }
     else {
+        my $hold = $how eq 'stop' && $MPM eq 'event';
         if ($how eq 'stop') {
+            ok(hold_clients($h, 30), "$name: clients paused between requests (event MPM)") if $hold;
             ok(stop_server(60), "$name: httpd stopped (parent and children gone)");
         }
         else {
@@ -179,6 +182,7 @@ sub scenario {
         }
         $up = start_server($orig, 60);
         ok($up, "$name: httpd started again") or diag "see t/logs/error_log and t/logs/ptm-start.log";
+        release_clients($h) if $hold;
     }
     raise_flag($h);
     if (!$up) {
