@@ -318,32 +318,37 @@ static apr_status_t info_locked(ptm_recent_info_t *info, int *truncated,
     return APR_SUCCESS;
 }
 
-/* Note the record of `ev` in the spans of seqs: seqs of a stream (a run)
- * count up by one from event to event, but for the ones a crash left
- * unused or a start raised past. */
-static int add_span(apr_array_header_t *spans, int stream, uint32_t tie,
-                    uint64_t lo, uint64_t hi)
+/* The span of seqs a record of (stream, tie, seq) extends: the last one of
+ * its stream and tie, if seq comes right after it; NULL if the record
+ * starts a span.  Seqs of a stream (a run) count up by one from event to
+ * event, but for the ones a crash left unused or a start raised past. */
+static ptm_recent_span_t *span_to_extend(ptm_recent_span_t *spans,
+                                         size_t nspans, int stream,
+                                         uint32_t tie, uint64_t seq)
 {
-    ptm_recent_span_t *sp = NULL;
-    int k;
-
-    for (k = spans->nelts - 1; k >= 0; k--) {
-        sp = &APR_ARRAY_IDX(spans, k, ptm_recent_span_t);
-        if (sp->stream == stream && sp->tie == tie) {
-            break;
+    while (nspans-- > 0) {
+        if (spans[nspans].stream == stream && spans[nspans].tie == tie) {
+            return spans[nspans].hi + 1 == seq ? &spans[nspans] : NULL;
         }
-        sp = NULL;
     }
-    if (sp && sp->hi + 1 == lo) {
-        sp->hi = hi;
-        return 0;
+    return NULL;
+}
+
+/* Note the records lo..hi of a stream in the spans of seqs. */
+static void add_span(apr_array_header_t *spans, int stream, uint32_t tie,
+                     uint64_t lo, uint64_t hi)
+{
+    ptm_recent_span_t *sp = span_to_extend((ptm_recent_span_t *)spans->elts,
+                                           (size_t)spans->nelts, stream,
+                                           tie, lo);
+
+    if (!sp) {
+        sp = apr_array_push(spans);
+        sp->stream = stream;
+        sp->tie = tie;
+        sp->lo = lo;
     }
-    sp = apr_array_push(spans);
-    sp->stream = stream;
-    sp->tie = tie;
-    sp->lo = lo;
     sp->hi = hi;
-    return 1;
 }
 
 /* Copy the record of `ev` into `out` if `want` takes it and `max` allows
@@ -505,9 +510,8 @@ void ptm_store_forget_ring(ptm_store_t *st)
 static int idx_add(struct ptm_ring_idx_t *x, const rec_t *r, uint64_t off)
 {
     blk_t *b = x->nb > x->b0 ? &x->b[x->nb - 1] : NULL;
-    ptm_recent_span_t *sp = NULL;
+    ptm_recent_span_t *sp;
     int stream = (int)(r->flags & 1u);
-    uint32_t k;
 
     if (!b || b->count == IDX_BLOCK) {
         if (x->b0 && x->nb == x->cap) {
@@ -533,13 +537,8 @@ static int idx_add(struct ptm_ring_idx_t *x, const rec_t *r, uint64_t off)
         b->min = APR_INT64_MAX;
         b->max = APR_INT64_MIN;
     }
-    for (k = b->nspans; k-- > 0;) {
-        if (b->spans[k].stream == stream && b->spans[k].tie == r->tie) {
-            sp = &b->spans[k];
-            break;
-        }
-    }
-    if (!sp || sp->hi + 1 != r->seq) {
+    if (!(sp = span_to_extend(b->spans, b->nspans, stream, r->tie,
+                              r->seq))) {
         if (b->nspans == b->cap) {
             uint32_t cap = b->cap ? b->cap * 2 : 4;
             ptm_recent_span_t *ns = realloc(b->spans, cap * sizeof(*ns));
