@@ -213,6 +213,33 @@ def per_rep(runs, base_runs, k="cpu_per_req_us", side=0, base_side=0):
                     for r, b in zip(runs, base_runs))
 
 
+def size_table(res, kind, keys, head, first, label, size, unit, margin):
+    """One table of cost against size (GET /current against its number of
+    types, POST /event against its body): each row against the first
+    one, and against the static request of the same bytes; then the
+    marginal CPU per `unit` of size between rows, module and static."""
+    print(head + " req/s | CPU/req | req/s vs %s | CPU vs %s (per rep) | "
+          "static CPU vs %s | req/s vs static | CPU vs static |"
+          % (first, first, first))
+    print("|" + " --- |" * (head.count("|") - 1 + 7))
+    base = res[(kind, keys[0])]
+    for k in keys:
+        r = res[(kind, k)]
+        print("| %s | %.0f | %.1f us | %.2f | %.2f (%s) | %.2f | %.2f | "
+              "%.2f |" % (
+                  label(k), med(x[0]["rps"] for x in r),
+                  med(x[0]["cpu_per_req_us"] for x in r),
+                  ratio(r, base), ratio(r, base, "cpu_per_req_us"),
+                  per_rep(r, base),
+                  ratio(r, base, "cpu_per_req_us", 1, 1),
+                  ratio(r, r, "rps", 0, 1),
+                  ratio(r, r, "cpu_per_req_us", 0, 1)))
+    rows_ = [(kind, k) for k in keys]
+    for a, b, m, s in margins(res, rows_, {(kind, k): size(k) for k in keys},
+                              unit):
+        print(margin % (a[1], b[1], m, s))
+
+
 def report(res, sizes):
     print()
     print("make bench-scaling: %d interleaved repetitions x %d s per run, "
@@ -221,52 +248,17 @@ def report(res, sizes):
     print()
     print("GET /current, c=%d, event MPM 2 x 64 threads: against 20 types, "
           "and against a static GET of the same answer" % CONC)
-    print("| types | answer | req/s | CPU/req | req/s vs 20 | CPU vs 20 "
-          "(per rep) | static CPU vs 20 | req/s vs static | CPU vs static |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    base = res[("types", TYPES[0])]
-    for n in TYPES:
-        r = res[("types", n)]
-        print("| %d | %s | %.0f | %.1f us | %.2f | %.2f (%s) | %.2f | %.2f "
-              "| %.2f |" % (
-                  n, kb(sizes[n]), med(x[0]["rps"] for x in r),
-                  med(x[0]["cpu_per_req_us"] for x in r),
-                  ratio(r, base), ratio(r, base, "cpu_per_req_us"),
-                  per_rep(r, base),
-                  ratio(r, base, "cpu_per_req_us", 1, 1),
-                  ratio(r, r, "rps", 0, 1),
-                  ratio(r, r, "cpu_per_req_us", 0, 1)))
-    keys = [("types", n) for n in TYPES]
-    for a, b, m, s in margins(res, keys, {("types", n): n for n in TYPES},
-                              1):
-        print("  marginal CPU per type, %d -> %d types: module %.3f us, "
-              "static GET of the same bytes %.3f us"
-              % (a[1], b[1], m, s))
+    size_table(res, "types", TYPES, "| types | answer |", "20",
+               lambda n: "%d | %s" % (n, kb(sizes[n])), lambda n: n, 1,
+               "  marginal CPU per type, %d -> %d types: module %.3f us, "
+               "static GET of the same bytes %.3f us")
     print()
     print("POST /event, c=%d, event MPM 2 x 64 threads: against 200 B, and "
           "against a static POST of the same body" % CONC)
-    print("| body | req/s | CPU/req | req/s vs 200 B | CPU vs 200 B "
-          "(per rep) | static CPU vs 200 B | req/s vs static | "
-          "CPU vs static |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    base = res[("bodies", BODIES[0])]
-    for b in BODIES:
-        r = res[("bodies", b)]
-        print("| %s | %.0f | %.1f us | %.2f | %.2f (%s) | %.2f | %.2f | "
-              "%.2f |" % (
-                  "%d B" % b if b < 1000 else kb(b),
-                  med(x[0]["rps"] for x in r),
-                  med(x[0]["cpu_per_req_us"] for x in r),
-                  ratio(r, base), ratio(r, base, "cpu_per_req_us"),
-                  per_rep(r, base),
-                  ratio(r, base, "cpu_per_req_us", 1, 1),
-                  ratio(r, r, "rps", 0, 1),
-                  ratio(r, r, "cpu_per_req_us", 0, 1)))
-    keys = [("bodies", b) for b in BODIES]
-    for a, b, m, s in margins(res, keys, {("bodies", b): b for b in BODIES},
-                              1024):
-        print("  marginal CPU per kB, %d -> %d B: module %.2f us, static "
-              "POST %.2f us" % (a[1], b[1], m, s))
+    size_table(res, "bodies", BODIES, "| body |", "200 B",
+               lambda b: "%d B" % b if b < 1000 else kb(b), lambda b: b,
+               1024, "  marginal CPU per kB, %d -> %d B: module %.2f us, "
+               "static POST %.2f us")
     print()
     print("POST /event (200 B) against a static POST on the same server: "
           "connections over children")
