@@ -137,6 +137,11 @@ if [ -f t/logs/error_log ]; then
         echo "$crashes" | head -n 20 >&2
         crash_report >&2
         problems="$problems; httpd children crashed (see t/logs/error_log)"
+    elif ls t/logs/cores/core* >/dev/null 2>&1; then
+        # A crash the parent never logged (a child that died after it,
+        # at the stop).
+        crash_report >&2
+        problems="$problems; a core was left in t/logs/cores"
     fi
 else
     problems="$problems; no t/logs/error_log (did httpd start?)"
