@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,27 @@ static inline void ptm_unit_reset_fsize(void)
     if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_FSIZE, &rl);
+    }
+}
+
+/* Code run in a fork()ed child reports failure by its exit status: cmocka
+ * must never unwind there (it would go on running tests in the child). */
+#define CHILD_CHECK(cond, code) \
+    do {                        \
+        if (!(cond)) {          \
+            _exit(code);        \
+        }                       \
+    } while (0)
+
+/* In a child, a crash must show as a crash: cmocka's handlers would run
+ * the remaining tests in the child instead. */
+static inline void child_signals(void)
+{
+    static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+    size_t i;
+
+    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        signal(sigs[i], SIG_DFL);
     }
 }
 

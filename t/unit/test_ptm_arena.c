@@ -111,25 +111,6 @@ static int test_teardown(void **state)
     return 0;
 }
 
-/* Code run in a fork()ed child reports failure by its exit status: cmocka
- * must never unwind there, and a crash must show as a crash. */
-#define CHILD_CHECK(cond, code) \
-    do {                        \
-        if (!(cond)) {          \
-            _exit(code);        \
-        }                       \
-    } while (0)
-
-static void child_signals(void)
-{
-    static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
-    size_t i;
-
-    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        signal(sigs[i], SIG_DFL);
-    }
-}
-
 /* ---- what was acknowledged ---------------------------------------------- */
 
 /* The values the store acknowledged, in the order /current prints them

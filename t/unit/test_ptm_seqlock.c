@@ -506,13 +506,6 @@ static void writer_hook(const char *where, unsigned n)
     }
 }
 
-#define CHILD_CHECK(cond, code)  \
-    do {                         \
-        if (!(cond)) {           \
-            _exit(code);         \
-        }                        \
-    } while (0)
-
 static void writer(fx_t *fx, int ms)
 {
     apr_pool_t *p, *ep;

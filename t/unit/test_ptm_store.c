@@ -1495,27 +1495,6 @@ static void multiprocess_appends(ptm_lock_t *(*make_lock)(fx_t *))
 
 /* ---- the state file ------------------------------------------------------ */
 
-/* Code run in a fork()ed child reports failure by its exit status: cmocka
- * must never unwind there (it would go on running tests in the child). */
-#define CHILD_CHECK(cond, code) \
-    do {                        \
-        if (!(cond)) {          \
-            _exit(code);        \
-        }                       \
-    } while (0)
-
-/* In a child, a crash must show as a crash: cmocka's handlers would run
- * the remaining tests in the child instead. */
-static void child_signals(void)
-{
-    static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
-    size_t i;
-
-    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        signal(sigs[i], SIG_DFL);
-    }
-}
-
 /* Post one event from a child: the run generation is fetched afresh, and a
  * run that changed in between means build again.  Returns the status. */
 static apr_status_t child_post(ptm_store_t *st, apr_pool_t *p, int stream,

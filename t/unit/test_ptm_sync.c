@@ -614,23 +614,6 @@ static void test_many_failures_still_fail(void **state)
 
 /* ---- several processes ------------------------------------------------- */
 
-#define CHILD_CHECK(cond, code) \
-    do {                        \
-        if (!(cond)) {          \
-            _exit(code);        \
-        }                       \
-    } while (0)
-
-static void child_signals(void)
-{
-    static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
-    size_t i;
-
-    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        signal(sigs[i], SIG_DFL);
-    }
-}
-
 static void wait_children(pid_t *pids, int n)
 {
     int i, status;
