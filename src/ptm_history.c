@@ -75,6 +75,7 @@
 #include "ptm_filecache.h"
 #include "ptm_hash.h"
 #include "ptm_fs.h"
+#include "ptm_hist_int.h"
 #include "ptm_history.h"
 #include "ptm_json.h"
 #include "ptm_run.h"
@@ -83,16 +84,8 @@
 #include "ptm_test_hook.h"
 #include "ptm_time.h"
 
-/* Keys held by one slice (about 70 bytes each).  The unit tests lower it
- * to see slices split. */
-#ifndef PTM_HISTORY_SLICE_CAP
-#define PTM_HISTORY_SLICE_CAP 65536
-#endif
 #ifdef PTM_TEST_HOOKS
 unsigned ptm_history_slice_cap = PTM_HISTORY_SLICE_CAP;
-#define SLICE_CAP ((size_t)ptm_history_slice_cap)
-#else
-#define SLICE_CAP ((size_t)PTM_HISTORY_SLICE_CAP)
 #endif
 
 /* No event line is longer (PanoptesTelemetryMaxBody is far smaller): a
@@ -110,154 +103,12 @@ unsigned ptm_history_slice_cap = PTM_HISTORY_SLICE_CAP;
 /* With `every`, the types of the kept keys are copied when this short
  * (nearly always), else read back from the file to be compared. */
 #define TYPE_COPY_MAX 256
-#define DAY ((apr_time_t)86400 * APR_USEC_PER_SEC)
 #define SLICE_MIN ((apr_time_t)1000)            /* 1 ms */
-/* Day files are named by the server clock: none before the epoch, none
- * much after now.  Outside, a slice asks the ring and the run files only. */
-#define ERA_LO ((apr_time_t)0)
 
 #define RUN_FILE "telemetry.ndjson"
 #define OVERFLOW (APR_OS_START_USERERR + 90)    /* internal: split */
 
-/* ---- what a request keeps ------------------------------------------------*/
-
-typedef struct {
-    apr_time_t lo, hi;
-} span_t;
-
-/* A file that may hold events: a site day file or a run file. */
-typedef struct {
-    int run;                    /* PTM_STREAM_SITE or PTM_STREAM_RUN */
-    char day[PTM_DAYKEY_LEN + 1];
-    const char *root, *rel;     /* run: its directory, for ptm_fs */
-    uint32_t tie;               /* run: what its lines sort with */
-    apr_array_header_t *ties;   /* run: uint32_t, of each run that used it */
-    apr_array_header_t *spans;  /* run: span_t, when they were active */
-    int gone;                   /* missing or refused: not looked at again */
-    int known;                  /* read to its end once: min..max hold */
-    int counted;                /* its damaged lines are counted */
-    apr_time_t min, max;        /* ts range of its lines (min > max: none) */
-} src_t;
-
-/* Where one selected event is. */
-typedef struct {
-    ptm_key_t key;
-    uint64_t off;               /* file: offset of the line; ring: index */
-    uint64_t thash;             /* every: hash of the type */
-    const char *type;           /* every: the type's bytes, or NULL (long:
-                                 * read back from the file) */
-    uint32_t len;               /* of the line, without the newline */
-    uint32_t type_off, type_len;
-    int file;                   /* index in the slice's files; -1: ring */
-} ent_t;
-
-typedef struct {
-    int fd;
-    src_t *src;
-    dev_t dev;
-    ino_t ino;
-    char *data;                 /* read whole: its bytes (ptm_stash_take) */
-    size_t len, cap;
-    int verified;               /* its lines that can be sent are known to
-                                 * be well-formed, in exactly these bytes */
-    const ptm_fc_t *fc;         /* data is the child's kept copy */
-} sfile_t;
-
-typedef struct {
-    const ptm_history_conf_t *conf;
-    const ptm_query_t *q;
-    ptm_history_result_t *res;
-    ptm_history_emit_fn emit;
-    void *ctx;
-    apr_pool_t *p;
-    apr_time_t lo, hi;          /* the window, narrowed by the cursor */
-    apr_time_t era_hi;
-    int asc;
-    int looking;                /* limit reached: does one more match? */
-    int done;
-    size_t bytes;               /* of the lines emitted */
-    int site_fd;
-    apr_hash_t *days;           /* day key -> src_t */
-    apr_array_header_t *runs;   /* src_t * */
-    /* The ring, as first seen by a complete look. */
-    int ring_asked;
-    int ring_on;
-    int ring_range;             /* ring_min..ring_max hold */
-    apr_time_t ring_min, ring_max;
-    /* The first look copied the ring's events of the whole window (they
-     * were few enough): the slices take theirs from this copy. */
-    apr_array_header_t *ring_all;   /* ptm_recent_t, or NULL */
-    ptm_recent_info_t ring_all_info;
-    /* run_id= as the files hold it. */
-    ptm_buf_t rid;
-    int rid_int;                /* it is also an integer's text */
-    /* Reused from slice to slice (malloc'd; freed by a cleanup). */
-    char *buf;
-    size_t buf_cap;
-    char *lbuf;
-    size_t lbuf_cap;
-    ent_t *ents;
-    size_t ents_cap;
-    ent_t **order;              /* the slice's ents, sorted */
-    size_t order_cap;
-    ent_t **merge;              /* room for sorting them */
-    size_t merge_cap;
-    size_t held;                /* bytes of files read whole, held now */
-    unsigned kept;              /* files this request gave the child */
-    uint32_t *slots;            /* every: index + 1 of ents, 0: free */
-    size_t nslots;
-} hist_t;
-
-typedef struct {
-    apr_time_t t0, t1;
-    apr_pool_t *p;
-    size_t cap;                 /* entries allowed (SIZE_MAX: any) */
-    size_t n;
-    int overflow;
-    int found;                  /* looking: one more matched */
-    apr_array_header_t *ring;   /* ptm_recent_t copies */
-    apr_hash_t *ring_keys;      /* rkey_t of each copy */
-    int have_info;
-    ptm_recent_info_t info;
-    apr_array_header_t *files;  /* sfile_t */
-} slice_t;
-
-/* An event of the ring, as a line of a file tells it. */
-typedef struct {
-    uint64_t seq;
-    int64_t ts;
-    uint32_t tie;
-    uint32_t stream;
-} rkey_t;
-
-/* A parsed line prefix. */
-typedef struct {
-    uint64_t seq;
-    apr_time_t ts;              /* PTM_TS_NONE when not a time */
-    int stream;
-    size_t ts_off, ts_len;      /* the ts string, without its quotes */
-    size_t type_off, type_len;  /* the type's JSON string, quotes included */
-    size_t rest;                /* just after it: ,"data":... */
-} line_t;
-
 /* ---- arithmetic ----------------------------------------------------------*/
-
-static apr_time_t sat_add(apr_time_t a, apr_time_t d)
-{
-    return a > APR_INT64_MAX - d ? APR_INT64_MAX : a + d;
-}
-
-static apr_time_t sat_sub(apr_time_t a, apr_time_t d)
-{
-    return a < APR_INT64_MIN + d ? APR_INT64_MIN : a - d;
-}
-
-static apr_time_t floor_div(apr_time_t a, apr_time_t b)
-{
-    apr_time_t q = a / b;
-
-    return (a % b != 0 && a < 0) ? q - 1 : q;
-}
 
 /* The bucket boundary at or below / above `t` (buckets of `every` from
  * the epoch). */
@@ -273,12 +124,6 @@ static apr_time_t align_up(apr_time_t t, apr_time_t every)
     apr_time_t d = align_down(t, every);
 
     return d == t ? t : sat_add(d, every);
-}
-
-static int overlaps(apr_time_t lo, apr_time_t hi, apr_time_t t0,
-                    apr_time_t t1)
-{
-    return lo < t1 && hi > t0;
 }
 
 /* ---- lines ---------------------------------------------------------------*/
@@ -354,7 +199,7 @@ static int has_prefix(const char *s, size_t n, size_t i, const char *lit,
  * (or "run"),"type":"..", then ,"data": and a closing brace at the end.
  * Returns 0, or -1 for a line of another shape.
  */
-static int parse_line(line_t *l, const char *s, size_t n)
+int ptm_hist_parse_line(line_t *l, const char *s, size_t n)
 {
     size_t i = 7, j;
     uint64_t v = 0;
@@ -406,7 +251,7 @@ static int parse_line(line_t *l, const char *s, size_t n)
  * none).  An escape is never part of a time, and the module's lines
  * escape nothing a time holds: a ts with one is not a time here, nor in
  * the ring (which parsed the decoded string). */
-static apr_time_t line_ts(line_t *l, const char *s)
+apr_time_t ptm_hist_line_ts(line_t *l, const char *s)
 {
     if (memchr(s + l->ts_off, '\\', l->ts_len)
         || ptm_time_parse_rfc3339(&l->ts, s + l->ts_off, l->ts_len, 1) != 0) {
@@ -418,8 +263,8 @@ static apr_time_t line_ts(line_t *l, const char *s)
 /* 1 if meta.run_id of the line is run_id=: the same string, or an integer
  * written as its text (meta.run_id may be either, SPEC §11.3 F15: 4242
  * and "4242" name the same run). */
-static int run_id_matches(const hist_t *h, const char *s, size_t n,
-                          size_t i)
+int ptm_hist_run_id_matches(const hist_t *h, const char *s, size_t n,
+                            size_t i)
 {
     i = skip_value(s, i + 8, n);                /* ,"data": */
     if (i > n || !HAS(s, n, i, ",\"meta\":{")) {
@@ -451,7 +296,7 @@ static int run_id_matches(const hist_t *h, const char *s, size_t n,
     return 0;
 }
 
-static int type_wanted(const ptm_query_t *q, const char *t, size_t n)
+int ptm_hist_type_wanted(const ptm_query_t *q, const char *t, size_t n)
 {
     int i;
 
@@ -470,7 +315,7 @@ static int type_wanted(const ptm_query_t *q, const char *t, size_t n)
 }
 
 /* Strictly after the cursor, in the answer's order. */
-static int after_cursor(const hist_t *h, const ptm_key_t *k)
+int ptm_hist_after_cursor(const hist_t *h, const ptm_key_t *k)
 {
     int c;
 
@@ -522,7 +367,7 @@ static void key_fmt(char *out, int y, int m, int d)
 
 /* Local noon of the day `add` days after the day file of `t` (the time
  * its file begins or ends); 0 when that cannot be worked out. */
-static apr_time_t day_noon(apr_time_t t, int add)
+apr_time_t ptm_hist_day_noon(apr_time_t t, int add)
 {
     char k[PTM_DAYKEY_LEN + 1];
     struct tm tm;
@@ -558,7 +403,7 @@ static apr_time_t slice_end(const hist_t *h, apr_time_t pos,
         b = h->hi;
     }
     else {
-        b = day_noon(pos, 1);
+        b = ptm_hist_day_noon(pos, 1);
         if (b <= pos) {
             b = sat_add(pos, DAY);
         }
@@ -588,7 +433,7 @@ static apr_time_t slice_start(const hist_t *h, apr_time_t pos,
         a = h->lo;
     }
     else {
-        a = day_noon(pos - 1, 0);
+        a = ptm_hist_day_noon(pos - 1, 0);
         if (a >= pos || a == 0) {
             a = sat_sub(pos, DAY);
         }
@@ -607,7 +452,7 @@ static apr_time_t slice_start(const hist_t *h, apr_time_t pos,
 
 /* ---- collecting keys -----------------------------------------------------*/
 
-static int grow(void **mem, size_t *cap, size_t need, size_t size)
+int ptm_hist_grow(void **mem, size_t *cap, size_t need, size_t size)
 {
     size_t n = *cap ? *cap : 1024;
     void *m;
@@ -638,7 +483,7 @@ static const char *ent_type(hist_t *h, slice_t *sl, const ent_t *e)
     if (f->data) {
         return f->data + e->off + e->type_off;  /* the bytes scanned */
     }
-    if (grow((void **)&h->lbuf, &h->lbuf_cap, e->type_len, 1) != 0
+    if (ptm_hist_grow((void **)&h->lbuf, &h->lbuf_cap, e->type_len, 1) != 0
         || pread(f->fd, h->lbuf, e->type_len, (off_t)(e->off + e->type_off))
            != (ssize_t)e->type_len) {
         return NULL;
@@ -655,7 +500,7 @@ static size_t slot_of(const ent_t *e, apr_time_t every, size_t mask)
 
 /* Make the table of `every` at least `want` slots and put the slots of
  * ents[0..n) back in it. */
-static int slots_grow(hist_t *h, size_t want, size_t n)
+int ptm_hist_slots_grow(hist_t *h, size_t want, size_t n)
 {
     size_t i, j, mask, size = h->nslots ? h->nslots : 1024;
     uint32_t *s;
@@ -691,7 +536,7 @@ static int slots_grow(hist_t *h, size_t want, size_t n)
  * or -1 when the slice is done collecting (it overflowed, or, looking for
  * one more, found it).
  */
-static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
+int ptm_hist_add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
 {
     apr_time_t every = h->q->every;
     size_t j = 0, mask;
@@ -704,7 +549,7 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
     if (every) {
         c->thash = ptm_fnv64(PTM_FNV64_START, type, c->type_len);
         if (sl->n + 1 > h->nslots / 2
-            && slots_grow(h, (sl->n + 1) * 2, sl->n) != 0) {
+            && ptm_hist_slots_grow(h, (sl->n + 1) * 2, sl->n) != 0) {
             sl->overflow = 1;
             return -1;
         }
@@ -740,7 +585,8 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
         return -1;
     }
     if (sl->n >= h->ents_cap
-        && grow((void **)&h->ents, &h->ents_cap, sl->n + 1, sizeof(ent_t))) {
+        && ptm_hist_grow((void **)&h->ents, &h->ents_cap, sl->n + 1,
+                         sizeof(ent_t))) {
         sl->overflow = 1;
         return -1;
     }
@@ -760,6 +606,14 @@ static int add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type)
 
 /* ---- the ring ------------------------------------------------------------*/
 
+/* An event of the ring, as a line of a file tells it. */
+typedef struct {
+    uint64_t seq;
+    int64_t ts;
+    uint32_t tie;
+    uint32_t stream;
+} rkey_t;
+
 typedef struct {
     hist_t *h;
     apr_time_t t0, t1;          /* what to copy */
@@ -777,7 +631,7 @@ static int ring_want(void *ctx, const ptm_recent_t *ev)
 
     if (ev->ts == PTM_TS_NONE || (q->stream != PTM_Q_ALL
                                   && ev->stream != q->stream)
-        || !type_wanted(q, ev->type, ev->type_len)) {
+        || !ptm_hist_type_wanted(q, ev->type, ev->type_len)) {
         return 0;
     }
     if (w->track) {
@@ -795,7 +649,7 @@ static int ring_want(void *ctx, const ptm_recent_t *ev)
     k.stream = ev->stream;
     k.seq = ev->seq;
     k.tie = ev->tie;
-    return q->every || after_cursor(h, &k);
+    return q->every || ptm_hist_after_cursor(h, &k);
 }
 
 /* Keep the keys of the copies of the slice's events (sl->ring). */
@@ -812,7 +666,7 @@ static apr_status_t take_copies(hist_t *h, slice_t *sl)
         if (ev->ts < sl->t0 || ev->ts >= sl->t1) {
             continue;                   /* another slice's (ring_all) */
         }
-        /* Only a stored event is a file line's copy (ring_has). */
+        /* Only a stored event is a file line's copy (ptm_hist_ring_has). */
         if (ev->stored) {
             rkey_t *rk = apr_pcalloc(sl->p, sizeof(*rk));
 
@@ -822,12 +676,12 @@ static apr_status_t take_copies(hist_t *h, slice_t *sl)
             rk->stream = (uint32_t)ev->stream;
             apr_hash_set(sl->ring_keys, rk, sizeof(*rk), rk);
         }
-        if (parse_line(&l, ev->line, ev->line_len) != 0) {
+        if (ptm_hist_parse_line(&l, ev->line, ev->line_len) != 0) {
             h->res->skipped++;
             continue;
         }
         if (h->q->run_id
-            && !run_id_matches(h, ev->line, ev->line_len, l.rest)) {
+            && !ptm_hist_run_id_matches(h, ev->line, ev->line_len, l.rest)) {
             continue;
         }
         memset(&c, 0, sizeof(c));
@@ -840,7 +694,7 @@ static apr_status_t take_copies(hist_t *h, slice_t *sl)
         c.file = -1;
         c.type_off = (uint32_t)l.type_off;
         c.type_len = (uint32_t)l.type_len;
-        if (add_key(h, sl, &c, ev->line + l.type_off) != 0) {
+        if (ptm_hist_add_key(h, sl, &c, ev->line + l.type_off) != 0) {
             break;
         }
     }
@@ -927,7 +781,7 @@ static apr_status_t look_ring(hist_t *h)
  * first: from the first look's copies, taken before any file was read
  * (so what they say of the files holds as for a copy taken now), or from
  * the ring. */
-static apr_status_t take_ring(hist_t *h, slice_t *sl)
+apr_status_t ptm_hist_take_ring(hist_t *h, slice_t *sl)
 {
     want_t w;
     int truncated = 0;
@@ -985,7 +839,7 @@ static apr_status_t take_ring(hist_t *h, slice_t *sl)
 
 /* The spans of seqs of `src` the ring held when the slice asked it (its
  * lines with those seqs were taken from there); NULL: none. */
-static apr_array_header_t *ring_spans(const slice_t *sl, const src_t *src)
+apr_array_header_t *ptm_hist_ring_spans(const slice_t *sl, const src_t *src)
 {
     apr_array_header_t *out = NULL;
     int i, j;
@@ -1009,7 +863,7 @@ static apr_array_header_t *ring_spans(const slice_t *sl, const src_t *src)
     return out;
 }
 
-static int in_spans(const apr_array_header_t *spans, uint64_t seq)
+int ptm_hist_in_spans(const apr_array_header_t *spans, uint64_t seq)
 {
     int i;
 
@@ -1031,7 +885,7 @@ static int in_spans(const apr_array_header_t *spans, uint64_t seq)
  * so a line in its middle can carry a seq the ring holds for another
  * event.  (The copies are every ring event that passed the tests the line
  * did, so its own copy, if any, is among them.) */
-static int ring_has(const slice_t *sl, const src_t *src, const line_t *l)
+int ptm_hist_ring_has(const slice_t *sl, const src_t *src, const line_t *l)
 {
     rkey_t k;
     int j;
@@ -1093,7 +947,7 @@ static int src_wanted(const src_t *src, apr_time_t t0, apr_time_t t1)
     return !src->gone && (!src->known || (src->max >= t0 && src->min < t1));
 }
 
-static void sfile_close(hist_t *h, sfile_t *sf)
+void ptm_hist_sfile_close(hist_t *h, sfile_t *sf)
 {
     close(sf->fd);
     if (sf->fc) {
@@ -1150,10 +1004,11 @@ static int scan_parsed(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
     c.key.stream = l->stream;
     c.key.seq = l->seq;
     c.key.tie = sc->src->run ? sc->src->tie : 0;
-    if ((!q->every && !after_cursor(h, &c.key))
-        || !type_wanted(q, s + l->type_off, l->type_len)
-        || (in_spans(sc->spans, l->seq) && ring_has(sl, sc->src, l))
-        || (q->run_id && !run_id_matches(h, s, n, l->rest))) {
+    if ((!q->every && !ptm_hist_after_cursor(h, &c.key))
+        || !ptm_hist_type_wanted(q, s + l->type_off, l->type_len)
+        || (ptm_hist_in_spans(sc->spans, l->seq)
+            && ptm_hist_ring_has(sl, sc->src, l))
+        || (q->run_id && !ptm_hist_run_id_matches(h, s, n, l->rest))) {
         return 0;
     }
     c.off = (uint64_t)at;
@@ -1161,7 +1016,7 @@ static int scan_parsed(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
     c.file = sc->idx;
     c.type_off = (uint32_t)l->type_off;
     c.type_len = (uint32_t)l->type_len;
-    if (add_key(h, sl, &c, s + l->type_off) != 0) {
+    if (ptm_hist_add_key(h, sl, &c, s + l->type_off) != 0) {
         return -1;
     }
     sc->used++;
@@ -1176,14 +1031,15 @@ static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
     const ptm_query_t *q = h->q;
     line_t l;
 
-    if (n == 0 || parse_line(&l, s, n) != 0 || l.stream != sc->src->run) {
+    if (n == 0 || ptm_hist_parse_line(&l, s, n) != 0
+        || l.stream != sc->src->run) {
         sc->dmg++;
         return 0;
     }
-    if (sc->known && !type_wanted(q, s + l.type_off, l.type_len)) {
+    if (sc->known && !ptm_hist_type_wanted(q, s + l.type_off, l.type_len)) {
         return 0;
     }
-    if (line_ts(&l, s) == PTM_TS_NONE) {
+    if (ptm_hist_line_ts(&l, s) == PTM_TS_NONE) {
         return 0;
     }
     if (l.ts < sc->fmin) {
@@ -1209,7 +1065,7 @@ static int scan_kept(hist_t *h, slice_t *sl, scan_t *sc, const ptm_fc_t *fc)
         const char *s = fc->data + x->off;
 
         if (x->ts < sl->t0 || x->ts >= sl->t1
-            || !type_wanted(h->q, s + x->type_off, x->type_len)) {
+            || !ptm_hist_type_wanted(h->q, s + x->type_off, x->type_len)) {
             continue;
         }
         l.seq = x->seq;
@@ -1280,7 +1136,7 @@ static int scan_chunked(hist_t *h, slice_t *sl, scan_t *sc, int fd,
     int skip_long = 0;
     ssize_t got;
 
-    if (grow((void **)&h->buf, &h->buf_cap, READ_CHUNK, 1) != 0) {
+    if (ptm_hist_grow((void **)&h->buf, &h->buf_cap, READ_CHUNK, 1) != 0) {
         return 0;
     }
     for (;;) {
@@ -1325,7 +1181,8 @@ static int scan_chunked(hist_t *h, slice_t *sl, scan_t *sc, int fd,
                 base += (off_t)have;
                 have = 0;
             }
-            else if (grow((void **)&h->buf, &h->buf_cap, h->buf_cap * 2, 1)) {
+            else if (ptm_hist_grow((void **)&h->buf, &h->buf_cap,
+                                   h->buf_cap * 2, 1)) {
                 return 0;
             }
         }
@@ -1365,7 +1222,8 @@ static int index_lines(ptm_fc_line_t **out, size_t *nout, const char *s,
     *nout = 0;
     while (at < n && (nl = memchr(s + at, '\n', n - at)) != NULL) {
         len = (size_t)(nl - (s + at));
-        if (len && parse_line(&l, s + at, len) == 0 && l.stream == run) {
+        if (len && ptm_hist_parse_line(&l, s + at, len) == 0
+            && l.stream == run) {
             if (check && !ptm_json_well_formed(s + at, len)) {
                 ok = 0;
                 break;
@@ -1384,7 +1242,7 @@ static int index_lines(ptm_fc_line_t **out, size_t *nout, const char *s,
                     cap = cap ? cap * 2 : 1024;
                 }
             }
-            if (out && line_ts(&l, s + at) != PTM_TS_NONE) {
+            if (out && ptm_hist_line_ts(&l, s + at) != PTM_TS_NONE) {
                 x[*nout].ts = l.ts;
                 x[*nout].seq = l.seq;
                 x[*nout].off = (uint32_t)at;
@@ -1475,7 +1333,7 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     PTM_TEST_HOOK(src->run ? "history:read-run" : "history:read-day",
                   src->run ? 0 : (unsigned)atoi(src->day));
     sc.src = src;
-    sc.spans = ring_spans(sl, src);
+    sc.spans = ptm_hist_ring_spans(sl, src);
     sc.idx = sl->files->nelts;
     sc.fmin = APR_INT64_MAX;
     sc.fmax = APR_INT64_MIN;
@@ -1545,7 +1403,7 @@ static void read_src(hist_t *h, slice_t *sl, src_t *src)
     }
     if (!sc.used && sl->files->nelts == sc.idx + 1) {
         /* Nothing of it is kept: no need to hold it open. */
-        sfile_close(h, sf);
+        ptm_hist_sfile_close(h, sf);
         sl->files->nelts--;
     }
 }
@@ -1589,7 +1447,7 @@ static src_t *day_src(hist_t *h, const char *key)
     return src;
 }
 
-static void read_files(hist_t *h, slice_t *sl)
+void ptm_hist_read_files(hist_t *h, slice_t *sl)
 {
     int i, j;
 
@@ -1722,12 +1580,14 @@ static const char *ent_line(hist_t *h, slice_t *sl, const ent_t *e)
     if (f->data) {
         return f->data + e->off;        /* the bytes that were scanned */
     }
-    if (grow((void **)&h->lbuf, &h->lbuf_cap, (size_t)e->len + 1, 1) != 0
+    if (ptm_hist_grow((void **)&h->lbuf, &h->lbuf_cap, (size_t)e->len + 1,
+                      1) != 0
         || pread(f->fd, h->lbuf, (size_t)e->len + 1, (off_t)e->off)
            != (ssize_t)e->len + 1
         || h->lbuf[e->len] != '\n'
-        || parse_line(&l, h->lbuf, e->len) != 0 || l.seq != e->key.seq
-        || line_ts(&l, h->lbuf) != e->key.ts) {
+        || ptm_hist_parse_line(&l, h->lbuf, e->len) != 0
+        || l.seq != e->key.seq
+        || ptm_hist_line_ts(&l, h->lbuf) != e->key.ts) {
         return NULL;
     }
     return h->lbuf;
@@ -1740,8 +1600,10 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
 
     /* Sorted by pointer: a merge moves 8 bytes an entry rather than a
      * whole ent_t. */
-    if (grow((void **)&h->order, &h->order_cap, sl->n, sizeof(ent_t *))
-        || grow((void **)&h->merge, &h->merge_cap, sl->n, sizeof(ent_t *))) {
+    if (ptm_hist_grow((void **)&h->order, &h->order_cap, sl->n,
+                      sizeof(ent_t *))
+        || ptm_hist_grow((void **)&h->merge, &h->merge_cap, sl->n,
+                         sizeof(ent_t *))) {
         return APR_ENOMEM;
     }
     for (k = 0; k < sl->n; k++) {
@@ -1753,7 +1615,7 @@ static apr_status_t emit_slice(hist_t *h, slice_t *sl)
         const char *line;
         apr_status_t rv;
 
-        if (q->every && !after_cursor(h, &e->key)) {
+        if (q->every && !ptm_hist_after_cursor(h, &e->key)) {
             continue;                   /* before the cursor, in its bucket */
         }
         /* A line of a file is the User's: checked as it goes out, unless
@@ -1804,17 +1666,17 @@ static apr_status_t do_slice(hist_t *h, apr_time_t t0, apr_time_t t1,
     sl.t1 = t1;
     sl.cap = uncapped ? SIZE_MAX : SLICE_CAP;
     sl.files = apr_array_make(sl.p, 8, sizeof(sfile_t));
-    if (h->q->every && slots_grow(h, 1024, 0) != 0) {
+    if (h->q->every && ptm_hist_slots_grow(h, 1024, 0) != 0) {
         rv = APR_ENOMEM;
         goto out;
     }
     PTM_TEST_HOOK("history:slice", 0);
-    if ((rv = take_ring(h, &sl)) != APR_SUCCESS) {
+    if ((rv = ptm_hist_take_ring(h, &sl)) != APR_SUCCESS) {
         goto out;
     }
     PTM_TEST_HOOK("history:ring-taken", 0);
     if (!sl.overflow && !sl.found) {
-        read_files(h, &sl);
+        ptm_hist_read_files(h, &sl);
     }
     if (sl.overflow) {
         /* Uncapped, only memory can have run out. */
@@ -1829,7 +1691,7 @@ static apr_status_t do_slice(hist_t *h, apr_time_t t0, apr_time_t t1,
     }
 out:
     for (i = 0; i < sl.files->nelts; i++) {
-        sfile_close(h, &APR_ARRAY_IDX(sl.files, i, sfile_t));
+        ptm_hist_sfile_close(h, &APR_ARRAY_IDX(sl.files, i, sfile_t));
     }
     apr_pool_destroy(sl.p);
     return rv;
@@ -2119,7 +1981,7 @@ apr_status_t ptm_history_query(ptm_history_result_t *res,
         sl.p = h.p;
         sl.t0 = sl.t1 = 0;
         sl.cap = 1;
-        rv = take_ring(&h, &sl);
+        rv = ptm_hist_take_ring(&h, &sl);
     }
 out:
     apr_pool_destroy(h.p);
