@@ -5,6 +5,8 @@
  *
  *   ptm_history.c    the query: the window walked in slices, the runs
  *                    near it, each slice's lines handed out in order
+ *   ptm_hist_line.c  one NDJSON line: its prefix parsed, the tests it
+ *                    must pass to be selected
  */
 #ifndef PTM_HIST_INT_H
 #define PTM_HIST_INT_H
@@ -174,7 +176,7 @@ static inline int overlaps(apr_time_t lo, apr_time_t hi, apr_time_t t0,
     return lo < t1 && hi > t0;
 }
 
-/* ---- lines ---------------------------------------------------------------*/
+/* ---- ptm_hist_line.c: one line -------------------------------------------*/
 
 int ptm_hist_parse_line(line_t *l, const char *s, size_t n);
 apr_time_t ptm_hist_line_ts(line_t *l, const char *s);
