@@ -7,6 +7,8 @@
  *                    near it, each slice's lines handed out in order
  *   ptm_hist_line.c  one NDJSON line: its prefix parsed, the tests it
  *                    must pass to be selected
+ *   ptm_hist_keys.c  a slice's keys: where each selected event is; with
+ *                    `every`, one per type per bucket
  */
 #ifndef PTM_HIST_INT_H
 #define PTM_HIST_INT_H
@@ -185,7 +187,7 @@ int ptm_hist_run_id_matches(const hist_t *h, const char *s, size_t n,
 int ptm_hist_type_wanted(const ptm_query_t *q, const char *t, size_t n);
 int ptm_hist_after_cursor(const hist_t *h, const ptm_key_t *k);
 
-/* ---- collecting keys -----------------------------------------------------*/
+/* ---- ptm_hist_keys.c: collecting keys ------------------------------------*/
 
 /* Grow the malloc'd array *mem to hold `need` items of `size`; -1 when
  * memory is out (*mem unchanged). */
