@@ -9,6 +9,8 @@
  *                    must pass to be selected
  *   ptm_hist_keys.c  a slice's keys: where each selected event is; with
  *                    `every`, one per type per bucket
+ *   ptm_hist_ring.c  the ring's events of a slice, and what it held of
+ *                    the files
  */
 #ifndef PTM_HIST_INT_H
 #define PTM_HIST_INT_H
@@ -195,7 +197,7 @@ int ptm_hist_grow(void **mem, size_t *cap, size_t need, size_t size);
 int ptm_hist_slots_grow(hist_t *h, size_t want, size_t n);
 int ptm_hist_add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type);
 
-/* ---- the ring ------------------------------------------------------------*/
+/* ---- ptm_hist_ring.c: the ring -------------------------------------------*/
 
 apr_status_t ptm_hist_take_ring(hist_t *h, slice_t *sl);
 apr_array_header_t *ptm_hist_ring_spans(const slice_t *sl,
