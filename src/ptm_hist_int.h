@@ -11,6 +11,8 @@
  *                    `every`, one per type per bucket
  *   ptm_hist_ring.c  the ring's events of a slice, and what it held of
  *                    the files
+ *   ptm_hist_files.c the day files and run files of a slice: read,
+ *                    scanned for its keys, what is known of them
  */
 #ifndef PTM_HIST_INT_H
 #define PTM_HIST_INT_H
@@ -205,7 +207,7 @@ apr_array_header_t *ptm_hist_ring_spans(const slice_t *sl,
 int ptm_hist_in_spans(const apr_array_header_t *spans, uint64_t seq);
 int ptm_hist_ring_has(const slice_t *sl, const src_t *src, const line_t *l);
 
-/* ---- the files and their days --------------------------------------------*/
+/* ---- ptm_hist_files.c: the files and their days --------------------------*/
 
 apr_time_t ptm_hist_day_noon(apr_time_t t, int add);
 void ptm_hist_sfile_close(hist_t *h, sfile_t *sf);
