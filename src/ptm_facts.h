@@ -1,7 +1,7 @@
 /* What each child process knows of the files GET /events reads: per file
  * as it was (device, inode, size, mtime, ctime), the ts range of its lines
  * and how many are damaged, so that a finished day file whose events
- * cannot be in a window is neither opened nor read again (ptm_history.c).
+ * cannot be in a window is neither opened nor read again (ptm_hist_files.c).
  * Any change to a file changes its size or times: the lookup misses.
  * Also whether every line of it that GET /events could send was found
  * well-formed, with a keyed digest of the bytes that were checked: the

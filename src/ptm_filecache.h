@@ -1,7 +1,7 @@
 /* Files GET /events has read whole, kept by each child with the place, ts,
  * seq and type of each line, so that a finished day file asked for again
  * (an export, the last 24 h) is neither read, nor hashed, nor parsed
- * again (ptm_history.c).  Only a file whose every line that could be sent
+ * again (ptm_hist_files.c).  Only a file whose every line that could be sent
  * was checked well-formed is kept, and its lines are then sent from the
  * kept bytes: whatever happens to the file, what goes out was checked. */
 #ifndef PTM_FILECACHE_H
