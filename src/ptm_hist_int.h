@@ -18,6 +18,7 @@
 #define PTM_HIST_INT_H
 
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <apr_hash.h>
 #include <apr_tables.h>
@@ -185,11 +186,57 @@ static inline int overlaps(apr_time_t lo, apr_time_t hi, apr_time_t t0,
 /* ---- ptm_hist_line.c: one line -------------------------------------------*/
 
 int ptm_hist_parse_line(line_t *l, const char *s, size_t n);
-apr_time_t ptm_hist_line_ts(line_t *l, const char *s);
 int ptm_hist_run_id_matches(const hist_t *h, const char *s, size_t n,
                             size_t i);
-int ptm_hist_type_wanted(const ptm_query_t *q, const char *t, size_t n);
-int ptm_hist_after_cursor(const hist_t *h, const ptm_key_t *k);
+
+/* The three below run for every line and ring event: inline, as they
+ * were before the engine was split in files.
+ *
+ * The ts of a parsed line (apart: a line of a type not asked for needs
+ * none).  An escape is never part of a time, and the module's lines
+ * escape nothing a time holds: a ts with one is not a time here, nor in
+ * the ring (which parsed the decoded string). */
+static inline apr_time_t ptm_hist_line_ts(line_t *l, const char *s)
+{
+    if (memchr(s + l->ts_off, '\\', l->ts_len)
+        || ptm_time_parse_rfc3339(&l->ts, s + l->ts_off, l->ts_len, 1) != 0) {
+        l->ts = PTM_TS_NONE;
+    }
+    return l->ts;
+}
+
+/* 1 if the query asks for type t[0..n) (or for every type). */
+static inline int ptm_hist_type_wanted(const ptm_query_t *q, const char *t,
+                                       size_t n)
+{
+    int i;
+
+    if (!q->types || q->types->nelts == 0) {
+        return 1;
+    }
+    for (i = 0; i < q->types->nelts; i++) {
+        const ptm_query_str_t *w = &APR_ARRAY_IDX(q->types, i,
+                                                  ptm_query_str_t);
+
+        if (w->len == n && memcmp(w->s, t, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Strictly after the cursor, in the answer's order. */
+static inline int ptm_hist_after_cursor(const hist_t *h,
+                                        const ptm_key_t *k)
+{
+    int c;
+
+    if (!h->q->has_after) {
+        return 1;
+    }
+    c = ptm_key_cmp(k, &h->q->after);
+    return h->asc ? c > 0 : c < 0;
+}
 
 /* ---- ptm_hist_keys.c: collecting keys ------------------------------------*/
 
@@ -204,7 +251,24 @@ int ptm_hist_add_key(hist_t *h, slice_t *sl, ent_t *c, const char *type);
 apr_status_t ptm_hist_take_ring(hist_t *h, slice_t *sl);
 apr_array_header_t *ptm_hist_ring_spans(const slice_t *sl,
                                         const src_t *src);
-int ptm_hist_in_spans(const apr_array_header_t *spans, uint64_t seq);
+/* 1 if seq is in one of the spans.  Inline too: asked for every line of a
+ * file the ring held a part of. */
+static inline int ptm_hist_in_spans(const apr_array_header_t *spans,
+                                    uint64_t seq)
+{
+    int i;
+
+    for (i = 0; spans && i < spans->nelts; i++) {
+        const ptm_recent_span_t *r = &APR_ARRAY_IDX(spans, i,
+                                                    ptm_recent_span_t);
+
+        if (seq >= r->lo && seq <= r->hi) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int ptm_hist_ring_has(const slice_t *sl, const src_t *src, const line_t *l);
 
 /* ---- ptm_hist_files.c: the files and their days --------------------------*/

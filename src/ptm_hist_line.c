@@ -128,19 +128,6 @@ int ptm_hist_parse_line(line_t *l, const char *s, size_t n)
     return 0;
 }
 
-/* The ts of a parsed line (apart: a line of a type not asked for needs
- * none).  An escape is never part of a time, and the module's lines
- * escape nothing a time holds: a ts with one is not a time here, nor in
- * the ring (which parsed the decoded string). */
-apr_time_t ptm_hist_line_ts(line_t *l, const char *s)
-{
-    if (memchr(s + l->ts_off, '\\', l->ts_len)
-        || ptm_time_parse_rfc3339(&l->ts, s + l->ts_off, l->ts_len, 1) != 0) {
-        l->ts = PTM_TS_NONE;
-    }
-    return l->ts;
-}
-
 /* 1 if meta.run_id of the line is run_id=: the same string, or an integer
  * written as its text (meta.run_id may be either, SPEC §11.3 F15: 4242
  * and "4242" name the same run). */
@@ -177,32 +164,3 @@ int ptm_hist_run_id_matches(const hist_t *h, const char *s, size_t n,
     return 0;
 }
 
-int ptm_hist_type_wanted(const ptm_query_t *q, const char *t, size_t n)
-{
-    int i;
-
-    if (!q->types || q->types->nelts == 0) {
-        return 1;
-    }
-    for (i = 0; i < q->types->nelts; i++) {
-        const ptm_query_str_t *w = &APR_ARRAY_IDX(q->types, i,
-                                                  ptm_query_str_t);
-
-        if (w->len == n && memcmp(w->s, t, n) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Strictly after the cursor, in the answer's order. */
-int ptm_hist_after_cursor(const hist_t *h, const ptm_key_t *k)
-{
-    int c;
-
-    if (!h->q->has_after) {
-        return 1;
-    }
-    c = ptm_key_cmp(k, &h->q->after);
-    return h->asc ? c > 0 : c < 0;
-}

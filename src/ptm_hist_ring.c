@@ -266,21 +266,6 @@ apr_array_header_t *ptm_hist_ring_spans(const slice_t *sl, const src_t *src)
     return out;
 }
 
-int ptm_hist_in_spans(const apr_array_header_t *spans, uint64_t seq)
-{
-    int i;
-
-    for (i = 0; spans && i < spans->nelts; i++) {
-        const ptm_recent_span_t *r = &APR_ARRAY_IDX(spans, i,
-                                                    ptm_recent_span_t);
-
-        if (seq >= r->lo && seq <= r->hi) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* 1 if the line `l` of `src`, whose seq is in a span the ring held, is
  * the event of a copy of this slice: the same seq and ts.  Seqs alone do
  * not tell: a day file of the Python server began again at 1 on each of
