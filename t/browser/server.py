@@ -229,6 +229,9 @@ class Server:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            # As t/client/test_client.py: the event MPM's workers first
+            # finish the last connections (t/lib/PTMTest.pm, stop_server).
+            time.sleep(0.3)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
