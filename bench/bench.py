@@ -596,11 +596,19 @@ def main_sync():
     problems = []
     runs, flushes = sync_compare(problems)
     print_sync(runs, flushes)
+    finish(problems)
+
+
+def finish(problems, held=None):
+    """The end of a benchmark: its problems, and exit status 1, if any;
+    else the line saying what held."""
     if problems:
         print("\nPROBLEMS:")
         for p in problems:
             print("  " + p)
         sys.exit(1)
+    if held:
+        print("\n" + held)
 
 
 def prepare():
@@ -650,13 +658,8 @@ def main():
     print("correctness: " + exact)
     for line in memory:
         print(line)
-    if problems:
-        print("\nPROBLEMS:")
-        for p in problems:
-            print("  " + p)
-        sys.exit(1)
-    print("\nno non-2xx answers, no socket errors, every answered event "
-          "is one line")
+    finish(problems, "no non-2xx answers, no socket errors, every answered "
+           "event is one line")
 
 
 def main_contended():
@@ -685,11 +688,7 @@ def main_contended():
     print()
     print("Under load: %d busy loops beside the server" % CONTEND)
     print_table(contended, POST_SCENARIOS, CONTEND_CONC)
-    if problems:
-        print("\nPROBLEMS:")
-        for p in problems:
-            print("  " + p)
-        sys.exit(1)
+    finish(problems)
 
 
 if __name__ == "__main__":

@@ -285,13 +285,8 @@ def main():
         print("  %s (cat, at the end): %s" % (k, final.get(k)))
     if not ratio >= MUST_RATIO:
         problems.append("throughput ratio %.2f < %g" % (ratio, MUST_RATIO))
-    if problems:
-        print("\nPROBLEMS:")
-        for p in problems:
-            print("  " + p)
-        sys.exit(1)
-    print("\nevery event forwarded, none dropped, the lag run's once each "
-          "and in id order; the must bound holds")
+    bench.finish(problems, "every event forwarded, none dropped, the lag "
+                 "run's once each and in id order; the must bound holds")
 
 
 if __name__ == "__main__":

@@ -337,13 +337,8 @@ def main():
         for server in servers.values():
             server.stop()
     report(results, sizes)
-    if problems:
-        print("\nPROBLEMS:")
-        for p in problems:
-            print("  " + p)
-        sys.exit(1)
-    print("\nno non-2xx answers, no socket errors; the answers hold "
-          "exactly the fixtures' lines, byte for byte")
+    bench.finish(problems, "no non-2xx answers, no socket errors; the "
+                 "answers hold exactly the fixtures' lines, byte for byte")
 
 
 if __name__ == "__main__":

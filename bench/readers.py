@@ -220,13 +220,8 @@ def main():
           % (PATHS[0][0], verdict, MUST_RATIO, GOAL_RATIO))
     if verdict < MUST_RATIO:
         problems.append("readers' ratio %.2f < %g" % (verdict, MUST_RATIO))
-    if problems:
-        print("\nPROBLEMS:")
-        for p in problems:
-            print("  " + p)
-        sys.exit(1)
-    print("\nno non-2xx answers, no socket errors, every answered event is "
-          "one line; the MUST bound holds")
+    bench.finish(problems, "no non-2xx answers, no socket errors, every "
+                 "answered event is one line; the MUST bound holds")
 
 
 if __name__ == "__main__":

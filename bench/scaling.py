@@ -289,13 +289,8 @@ def main():
     finally:
         stop_servers(servers)
     report(res, sizes)
-    if problems:
-        print("\nPROBLEMS:")
-        for p in problems:
-            print("  " + p)
-        sys.exit(1)
-    print("\nno non-2xx answers, no socket errors, every answered event is "
-          "one line")
+    bench.finish(problems, "no non-2xx answers, no socket errors, every "
+                 "answered event is one line")
 
 
 if __name__ == "__main__":

@@ -579,14 +579,10 @@ def main():
                                                     MUST_P99_MS))
     if not ratio >= MUST_RATIO:
         problems.append("throughput ratio %.2f < %g" % (ratio, MUST_RATIO))
-    if problems:
-        print("\nPROBLEMS:")
-        for p in problems:
-            print("  " + p)
-        sys.exit(1)
-    print("\nevery subscriber got every event once, in id order; the MUST "
-          "bounds hold%s" % ("" if p99 <= GOAL_P99_MS * 1e6
-                             else " (the p99 goal does not)"))
+    bench.finish(problems, "every subscriber got every event once, in id "
+                 "order; the MUST bounds hold%s"
+                 % ("" if p99 <= GOAL_P99_MS * 1e6
+                    else " (the p99 goal does not)"))
 
 
 if __name__ == "__main__":
