@@ -103,6 +103,10 @@ def ms(ts):
                .replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
 
 
+# The page has loaded its state and its live feed is open.
+LIVE = ("document.body && document.body.dataset.ready === 'true' && "
+        "window.ptmDash.state.conn === 'live'")
+
 CARD_VALUES = """(() => Object.fromEntries([...document.querySelectorAll(
     '#cards > .card')].map(c => [c.dataset.type, {
         age: c.querySelector('.age').textContent,
@@ -135,9 +139,7 @@ class Dashboard(unittest.TestCase):
                 cls.post(typ, e["data"])
             cls.browser = Browser(width=1280, height=1700)
             cls.browser.navigate(cls.server.url + "/ui/")
-            cls.browser.wait_for("document.body && document.body.dataset.ready === 'true' && "
-                                 "window.ptmDash.state.conn === 'live'",
-                                 timeout=30)
+            cls.browser.wait_for(LIVE, timeout=30)
         except BaseException:
             cls.tearDownClass()
             raise
@@ -356,8 +358,7 @@ class MountedAtTelemetry(unittest.TestCase):
                 self.assertIn("javascript", r.headers["Content-Type"])
             with Browser(width=1000, height=900) as b:
                 b.navigate(s.url + "/telemetry/ui")     # mod_dir adds the /
-                b.wait_for("document.body && document.body.dataset.ready === 'true' && "
-                           "window.ptmDash.state.conn === 'live'", timeout=30)
+                b.wait_for(LIVE, timeout=30)
                 b.wait_for(PLOT % "weather", timeout=10)
                 cards = b.evaluate(CARD_VALUES)
                 self.assertEqual(sorted(cards), sorted(TYPES))
@@ -403,9 +404,7 @@ class RunCardAndStale(unittest.TestCase):
             self.assertEqual(code, 200)
             with Browser(width=1000, height=900) as b:
                 b.navigate(s.url + "/ui/")
-                b.wait_for("document.body && document.body.dataset.ready === "
-                           "'true' && window.ptmDash.state.conn === 'live'",
-                           timeout=30)
+                b.wait_for(LIVE, timeout=30)
                 rows = """(() => Object.fromEntries([...document.querySelectorAll(
                     '#run .fields > div')].map(d => [d.dataset.key,
                     d.querySelector('dd').textContent])))()"""
@@ -456,9 +455,7 @@ class ServerGoneAndBack(unittest.TestCase):
             self.assertEqual(code, 200)
             with Browser(width=1000, height=900) as b:
                 b.navigate(s.url + "/ui/")
-                b.wait_for("document.body && document.body.dataset.ready === "
-                           "'true' && window.ptmDash.state.conn === 'live'",
-                           timeout=30)
+                b.wait_for(LIVE, timeout=30)
                 mark = b.evaluate("window.ptmDash.state.connLog.length")
                 first = b.evaluate("window.ptmDash.state.received.length")
                 t0 = time.monotonic()
@@ -518,9 +515,8 @@ def wait_ready(b, t0, timeout):
     is left of the time); None if not within `timeout`."""
     while time.monotonic() - t0 < timeout:
         try:
-            if b.evaluate("document.body && document.body.dataset.ready === "
-                          "'true' && window.ptmDash.state.conn === 'live'",
-                          timeout=max(0.5, timeout - (time.monotonic() - t0))):
+            left = timeout - (time.monotonic() - t0)
+            if b.evaluate(LIVE, timeout=max(0.5, left)):
                 return time.monotonic() - t0
         except BrowserError:
             pass

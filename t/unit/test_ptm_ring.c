@@ -742,6 +742,18 @@ static void test_window_matches_recent(void **state)
     fx_close(&fx);
 }
 
+/* What the window walk gives for w's window, all of it. */
+static apr_array_header_t *window(fx_t *fx, ptm_recent_info_t *info,
+                                  win_t *w)
+{
+    apr_array_header_t *out = apr_array_make(fx->p, 8, sizeof(ptm_recent_t));
+
+    assert_int_equal(ptm_store_recent_window(info, out, NULL, fx->st, w->t0,
+                                             w->t1, 0, want_window, w,
+                                             fx->p), APR_SUCCESS);
+    return out;
+}
+
 /* A narrow window of a full ring asks about the records of the blocks it
  * meets (and the first block's), not the whole ring; records moved by a
  * repair are found again. */
@@ -763,10 +775,7 @@ static void test_window_walk_follows_window(void **state)
     memset(&w, 0, sizeof(w));
     w.t0 = 100000;                      /* events 10000..10099 */
     w.t1 = 101000;
-    out = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
-    assert_int_equal(ptm_store_recent_window(&info, out, NULL, fx.st, w.t0,
-                                             w.t1, 0, want_window, &w,
-                                             fx.p), APR_SUCCESS);
+    out = window(&fx, &info, &w);
     assert_int_equal(out->nelts, 100);
     assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).n, 10001);
     assert_true(w.asked <= 100 + 3 * 128);
@@ -778,10 +787,7 @@ static void test_window_walk_follows_window(void **state)
     for (i = 0; i < 2000; i++) {
         w.t0 = (apr_time_t)i * 10;
         w.t1 = w.t0 + 10;
-        out = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
-        assert_int_equal(ptm_store_recent_window(&info, out, NULL, fx.st,
-                                                 w.t0, w.t1, 0, want_window,
-                                                 &w, fx.p), APR_SUCCESS);
+        out = window(&fx, &info, &w);
         assert_int_equal(out->nelts, 1);
         assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).n, i + 1);
     }
@@ -792,10 +798,7 @@ static void test_window_walk_follows_window(void **state)
     H(&fx)->writing = 1;
     post(&fx, PTM_STREAM_SITE, "a", "1", 5, 0, NULL);
     w.asked = 0;
-    out = apr_array_make(fx.p, 8, sizeof(ptm_recent_t));
-    assert_int_equal(ptm_store_recent_window(&info, out, NULL, fx.st, w.t0,
-                                             w.t1, 0, want_window, &w,
-                                             fx.p), APR_SUCCESS);
+    out = window(&fx, &info, &w);
     assert_int_equal(out->nelts, 100);
     assert_int_equal(APR_ARRAY_IDX(out, 99, ptm_recent_t).n, 10100);
     fx_close(&fx);
