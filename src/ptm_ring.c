@@ -162,9 +162,10 @@ uint64_t ptm_store_epoch(ptm_store_t *st)
 
 /* A record at `off` of a ring of `size` bytes at `ring` that checks out:
  * within the region, its lengths adding up, its check right, its line
- * well-formed JSON (a line in the ring is served by GET /events as it is:
- * the module writes only well-formed ones, and one that comes from an old
- * state is checked here, once). */
+ * well-formed JSON and an object as the module writes them, {"seq":...}
+ * (a line in the ring is served by GET /events as it is, and selected by
+ * the record's numbers alone: the module writes only such lines, and one
+ * that comes from an old state is checked here, once). */
 static const rec_t *valid_at(const char *ring, uint64_t size, uint64_t off)
 {
     const rec_t *r;
@@ -178,6 +179,7 @@ static const rec_t *valid_at(const char *ring, uint64_t size, uint64_t off)
         || REC_TOTAL(r->type_len, r->line_len) != r->len
         || (r->flags & ~(REC_STORED | 1u)) || r->type_len < 2
         || r->line_len < 8 || rec_check(r) != r->check
+        || memcmp((const char *)(r + 1) + r->type_len, "{\"seq\":", 7) != 0
         || !ptm_json_well_formed((const char *)(r + 1) + r->type_len,
                                  r->line_len)) {
         return NULL;

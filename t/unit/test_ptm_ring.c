@@ -23,6 +23,7 @@
 #include <apr_global_mutex.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
+#include "ptm_hash.h"
 #include "ptm_store.h"
 #include "ptm_store_int.h"
 #include "ptm_test_hook.h"
@@ -830,6 +831,44 @@ static void test_repair_checks_lines(void **state)
     fx_close(&fx);
 }
 
+/* Nor one whose line is well-formed but not an object as the module
+ * writes them: GET /events selects a ring line by its record's numbers
+ * and serves it as it is, so a state that held `"xx...x"` (its check made
+ * right, as a planted state would) would put a string among the events. */
+static void test_repair_checks_shape(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    apr_array_header_t *out;
+    rec_t *r;
+    char *line;
+    const char *after;
+    uint64_t n;
+
+    fx_open(&fx, 4096);
+    post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+    post(&fx, PTM_STREAM_SITE, "a", "2", 1, 0, NULL);
+    r = (rec_t *)((char *)fx.base + H(&fx)->ring + H(&fx)->ring_head);
+    r = (rec_t *)((char *)r + r->len);          /* the second */
+    line = (char *)(r + 1) + r->type_len;
+    memset(line, 'x', r->line_len);
+    line[0] = line[r->line_len - 1] = '"';
+    /* The record's check, as ptm_ring.c computes it. */
+    after = (const char *)&r->check + sizeof(r->check);
+    r->check = ptm_fnv32(PTM_FNV32_START, after,
+                         sizeof(rec_t) - (size_t)(after - (const char *)r)
+                         + r->type_len + r->line_len);
+    out = recent(&fx, &info, 0);
+    assert_int_equal(info.count, 2);            /* held as it is, till ... */
+    H(&fx)->writing = 1;                        /* ... a repair */
+    n = post(&fx, PTM_STREAM_SITE, "a", "3", 1, 0, NULL);
+    assert_int_equal(ptm_store_repairs(fx.st), 1);
+    out = recent(&fx, &info, 0);
+    assert_int_equal(info.count, 1);
+    assert_int_equal(APR_ARRAY_IDX(out, 0, ptm_recent_t).n, n);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -840,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_ring_off),
         cmocka_unit_test(test_crash_mid_append),
         cmocka_unit_test(test_repair_checks_lines),
+        cmocka_unit_test(test_repair_checks_shape),
         cmocka_unit_test(test_damaged_ring_dropped),
         cmocka_unit_test(test_copy_to_smaller),
         cmocka_unit_test(test_want_and_max),
