@@ -41,7 +41,9 @@
 #include "ptm_json.h"
 #include "ptm_query.h"
 #include "ptm_runs.h"
+#include "ptm_hash.h"
 #include "ptm_store.h"
+#include "ptm_store_int.h"
 #include "ptm_test_hook.h"
 #include "ptm_time.h"
 
@@ -1723,6 +1725,134 @@ static void test_facts_rewritten_in_place(void **state)
     fx_close(&fx);
 }
 
+/* ---- a ring restored from a crafted state --------------------------------*/
+
+/* Rewrite the line of the ring's record `idx` (from the oldest) to
+ * head + "xxx..." + tail, of the same length, with the record's check made
+ * right (as a crafted state file would have it), then restore the state as
+ * a start of httpd does (the writing mark set: a repair, ptm_ring_copy). */
+static void plant_ring_line(fx_t *fx, int idx, const char *head,
+                            const char *tail)
+{
+    hdr_t *h = (hdr_t *)fx->base;
+    rec_t *r = (rec_t *)((char *)fx->base + h->ring + h->ring_head);
+    const char *after;
+    char *line;
+    size_t hl = strlen(head), tl = strlen(tail);
+    int i;
+
+    for (i = 0; i < idx; i++) {
+        r = (rec_t *)((char *)r + r->len);
+    }
+    line = (char *)(r + 1) + r->type_len;
+    assert_true(r->line_len >= hl + tl + 2);
+    memcpy(line, head, hl);
+    line[hl] = '"';
+    memset(line + hl + 1, 'x', r->line_len - hl - tl - 2);
+    line[r->line_len - tl - 1] = '"';
+    memcpy(line + r->line_len - tl, tail, tl);
+    after = (const char *)&r->check + sizeof(r->check);
+    r->check = ptm_fnv32(PTM_FNV32_START, after,
+                         sizeof(rec_t) - (size_t)(after - (const char *)r)
+                         + r->type_len + r->line_len);
+    h->writing = 1;
+    assert_int_equal(ptm_store_lock(fx->st), APR_SUCCESS);
+    ptm_store_unlock(fx->st);
+    assert_int_equal(ptm_store_repairs(fx->st), 1);
+}
+
+static apr_status_t sink_any(void *ctx, const char *line, size_t len)
+{
+    apr_array_header_t *a = ctx;
+
+    APR_ARRAY_PUSH(a, const char *) = apr_pstrmemdup(a->pool, line, len);
+    return APR_SUCCESS;
+}
+
+/* Every line of an answer is an envelope in the file form, one line:
+ * {"seq":N,"ts":"..","stream":"site"|"run","type":"..","data":..}. */
+static void all_envelopes(fx_t *fx, const ptm_query_t *q, apr_time_t now)
+{
+    apr_array_header_t *got = apr_array_make(fx->p, 8, sizeof(char *));
+    ptm_history_result_t res;
+    int i;
+
+    assert_int_equal(ptm_history_query(&res, &fx->conf, q, now, sink_any,
+                                       got, fx->p), APR_SUCCESS);
+    for (i = 0; i < got->nelts; i++) {
+        const char *l = APR_ARRAY_IDX(got, i, const char *);
+        size_t n = strlen(l);
+
+        if (!memchr(l, '\n', n) && !memchr(l, '\r', n)
+            && ptm_json_well_formed(l, n)
+            && strncmp(l, "{\"seq\":", 7) == 0
+            && strstr(l, ",\"ts\":\"")
+            && (strstr(l, "\",\"stream\":\"site\",\"type\":\"")
+                || strstr(l, "\",\"stream\":\"run\",\"type\":\""))
+            && strstr(l, "\",\"data\":")) {
+            continue;
+        }
+        fail_msg("GET /events (%s%s) served a line that is not an "
+                 "envelope: [%s]", q->ndjson ? "ndjson" : "json",
+                 q->every ? ", every" : "", l);
+    }
+}
+
+/* SPEC §11.6 (a crafted state is data: refused or checked, never served
+ * as it is) and §12.2 (each event an envelope in the file form): GET
+ * /events now selects a ring copy by its record's numbers and serves its
+ * line unparsed (e5d3a0d), relying on the restore's check (c97f3e9), which
+ * looks at the first 7 bytes only.  A crafted line {"seq":2,"note":"xx"}
+ * (well-formed, starts with {"seq":) passes it and is served among the
+ * events; before e5d3a0d it was skipped and counted (as it still is with
+ * every=). */
+static void test_restored_ring_line_not_envelope(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z");
+    ptm_query_t q;
+
+    fx_open(&fx, 64 * 1024);
+    post_now(&fx, d + 1, "a", 0);
+    post_now(&fx, d + 2, "a", 0);
+    post_now(&fx, d + 3, "a", 0);
+    plant_ring_line(&fx, 1, "{\"seq\":2,\"note\":", "}");
+    q = query(&fx, d);
+    q.every = 1000;
+    all_envelopes(&fx, &q, d + HOUR);           /* passes */
+    q.every = 0;
+    all_envelopes(&fx, &q, d + HOUR);           /* fails */
+    q.ndjson = 1;
+    all_envelopes(&fx, &q, d + HOUR);
+    fx_close(&fx);
+}
+
+/* The same restore keeps a line with a line break in it (JSON whitespace,
+ * after "data":): the NDJSON answer then carries that event as two lines,
+ * neither of them JSON (SPEC §12.2: one envelope per line; §11.6: never
+ * malformed JSON).  This one is older than e5d3a0d/c97f3e9 (the prefix
+ * parse never looked past "data":); the module itself never writes a raw
+ * line break (compact JSON, escapes). */
+static void test_restored_ring_line_break(void **state)
+{
+    static fx_t fx;
+    apr_time_t d = T("2026-03-17T10:00:00Z");
+    ptm_query_t q;
+
+    fx_open(&fx, 64 * 1024);
+    fx.site_meta = "{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                   "xxxxxxxxxxxxxxxxxxxxxx\"}";
+    post_now(&fx, d + 1, "a", 0);
+    post_now(&fx, d + 2, "a", 0);
+    plant_ring_line(&fx, 1, "{\"seq\":2,\"ts\":\"2026-03-17T10:00:00.000Z\","
+                    "\"stream\":\"site\",\"type\":\"a\",\"data\":\n{\"i\":2},"
+                    "\"meta\":{\"p\":", "}}");
+    q = query(&fx, d);
+    q.ndjson = 1;
+    all_envelopes(&fx, &q, d + HOUR);
+    fx_close(&fx);
+}
+
 #define TEST(f) cmocka_unit_test_teardown(f, test_teardown)
 
 int main(void)
@@ -1751,6 +1881,8 @@ int main(void)
         TEST(test_day_facts),
         TEST(test_facts_digest),
         TEST(test_facts_rewritten_in_place),
+        TEST(test_restored_ring_line_not_envelope),
+        TEST(test_restored_ring_line_break),
     };
 
     return cmocka_run_group_tests_name("ptm_history", tests,
