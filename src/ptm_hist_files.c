@@ -221,7 +221,7 @@ static int scan_line(hist_t *h, slice_t *sl, scan_t *sc, const char *s,
     const ptm_query_t *q = h->q;
     line_t l;
 
-    if (n == 0 || ptm_hist_parse_line(&l, s, n) != 0
+    if (n == 0 || ptm_line_parse(&l, s, n) != 0
         || l.stream != sc->src->run) {
         sc->dmg++;
         return 0;
@@ -412,7 +412,7 @@ static int index_lines(ptm_fc_line_t **out, size_t *nout, const char *s,
     *nout = 0;
     while (at < n && (nl = memchr(s + at, '\n', n - at)) != NULL) {
         len = (size_t)(nl - (s + at));
-        if (len && ptm_hist_parse_line(&l, s + at, len) == 0
+        if (len && ptm_line_parse(&l, s + at, len) == 0
             && l.stream == run) {
             if (check && !ptm_json_well_formed(s + at, len)) {
                 ok = 0;

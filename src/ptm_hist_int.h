@@ -5,8 +5,8 @@
  *
  *   ptm_history.c    the query: the window walked in slices, the runs
  *                    near it, each slice's lines handed out in order
- *   ptm_hist_line.c  one NDJSON line: its prefix parsed, the tests it
- *                    must pass to be selected
+ *   ptm_hist_line.c  one NDJSON line (its prefix parsed by ptm_line.c):
+ *                    the tests it must pass to be selected
  *   ptm_hist_keys.c  a slice's keys: where each selected event is; with
  *                    `every`, one per type per bucket
  *   ptm_hist_ring.c  the ring's events of a slice, and what it held of
@@ -26,6 +26,7 @@
 #include "ptm_buf.h"
 #include "ptm_filecache.h"
 #include "ptm_history.h"
+#include "ptm_line.h"
 #include "ptm_time.h"
 
 /* Keys held by one slice (about 70 bytes each).  The unit tests lower it
@@ -148,15 +149,8 @@ typedef struct {
     apr_array_header_t *files;  /* sfile_t */
 } slice_t;
 
-/* A parsed line prefix. */
-typedef struct {
-    uint64_t seq;
-    apr_time_t ts;              /* PTM_TS_NONE when not a time */
-    int stream;
-    size_t ts_off, ts_len;      /* the ts string, without its quotes */
-    size_t type_off, type_len;  /* the type's JSON string, quotes included */
-    size_t rest;                /* just after it: ,"data":... */
-} line_t;
+/* A parsed line prefix (ptm_line.h). */
+typedef ptm_line_t line_t;
 
 /* ---- arithmetic ----------------------------------------------------------*/
 
@@ -185,7 +179,6 @@ static inline int overlaps(apr_time_t lo, apr_time_t hi, apr_time_t t0,
 
 /* ---- ptm_hist_line.c: one line -------------------------------------------*/
 
-int ptm_hist_parse_line(line_t *l, const char *s, size_t n);
 int ptm_hist_run_id_matches(const hist_t *h, const char *s, size_t n,
                             size_t i);
 

@@ -87,7 +87,7 @@ static apr_status_t take_copies(hist_t *h, slice_t *sl)
          * (ptm_ring_copy). */
         memset(&l, 0, sizeof(l));
         if ((h->q->every || h->q->run_id)
-            && ptm_hist_parse_line(&l, ev->line, ev->line_len) != 0) {
+            && ptm_line_parse(&l, ev->line, ev->line_len) != 0) {
             h->res->skipped++;
             continue;
         }

@@ -254,7 +254,7 @@ static const char *ent_line(hist_t *h, slice_t *sl, const ent_t *e)
         || pread(f->fd, h->lbuf, (size_t)e->len + 1, (off_t)e->off)
            != (ssize_t)e->len + 1
         || h->lbuf[e->len] != '\n'
-        || ptm_hist_parse_line(&l, h->lbuf, e->len) != 0
+        || ptm_line_parse(&l, h->lbuf, e->len) != 0
         || l.seq != e->key.seq
         || ptm_hist_line_ts(&l, h->lbuf) != e->key.ts) {
         return NULL;

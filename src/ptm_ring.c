@@ -18,6 +18,7 @@
 #include <string.h>
 #include <apr_strings.h>
 #include "ptm_json.h"
+#include "ptm_line.h"
 #include "ptm_store_int.h"
 #include "ptm_test_hook.h"
 
@@ -160,12 +161,34 @@ uint64_t ptm_store_epoch(ptm_store_t *st)
     return st->hdr->epoch;
 }
 
+/* ptm_line_t tells a stream as the record's flags do. */
+_Static_assert(PTM_STREAM_SITE == 0 && PTM_STREAM_RUN == 1,
+               "streams as ptm_line.h tells them");
+
+/* 1 if the line of `r` is one the module could have written for it: its
+ * prefix as ptm_store_event writes it (ptm_line.h), telling the record's
+ * seq, stream and type, well-formed JSON, and on one line (NDJSON).  A
+ * ring line is served by GET /events, by GET /stream and to the
+ * forwarding program as it is, selected by the record's numbers alone:
+ * the module writes only such lines, and one that comes from an old state
+ * is checked here, once. */
+static int line_ok(const rec_t *r)
+{
+    const char *type = (const char *)(r + 1), *line = type + r->type_len;
+    ptm_line_t l;
+
+    return ptm_line_parse(&l, line, r->line_len) == 0
+           && l.seq == r->seq && l.stream == (int)(r->flags & 1u)
+           && l.type_len == r->type_len
+           && memcmp(line + l.type_off, type, r->type_len) == 0
+           && !memchr(line, '\n', r->line_len)
+           && !memchr(line, '\r', r->line_len)
+           && ptm_json_well_formed(line, r->line_len);
+}
+
 /* A record at `off` of a ring of `size` bytes at `ring` that checks out:
  * within the region, its lengths adding up, its check right, its line
- * well-formed JSON and an object as the module writes them, {"seq":...}
- * (a line in the ring is served by GET /events as it is, and selected by
- * the record's numbers alone: the module writes only such lines, and one
- * that comes from an old state is checked here, once). */
+ * one the module could have written for it (line_ok). */
 static const rec_t *valid_at(const char *ring, uint64_t size, uint64_t off)
 {
     const rec_t *r;
@@ -178,10 +201,7 @@ static const rec_t *valid_at(const char *ring, uint64_t size, uint64_t off)
         || (uint64_t)r->type_len + r->line_len > r->len - sizeof(rec_t)
         || REC_TOTAL(r->type_len, r->line_len) != r->len
         || (r->flags & ~(REC_STORED | 1u)) || r->type_len < 2
-        || r->line_len < 8 || rec_check(r) != r->check
-        || memcmp((const char *)(r + 1) + r->type_len, "{\"seq\":", 7) != 0
-        || !ptm_json_well_formed((const char *)(r + 1) + r->type_len,
-                                 r->line_len)) {
+        || r->line_len < 8 || rec_check(r) != r->check || !line_ok(r)) {
         return NULL;
     }
     return r;

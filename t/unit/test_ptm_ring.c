@@ -806,6 +806,25 @@ static void test_window_walk_follows_window(void **state)
 }
 
 
+/* The second record of the ring (from the oldest). */
+static rec_t *second(fx_t *fx)
+{
+    rec_t *r = (rec_t *)((char *)fx->base + H(fx)->ring + H(fx)->ring_head);
+
+    return (rec_t *)((char *)r + r->len);
+}
+
+/* Make the check of `r` right again after its bytes were changed, as
+ * ptm_ring.c computes it (a planted state would). */
+static void reseal(rec_t *r)
+{
+    const char *after = (const char *)&r->check + sizeof(r->check);
+
+    r->check = ptm_fnv32(PTM_FNV32_START, after,
+                         sizeof(rec_t) - (size_t)(after - (const char *)r)
+                         + r->type_len + r->line_len);
+}
+
 /* A writer dies (its writing mark left set) and the next event repairs
  * the state: the ring held a bad record, so it is dropped whole and only
  * that next event is held. */
@@ -851,25 +870,54 @@ static void test_repair_checks_shape(void **state)
     ptm_recent_info_t info;
     rec_t *r;
     char *line;
-    const char *after;
 
     fx_open(&fx, 4096);
     post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
     post(&fx, PTM_STREAM_SITE, "a", "2", 1, 0, NULL);
-    r = (rec_t *)((char *)fx.base + H(&fx)->ring + H(&fx)->ring_head);
-    r = (rec_t *)((char *)r + r->len);          /* the second */
+    r = second(&fx);
     line = (char *)(r + 1) + r->type_len;
     memset(line, 'x', r->line_len);
     line[0] = line[r->line_len - 1] = '"';
-    /* The record's check, as ptm_ring.c computes it. */
-    after = (const char *)&r->check + sizeof(r->check);
-    r->check = ptm_fnv32(PTM_FNV32_START, after,
-                         sizeof(rec_t) - (size_t)(after - (const char *)r)
-                         + r->type_len + r->line_len);
+    reseal(r);
     recent(&fx, &info, 0);
     assert_int_equal(info.count, 2);            /* held as it is, till ... */
     repair_drops_ring(&fx);                     /* ... a repair */
     fx_close(&fx);
+}
+
+/* Nor one whose line, well-shaped, tells another seq, stream or type
+ * than its record (which is what selects it). */
+static void test_repair_checks_numbers(void **state)
+{
+    int how;
+
+    for (how = 0; how < 3; how++) {
+        fx_t fx;
+        ptm_recent_info_t info;
+        rec_t *r;
+        char *line;
+
+        fx_open(&fx, 4096);
+        post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+        post(&fx, PTM_STREAM_SITE, "a", "2", 1, 0, NULL);
+        r = second(&fx);
+        line = (char *)(r + 1) + r->type_len;
+        assert_memory_equal(line, "{\"seq\":2,", 9);
+        if (how == 0) {
+            line[7] = '7';                      /* seq 7 */
+        }
+        else if (how == 1) {
+            r->flags ^= 1u;                     /* the record says run */
+        }
+        else {
+            ((char *)(r + 1))[1] = 'b';         /* the record says "b" */
+        }
+        reseal(r);
+        recent(&fx, &info, 0);
+        assert_int_equal(info.count, 2);
+        repair_drops_ring(&fx);
+        fx_close(&fx);
+    }
 }
 
 int main(void)
@@ -883,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_crash_mid_append),
         cmocka_unit_test(test_repair_checks_lines),
         cmocka_unit_test(test_repair_checks_shape),
+        cmocka_unit_test(test_repair_checks_numbers),
         cmocka_unit_test(test_damaged_ring_dropped),
         cmocka_unit_test(test_copy_to_smaller),
         cmocka_unit_test(test_want_and_max),
