@@ -105,7 +105,7 @@ void ptm_ring_append_locked(ptm_store_t *st, const rec_t *in,
 {
     hdr_t *h = st->hdr;
     char *ring = st->base + h->ring;
-    uint64_t total = REC_TOTAL(in->type_len, in->line_len), off;
+    uint64_t total = REC_TOTAL(in->type_len, in->line_len), off, bytes = 0;
     rec_t *r;
     char *d;
     int i;
@@ -113,7 +113,14 @@ void ptm_ring_append_locked(ptm_store_t *st, const rec_t *in,
     if (!h->ring_size) {
         return;
     }
-    if (total > h->ring_size || total > UINT32_MAX) {
+    for (i = 0; i < niov; i++) {
+        bytes += iov[i].iov_len;
+    }
+    /* A line whose length does not fit the record's 32 bits comes with
+     * it capped (ptm_store_event): too big too, not to be copied past the
+     * record's end. */
+    if (bytes != in->line_len || total > h->ring_size
+        || total > UINT32_MAX) {
         /* Too big to hold: holding the newer events without it would
          * break "everything from the oldest on". */
         while (h->ring_count) {

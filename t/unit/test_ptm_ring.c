@@ -902,6 +902,37 @@ static void test_repair_checks_envelope(void **state)
     }
 }
 
+/* A line longer than a record's 32 bits can tell comes with its length
+ * capped (ptm_store_event; a body of 2 GiB, were PanoptesTelemetryRecent
+ * and PanoptesTelemetryMaxBody set that high): it is too big to hold, and
+ * none of it is copied past the record's end. */
+static void test_capped_line_not_copied(void **state)
+{
+    fx_t fx;
+    ptm_recent_info_t info;
+    rec_t in;
+    struct iovec iov;
+    char line[512];
+
+    fx_open(&fx, 4096);
+    post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
+    memset(line, 'x', sizeof(line));
+    memset(&in, 0, sizeof(in));
+    in.n = H(&fx)->next_n;
+    in.seq = 9;
+    in.type_len = 3;
+    in.line_len = 16;                   /* capped: the line is longer */
+    iov.iov_base = line;
+    iov.iov_len = sizeof(line);
+    assert_int_equal(ptm_store_lock(fx.st), APR_SUCCESS);
+    ptm_ring_append_locked(fx.st, &in, "\"a\"", &iov, 1);
+    ptm_store_unlock(fx.st);
+    recent(&fx, &info, 0);
+    assert_int_equal(info.count, 0);
+    assert_int_equal(H(&fx)->ring_first_n, in.n + 1);
+    fx_close(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -913,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_crash_mid_append),
         cmocka_unit_test(test_repair_checks_lines),
         cmocka_unit_test(test_repair_checks_envelope),
+        cmocka_unit_test(test_capped_line_not_copied),
         cmocka_unit_test(test_damaged_ring_dropped),
         cmocka_unit_test(test_copy_to_smaller),
         cmocka_unit_test(test_want_and_max),
