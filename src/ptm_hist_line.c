@@ -4,8 +4,6 @@
 #include <string.h>
 #include "ptm_hist_int.h"
 #include "ptm_query.h"
-#include "ptm_store.h"
-#include "ptm_time.h"
 
 /* Past the JSON value at s[i], roughly (brackets counted, strings
  * skipped): only to find meta in a line, and only emitted lines are

@@ -83,8 +83,8 @@ static apr_status_t take_copies(hist_t *h, slice_t *sl)
          * only when the type's place in it (`every`) or its meta
          * (run_id=) is needed: for a day of copies that parse was 6% of
          * an NDJSON export's CPU.  The line is the module's own, checked
-         * to be well-formed when restored from an old state
-         * (ptm_ring_copy). */
+         * to be the envelope its record tells when restored from an old
+         * state (ptm_ring.c, line_ok). */
         memset(&l, 0, sizeof(l));
         if ((h->q->every || h->q->run_id)
             && ptm_line_parse(&l, ev->line, ev->line_len) != 0) {

@@ -70,4 +70,3 @@ int ptm_line_parse(ptm_line_t *l, const char *s, size_t n)
     l->rest = j;
     return 0;
 }
-

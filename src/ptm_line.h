@@ -2,7 +2,7 @@
  * {"seq":N,"ts":"..","stream":"site" (or "run"),"type":"..","data":...},
  * read without a JSON parser.  GET /events reads it from the files' lines
  * (the User's: a line of another shape is damage, not an error), and the
- * ring checks it once of each record it takes from an old state (a ring
+ * ring checks it once for each record it takes from an old state (a ring
  * line is then served by its record's numbers alone).  Pure functions:
  * no I/O, no allocation. */
 #ifndef PTM_LINE_H
