@@ -26,7 +26,7 @@
     ALIGN8(sizeof(rec_t) + (uint64_t)(type_len) + (line_len))
 
 /* The check of a record: everything after the field itself. */
-static uint32_t rec_check(const rec_t *r)
+uint32_t ptm_ring_check(const rec_t *r)
 {
     const char *after = (const char *)&r->check + sizeof(r->check);
 
@@ -141,7 +141,7 @@ void ptm_ring_append_locked(ptm_store_t *st, const rec_t *in,
         d += iov[i].iov_len;
     }
     memset(d, 0, (size_t)((char *)r + total - d));
-    r->check = rec_check(r);
+    r->check = ptm_ring_check(r);
     PTM_TEST_HOOK("ring:written", (unsigned)in->n);
     if (!h->ring_count) {
         h->ring_head = off;
@@ -208,7 +208,7 @@ static const rec_t *valid_at(const char *ring, uint64_t size, uint64_t off)
         || (uint64_t)r->type_len + r->line_len > r->len - sizeof(rec_t)
         || REC_TOTAL(r->type_len, r->line_len) != r->len
         || (r->flags & ~(REC_STORED | 1u)) || r->type_len < 2
-        || r->line_len < 8 || rec_check(r) != r->check || !line_ok(r)) {
+        || r->line_len < 8 || ptm_ring_check(r) != r->check || !line_ok(r)) {
         return NULL;
     }
     return r;
@@ -742,7 +742,7 @@ static int walk_index_locked(ptm_recent_info_t *info,
             if (!(r = idx_rec(h, ring, off, k || first ? 0 : b->first_n,
                               prev))
                 || r->n > b->last_n || (!k && !first
-                                        && rec_check(r) != r->check)) {
+                                        && ptm_ring_check(r) != r->check)) {
                 return -1;
             }
             prev = r->n + 1;
@@ -823,7 +823,7 @@ static const rec_t *hinted(const hdr_t *h, char *ring,
     if (r->n != pos->at || r->len < sizeof(rec_t) || r->len % 8
         || r->len > h->ring_size - off
         || REC_TOTAL(r->type_len, r->line_len) != r->len
-        || rec_check(r) != r->check) {
+        || ptm_ring_check(r) != r->check) {
         return NULL;
     }
     return r;

@@ -284,6 +284,10 @@ void ptm_view_own_locked(ptm_store_t *st, int s, uint32_t slot);
 
 /* ---- ptm_ring.c ----------------------------------------------------------- */
 
+/* The check of a record (FNV-1a of what follows the field): a torn write
+ * does not pass it.  Tests that plant a state make theirs right with it. */
+uint32_t ptm_ring_check(const rec_t *r);
+
 /* Hold a new event in the ring (inside the writing mark), dropping the
  * oldest to make room; an event bigger than the whole ring empties it
  * (the ring always holds every event from its oldest on).  The line is

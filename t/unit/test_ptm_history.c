@@ -41,7 +41,6 @@
 #include "ptm_json.h"
 #include "ptm_query.h"
 #include "ptm_runs.h"
-#include "ptm_hash.h"
 #include "ptm_store.h"
 #include "ptm_store_int.h"
 #include "ptm_test_hook.h"
@@ -1736,7 +1735,6 @@ static void plant_ring_line(fx_t *fx, int idx, const char *head,
 {
     hdr_t *h = (hdr_t *)fx->base;
     rec_t *r = (rec_t *)((char *)fx->base + h->ring + h->ring_head);
-    const char *after;
     char *line;
     size_t hl = strlen(head), tl = strlen(tail);
     int i;
@@ -1751,10 +1749,7 @@ static void plant_ring_line(fx_t *fx, int idx, const char *head,
     memset(line + hl + 1, 'x', r->line_len - hl - tl - 2);
     line[r->line_len - tl - 1] = '"';
     memcpy(line + r->line_len - tl, tail, tl);
-    after = (const char *)&r->check + sizeof(r->check);
-    r->check = ptm_fnv32(PTM_FNV32_START, after,
-                         sizeof(rec_t) - (size_t)(after - (const char *)r)
-                         + r->type_len + r->line_len);
+    r->check = ptm_ring_check(r);
     h->writing = 1;
     assert_int_equal(ptm_store_lock(fx->st), APR_SUCCESS);
     ptm_store_unlock(fx->st);
@@ -1800,12 +1795,11 @@ static void all_envelopes(fx_t *fx, const ptm_query_t *q, apr_time_t now)
 
 /* SPEC §11.6 (a crafted state is data: refused or checked, never served
  * as it is) and §12.2 (each event an envelope in the file form): GET
- * /events now selects a ring copy by its record's numbers and serves its
- * line unparsed (e5d3a0d), relying on the restore's check (c97f3e9), which
- * looks at the first 7 bytes only.  A crafted line {"seq":2,"note":"xx"}
- * (well-formed, starts with {"seq":) passes it and is served among the
- * events; before e5d3a0d it was skipped and counted (as it still is with
- * every=). */
+ * /events selects a ring copy by its record's numbers and serves its line
+ * unparsed (unless every= or run_id= needs the parse), so the restore
+ * must refuse a line that is not its record's envelope, such as a crafted
+ * {"seq":2,"note":"xx"} (well-formed, starting as an envelope does).  No
+ * form of the answer serves it, with every= or without. */
 static void test_restored_ring_line_not_envelope(void **state)
 {
     static fx_t fx;
@@ -1819,20 +1813,19 @@ static void test_restored_ring_line_not_envelope(void **state)
     plant_ring_line(&fx, 1, "{\"seq\":2,\"note\":", "}");
     q = query(&fx, d);
     q.every = 1000;
-    all_envelopes(&fx, &q, d + HOUR);           /* passes */
+    all_envelopes(&fx, &q, d + HOUR);
     q.every = 0;
-    all_envelopes(&fx, &q, d + HOUR);           /* fails */
+    all_envelopes(&fx, &q, d + HOUR);
     q.ndjson = 1;
     all_envelopes(&fx, &q, d + HOUR);
     fx_close(&fx);
 }
 
-/* The same restore keeps a line with a line break in it (JSON whitespace,
- * after "data":): the NDJSON answer then carries that event as two lines,
- * neither of them JSON (SPEC §12.2: one envelope per line; §11.6: never
- * malformed JSON).  This one is older than e5d3a0d/c97f3e9 (the prefix
- * parse never looked past "data":); the module itself never writes a raw
- * line break (compact JSON, escapes). */
+/* Nor a line with a line break in it (JSON whitespace, after "data":),
+ * which the prefix parse alone would pass: an NDJSON answer would carry
+ * that event as two lines, neither of them JSON (SPEC §12.2: one envelope
+ * per line; §11.6: never malformed JSON).  The module itself never writes
+ * a raw line break (compact JSON, escapes). */
 static void test_restored_ring_line_break(void **state)
 {
     static fx_t fx;

@@ -23,7 +23,6 @@
 #include <apr_global_mutex.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
-#include "ptm_hash.h"
 #include "ptm_store.h"
 #include "ptm_store_int.h"
 #include "ptm_test_hook.h"
@@ -814,17 +813,6 @@ static rec_t *second(fx_t *fx)
     return (rec_t *)((char *)r + r->len);
 }
 
-/* Make the check of `r` right again after its bytes were changed, as
- * ptm_ring.c computes it (a planted state would). */
-static void reseal(rec_t *r)
-{
-    const char *after = (const char *)&r->check + sizeof(r->check);
-
-    r->check = ptm_fnv32(PTM_FNV32_START, after,
-                         sizeof(rec_t) - (size_t)(after - (const char *)r)
-                         + r->type_len + r->line_len);
-}
-
 /* A writer dies (its writing mark left set) and the next event repairs
  * the state: the ring held a bad record, so it is dropped whole and only
  * that next event is held. */
@@ -894,7 +882,7 @@ static void test_repair_checks_envelope(void **state)
             memset(line, 'x', r->line_len);     /* a string */
             line[0] = line[r->line_len - 1] = '"';
         }
-        reseal(r);
+        r->check = ptm_ring_check(r);   /* as a planted state would */
         recent(&fx, &info, 0);
         assert_int_equal(info.count, 2);        /* held as it is, till ... */
         repair_drops_ring(&fx);                 /* ... a repair */
