@@ -18,7 +18,10 @@ keep-alive), two measures:
       each event the time from its POST's answer (last byte read) to its
       line's arrival: p50, p99 and max (reported; an event that arrives
       before its answer is read counts as 0).  Every event must arrive
-      once, in id order.
+      once, in id order.  An event due while all 8 connections still wait
+      for answers is sent when one is free (its lag is still measured from
+      its own answer); more than 1% of them so late means the rate was not
+      held, a problem.
 
 The exit status is 1 when a must bound or a check fails.
 
@@ -193,9 +196,11 @@ def lag(problems):
     finally:
         server.stop()
     seen, ids, twice = arrivals
-    if blocked:
-        problems.append("%d events waited for a connection (all 8 busy: the "
-                        "rate was not held)" % len(blocked))
+    # A stall of a few ms on a shared machine holds back an event or two;
+    # the rate is lost only when more do.
+    if len(blocked) > n_events // 100:
+        problems.append("%d events waited for a connection (all %d busy: the "
+                        "rate was not held)" % (len(blocked), POSTERS))
     if twice:
         problems.append("%d events arrived twice" % twice)
     if any(b <= a for a, b in zip(ids, ids[1:])):
@@ -210,7 +215,7 @@ def lag(problems):
         lags.append(max(0, d))
     lags.sort()
     return {"events": n_events, "arrived": len(seen), "lags": lags,
-            "early": early, "status": st}
+            "early": early, "late": len(blocked), "status": st}
 
 
 def read_arrivals(path, run, problems):
@@ -280,6 +285,8 @@ def main():
                           "%d/%d" % (lg["arrived"], lg["events"])))
     print("%-50s %12d" % ("  of which before the POST's answer was read",
                           lg["early"]))
+    print("%-50s %12d %10s" % ("events sent late (all %d connections busy)"
+                               % POSTERS, lg["late"], "<= 1%"))
     for k in ("PanoptesForwarded", "PanoptesForwardDropped",
               "PanoptesForwardRepeats", "PanoptesForwardLastError"):
         print("  %s (cat, at the end): %s" % (k, final.get(k)))
