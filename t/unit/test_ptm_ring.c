@@ -852,12 +852,14 @@ static void test_repair_checks_lines(void **state)
  * tells: GET /events selects a ring line by its record's numbers and
  * serves it as it is, so a state holding `"xx...x"`, or a line of another
  * seq, stream or type than its record (its check made right, as a planted
- * state would), would put it among the events. */
+ * state would), would put it among the events; nor one with a raw \r or
+ * \n in it (JSON whitespace, but an NDJSON answer or an SSE data line
+ * would be cut there). */
 static void test_repair_checks_envelope(void **state)
 {
     int how;
 
-    for (how = 0; how < 4; how++) {
+    for (how = 0; how < 6; how++) {
         fx_t fx;
         ptm_recent_info_t info;
         rec_t *r;
@@ -865,7 +867,7 @@ static void test_repair_checks_envelope(void **state)
 
         fx_open(&fx, 4096);
         post(&fx, PTM_STREAM_SITE, "a", "1", 1, 0, NULL);
-        post(&fx, PTM_STREAM_SITE, "a", "2", 1, 0, NULL);
+        post(&fx, PTM_STREAM_SITE, "a", "12", 1, 0, NULL);
         r = second(&fx);
         line = (char *)(r + 1) + r->type_len;
         assert_memory_equal(line, "{\"seq\":2,", 9);
@@ -878,9 +880,15 @@ static void test_repair_checks_envelope(void **state)
         else if (how == 2) {
             ((char *)(r + 1))[1] = 'b';         /* the record says "b" */
         }
-        else {
+        else if (how == 3) {
             memset(line, 'x', r->line_len);     /* a string */
             line[0] = line[r->line_len - 1] = '"';
+        }
+        else {
+            char *d = memmem(line, r->line_len, "\"data\":12,", 10);
+
+            assert_non_null(d);                 /* "data":<CR>2 */
+            d[7] = how == 4 ? '\r' : '\n';
         }
         r->check = ptm_ring_check(r);   /* as a planted state would */
         recent(&fx, &info, 0);
